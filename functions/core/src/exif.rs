@@ -1,0 +1,205 @@
+//! EXIF reading (kamadak-exif): orientation for the pixels, camera facts and GPS for the metadata.
+//!
+//! Malformed EXIF never fails an image: a source whose EXIF cannot be parsed is processed as if it had
+//! none (orientation 1, no camera facts). Derivatives never carry EXIF, so nothing here leaks.
+
+use std::io::Cursor;
+
+use exif::{In, Tag, Value};
+
+/// Camera facts from EXIF, for the metadata document. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CameraInfo {
+    /// Camera maker (`Make`).
+    pub make: Option<String>,
+    /// Camera model (`Model`).
+    pub model: Option<String>,
+    /// Lens model (`LensModel`, else `LensMake`).
+    pub lens: Option<String>,
+    /// ISO sensitivity (`PhotographicSensitivity`).
+    pub iso: Option<u32>,
+    /// Exposure time as written by cameras, e.g. `1/250`.
+    pub exposure_time: Option<String>,
+    /// Exposure time in seconds.
+    pub exposure_seconds: Option<f64>,
+    /// Aperture f-number, e.g. 2.8.
+    pub f_number: Option<f64>,
+    /// Focal length in millimetres.
+    pub focal_length_mm: Option<f64>,
+    /// `DateTimeOriginal` as ISO 8601 (`2008-10-22T16:28:39`), with the offset when `OffsetTimeOriginal` is present.
+    pub date_taken: Option<String>,
+}
+
+impl CameraInfo {
+    /// True when no field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == CameraInfo::default()
+    }
+}
+
+/// GPS position in decimal degrees (south and west negative) and metres above sea level.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpsPosition {
+    /// Latitude, −90…90.
+    pub latitude: f64,
+    /// Longitude, −180…180.
+    pub longitude: f64,
+    /// Altitude in metres (negative below sea level), when recorded.
+    pub altitude_m: Option<f64>,
+}
+
+/// Everything imgpipe reads from EXIF.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExifData {
+    /// Raw orientation tag 1–8 (1 when absent or invalid).
+    pub orientation: u8,
+    /// Camera facts.
+    pub camera: CameraInfo,
+    /// GPS position, when a usable latitude and longitude are present.
+    pub gps: Option<GpsPosition>,
+}
+
+/// Reads EXIF from any container kamadak-exif knows (JPEG, TIFF, PNG, WebP). Never fails.
+pub fn read(bytes: &[u8]) -> ExifData {
+    let mut reader = exif::Reader::new();
+    reader.continue_on_error(true);
+    let parsed = match reader.read_from_container(&mut Cursor::new(bytes)) {
+        Ok(exif) => exif,
+        Err(exif::Error::PartialResult(partial)) => partial.into_inner().0,
+        Err(_) => return ExifData { orientation: 1, ..Default::default() },
+    };
+    let field = |tag: Tag| parsed.get_field(tag, In::PRIMARY).map(|f| &f.value);
+    let text = |tag: Tag| field(tag).and_then(ascii);
+    let rational = |tag: Tag| field(tag).and_then(|v| first_rational(v));
+
+    let orientation = field(Tag::Orientation).and_then(|v| v.get_uint(0)).filter(|o| (1..=8).contains(o)).unwrap_or(1);
+    let date_taken = text(Tag::DateTimeOriginal).or_else(|| text(Tag::DateTime)).and_then(|d| exif_date_to_iso(&d)).map(
+        |d| match text(Tag::OffsetTimeOriginal) {
+            Some(offset) if offset.len() == 6 => format!("{d}{offset}"),
+            _ => d,
+        },
+    );
+    let exposure_seconds = rational(Tag::ExposureTime);
+    let exposure_time = match field(Tag::ExposureTime) {
+        Some(Value::Rational(r)) if !r.is_empty() && r[0].denom != 0 => Some(format_exposure(r[0].num, r[0].denom)),
+        _ => None,
+    };
+    let camera = CameraInfo {
+        make: text(Tag::Make),
+        model: text(Tag::Model),
+        lens: text(Tag::LensModel).or_else(|| text(Tag::LensMake)),
+        iso: field(Tag::PhotographicSensitivity).and_then(|v| v.get_uint(0)),
+        exposure_time,
+        exposure_seconds,
+        f_number: rational(Tag::FNumber),
+        focal_length_mm: rational(Tag::FocalLength),
+        date_taken,
+    };
+    let gps = read_gps(&parsed);
+    ExifData { orientation: orientation as u8, camera, gps }
+}
+
+fn read_gps(parsed: &exif::Exif) -> Option<GpsPosition> {
+    let field = |tag: Tag| parsed.get_field(tag, In::PRIMARY).map(|f| &f.value);
+    let degrees = |tag: Tag| match field(tag) {
+        Some(Value::Rational(r)) if r.len() == 3 && r.iter().all(|x| x.denom != 0) => {
+            Some(r[0].to_f64() + r[1].to_f64() / 60.0 + r[2].to_f64() / 3600.0)
+        }
+        _ => None,
+    };
+    let reference = |tag: Tag| field(tag).and_then(ascii).unwrap_or_default();
+    let mut latitude = degrees(Tag::GPSLatitude)?;
+    let mut longitude = degrees(Tag::GPSLongitude)?;
+    if reference(Tag::GPSLatitudeRef).eq_ignore_ascii_case("S") {
+        latitude = -latitude;
+    }
+    if reference(Tag::GPSLongitudeRef).eq_ignore_ascii_case("W") {
+        longitude = -longitude;
+    }
+    if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+        return None;
+    }
+    let altitude_m = field(Tag::GPSAltitude).and_then(first_rational).map(|alt| {
+        let below = matches!(field(Tag::GPSAltitudeRef), Some(Value::Byte(b)) if b.first() == Some(&1));
+        if below { -alt } else { alt }
+    });
+    Some(GpsPosition { latitude: round6(latitude), longitude: round6(longitude), altitude_m: altitude_m.map(round1) })
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn ascii(value: &Value) -> Option<String> {
+    match value {
+        Value::Ascii(parts) => {
+            let joined = parts.iter().map(|p| String::from_utf8_lossy(p).trim().to_string()).collect::<Vec<_>>().join(" ");
+            let cleaned = joined.trim_matches(char::from(0)).trim().to_string();
+            (!cleaned.is_empty()).then_some(cleaned)
+        }
+        _ => None,
+    }
+}
+
+fn first_rational(value: &Value) -> Option<f64> {
+    match value {
+        Value::Rational(r) => r.first().filter(|x| x.denom != 0).map(|x| x.to_f64()),
+        Value::SRational(r) => r.first().filter(|x| x.denom != 0).map(|x| x.to_f64()),
+        _ => None,
+    }
+}
+
+fn format_exposure(num: u32, denom: u32) -> String {
+    if num == 0 {
+        return "0".into();
+    }
+    if num >= denom {
+        let seconds = f64::from(num) / f64::from(denom);
+        return if seconds.fract() == 0.0 { format!("{seconds}") } else { format!("{seconds:.1}") };
+    }
+    format!("1/{}", (f64::from(denom) / f64::from(num)).round())
+}
+
+/// `2008:10:22 16:28:39` → `2008-10-22T16:28:39`; None when it is not a date.
+fn exif_date_to_iso(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    if b.len() < 19 || b[4] != b':' || b[7] != b':' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19];
+    if !digits.iter().all(|r| b[r.clone()].iter().all(u8::is_ascii_digit)) || &raw[0..4] == "0000" {
+        return None;
+    }
+    Some(format!("{}-{}-{}T{}:{}:{}", &raw[0..4], &raw[5..7], &raw[8..10], &raw[11..13], &raw[14..16], &raw[17..19]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_exposure_like_cameras() {
+        assert_eq!(format_exposure(1, 250), "1/250");
+        assert_eq!(format_exposure(10, 2500), "1/250");
+        assert_eq!(format_exposure(2, 1), "2");
+        assert_eq!(format_exposure(5, 2), "2.5");
+    }
+
+    #[test]
+    fn converts_exif_dates() {
+        assert_eq!(exif_date_to_iso("2008:10:22 16:28:39").as_deref(), Some("2008-10-22T16:28:39"));
+        assert_eq!(exif_date_to_iso("0000:00:00 00:00:00"), None);
+        assert_eq!(exif_date_to_iso("garbage"), None);
+    }
+
+    #[test]
+    fn no_exif_means_upright_and_empty() {
+        let data = read(b"not an image at all");
+        assert_eq!(data.orientation, 1);
+        assert!(data.camera.is_empty());
+        assert!(data.gps.is_none());
+    }
+}

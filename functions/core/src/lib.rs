@@ -1,0 +1,44 @@
+//! imgpipe-core: the pure image pipeline. Bytes and presets in, derivatives and a metadata document
+//! out. No AWS, no async runtime, no environment reads: everything it needs is an argument.
+//!
+//! `probe header ⇒ check limits ⇒ read EXIF ⇒ plan ⇒ decode (shrink-on-load) ⇒ orient ⇒ resize ×N ⇒ encode ×N ⇒ metadata`
+//!
+//! # Layout
+//! - [`pipeline`]: the steps in order ([`process`] is the entry point).
+//! - [`format`] and [`probe`]: magic-byte sniffing and header-only dimensions.
+//! - [`limits`]: byte and pixel limits checked before decoding.
+//! - [`exif`]: orientation, camera facts and GPS.
+//! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order.
+//! - [`decode`], [`orient`], [`resize`], [`blur`], [`encode`]: the pixel steps.
+//! - [`preset`]: preset files, validation and the preset-set hash.
+//! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
+//! - [`error`]: error kinds; every core error is permanent (bad input or config).
+#![warn(missing_docs)]
+
+pub mod blur;
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod exif;
+pub mod format;
+pub mod layout;
+pub mod limits;
+pub mod metadata;
+pub mod orient;
+pub mod pipeline;
+pub mod pixels;
+pub mod plan;
+pub mod preset;
+pub mod probe;
+pub mod resize;
+
+pub use error::{ErrorKind, PipelineError};
+pub use layout::OutputLayout;
+pub use limits::Limits;
+pub use metadata::Metadata;
+pub use pipeline::{Derivative, Failed, GpsPolicy, Options, Processed, SourceRef, process};
+pub use preset::{OutputFormat, Preset, PresetSet};
+pub use resize::ResizeEngine;
+
+/// Version of the pipeline, part of every metadata document and of the preset-set hash.
+pub const PIPELINE_VERSION: &str = env!("CARGO_PKG_VERSION");

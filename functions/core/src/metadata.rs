@@ -1,0 +1,156 @@
+//! The metadata document written next to the derivatives (`metadata.json`), schema version 1.
+//! README.md documents every field; change [`SCHEMA`] when a field changes meaning or goes away.
+
+use crate::exif::{CameraInfo, GpsPosition};
+
+/// Schema identifier written into every document.
+pub const SCHEMA: &str = "imgpipe.metadata/v1";
+
+/// Outcome of processing one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every derivative was written.
+    Done,
+    /// Processing stopped with `error`; the message went to the dead-letter queue.
+    Failed,
+}
+
+/// Why processing failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorInfo {
+    /// Stable code: `empty`, `unsupported`, `corrupt`, `over_limit`, `source_missing`, `retries_exhausted`, …
+    pub kind: String,
+    /// What happened and what to do about it.
+    pub message: String,
+    /// Whether a retry of the same input could succeed.
+    pub retryable: bool,
+}
+
+/// The source object and what its header and EXIF say.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourceInfo {
+    /// Ingest bucket.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// S3 ETag (without quotes), when known.
+    pub etag: Option<String>,
+    /// SHA-256 of the source bytes, hex.
+    pub sha256: Option<String>,
+    /// Source size in bytes.
+    pub bytes: Option<u64>,
+    /// Format sniffed from the bytes.
+    pub format: Option<String>,
+    /// Width after EXIF orientation.
+    pub width: Option<u32>,
+    /// Height after EXIF orientation.
+    pub height: Option<u32>,
+    /// Raw EXIF orientation tag (1–8).
+    pub orientation: Option<u8>,
+    /// Progressive JPEG.
+    pub progressive: Option<bool>,
+}
+
+/// One derivative written to the output bucket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DerivativeInfo {
+    /// Preset name.
+    pub preset: String,
+    /// Output object key.
+    pub key: String,
+    /// `jpeg`, `webp` or `png`.
+    pub format: String,
+    /// MIME type set as Content-Type.
+    pub content_type: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Source bytes ÷ derivative bytes (how many times smaller the derivative is).
+    pub compression_ratio: f64,
+}
+
+/// Wall-clock milliseconds per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    /// Downloading the source.
+    pub fetch: f64,
+    /// Probing, EXIF and decoding (including shrink-on-load and orientation).
+    pub decode: f64,
+    /// All resizes (and placeholder blur).
+    pub resize: f64,
+    /// All encodes.
+    pub encode: f64,
+    /// Uploading derivatives.
+    pub put: f64,
+    /// Whole job.
+    pub total: f64,
+}
+
+/// The metadata document.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// imgpipe version that produced the document.
+    pub pipeline_version: String,
+    /// Hash of the preset set and pipeline version; equal hashes mean equal outputs.
+    pub preset_set_hash: String,
+    /// `done` or `failed`.
+    pub status: Status,
+    /// Set when `status` is `failed`.
+    pub error: Option<ErrorInfo>,
+    /// The source.
+    pub source: SourceInfo,
+    /// Camera facts from EXIF (absent when the source has none).
+    pub exif: Option<CameraInfo>,
+    /// GPS position in decimal degrees; absent when the source has none or the GPS policy is `omit`.
+    pub gps: Option<GpsPosition>,
+    /// Derivatives, in preset order.
+    pub derivatives: Vec<DerivativeInfo>,
+    /// Per-stage timings.
+    pub timings_ms: Timings,
+    /// When the document was written (RFC 3339, UTC); filled by the cloud edge.
+    pub processed_at: Option<String>,
+}
+
+impl Metadata {
+    /// An empty document for `source`, before anything is known.
+    pub fn new(source: SourceInfo, preset_set_hash: &str) -> Self {
+        Self {
+            schema: SCHEMA.into(),
+            pipeline_version: crate::PIPELINE_VERSION.into(),
+            preset_set_hash: preset_set_hash.into(),
+            status: Status::Done,
+            error: None,
+            source,
+            exif: None,
+            gps: None,
+            derivatives: Vec::new(),
+            timings_ms: Timings::default(),
+            processed_at: None,
+        }
+    }
+
+    /// Marks the document failed with `kind`/`message`.
+    pub fn fail(&mut self, kind: &str, message: &str, retryable: bool) {
+        self.status = Status::Failed;
+        self.error = Some(ErrorInfo { kind: kind.into(), message: message.into(), retryable });
+        self.derivatives.clear();
+    }
+
+    /// True when this document records a finished job for `etag` made with `preset_set_hash`.
+    pub fn is_done_for(&self, etag: &str, preset_set_hash: &str) -> bool {
+        self.status == Status::Done
+            && self.preset_set_hash == preset_set_hash
+            && self.source.etag.as_deref().map(strip_quotes) == Some(strip_quotes(etag))
+    }
+}
+
+/// `"abc"` → `abc` (S3 returns ETags quoted, events carry them bare).
+pub fn strip_quotes(etag: &str) -> &str {
+    etag.trim_matches('"')
+}

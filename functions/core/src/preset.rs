@@ -1,0 +1,295 @@
+//! Presets: what derivatives to make. Parsed and validated once at start-up, so a bad preset stops the
+//! deploy with a message naming the preset and the field, not the thousandth image.
+
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{PipelineError, Result};
+
+/// The preset set compiled into imgpipe, used when no preset file is configured.
+pub const DEFAULT_PRESETS_TOML: &str = include_str!("../presets/default.toml");
+
+/// Largest width or height a preset may ask for.
+pub const MAX_PRESET_DIMENSION: u32 = 16_384;
+
+/// How a source is fitted into a preset's box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Keep the aspect ratio; the result fits within the box (default).
+    #[default]
+    Inside,
+    /// Keep the aspect ratio; crop the centre so the result fills the box exactly.
+    Cover,
+    /// Ignore the aspect ratio; stretch to the box.
+    Fill,
+}
+
+/// Encoded output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// JPEG via libjpeg-turbo. Alpha is flattened onto the background colour.
+    Jpeg,
+    /// Lossy WebP via libwebp. Alpha is kept.
+    Webp,
+    /// PNG (lossless). Alpha is kept.
+    Png,
+}
+
+impl OutputFormat {
+    /// File extension used in output keys.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Webp => "webp",
+            OutputFormat::Png => "png",
+        }
+    }
+
+    /// MIME type for the `Content-Type` header.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+            OutputFormat::Png => "image/png",
+        }
+    }
+
+    /// Lower-case name as written in metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Webp => "webp",
+            OutputFormat::Png => "png",
+        }
+    }
+}
+
+/// JPEG chroma subsampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ChromaSubsampling {
+    /// Half resolution chroma in both directions (default; what browsers and cameras use).
+    #[default]
+    #[serde(rename = "4:2:0")]
+    Yuv420,
+    /// Full resolution chroma (sharper colour edges, larger files).
+    #[serde(rename = "4:4:4")]
+    Yuv444,
+}
+
+/// One derivative recipe.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    /// Name used in output keys and metadata: lower-case letters, digits, `-` and `_`.
+    pub name: String,
+    /// Box width in pixels. At least one of `width` and `height` is required.
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Box height in pixels.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// How to fit the source into the box. Default: `inside`.
+    #[serde(default)]
+    pub fit: Fit,
+    /// Output format. Default: `jpeg`.
+    #[serde(default = "default_format")]
+    pub format: OutputFormat,
+    /// Encoder quality 1–100 (JPEG and WebP; ignored for PNG). Default: 80.
+    #[serde(default = "default_quality")]
+    pub quality: u8,
+    /// Progressive JPEG. Default: false.
+    #[serde(default)]
+    pub progressive: bool,
+    /// JPEG chroma subsampling. Default: `4:2:0`.
+    #[serde(default)]
+    pub chroma_subsampling: ChromaSubsampling,
+    /// libwebp effort 0 (fast) – 6 (small). Default: 4.
+    #[serde(default = "default_webp_method")]
+    pub webp_method: u8,
+    /// Gaussian blur sigma in output pixels, for placeholders. Default: none.
+    #[serde(default)]
+    pub blur: Option<f32>,
+    /// Allow output larger than the source. Default: false (never upscale).
+    #[serde(default)]
+    pub upscale: bool,
+}
+
+fn default_format() -> OutputFormat {
+    OutputFormat::Jpeg
+}
+fn default_quality() -> u8 {
+    80
+}
+fn default_webp_method() -> u8 {
+    4
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetFile {
+    preset: Vec<Preset>,
+}
+
+/// A validated, non-empty list of presets with a stable hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetSet {
+    presets: Vec<Preset>,
+    hash: String,
+}
+
+impl PresetSet {
+    /// The built-in default set (thumbnail, preview, webp, blur, low-quality).
+    pub fn default_set() -> Self {
+        Self::from_toml(DEFAULT_PRESETS_TOML).expect("built-in presets are valid")
+    }
+
+    /// Parses a TOML document of `[[preset]]` tables and validates it.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let file: PresetFile =
+            toml::from_str(text).map_err(|e| PipelineError::config(format!("preset file is not valid TOML: {e}")))?;
+        Self::new(file.preset)
+    }
+
+    /// Parses a JSON document `{"preset": [...]}` (or a bare array) and validates it.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let presets = match serde_json::from_str::<PresetFile>(text) {
+            Ok(file) => file.preset,
+            Err(first) => serde_json::from_str::<Vec<Preset>>(text)
+                .map_err(|_| PipelineError::config(format!("preset file is not valid JSON: {first}")))?,
+        };
+        Self::new(presets)
+    }
+
+    /// Parses by file name: `.json` as JSON, anything else as TOML.
+    pub fn from_file_text(file_name: &str, text: &str) -> Result<Self> {
+        if file_name.ends_with(".json") { Self::from_json(text) } else { Self::from_toml(text) }
+    }
+
+    /// Validates `presets` and computes the set hash.
+    pub fn new(presets: Vec<Preset>) -> Result<Self> {
+        if presets.is_empty() {
+            return Err(PipelineError::config("the preset set is empty; define at least one [[preset]]"));
+        }
+        let mut names = HashSet::new();
+        for preset in &presets {
+            validate(preset)?;
+            if !names.insert(preset.name.as_str()) {
+                return Err(PipelineError::config(format!("preset '{}': name: defined twice", preset.name)));
+            }
+        }
+        let canonical = serde_json::to_vec(&presets).expect("presets serialise");
+        let mut hasher = Sha256::new();
+        hasher.update(crate::PIPELINE_VERSION.as_bytes());
+        hasher.update(&canonical);
+        let hash = hex::encode(&hasher.finalize()[..8]);
+        Ok(Self { presets, hash })
+    }
+
+    /// The presets, in configuration order.
+    pub fn presets(&self) -> &[Preset] {
+        &self.presets
+    }
+
+    /// Hex hash of the presets and the pipeline version: equal hashes produce equal outputs.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
+fn validate(p: &Preset) -> Result<()> {
+    let fail = |field: &str, why: String| Err(PipelineError::config(format!("preset '{}': {field}: {why}", p.name)));
+    if p.name.is_empty()
+        || p.name.len() > 64
+        || !p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return fail("name", "use 1–64 lower-case letters, digits, '-' or '_'".into());
+    }
+    if p.name == "metadata" {
+        return fail("name", "'metadata' is reserved for the metadata document".into());
+    }
+    for (field, value) in [("width", p.width), ("height", p.height)] {
+        if let Some(v) = value
+            && !(1..=MAX_PRESET_DIMENSION).contains(&v)
+        {
+            return fail(field, format!("{v} is outside 1..={MAX_PRESET_DIMENSION}"));
+        }
+    }
+    if p.width.is_none() && p.height.is_none() {
+        return fail("width", "set width, height or both".into());
+    }
+    if matches!(p.fit, Fit::Cover | Fit::Fill) && (p.width.is_none() || p.height.is_none()) {
+        return fail("fit", format!("'{:?}' needs both width and height", p.fit).to_lowercase());
+    }
+    if !(1..=100).contains(&p.quality) {
+        return fail("quality", format!("{} is outside 1..=100", p.quality));
+    }
+    if p.webp_method > 6 {
+        return fail("webp_method", format!("{} is outside 0..=6", p.webp_method));
+    }
+    if let Some(sigma) = p.blur
+        && !(sigma.is_finite() && sigma > 0.0 && sigma <= 100.0)
+    {
+        return fail("blur", format!("{sigma} is outside (0, 100]"));
+    }
+    if p.progressive && p.format != OutputFormat::Jpeg {
+        return fail("progressive", "only JPEG output can be progressive".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_set_is_valid_and_has_the_seed_outputs() {
+        let set = PresetSet::default_set();
+        let names: Vec<&str> = set.presets().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["thumbnail", "preview", "webp", "blur", "low-quality"]);
+        assert_eq!(set.hash().len(), 16);
+        let preview = &set.presets()[1];
+        assert!(preview.progressive && preview.quality == 85 && preview.fit == Fit::Inside);
+    }
+
+    #[test]
+    fn hash_changes_with_any_field() {
+        let a = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10").unwrap();
+        let b = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=11").unwrap();
+        let a2 = PresetSet::from_toml("[[preset]]\nname = 'a'\nwidth = 10\n").unwrap();
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), a2.hash());
+    }
+
+    #[test]
+    fn errors_name_the_preset_and_field() {
+        let cases = [
+            ("[[preset]]\nname='x'\nwidth=0", "preset 'x': width"),
+            ("[[preset]]\nname='x'\nwidth=10\nquality=101", "preset 'x': quality"),
+            ("[[preset]]\nname='x'\nwidth=10\nfit='cover'", "preset 'x': fit"),
+            ("[[preset]]\nname='x'", "preset 'x': width"),
+            ("[[preset]]\nname='Bad Name'\nwidth=1", "preset 'Bad Name': name"),
+            ("[[preset]]\nname='x'\nwidth=1\n[[preset]]\nname='x'\nwidth=2", "preset 'x': name: defined twice"),
+            ("[[preset]]\nname='x'\nwidth=1\nformat='webp'\nprogressive=true", "preset 'x': progressive"),
+            ("[[preset]]\nname='x'\nwidth=1\nblur=-1.0", "preset 'x': blur"),
+            ("[[preset]]\nname='x'\nwidth=1\nwebp_method=9", "preset 'x': webp_method"),
+        ];
+        for (text, expected) in cases {
+            let err = PresetSet::from_toml(text).unwrap_err();
+            assert!(err.message.contains(expected), "{text:?} gave {}", err.message);
+        }
+        let unknown = PresetSet::from_toml("[[preset]]\nname='x'\nwidht=1").unwrap_err();
+        assert!(unknown.message.contains("widht"), "{}", unknown.message);
+    }
+
+    #[test]
+    fn json_form_parses_like_toml() {
+        let json = r#"{"preset":[{"name":"a","width":10,"format":"webp","quality":70}]}"#;
+        let toml = "[[preset]]\nname='a'\nwidth=10\nformat='webp'\nquality=70";
+        assert_eq!(PresetSet::from_json(json).unwrap(), PresetSet::from_toml(toml).unwrap());
+        assert!(PresetSet::from_json(r#"[{"name":"a","width":10}]"#).is_ok());
+        assert!(PresetSet::from_file_text("p.json", "{").is_err());
+    }
+}
