@@ -1,0 +1,194 @@
+//! Deployment configuration, read once at start-up from environment variables. Every setting has a
+//! documented default (README.md "Configuration"); a bad value or a bad preset file stops start-up
+//! with a message naming the variable.
+
+use std::time::Duration;
+
+use imgpipe_core::{GpsPolicy, Limits, OutputLayout, PresetSet};
+
+/// Everything the handler needs besides AWS clients.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `IMGPIPE_OUTPUT_BUCKET` (required): bucket for derivatives and metadata.
+    pub output_bucket: String,
+    /// `IMGPIPE_OUTPUT_PREFIX` (default `derived/`): key prefix of every output.
+    pub layout: OutputLayout,
+    /// `IMGPIPE_DLQ_URL` (required): queue that receives permanently failed messages with their reason.
+    pub dlq_url: String,
+    /// `IMGPIPE_PRESETS_FILE` (default: built-in set): TOML or JSON preset file.
+    pub presets: PresetSet,
+    /// `IMGPIPE_MAX_SOURCE_BYTES`, `IMGPIPE_MAX_PIXELS`, `IMGPIPE_MAX_WIDTH`, `IMGPIPE_MAX_HEIGHT`.
+    pub limits: Limits,
+    /// `IMGPIPE_GPS` (`include` | `omit`, default `include`): GPS in metadata (never in derivatives).
+    pub gps: GpsPolicy,
+    /// `IMGPIPE_JPEG_BACKGROUND` (default `#ffffff`): colour under transparent pixels in JPEG outputs.
+    pub background: [u8; 3],
+    /// `IMGPIPE_CACHE_CONTROL` (default `public, max-age=86400, s-maxage=31536000`): on derivatives.
+    pub cache_control: String,
+    /// `IMGPIPE_METADATA_CACHE_CONTROL` (default `public, max-age=60`): on metadata.json.
+    pub metadata_cache_control: String,
+    /// `IMGPIPE_MAX_ATTEMPTS` (default 5, = the queue's maxReceiveCount): receives before a transient
+    /// failure is dead-lettered by the handler with its reason.
+    pub max_attempts: u32,
+    /// `IMGPIPE_RETRY_BASE_SECONDS` (default 10): first retry delay; doubles per receive.
+    pub retry_base: Duration,
+    /// `IMGPIPE_RETRY_MAX_SECONDS` (default 900): longest retry delay.
+    pub retry_max: Duration,
+    /// `IMGPIPE_CONCURRENCY` (default: CPU count): images processed at once per process.
+    pub concurrency: usize,
+    /// `AWS_ENDPOINT_URL` (default: AWS): set for LocalStack; switches S3 to path-style addressing.
+    pub endpoint_url: Option<String>,
+}
+
+/// A configuration error: which variable, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |variable: &'static str| {
+            lookup(variable).ok_or_else(|| ConfigError { variable, message: "is required".into() })
+        };
+        let number = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(variable) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError { variable, message: format!("'{v}' is not a whole number") }),
+            }
+        };
+        let presets = match lookup("IMGPIPE_PRESETS_FILE") {
+            None => PresetSet::default_set(),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                    variable: "IMGPIPE_PRESETS_FILE",
+                    message: format!("cannot read {path}: {e}"),
+                })?;
+                PresetSet::from_file_text(&path, &text)
+                    .map_err(|e| ConfigError { variable: "IMGPIPE_PRESETS_FILE", message: format!("{path}: {}", e.message) })?
+            }
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_source_bytes: number("IMGPIPE_MAX_SOURCE_BYTES", defaults.max_source_bytes)?,
+            max_pixels: number("IMGPIPE_MAX_PIXELS", defaults.max_pixels)?,
+            max_width: number("IMGPIPE_MAX_WIDTH", u64::from(defaults.max_width))?.min(u64::from(u32::MAX)) as u32,
+            max_height: number("IMGPIPE_MAX_HEIGHT", u64::from(defaults.max_height))?.min(u64::from(u32::MAX)) as u32,
+        };
+        let gps = match lookup("IMGPIPE_GPS").as_deref() {
+            None | Some("include") => GpsPolicy::Include,
+            Some("omit") => GpsPolicy::Omit,
+            Some(other) => {
+                return Err(ConfigError { variable: "IMGPIPE_GPS", message: format!("'{other}' is not 'include' or 'omit'") });
+            }
+        };
+        let background = match lookup("IMGPIPE_JPEG_BACKGROUND") {
+            None => [255, 255, 255],
+            Some(v) => parse_hex_colour(&v)
+                .ok_or_else(|| ConfigError { variable: "IMGPIPE_JPEG_BACKGROUND", message: format!("'{v}' is not a #rrggbb colour") })?,
+        };
+        let max_attempts = number("IMGPIPE_MAX_ATTEMPTS", 5)?;
+        if max_attempts == 0 {
+            return Err(ConfigError { variable: "IMGPIPE_MAX_ATTEMPTS", message: "must be at least 1".into() });
+        }
+        let concurrency = number("IMGPIPE_CONCURRENCY", std::thread::available_parallelism().map_or(2, |n| n.get() as u64))?;
+        Ok(Self {
+            output_bucket: required("IMGPIPE_OUTPUT_BUCKET")?,
+            layout: OutputLayout { prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()) },
+            dlq_url: required("IMGPIPE_DLQ_URL")?,
+            presets,
+            limits,
+            gps,
+            background,
+            cache_control: lookup("IMGPIPE_CACHE_CONTROL").unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),
+            metadata_cache_control: lookup("IMGPIPE_METADATA_CACHE_CONTROL").unwrap_or_else(|| "public, max-age=60".into()),
+            max_attempts: max_attempts as u32,
+            retry_base: Duration::from_secs(number("IMGPIPE_RETRY_BASE_SECONDS", 10)?),
+            retry_max: Duration::from_secs(number("IMGPIPE_RETRY_MAX_SECONDS", 900)?),
+            concurrency: concurrency.max(1) as usize,
+            endpoint_url: lookup("AWS_ENDPOINT_URL"),
+        })
+    }
+
+    /// The core pipeline options this configuration implies.
+    pub fn pipeline_options(&self) -> imgpipe_core::Options {
+        imgpipe_core::Options { limits: self.limits, gps: self.gps, background: self.background, layout: self.layout.clone() }
+    }
+
+    /// Delay before the next attempt after `receive_count` receives: base × 2^(n−1), capped.
+    pub fn retry_delay(&self, receive_count: u32) -> Duration {
+        let factor = 1u32.checked_shl(receive_count.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+fn parse_hex_colour(v: &str) -> Option<[u8; 3]> {
+    let hex = v.strip_prefix('#').unwrap_or(v);
+    if hex.len() != 6 {
+        return None;
+    }
+    let channel = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some([channel(0)?, channel(2)?, channel(4)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> =
+            [("IMGPIPE_OUTPUT_BUCKET", "out"), ("IMGPIPE_DLQ_URL", "http://dlq")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.layout.prefix, "derived/");
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.background, [255, 255, 255]);
+        assert_eq!(c.presets.presets().len(), 5);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(config(&[("IMGPIPE_MAX_PIXELS", "lots")]).unwrap_err().variable, "IMGPIPE_MAX_PIXELS");
+        assert_eq!(config(&[("IMGPIPE_GPS", "maybe")]).unwrap_err().variable, "IMGPIPE_GPS");
+        assert_eq!(config(&[("IMGPIPE_JPEG_BACKGROUND", "#12")]).unwrap_err().variable, "IMGPIPE_JPEG_BACKGROUND");
+        assert_eq!(config(&[("IMGPIPE_PRESETS_FILE", "/nonexistent.toml")]).unwrap_err().variable, "IMGPIPE_PRESETS_FILE");
+        let no_bucket = Config::from_lookup(|_| None).unwrap_err();
+        assert_eq!(no_bucket.variable, "IMGPIPE_OUTPUT_BUCKET");
+    }
+
+    #[test]
+    fn a_bad_preset_file_stops_start_up_naming_preset_and_field() {
+        let dir = std::env::temp_dir().join(format!("imgpipe-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("presets.toml");
+        std::fs::write(&path, "[[preset]]\nname='thumb'\nwidth=10\nquality=0\n").unwrap();
+        let err = config(&[("IMGPIPE_PRESETS_FILE", path.to_str().unwrap())]).unwrap_err();
+        assert!(err.to_string().contains("preset 'thumb': quality"), "{err}");
+    }
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        let c = config(&[("IMGPIPE_RETRY_BASE_SECONDS", "10"), ("IMGPIPE_RETRY_MAX_SECONDS", "60")]).unwrap();
+        let delays: Vec<u64> = (1..=5).map(|n| c.retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 60, 60]);
+    }
+}

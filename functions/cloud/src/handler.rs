@@ -1,0 +1,308 @@
+//! The batch handler both drivers call: SQS messages in, one [`Outcome`] per message out.
+//!
+//! Per message: `parse body ⇒ for each record: skip test events, non-creations and output keys ⇒
+//! skip if already done (same ETag, same preset hash) ⇒ fetch ⇒ process (blocking pool) ⇒ put
+//! derivatives ⇒ put metadata.json last`. Permanent failures write a `failed` metadata document and
+//! go to the DLQ with the reason; transient ones are retried with exponential backoff until
+//! `max_attempts`, then dead-lettered with the last reason.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::SqsMessage;
+use futures::StreamExt;
+use imgpipe_core::metadata::Status;
+use imgpipe_core::{Metadata, ResizeEngine, SourceRef};
+
+use crate::config::Config;
+use crate::event::{Notification, ObjectEvent, parse_body};
+use crate::failure::Failure;
+use crate::queue::{self, DeadLetter};
+use crate::store;
+
+/// What happened to one message. The driver deletes every message except [`Outcome::Retry`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// All records processed (or already done).
+    Done {
+        /// Records processed now.
+        processed: usize,
+        /// Records skipped because a `done` document for the same ETag and presets exists.
+        skipped: usize,
+    },
+    /// Nothing to do (s3:TestEvent, deletions, keys under the output location).
+    Ignored {
+        /// Why.
+        reason: String,
+    },
+    /// Failed permanently or ran out of attempts; sent to the DLQ with `failure`.
+    DeadLettered {
+        /// The reason written to the DLQ.
+        failure: Failure,
+    },
+    /// Failed transiently; the message becomes visible again after `delay`.
+    Retry {
+        /// The reason.
+        failure: Failure,
+        /// Backoff before the next receive.
+        delay: Duration,
+    },
+}
+
+impl Outcome {
+    /// True when the driver must leave the message on the queue.
+    pub fn keeps_message(&self) -> bool {
+        matches!(self, Outcome::Retry { .. })
+    }
+}
+
+/// One message's result.
+#[derive(Debug, Clone)]
+pub struct MessageResult {
+    /// SQS message id (the Lambda batch item identifier).
+    pub message_id: String,
+    /// Receipt handle (for delete / visibility).
+    pub receipt_handle: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+enum RecordDone {
+    Processed,
+    Skipped,
+    Ignored(String),
+}
+
+/// Clients and configuration, built once per process and shared by every invocation.
+pub struct Handler {
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    config: Arc<Config>,
+}
+
+thread_local! {
+    /// One resize engine (with its scratch buffers) per blocking-pool thread.
+    static ENGINE: RefCell<ResizeEngine> = RefCell::new(ResizeEngine::default());
+}
+
+impl Handler {
+    /// Builds the handler from ready clients.
+    pub fn new(s3: aws_sdk_s3::Client, sqs: aws_sdk_sqs::Client, config: Config) -> Self {
+        Self { s3, sqs, config: Arc::new(config) }
+    }
+
+    /// Loads AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`) and
+    /// builds the clients.
+    pub async fn from_config(config: Config) -> Self {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let s3 = store::client(&shared, config.endpoint_url.is_some());
+        let sqs = aws_sdk_sqs::Client::new(&shared);
+        Self::new(s3, sqs, config)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The SQS client.
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+
+    /// The S3 client.
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
+    /// Handles a batch: messages run concurrently (up to `concurrency`), each independently.
+    pub async fn handle_batch(&self, messages: Vec<SqsMessage>) -> Vec<MessageResult> {
+        futures::stream::iter(messages)
+            .map(|message| async move {
+                let outcome = self.handle_message(&message).await;
+                MessageResult {
+                    message_id: message.message_id.clone().unwrap_or_default(),
+                    receipt_handle: message.receipt_handle.clone(),
+                    outcome,
+                }
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await
+    }
+
+    /// Applies retry backoff to the messages that stay on `queue_url` (both drivers call this).
+    pub async fn apply_backoff(&self, queue_url: &str, results: &[MessageResult]) {
+        for result in results {
+            if let (Outcome::Retry { delay, .. }, Some(handle)) = (&result.outcome, &result.receipt_handle)
+                && let Err(e) = queue::set_visibility(&self.sqs, queue_url, handle, *delay).await
+            {
+                tracing::warn!(message_id = %result.message_id, error = %e, "could not set retry backoff; the queue's visibility timeout applies");
+            }
+        }
+    }
+
+    async fn handle_message(&self, message: &SqsMessage) -> Outcome {
+        let message_id = message.message_id.as_deref().unwrap_or("");
+        let body = message.body.as_deref().unwrap_or("");
+        let receive_count: u32 =
+            message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let records = match parse_body(body) {
+            Ok(Notification::Test) => return Outcome::Ignored { reason: "s3:TestEvent".into() },
+            Ok(Notification::Records(records)) => records,
+            Err(e) => {
+                let failure = Failure::permanent("bad_message", e.to_string());
+                return self.dead_letter(body, failure, None, receive_count, message_id).await;
+            }
+        };
+        let (mut processed, mut skipped, mut ignored) = (0, 0, Vec::new());
+        let mut permanent: Option<(Failure, ObjectEvent)> = None;
+        let mut transient: Option<(Failure, ObjectEvent)> = None;
+        for record in records {
+            match self.handle_record(&record).await {
+                Ok(RecordDone::Processed) => processed += 1,
+                Ok(RecordDone::Skipped) => skipped += 1,
+                Ok(RecordDone::Ignored(reason)) => ignored.push(reason),
+                Err(f) if f.retryable => transient = transient.or(Some((f, record))),
+                Err(f) => permanent = permanent.or(Some((f, record))),
+            }
+        }
+        if let Some((failure, record)) = transient {
+            if receive_count < self.config.max_attempts {
+                let delay = self.config.retry_delay(receive_count);
+                tracing::warn!(message_id, key = %record.key, receive_count, delay_s = delay.as_secs(), error = %failure, "transient failure; will retry");
+                return Outcome::Retry { failure, delay };
+            }
+            let failure = Failure {
+                kind: "retries_exhausted".into(),
+                message: format!("gave up after {receive_count} attempts; last error: {failure}"),
+                retryable: true,
+            };
+            self.write_failed_metadata(&record, &failure).await;
+            return self.dead_letter(body, failure, Some(&record), receive_count, message_id).await;
+        }
+        if let Some((failure, record)) = permanent {
+            return self.dead_letter(body, failure, Some(&record), receive_count, message_id).await;
+        }
+        if processed + skipped == 0 {
+            return Outcome::Ignored { reason: ignored.join("; ") };
+        }
+        Outcome::Done { processed, skipped }
+    }
+
+    async fn dead_letter(&self, body: &str, failure: Failure, record: Option<&ObjectEvent>, receive_count: u32, message_id: &str) -> Outcome {
+        let letter = DeadLetter { body, failure: &failure, source: record.map(|r| (r.bucket.as_str(), r.key.as_str())), receive_count, message_id };
+        match queue::send_to_dlq(&self.sqs, &self.config.dlq_url, &letter).await {
+            Ok(()) => {
+                tracing::error!(message_id, key = record.map(|r| r.key.as_str()), kind = %failure.kind, error = %failure.message, "dead-lettered");
+                Outcome::DeadLettered { failure }
+            }
+            // The DLQ is unreachable: keep the message (nothing is lost) and retry later.
+            Err(send_error) => Outcome::Retry { delay: self.config.retry_delay(receive_count), failure: send_error },
+        }
+    }
+
+    async fn handle_record(&self, record: &ObjectEvent) -> Result<RecordDone, Failure> {
+        let config = &self.config;
+        if !record.is_created() {
+            return Ok(RecordDone::Ignored(format!("{} is not an object creation", record.event_name)));
+        }
+        if record.bucket == config.output_bucket && config.layout.contains(&record.key) {
+            tracing::warn!(key = %record.key, "event for a key under the output location ignored; check the bucket notification's prefix");
+            return Ok(RecordDone::Ignored(format!("{} is under the output location", record.key)));
+        }
+        let metadata_key = config.layout.metadata_key(&record.key);
+        if let Some(etag) = &record.etag
+            && let Some(existing) = store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?
+        {
+            if existing.is_done_for(etag, config.presets.hash()) {
+                tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
+                return Ok(RecordDone::Skipped);
+            }
+            let already_failed = existing.status == Status::Failed
+                && existing.preset_set_hash == config.presets.hash()
+                && existing.source.etag.as_deref() == Some(etag.as_str())
+                && existing.error.as_ref().is_some_and(|e| !e.retryable);
+            if already_failed {
+                return Ok(RecordDone::Ignored(format!("{} already failed permanently and was dead-lettered", record.key)));
+            }
+        }
+        self.process_record(record, &metadata_key).await
+    }
+
+    async fn process_record(&self, record: &ObjectEvent, metadata_key: &str) -> Result<RecordDone, Failure> {
+        let config = Arc::clone(&self.config);
+        let started = Instant::now();
+        let fetched = match store::get_source(&self.s3, &record.bucket, &record.key, &config.limits).await {
+            Ok(fetched) => fetched,
+            Err(failure) => {
+                if !failure.retryable {
+                    self.write_failed_metadata(record, &failure).await;
+                }
+                return Err(failure);
+            }
+        };
+        let fetch_ms = elapsed_ms(started);
+        let source = SourceRef { bucket: record.bucket.clone(), key: record.key.clone(), etag: fetched.etag.clone().or(record.etag.clone()) };
+        let job_config = Arc::clone(&config);
+        let result = tokio::task::spawn_blocking(move || {
+            ENGINE.with_borrow_mut(|engine| {
+                imgpipe_core::process(&fetched.bytes, &source, &job_config.presets, &job_config.pipeline_options(), engine)
+            })
+        })
+        .await
+        .map_err(|e| Failure::transient("internal", format!("processing task failed: {e}")))?;
+        let processed = match result {
+            Ok(processed) => processed,
+            Err(failed) => {
+                let mut metadata = failed.metadata;
+                metadata.timings_ms.fetch = fetch_ms;
+                self.put_metadata(metadata_key, metadata).await?;
+                return Err(Failure::from(&failed.error));
+            }
+        };
+        let put_started = Instant::now();
+        let uploads = processed.derivatives.into_iter().map(|d| {
+            let s3 = &self.s3;
+            let bucket = &config.output_bucket;
+            let cache_control = &config.cache_control;
+            async move { store::put(s3, bucket, &d.key, d.bytes, d.format.content_type(), cache_control).await }
+        });
+        futures::future::try_join_all(uploads).await?;
+        let mut metadata = processed.metadata;
+        metadata.timings_ms.fetch = fetch_ms;
+        metadata.timings_ms.put = elapsed_ms(put_started);
+        metadata.timings_ms.total = elapsed_ms(started);
+        // Written last: its presence with status `done` is what makes a duplicate event a no-op.
+        self.put_metadata(metadata_key, metadata).await?;
+        tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
+        Ok(RecordDone::Processed)
+    }
+
+    async fn write_failed_metadata(&self, record: &ObjectEvent, failure: &Failure) {
+        let source = imgpipe_core::metadata::SourceInfo {
+            bucket: record.bucket.clone(),
+            key: record.key.clone(),
+            etag: record.etag.clone(),
+            bytes: record.size,
+            ..Default::default()
+        };
+        let mut metadata = Metadata::new(source, self.config.presets.hash());
+        metadata.fail(&failure.kind, &failure.message, failure.retryable);
+        let key = self.config.layout.metadata_key(&record.key);
+        if let Err(e) = self.put_metadata(&key, metadata).await {
+            tracing::warn!(key, error = %e, "could not write the failed metadata document");
+        }
+    }
+
+    async fn put_metadata(&self, key: &str, mut metadata: Metadata) -> Result<(), Failure> {
+        metadata.processed_at = Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+        let json = serde_json::to_vec_pretty(&metadata).expect("metadata serialises");
+        store::put(&self.s3, &self.config.output_bucket, key, json, "application/json", &self.config.metadata_cache_control).await
+    }
+}
+
+fn elapsed_ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 1e5).round() / 100.0
+}

@@ -1,0 +1,24 @@
+//! imgpipe-cloud: the AWS edges around the pure core.
+//!
+//! `S3 put ⇒ SQS ⇒ parse event ⇒ skip done/ignored ⇒ fetch ⇒ imgpipe-core ⇒ put ×N ⇒ metadata.json ⇒ delete`
+//!
+//! # Layout
+//! - [`config`]: environment configuration with documented defaults, validated at start-up.
+//! - [`event`]: SQS body → S3 notification → object events (key decoding, test events, SNS envelopes).
+//! - [`handler`]: the batch function both drivers call; permanent vs transient decisions.
+//! - [`store`] and [`queue`]: S3 and SQS operations.
+//! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime).
+//! - [`failure`]: failures with a kind, a message and whether a retry can help.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod event;
+pub mod failure;
+pub mod handler;
+pub mod lambda;
+pub mod queue;
+pub mod store;
+pub mod worker;
+
+pub use config::Config;
+pub use handler::{Handler, Outcome};

@@ -1,0 +1,112 @@
+//! SQS operations shared by both drivers: dead-lettering with a reason, retry backoff, deletes.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue};
+
+use crate::failure::Failure;
+
+/// Message attribute names written on dead-lettered messages.
+pub mod attributes {
+    /// Error code, e.g. `corrupt`.
+    pub const ERROR_KIND: &str = "imgpipe.error_kind";
+    /// Error sentence.
+    pub const ERROR_MESSAGE: &str = "imgpipe.error_message";
+    /// Whether a retry could help (`true` only for retries exhausted on a transient error).
+    pub const RETRYABLE: &str = "imgpipe.retryable";
+    /// Source bucket (first failing record).
+    pub const SOURCE_BUCKET: &str = "imgpipe.source_bucket";
+    /// Source key, decoded (first failing record).
+    pub const SOURCE_KEY: &str = "imgpipe.source_key";
+    /// How many times the original message had been received.
+    pub const RECEIVE_COUNT: &str = "imgpipe.receive_count";
+    /// Message id of the original message.
+    pub const ORIGINAL_MESSAGE_ID: &str = "imgpipe.original_message_id";
+}
+
+/// What the DLQ message says about the failure.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// Original body, unchanged, so the message can be redriven as is.
+    pub body: &'a str,
+    /// The failure.
+    pub failure: &'a Failure,
+    /// Bucket and key of the failing object, when known.
+    pub source: Option<(&'a str, &'a str)>,
+    /// Receives of the original message.
+    pub receive_count: u32,
+    /// Original message id.
+    pub message_id: &'a str,
+}
+
+fn string_attribute(value: &str) -> MessageAttributeValue {
+    // SQS attribute values are limited to 256 KiB; keep messages readable in consoles too.
+    let value: String = value.chars().take(1024).collect();
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("data type set")
+}
+
+/// Sends `letter` to the dead-letter queue at `dlq_url`.
+pub async fn send_to_dlq(sqs: &Client, dlq_url: &str, letter: &DeadLetter<'_>) -> Result<(), Failure> {
+    let mut request = sqs
+        .send_message()
+        .queue_url(dlq_url)
+        .message_body(letter.body)
+        .message_attributes(attributes::ERROR_KIND, string_attribute(&letter.failure.kind))
+        .message_attributes(attributes::ERROR_MESSAGE, string_attribute(&letter.failure.message))
+        .message_attributes(attributes::RETRYABLE, string_attribute(&letter.failure.retryable.to_string()))
+        .message_attributes(
+            attributes::RECEIVE_COUNT,
+            MessageAttributeValue::builder().data_type("Number").string_value(letter.receive_count.to_string()).build().expect("data type set"),
+        )
+        .message_attributes(attributes::ORIGINAL_MESSAGE_ID, string_attribute(letter.message_id));
+    if let Some((bucket, key)) = letter.source {
+        request = request
+            .message_attributes(attributes::SOURCE_BUCKET, string_attribute(bucket))
+            .message_attributes(attributes::SOURCE_KEY, string_attribute(key));
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| Failure::transient("sqs_send", format!("SendMessage to the DLQ {dlq_url}: {}", DisplayErrorContext(&e))))?;
+    Ok(())
+}
+
+/// Hides a message for `delay` (retry backoff, or a visibility heartbeat).
+pub async fn set_visibility(sqs: &Client, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), Failure> {
+    let seconds = delay.as_secs().min(43_200) as i32; // SQS maximum: 12 hours
+    sqs.change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(seconds)
+        .send()
+        .await
+        .map_err(|e| Failure::transient("sqs_visibility", format!("ChangeMessageVisibility: {}", DisplayErrorContext(&e))))?;
+    Ok(())
+}
+
+/// Deletes messages by receipt handle, in batches of 10; returns how many could not be deleted.
+pub async fn delete_all(sqs: &Client, queue_url: &str, receipt_handles: &[String]) -> usize {
+    let mut failed = 0;
+    for chunk in receipt_handles.chunks(10) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(handle).build().expect("id and handle set"))
+            .collect();
+        match sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await {
+            Ok(out) => {
+                for f in out.failed() {
+                    tracing::warn!(code = f.code(), message = f.message(), "delete failed; the message will be received again");
+                }
+                failed += out.failed().len();
+            }
+            Err(e) => {
+                tracing::warn!(error = %DisplayErrorContext(&e), "DeleteMessageBatch failed; the messages will be received again");
+                failed += chunk.len();
+            }
+        }
+    }
+    failed
+}

@@ -1,0 +1,68 @@
+//! `derive`: the imgpipe handler. Under AWS Lambda (AWS_LAMBDA_RUNTIME_API is set) it serves SQS
+//! events; anywhere else it long-polls `--queue-url` and drives the very same batch function.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use imgpipe_cloud::{Config, Handler, lambda, worker};
+
+/// imgpipe derive handler: S3 upload events from SQS → derivatives + metadata JSON.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Queue to long-poll (worker mode). Ignored under Lambda, where the event source mapping polls.
+    #[arg(long, env = "IMGPIPE_QUEUE_URL")]
+    queue_url: Option<String>,
+    /// Messages processed at once (default: IMGPIPE_CONCURRENCY, else the CPU count).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Long-poll wait in seconds (1–20).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=20))]
+    wait_seconds: i32,
+    /// Print log lines as JSON (default under Lambda).
+    #[arg(long)]
+    json_logs: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    init_logging(args.json_logs || under_lambda);
+    let mut config = Config::from_env().context("invalid configuration; see README.md 'Configuration'")?;
+    if let Some(concurrency) = args.concurrency {
+        config.concurrency = concurrency.max(1);
+    }
+    tracing::info!(presets = config.presets.presets().len(), preset_set_hash = config.presets.hash(), output_bucket = %config.output_bucket, "configuration loaded");
+    let handler = Arc::new(Handler::from_config(config).await);
+    if under_lambda {
+        return lambda::run(handler, args.queue_url).await.map_err(|e| anyhow::anyhow!(e));
+    }
+    let queue_url = args.queue_url.context("--queue-url (or IMGPIPE_QUEUE_URL) is required outside Lambda")?;
+    let options = worker::WorkerOptions { queue_url, concurrency: handler.config().concurrency, wait_time_seconds: args.wait_seconds };
+    worker::run(handler, options, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (ECS, Kubernetes, systemd) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { builder.json().init() } else { builder.init() }
+}
