@@ -59,32 +59,49 @@ impl WorkerStats {
 }
 
 /// Runs until `shutdown` resolves, then finishes in-flight messages and returns the counts.
-pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl Future<Output = ()>) -> WorkerStats {
+pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> WorkerStats {
     let sqs = handler.sqs().clone();
     let visibility = queue_visibility_timeout(&sqs, &options.queue_url).await;
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut in_flight: JoinSet<Vec<MessageResult>> = JoinSet::new();
     let mut stats = WorkerStats::default();
-    tokio::pin!(shutdown);
+    // Shutdown is observed between receives, never in the middle of one: a ReceiveMessage abandoned
+    // mid-poll would still hide the messages it picks up for a whole visibility timeout.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (stopping, stopped) = (Arc::clone(&stopping), Arc::clone(&stopped));
+        tokio::spawn(async move {
+            shutdown.await;
+            stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            stopping.notify_waiters();
+        });
+    }
+    let is_stopping = || stopped.load(std::sync::atomic::Ordering::SeqCst);
     tracing::info!(queue_url = %options.queue_url, concurrency = options.concurrency, visibility_s = visibility.as_secs(), "worker started");
     loop {
         while let Some(done) = in_flight.try_join_next() {
             record(&mut stats, done);
         }
+        if is_stopping() {
+            break;
+        }
         let first = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = stopping.notified() => break,
             permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore open"),
         };
+        if is_stopping() {
+            break;
+        }
         let room = 1 + permits.available_permits().min(9);
-        let received = tokio::select! {
-            _ = &mut shutdown => break,
-            r = sqs.receive_message()
-                .queue_url(&options.queue_url)
-                .max_number_of_messages(room as i32)
-                .wait_time_seconds(options.wait_time_seconds)
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .send() => r,
-        };
+        let received = sqs
+            .receive_message()
+            .queue_url(&options.queue_url)
+            .max_number_of_messages(room as i32)
+            .wait_time_seconds(options.wait_time_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await;
         let messages = match received {
             Ok(out) => out.messages.unwrap_or_default(),
             Err(e) => {
@@ -95,6 +112,13 @@ pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl F
         };
         if messages.is_empty() {
             continue;
+        }
+        if is_stopping() {
+            // Received after shutdown began: hand them straight back instead of starting new work.
+            for handle in messages.iter().filter_map(|m| m.receipt_handle()) {
+                let _ = queue::set_visibility(&sqs, &options.queue_url, handle, Duration::ZERO).await;
+            }
+            break;
         }
         stats.received += messages.len() as u64;
         let mut held = vec![first];

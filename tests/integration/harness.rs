@@ -1,0 +1,218 @@
+//! Per-test environment: a fresh CloudFormation stack on LocalStack, SDK clients, and an in-process
+//! worker (the same `worker::run` the `derive` binary calls) that can be stopped to read its counts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use imgpipe_cloud::worker::{self, WorkerOptions, WorkerStats};
+use imgpipe_cloud::{Config, Handler};
+use imgpipe_core::Metadata;
+use tokio::sync::oneshot;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(repo_root().join("tests/fixtures/images").join(name)).unwrap()
+}
+
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+pub struct Stack {
+    pub ingest: String,
+    pub derivatives: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// Deploys `infra/template.yaml` (LocalMode) as a stack named after the test.
+pub async fn setup(test_name: &str) -> Stack {
+    // Worker logs on stderr (shown for failing tests); RUST_LOG=debug for more.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_test_writer()
+        .try_init();
+    // SAFETY (edition 2024): tests set the same constant values before any client reads them.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint());
+    }
+    let health = format!("{}/_localstack/health", endpoint());
+    if ureq::get(&health).call().is_err() {
+        panic!("LocalStack does not answer at {health}; run the integration tests with `make test` (it starts LocalStack)");
+    }
+    let stack = format!("it-{}-{}", test_name.replace('_', "-"), std::process::id());
+    let python = std::env::var("IMGPIPE_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+    let output = tokio::process::Command::new(&python)
+        .arg(repo_root().join("localstack/deploy.py"))
+        .arg(&stack)
+        .arg("LocalMode=true")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    assert!(output.status.success(), "deploy failed: {}", String::from_utf8_lossy(&output.stderr));
+    let outputs: HashMap<String, String> = serde_json::from_slice(&output.stdout).expect("deploy prints outputs as JSON");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    Stack {
+        ingest: outputs["IngestBucketName"].clone(),
+        derivatives: outputs["DerivativesBucketName"].clone(),
+        queue_url: outputs["JobsQueueUrl"].clone(),
+        dlq_url: outputs["DlqUrl"].clone(),
+        s3: imgpipe_cloud::store::client(&shared, true),
+        sqs: aws_sdk_sqs::Client::new(&shared),
+    }
+}
+
+pub struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<WorkerStats>,
+}
+
+impl RunningWorker {
+    pub async fn stop(self) -> WorkerStats {
+        let _ = self.stop.send(());
+        self.task.await.expect("worker task")
+    }
+}
+
+impl Stack {
+    /// Starts the worker with the deployed resources (output bucket overridable for misconfiguration tests).
+    pub async fn start_worker_with_output(&self, output_bucket: &str) -> RunningWorker {
+        let vars: HashMap<&str, String> = [
+            ("IMGPIPE_OUTPUT_BUCKET", output_bucket.to_string()),
+            ("IMGPIPE_DLQ_URL", self.dlq_url.clone()),
+            ("IMGPIPE_RETRY_BASE_SECONDS", "1".into()),
+            ("IMGPIPE_CONCURRENCY", "2".into()),
+            ("AWS_ENDPOINT_URL", endpoint()),
+        ]
+        .into_iter()
+        .collect();
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
+        let handler = Arc::new(Handler::from_config(config).await);
+        let options = WorkerOptions { queue_url: self.queue_url.clone(), concurrency: 2, wait_time_seconds: 1 };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker::run(handler, options, async move {
+            let _ = stopped.await;
+        }));
+        RunningWorker { stop, task }
+    }
+
+    pub async fn start_worker(&self) -> RunningWorker {
+        self.start_worker_with_output(&self.derivatives.clone()).await
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.s3.put_object().bucket(&self.ingest).key(key).body(ByteStream::from(bytes)).content_type("image/jpeg").send().await.unwrap();
+    }
+
+    pub fn metadata_key(&self, source_key: &str) -> String {
+        format!("derived/{source_key}/metadata.json")
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Some(out.body.collect().await.unwrap().into_bytes().to_vec()),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits (up to 60 s) for the metadata document of `source_key` and returns it.
+    pub async fn wait_for_metadata(&self, source_key: &str) -> Metadata {
+        let key = self.metadata_key(source_key);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(bytes) = self.get(&self.derivatives, &key).await {
+                return serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{key} is not metadata: {e}"));
+            }
+            assert!(Instant::now() < deadline, "no {key} within 60 s");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Visible + in-flight messages of a queue.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        out.attributes().unwrap().values().map(|v| v.parse::<u64>().unwrap()).sum()
+    }
+
+    /// Waits until the jobs queue is empty (all messages deleted), then a moment more for stragglers.
+    pub async fn wait_until_drained(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.depth(&self.queue_url).await > 0 {
+            assert!(Instant::now() < deadline, "jobs queue not drained within 60 s");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    /// Receives every message currently in the DLQ, with message attributes.
+    pub async fn dlq_messages(&self, expected: usize) -> Vec<aws_sdk_sqs::types::Message> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut all = Vec::new();
+        while all.len() < expected && Instant::now() < deadline {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .visibility_timeout(600)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            all.extend(out.messages.unwrap_or_default());
+        }
+        all
+    }
+
+    /// Sends a raw body to the jobs queue (to replay or fake a notification).
+    pub async fn send_to_jobs(&self, body: &str) {
+        self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
+    }
+}
+
+/// Decodes an output and returns (width, height, has_alpha).
+pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let header = imgpipe_core::probe::probe(bytes).expect("output is a readable image");
+    (header.width, header.height)
+}
+
+/// An S3 event body for `bucket/key` with `etag`, as S3 would send it (key form-encoded).
+pub fn event_body(bucket: &str, key: &str, etag: &str, size: usize) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-22T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "test"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {}, "s3": {"s3SchemaVersion": "1.0", "configurationId": "replay",
+        "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+        "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "00"}}}]})
+    .to_string()
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the deployed template on a real LocalStack, the real worker, real uploads.
+//! `make test` starts LocalStack (with pre-signed URL signature checks on) and runs these; each test
+//! deploys its own stack, so buckets and queues are unique per test.
+
+mod harness;
+
+/// A JPEG upload yields every default derivative with the right size and headers, and `done` metadata.
+mod derive_default_presets;
+/// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
+mod upload_paths;
+/// Bad files go to the DLQ with their reason and a `failed` document, once, never retried.
+mod failures;
+/// s3:TestEvent, duplicate notifications, and writes to the output location.
+mod no_extra_work;
