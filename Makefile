@@ -1,0 +1,80 @@
+# imgpipe: `make setup` once, then `make demo` or `make test`. CI runs `make test` (see .ci/run).
+SHELL := bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  ?= imgpipe-local
+ENDPOINT ?= http://127.0.0.1:4566
+
+export AWS_ACCESS_KEY_ID ?= test
+export AWS_SECRET_ACCESS_KEY ?= test
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_REGION ?= us-east-1
+export AWS_ENDPOINT_URL ?= $(ENDPOINT)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: .tools/system.stamp $(VENV)/.stamp ## install what the build and LocalStack need (cmake, nasm, venv)
+
+.tools/system.stamp:
+	@if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null || ! command -v curl >/dev/null; then \
+	  echo "installing cmake, nasm, curl (libjpeg-turbo builds from source)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake nasm curl >/dev/null; \
+	fi
+	@mkdir -p .tools && touch $@
+
+$(VENV)/.stamp: localstack/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -r localstack/requirements.txt
+	@touch $@
+
+build: setup ## build all binaries (debug)
+	cargo build --workspace
+
+test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalStack started and stopped here
+	cargo test --workspace --exclude imgpipe-it
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	cargo build -p imgpipe-it --tests
+	./localstack/with.sh cargo test -p imgpipe-it -- --test-threads 4
+
+unit: ## unit + corpus tests only (no LocalStack)
+	cargo test --workspace --exclude imgpipe-it
+
+lint: setup ## rustfmt check, clippy -D warnings, cfn-lint
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+fmt: ## format the code
+	cargo fmt --all
+
+up: setup ## start LocalStack (docker compose if a daemon answers, else on the host)
+	./localstack/start.sh
+
+down: ## stop LocalStack
+	./localstack/stop.sh
+
+deploy: up ## deploy infra/template.yaml to LocalStack (LocalMode) as $(STACK); prints the outputs
+	$(PY) localstack/deploy.py $(STACK) LocalMode=true | tee .localstack/$(STACK).json
+
+worker: deploy ## run the derive handler as a long-polling worker on the deployed queue
+	cargo build -p imgpipe-derive
+	IMGPIPE_OUTPUT_BUCKET=$$($(PY) -c 'import json;print(json.load(open(".localstack/$(STACK).json"))["DerivativesBucketName"])') \
+	IMGPIPE_DLQ_URL=$$($(PY) -c 'import json;print(json.load(open(".localstack/$(STACK).json"))["DlqUrl"])') \
+	  target/debug/derive --queue-url $$($(PY) -c 'import json;print(json.load(open(".localstack/$(STACK).json"))["JobsQueueUrl"])')
+
+demo: setup ## LocalStack + template + worker; upload the samples (one by pre-signed PUT) and print the results
+	cargo build -p imgpipe-derive
+	./localstack/start.sh
+	$(PY) localstack/demo.py $(STACK)
+	@echo "LocalStack is still running (make down stops it)."
+
+clean: down ## remove build output and local state
+	rm -rf target .localstack .tools
