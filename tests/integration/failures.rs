@@ -9,8 +9,15 @@ use crate::harness::{fixture, setup};
 async fn bad_files_end_in_the_dlq_with_their_reason_and_are_never_retried() {
     let stack = setup("bad-files").await;
     let worker = stack.start_worker().await;
-    stack.put("uploads/truncated.jpg", fixture("truncated_canon-sx60hs_20000bytes.jpg")).await;
-    stack.put("uploads/text.jpg", fixture("not_an_image_text.jpg")).await;
+    stack
+        .put(
+            "uploads/truncated.jpg",
+            fixture("truncated_canon-sx60hs_20000bytes.jpg"),
+        )
+        .await;
+    stack
+        .put("uploads/text.jpg", fixture("not_an_image_text.jpg"))
+        .await;
 
     let letters = stack.dlq_messages(2).await;
     stack.wait_until_drained().await;
@@ -18,20 +25,45 @@ async fn bad_files_end_in_the_dlq_with_their_reason_and_are_never_retried() {
 
     let by_key: HashMap<String, &aws_sdk_sqs::types::Message> = letters
         .iter()
-        .map(|m| (m.message_attributes().unwrap()[attributes::SOURCE_KEY].string_value().unwrap().to_string(), m))
+        .map(|m| {
+            (
+                m.message_attributes().unwrap()[attributes::SOURCE_KEY]
+                    .string_value()
+                    .unwrap()
+                    .to_string(),
+                m,
+            )
+        })
         .collect();
     assert_eq!(by_key.len(), 2, "DLQ: {letters:?}");
-    for (key, kind, words) in [("uploads/truncated.jpg", "corrupt", "truncated"), ("uploads/text.jpg", "unsupported", "plain text")] {
+    for (key, kind, words) in [
+        ("uploads/truncated.jpg", "corrupt", "truncated"),
+        ("uploads/text.jpg", "unsupported", "plain text"),
+    ] {
         let attrs = by_key[key].message_attributes().unwrap();
-        assert_eq!(attrs[attributes::ERROR_KIND].string_value(), Some(kind), "{key}");
+        assert_eq!(
+            attrs[attributes::ERROR_KIND].string_value(),
+            Some(kind),
+            "{key}"
+        );
         let message = attrs[attributes::ERROR_MESSAGE].string_value().unwrap();
         assert!(message.contains(words), "{key}: {message}");
-        assert_eq!(attrs[attributes::RECEIVE_COUNT].string_value(), Some("1"), "{key} was retried");
+        assert_eq!(
+            attrs[attributes::RECEIVE_COUNT].string_value(),
+            Some("1"),
+            "{key} was retried"
+        );
         assert_eq!(attrs[attributes::RETRYABLE].string_value(), Some("false"));
         // The original notification body is kept, so the message can be redriven as is.
-        assert!(by_key[key].body().unwrap().contains("ObjectCreated"), "{key}");
+        assert!(
+            by_key[key].body().unwrap().contains("ObjectCreated"),
+            "{key}"
+        );
 
-        let bytes = stack.get(&stack.derivatives, &stack.metadata_key(key)).await.expect("failed metadata.json");
+        let bytes = stack
+            .get(&stack.derivatives, &stack.metadata_key(key))
+            .await
+            .expect("failed metadata.json");
         let metadata: imgpipe_core::Metadata = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(metadata.status, Status::Failed);
         let error = metadata.error.unwrap();

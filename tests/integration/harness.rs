@@ -13,7 +13,10 @@ use imgpipe_core::Metadata;
 use tokio::sync::oneshot;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -37,7 +40,9 @@ pub struct Stack {
 pub async fn setup(test_name: &str) -> Stack {
     // Worker logs on stderr (shown for failing tests); RUST_LOG=debug for more.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_test_writer()
         .try_init();
     // SAFETY (edition 2024): tests set the same constant values before any client reads them.
@@ -50,10 +55,14 @@ pub async fn setup(test_name: &str) -> Stack {
     }
     let health = format!("{}/_localstack/health", endpoint());
     if ureq::get(&health).call().is_err() {
-        panic!("LocalStack does not answer at {health}; run the integration tests with `make test` (it starts LocalStack)");
+        panic!(
+            "LocalStack does not answer at {health}; run the integration tests with `make test` (it starts LocalStack)"
+        );
     }
     let stack = format!("it-{}-{}", test_name.replace('_', "-"), std::process::id());
-    let python = std::env::var("IMGPIPE_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+    let python = std::env::var("IMGPIPE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
     let output = tokio::process::Command::new(&python)
         .arg(repo_root().join("localstack/deploy.py"))
         .arg(&stack)
@@ -61,9 +70,16 @@ pub async fn setup(test_name: &str) -> Stack {
         .output()
         .await
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
-    assert!(output.status.success(), "deploy failed: {}", String::from_utf8_lossy(&output.stderr));
-    let outputs: HashMap<String, String> = serde_json::from_slice(&output.stdout).expect("deploy prints outputs as JSON");
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    assert!(
+        output.status.success(),
+        "deploy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outputs: HashMap<String, String> =
+        serde_json::from_slice(&output.stdout).expect("deploy prints outputs as JSON");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     Stack {
         ingest: outputs["IngestBucketName"].clone(),
         derivatives: outputs["DerivativesBucketName"].clone(),
@@ -100,7 +116,11 @@ impl Stack {
         .collect();
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
         let handler = Arc::new(Handler::from_config(config).await);
-        let options = WorkerOptions { queue_url: self.queue_url.clone(), concurrency: 2, wait_time_seconds: 1 };
+        let options = WorkerOptions {
+            queue_url: self.queue_url.clone(),
+            concurrency: 2,
+            wait_time_seconds: 1,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker::run(handler, options, async move {
             let _ = stopped.await;
@@ -109,11 +129,20 @@ impl Stack {
     }
 
     pub async fn start_worker(&self) -> RunningWorker {
-        self.start_worker_with_output(&self.derivatives.clone()).await
+        self.start_worker_with_output(&self.derivatives.clone())
+            .await
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>) {
-        self.s3.put_object().bucket(&self.ingest).key(key).body(ByteStream::from(bytes)).content_type("image/jpeg").send().await.unwrap();
+        self.s3
+            .put_object()
+            .bucket(&self.ingest)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .content_type("image/jpeg")
+            .send()
+            .await
+            .unwrap();
     }
 
     pub fn metadata_key(&self, source_key: &str) -> String {
@@ -133,7 +162,8 @@ impl Stack {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(bytes) = self.get(&self.derivatives, &key).await {
-                return serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{key} is not metadata: {e}"));
+                return serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{key} is not metadata: {e}"));
             }
             assert!(Instant::now() < deadline, "no {key} within 60 s");
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -147,18 +177,27 @@ impl Stack {
             .get_queue_attributes()
             .queue_url(queue_url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
             .send()
             .await
             .unwrap();
-        out.attributes().unwrap().values().map(|v| v.parse::<u64>().unwrap()).sum()
+        out.attributes()
+            .unwrap()
+            .values()
+            .map(|v| v.parse::<u64>().unwrap())
+            .sum()
     }
 
     /// Waits until the jobs queue is empty (all messages deleted), then a moment more for stragglers.
     pub async fn wait_until_drained(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.depth(&self.queue_url).await > 0 {
-            assert!(Instant::now() < deadline, "jobs queue not drained within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "jobs queue not drained within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -187,7 +226,13 @@ impl Stack {
 
     /// Sends a raw body to the jobs queue (to replay or fake a notification).
     pub async fn send_to_jobs(&self, body: &str) {
-        self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
     }
 }
 
@@ -202,7 +247,9 @@ pub fn event_body(bucket: &str, key: &str, etag: &str, size: usize) -> String {
     let encoded: String = key
         .bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                (b as char).to_string()
+            }
             b' ' => "+".into(),
             _ => format!("%{b:02X}"),
         })

@@ -6,9 +6,9 @@ mod harness;
 
 /// A JPEG upload yields every default derivative with the right size and headers, and `done` metadata.
 mod derive_default_presets;
-/// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
-mod upload_paths;
 /// Bad files go to the DLQ with their reason and a `failed` document, once, never retried.
 mod failures;
 /// s3:TestEvent, duplicate notifications, and writes to the output location.
 mod no_extra_work;
+/// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
+mod upload_paths;

@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use imgpipe_core::{GpsPolicy, Limits, Options, OutputLayout, PresetSet, ResizeEngine, SourceRef};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "imgpipe: derivatives and metadata from images, locally")]
+#[command(
+    version,
+    about = "imgpipe: derivatives and metadata from images, locally"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,12 +52,27 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Derive { inputs, out, presets, omit_gps, max_pixels } => {
+        Command::Derive {
+            inputs,
+            out,
+            presets,
+            omit_gps,
+            max_pixels,
+        } => {
             let presets = load_presets(presets.as_deref())?;
             let options = Options {
-                limits: Limits { max_pixels, ..Limits::default() },
-                gps: if omit_gps { GpsPolicy::Omit } else { GpsPolicy::Include },
-                layout: OutputLayout { prefix: String::new() },
+                limits: Limits {
+                    max_pixels,
+                    ..Limits::default()
+                },
+                gps: if omit_gps {
+                    GpsPolicy::Omit
+                } else {
+                    GpsPolicy::Include
+                },
+                layout: OutputLayout {
+                    prefix: String::new(),
+                },
                 ..Options::default()
             };
             derive(&inputs, &out, &presets, &options)
@@ -62,16 +80,32 @@ fn main() -> anyhow::Result<()> {
         Command::Presets { file } => {
             let set = load_presets(file.as_deref())?;
             for p in set.presets() {
-                println!("{:<16} {:>5} x {:<5} {:<7} {:<5} q{}", p.name, dim(p.width), dim(p.height), format!("{:?}", p.fit).to_lowercase(), p.format.as_str(), p.quality);
+                println!(
+                    "{:<16} {:>5} x {:<5} {:<7} {:<5} q{}",
+                    p.name,
+                    dim(p.width),
+                    dim(p.height),
+                    format!("{:?}", p.fit).to_lowercase(),
+                    p.format.as_str(),
+                    p.quality
+                );
             }
             println!("preset set hash: {}", set.hash());
             Ok(())
         }
         Command::Probe { inputs } => {
             for input in inputs {
-                let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+                let bytes = std::fs::read(&input)
+                    .with_context(|| format!("reading {}", input.display()))?;
                 match imgpipe_core::probe::probe(&bytes) {
-                    Ok(h) => println!("{}: {} {}x{}{}", input.display(), h.format.as_str(), h.width, h.height, if h.progressive { " progressive" } else { "" }),
+                    Ok(h) => println!(
+                        "{}: {} {}x{}{}",
+                        input.display(),
+                        h.format.as_str(),
+                        h.width,
+                        h.height,
+                        if h.progressive { " progressive" } else { "" }
+                    ),
                     Err(e) => println!("{}: {e}", input.display()),
                 }
             }
@@ -85,28 +119,56 @@ fn dim(v: Option<u32>) -> String {
 }
 
 fn load_presets(path: Option<&Path>) -> anyhow::Result<PresetSet> {
-    let Some(path) = path else { return Ok(PresetSet::default_set()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    PresetSet::from_file_text(&path.to_string_lossy(), &text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))
+    let Some(path) = path else {
+        return Ok(PresetSet::default_set());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    PresetSet::from_file_text(&path.to_string_lossy(), &text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))
 }
 
-fn derive(inputs: &[PathBuf], out: &Path, presets: &PresetSet, options: &Options) -> anyhow::Result<()> {
+fn derive(
+    inputs: &[PathBuf],
+    out: &Path,
+    presets: &PresetSet,
+    options: &Options,
+) -> anyhow::Result<()> {
     let mut engine = ResizeEngine::default();
     let mut failures = 0;
     for input in inputs {
         let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-        let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
-        let source = SourceRef { bucket: "local".into(), key: name.clone(), etag: None };
+        let name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input".into());
+        let source = SourceRef {
+            bucket: "local".into(),
+            key: name.clone(),
+            etag: None,
+        };
         let dir = out.join(&name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let metadata = match imgpipe_core::process(&bytes, &source, presets, options, &mut engine) {
             Ok(processed) => {
                 for d in &processed.derivatives {
-                    std::fs::write(out.join(&d.key), &d.bytes).with_context(|| format!("writing {}", d.key))?;
-                    println!("{:<48} {:>8} B  {}x{}", out.join(&d.key).display(), d.bytes.len(), d.width, d.height);
+                    std::fs::write(out.join(&d.key), &d.bytes)
+                        .with_context(|| format!("writing {}", d.key))?;
+                    println!(
+                        "{:<48} {:>8} B  {}x{}",
+                        out.join(&d.key).display(),
+                        d.bytes.len(),
+                        d.width,
+                        d.height
+                    );
                 }
-                println!("{name}: {:.1} ms (decode {:.1}, resize {:.1}, encode {:.1})", processed.metadata.timings_ms.total,
-                    processed.metadata.timings_ms.decode, processed.metadata.timings_ms.resize, processed.metadata.timings_ms.encode);
+                println!(
+                    "{name}: {:.1} ms (decode {:.1}, resize {:.1}, encode {:.1})",
+                    processed.metadata.timings_ms.total,
+                    processed.metadata.timings_ms.decode,
+                    processed.metadata.timings_ms.resize,
+                    processed.metadata.timings_ms.encode
+                );
                 processed.metadata
             }
             Err(failed) => {
@@ -115,7 +177,10 @@ fn derive(inputs: &[PathBuf], out: &Path, presets: &PresetSet, options: &Options
                 failed.metadata
             }
         };
-        std::fs::write(dir.join("metadata.json"), serde_json::to_vec_pretty(&metadata)?)?;
+        std::fs::write(
+            dir.join("metadata.json"),
+            serde_json::to_vec_pretty(&metadata)?,
+        )?;
     }
     if failures > 0 {
         bail!("{failures} of {} inputs failed", inputs.len());

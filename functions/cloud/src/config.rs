@@ -59,12 +59,18 @@ impl Config {
     /// Reads configuration through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let required = |variable: &'static str| {
-            lookup(variable).ok_or_else(|| ConfigError { variable, message: "is required".into() })
+            lookup(variable).ok_or_else(|| ConfigError {
+                variable,
+                message: "is required".into(),
+            })
         };
         let number = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
             match lookup(variable) {
                 None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError { variable, message: format!("'{v}' is not a whole number") }),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                    variable,
+                    message: format!("'{v}' is not a whole number"),
+                }),
             }
         };
         let presets = match lookup("IMGPIPE_PRESETS_FILE") {
@@ -74,44 +80,63 @@ impl Config {
                     variable: "IMGPIPE_PRESETS_FILE",
                     message: format!("cannot read {path}: {e}"),
                 })?;
-                PresetSet::from_file_text(&path, &text)
-                    .map_err(|e| ConfigError { variable: "IMGPIPE_PRESETS_FILE", message: format!("{path}: {}", e.message) })?
+                PresetSet::from_file_text(&path, &text).map_err(|e| ConfigError {
+                    variable: "IMGPIPE_PRESETS_FILE",
+                    message: format!("{path}: {}", e.message),
+                })?
             }
         };
         let defaults = Limits::default();
         let limits = Limits {
             max_source_bytes: number("IMGPIPE_MAX_SOURCE_BYTES", defaults.max_source_bytes)?,
             max_pixels: number("IMGPIPE_MAX_PIXELS", defaults.max_pixels)?,
-            max_width: number("IMGPIPE_MAX_WIDTH", u64::from(defaults.max_width))?.min(u64::from(u32::MAX)) as u32,
-            max_height: number("IMGPIPE_MAX_HEIGHT", u64::from(defaults.max_height))?.min(u64::from(u32::MAX)) as u32,
+            max_width: number("IMGPIPE_MAX_WIDTH", u64::from(defaults.max_width))?
+                .min(u64::from(u32::MAX)) as u32,
+            max_height: number("IMGPIPE_MAX_HEIGHT", u64::from(defaults.max_height))?
+                .min(u64::from(u32::MAX)) as u32,
         };
         let gps = match lookup("IMGPIPE_GPS").as_deref() {
             None | Some("include") => GpsPolicy::Include,
             Some("omit") => GpsPolicy::Omit,
             Some(other) => {
-                return Err(ConfigError { variable: "IMGPIPE_GPS", message: format!("'{other}' is not 'include' or 'omit'") });
+                return Err(ConfigError {
+                    variable: "IMGPIPE_GPS",
+                    message: format!("'{other}' is not 'include' or 'omit'"),
+                });
             }
         };
         let background = match lookup("IMGPIPE_JPEG_BACKGROUND") {
             None => [255, 255, 255],
-            Some(v) => parse_hex_colour(&v)
-                .ok_or_else(|| ConfigError { variable: "IMGPIPE_JPEG_BACKGROUND", message: format!("'{v}' is not a #rrggbb colour") })?,
+            Some(v) => parse_hex_colour(&v).ok_or_else(|| ConfigError {
+                variable: "IMGPIPE_JPEG_BACKGROUND",
+                message: format!("'{v}' is not a #rrggbb colour"),
+            })?,
         };
         let max_attempts = number("IMGPIPE_MAX_ATTEMPTS", 5)?;
         if max_attempts == 0 {
-            return Err(ConfigError { variable: "IMGPIPE_MAX_ATTEMPTS", message: "must be at least 1".into() });
+            return Err(ConfigError {
+                variable: "IMGPIPE_MAX_ATTEMPTS",
+                message: "must be at least 1".into(),
+            });
         }
-        let concurrency = number("IMGPIPE_CONCURRENCY", std::thread::available_parallelism().map_or(2, |n| n.get() as u64))?;
+        let concurrency = number(
+            "IMGPIPE_CONCURRENCY",
+            std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
+        )?;
         Ok(Self {
             output_bucket: required("IMGPIPE_OUTPUT_BUCKET")?,
-            layout: OutputLayout { prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()) },
+            layout: OutputLayout {
+                prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()),
+            },
             dlq_url: required("IMGPIPE_DLQ_URL")?,
             presets,
             limits,
             gps,
             background,
-            cache_control: lookup("IMGPIPE_CACHE_CONTROL").unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),
-            metadata_cache_control: lookup("IMGPIPE_METADATA_CACHE_CONTROL").unwrap_or_else(|| "public, max-age=60".into()),
+            cache_control: lookup("IMGPIPE_CACHE_CONTROL")
+                .unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),
+            metadata_cache_control: lookup("IMGPIPE_METADATA_CACHE_CONTROL")
+                .unwrap_or_else(|| "public, max-age=60".into()),
             max_attempts: max_attempts as u32,
             retry_base: Duration::from_secs(number("IMGPIPE_RETRY_BASE_SECONDS", 10)?),
             retry_max: Duration::from_secs(number("IMGPIPE_RETRY_MAX_SECONDS", 900)?),
@@ -122,12 +147,19 @@ impl Config {
 
     /// The core pipeline options this configuration implies.
     pub fn pipeline_options(&self) -> imgpipe_core::Options {
-        imgpipe_core::Options { limits: self.limits, gps: self.gps, background: self.background, layout: self.layout.clone() }
+        imgpipe_core::Options {
+            limits: self.limits,
+            gps: self.gps,
+            background: self.background,
+            layout: self.layout.clone(),
+        }
     }
 
     /// Delay before the next attempt after `receive_count` receives: base × 2^(n−1), capped.
     pub fn retry_delay(&self, receive_count: u32) -> Duration {
-        let factor = 1u32.checked_shl(receive_count.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(receive_count.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
         self.retry_base.saturating_mul(factor).min(self.retry_max)
     }
 }
@@ -147,8 +179,13 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut map: HashMap<String, String> =
-            [("IMGPIPE_OUTPUT_BUCKET", "out"), ("IMGPIPE_DLQ_URL", "http://dlq")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = [
+            ("IMGPIPE_OUTPUT_BUCKET", "out"),
+            ("IMGPIPE_DLQ_URL", "http://dlq"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         for (k, v) in pairs {
             map.insert(k.to_string(), v.to_string());
         }
@@ -167,10 +204,28 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        assert_eq!(config(&[("IMGPIPE_MAX_PIXELS", "lots")]).unwrap_err().variable, "IMGPIPE_MAX_PIXELS");
-        assert_eq!(config(&[("IMGPIPE_GPS", "maybe")]).unwrap_err().variable, "IMGPIPE_GPS");
-        assert_eq!(config(&[("IMGPIPE_JPEG_BACKGROUND", "#12")]).unwrap_err().variable, "IMGPIPE_JPEG_BACKGROUND");
-        assert_eq!(config(&[("IMGPIPE_PRESETS_FILE", "/nonexistent.toml")]).unwrap_err().variable, "IMGPIPE_PRESETS_FILE");
+        assert_eq!(
+            config(&[("IMGPIPE_MAX_PIXELS", "lots")])
+                .unwrap_err()
+                .variable,
+            "IMGPIPE_MAX_PIXELS"
+        );
+        assert_eq!(
+            config(&[("IMGPIPE_GPS", "maybe")]).unwrap_err().variable,
+            "IMGPIPE_GPS"
+        );
+        assert_eq!(
+            config(&[("IMGPIPE_JPEG_BACKGROUND", "#12")])
+                .unwrap_err()
+                .variable,
+            "IMGPIPE_JPEG_BACKGROUND"
+        );
+        assert_eq!(
+            config(&[("IMGPIPE_PRESETS_FILE", "/nonexistent.toml")])
+                .unwrap_err()
+                .variable,
+            "IMGPIPE_PRESETS_FILE"
+        );
         let no_bucket = Config::from_lookup(|_| None).unwrap_err();
         assert_eq!(no_bucket.variable, "IMGPIPE_OUTPUT_BUCKET");
     }
@@ -187,7 +242,11 @@ mod tests {
 
     #[test]
     fn retry_delay_doubles_and_caps() {
-        let c = config(&[("IMGPIPE_RETRY_BASE_SECONDS", "10"), ("IMGPIPE_RETRY_MAX_SECONDS", "60")]).unwrap();
+        let c = config(&[
+            ("IMGPIPE_RETRY_BASE_SECONDS", "10"),
+            ("IMGPIPE_RETRY_MAX_SECONDS", "60"),
+        ])
+        .unwrap();
         let delays: Vec<u64> = (1..=5).map(|n| c.retry_delay(n).as_secs()).collect();
         assert_eq!(delays, [10, 20, 40, 60, 60]);
     }

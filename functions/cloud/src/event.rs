@@ -36,7 +36,8 @@ pub struct ObjectEvent {
 impl ObjectEvent {
     /// True for `ObjectCreated:*` events (Put, Post, Copy, CompleteMultipartUpload).
     pub fn is_created(&self) -> bool {
-        self.event_name.starts_with("ObjectCreated:") || self.event_name.starts_with("s3:ObjectCreated:")
+        self.event_name.starts_with("ObjectCreated:")
+            || self.event_name.starts_with("s3:ObjectCreated:")
     }
 }
 
@@ -86,7 +87,8 @@ struct Object {
 
 /// Parses an SQS message body.
 pub fn parse_body(body: &str) -> Result<Notification, EventError> {
-    let parsed: Body = serde_json::from_str(body).map_err(|e| EventError(format!("invalid JSON ({e})")))?;
+    let parsed: Body =
+        serde_json::from_str(body).map_err(|e| EventError(format!("invalid JSON ({e})")))?;
     if parsed.sns_type.as_deref() == Some("Notification")
         && let Some(inner) = parsed.sns_message
     {
@@ -95,17 +97,27 @@ pub fn parse_body(body: &str) -> Result<Notification, EventError> {
     if parsed.event.as_deref() == Some("s3:TestEvent") {
         return Ok(Notification::Test);
     }
-    let records = parsed.records.ok_or_else(|| EventError("no 'Records' and not an s3:TestEvent".into()))?;
+    let records = parsed
+        .records
+        .ok_or_else(|| EventError("no 'Records' and not an s3:TestEvent".into()))?;
     if records.is_empty() {
         return Err(EventError("'Records' is empty".into()));
     }
-    records.into_iter().enumerate().map(|(i, r)| to_event(i, r)).collect::<Result<_, _>>().map(Notification::Records)
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| to_event(i, r))
+        .collect::<Result<_, _>>()
+        .map(Notification::Records)
 }
 
 fn to_event(index: usize, record: Record) -> Result<ObjectEvent, EventError> {
     let missing = |what: &str| EventError(format!("Records[{index}] has no {what}"));
     let s3 = record.s3.ok_or_else(|| missing("s3"))?;
-    let bucket = s3.bucket.and_then(|b| b.name).ok_or_else(|| missing("s3.bucket.name"))?;
+    let bucket = s3
+        .bucket
+        .and_then(|b| b.name)
+        .ok_or_else(|| missing("s3.bucket.name"))?;
     let object = s3.object.ok_or_else(|| missing("s3.object"))?;
     let raw_key = object.key.ok_or_else(|| missing("s3.object.key"))?;
     let key = decode_key(&raw_key).map_err(|e| EventError(format!("Records[{index}]: {e}")))?;
@@ -114,7 +126,10 @@ fn to_event(index: usize, record: Record) -> Result<ObjectEvent, EventError> {
         bucket,
         key,
         size: object.size,
-        etag: object.e_tag.map(|e| e.trim_matches('"').to_string()).filter(|e| !e.is_empty()),
+        etag: object
+            .e_tag
+            .map(|e| e.trim_matches('"').to_string())
+            .filter(|e| !e.is_empty()),
     })
 }
 
@@ -135,26 +150,40 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/events").join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/events")
+            .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     #[test]
     fn decodes_aws_and_localstack_key_encodings() {
         assert_eq!(decode_key("red+flower.jpg").unwrap(), "red flower.jpg");
-        assert_eq!(decode_key("my%20photo%20%C3%A9%2B%C3%BC.jpg").unwrap(), "my photo é+ü.jpg");
+        assert_eq!(
+            decode_key("my%20photo%20%C3%A9%2B%C3%BC.jpg").unwrap(),
+            "my photo é+ü.jpg"
+        );
         assert_eq!(decode_key("a%2Bb+c.jpg").unwrap(), "a+b c.jpg");
-        assert_eq!(decode_key("uploads/%E6%BC%A2%E5%AD%97.png").unwrap(), "uploads/漢字.png");
+        assert_eq!(
+            decode_key("uploads/%E6%BC%A2%E5%AD%97.png").unwrap(),
+            "uploads/漢字.png"
+        );
         assert!(decode_key("%FF%FE.jpg").is_err());
         assert!(decode_key("").is_err());
     }
 
     #[test]
     fn aws_put_event() {
-        let Notification::Records(records) = parse_body(&fixture("s3-put-aws.json")).unwrap() else { panic!() };
+        let Notification::Records(records) = parse_body(&fixture("s3-put-aws.json")).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(records.len(), 1);
         let r = &records[0];
-        assert_eq!((r.bucket.as_str(), r.key.as_str()), ("amzn-s3-demo-bucket", "uploads/red flower (1).jpg"));
+        assert_eq!(
+            (r.bucket.as_str(), r.key.as_str()),
+            ("amzn-s3-demo-bucket", "uploads/red flower (1).jpg")
+        );
         assert_eq!(r.etag.as_deref(), Some("0123456789abcdef0123456789abcdef"));
         assert_eq!(r.size, Some(1024));
         assert!(r.is_created());
@@ -162,40 +191,75 @@ mod tests {
 
     #[test]
     fn localstack_multipart_event_with_unicode_key() {
-        let Notification::Records(records) = parse_body(&fixture("s3-multipart-localstack.json")).unwrap() else { panic!() };
+        let Notification::Records(records) =
+            parse_body(&fixture("s3-multipart-localstack.json")).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(records[0].key, "originals/my photo é+ü 漢字 (1)&x=y.jpg");
-        assert_eq!(records[0].event_name, "ObjectCreated:CompleteMultipartUpload");
-        assert_eq!(records[0].etag.as_deref(), Some("04e6c1d5a7d1b0b2a0f7e2f6b1c5d3e4-2"));
+        assert_eq!(
+            records[0].event_name,
+            "ObjectCreated:CompleteMultipartUpload"
+        );
+        assert_eq!(
+            records[0].etag.as_deref(),
+            Some("04e6c1d5a7d1b0b2a0f7e2f6b1c5d3e4-2")
+        );
     }
 
     #[test]
     fn several_records_in_one_message() {
-        let Notification::Records(records) = parse_body(&fixture("s3-two-records.json")).unwrap() else { panic!() };
-        assert_eq!(records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["a.jpg", "b c.png"]);
+        let Notification::Records(records) = parse_body(&fixture("s3-two-records.json")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["a.jpg", "b c.png"]
+        );
     }
 
     #[test]
     fn test_event_is_recognised() {
-        assert_eq!(parse_body(&fixture("s3-test-event.json")).unwrap(), Notification::Test);
+        assert_eq!(
+            parse_body(&fixture("s3-test-event.json")).unwrap(),
+            Notification::Test
+        );
     }
 
     #[test]
     fn sns_envelope_is_unwrapped() {
-        let Notification::Records(records) = parse_body(&fixture("sns-wrapped-s3-put.json")).unwrap() else { panic!() };
+        let Notification::Records(records) =
+            parse_body(&fixture("sns-wrapped-s3-put.json")).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(records[0].key, "uploads/cat.jpg");
     }
 
     #[test]
     fn removal_events_are_not_creations() {
         let body = fixture("s3-put-aws.json").replace("ObjectCreated:Put", "ObjectRemoved:Delete");
-        let Notification::Records(records) = parse_body(&body).unwrap() else { panic!() };
+        let Notification::Records(records) = parse_body(&body).unwrap() else {
+            panic!()
+        };
         assert!(!records[0].is_created());
     }
 
     #[test]
     fn garbage_is_a_clear_error() {
-        assert!(parse_body("not json").unwrap_err().0.contains("invalid JSON"));
+        assert!(
+            parse_body("not json")
+                .unwrap_err()
+                .0
+                .contains("invalid JSON")
+        );
         assert!(parse_body("{}").unwrap_err().0.contains("Records"));
-        assert!(parse_body(r#"{"Records":[{"s3":{"bucket":{"name":"b"},"object":{}}}]}"#).unwrap_err().0.contains("s3.object.key"));
+        assert!(
+            parse_body(r#"{"Records":[{"s3":{"bucket":{"name":"b"},"object":{}}}]}"#)
+                .unwrap_err()
+                .0
+                .contains("s3.object.key")
+        );
     }
 }

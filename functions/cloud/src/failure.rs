@@ -18,17 +18,29 @@ pub struct Failure {
 impl Failure {
     /// A failure that no retry can fix.
     pub fn permanent(kind: &str, message: impl Into<String>) -> Self {
-        Self { kind: kind.into(), message: message.into(), retryable: false }
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// A failure worth retrying.
     pub fn transient(kind: &str, message: impl Into<String>) -> Self {
-        Self { kind: kind.into(), message: message.into(), retryable: true }
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            retryable: true,
+        }
     }
 }
 
 impl From<&PipelineError> for Failure {
     fn from(e: &PipelineError) -> Self {
-        Self { kind: e.kind.as_str().into(), message: e.message.clone(), retryable: !e.kind.is_permanent() }
+        Self {
+            kind: e.kind.as_str().into(),
+            message: e.message.clone(),
+            retryable: !e.kind.is_permanent(),
+        }
     }
 }

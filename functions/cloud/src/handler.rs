@@ -89,13 +89,19 @@ thread_local! {
 impl Handler {
     /// Builds the handler from ready clients.
     pub fn new(s3: aws_sdk_s3::Client, sqs: aws_sdk_sqs::Client, config: Config) -> Self {
-        Self { s3, sqs, config: Arc::new(config) }
+        Self {
+            s3,
+            sqs,
+            config: Arc::new(config),
+        }
     }
 
     /// Loads AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`) and
     /// builds the clients.
     pub async fn from_config(config: Config) -> Self {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         let s3 = store::client(&shared, config.endpoint_url.is_some());
         let sqs = aws_sdk_sqs::Client::new(&shared);
         Self::new(s3, sqs, config)
@@ -135,7 +141,8 @@ impl Handler {
     /// Applies retry backoff to the messages that stay on `queue_url` (both drivers call this).
     pub async fn apply_backoff(&self, queue_url: &str, results: &[MessageResult]) {
         for result in results {
-            if let (Outcome::Retry { delay, .. }, Some(handle)) = (&result.outcome, &result.receipt_handle)
+            if let (Outcome::Retry { delay, .. }, Some(handle)) =
+                (&result.outcome, &result.receipt_handle)
                 && let Err(e) = queue::set_visibility(&self.sqs, queue_url, handle, *delay).await
             {
                 tracing::warn!(message_id = %result.message_id, error = %e, "could not set retry backoff; the queue's visibility timeout applies");
@@ -146,14 +153,23 @@ impl Handler {
     async fn handle_message(&self, message: &SqsMessage) -> Outcome {
         let message_id = message.message_id.as_deref().unwrap_or("");
         let body = message.body.as_deref().unwrap_or("");
-        let receive_count: u32 =
-            message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let receive_count: u32 = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let records = match parse_body(body) {
-            Ok(Notification::Test) => return Outcome::Ignored { reason: "s3:TestEvent".into() },
+            Ok(Notification::Test) => {
+                return Outcome::Ignored {
+                    reason: "s3:TestEvent".into(),
+                };
+            }
             Ok(Notification::Records(records)) => records,
             Err(e) => {
                 let failure = Failure::permanent("bad_message", e.to_string());
-                return self.dead_letter(body, failure, None, receive_count, message_id).await;
+                return self
+                    .dead_letter(body, failure, None, receive_count, message_id)
+                    .await;
             }
         };
         let (mut processed, mut skipped, mut ignored) = (0, 0, Vec::new());
@@ -180,41 +196,70 @@ impl Handler {
                 retryable: true,
             };
             self.write_failed_metadata(&record, &failure).await;
-            return self.dead_letter(body, failure, Some(&record), receive_count, message_id).await;
+            return self
+                .dead_letter(body, failure, Some(&record), receive_count, message_id)
+                .await;
         }
         if let Some((failure, record)) = permanent {
-            return self.dead_letter(body, failure, Some(&record), receive_count, message_id).await;
+            return self
+                .dead_letter(body, failure, Some(&record), receive_count, message_id)
+                .await;
         }
         if processed + skipped == 0 {
-            return Outcome::Ignored { reason: ignored.join("; ") };
+            return Outcome::Ignored {
+                reason: ignored.join("; "),
+            };
         }
         Outcome::Done { processed, skipped }
     }
 
-    async fn dead_letter(&self, body: &str, failure: Failure, record: Option<&ObjectEvent>, receive_count: u32, message_id: &str) -> Outcome {
-        let letter = DeadLetter { body, failure: &failure, source: record.map(|r| (r.bucket.as_str(), r.key.as_str())), receive_count, message_id };
+    async fn dead_letter(
+        &self,
+        body: &str,
+        failure: Failure,
+        record: Option<&ObjectEvent>,
+        receive_count: u32,
+        message_id: &str,
+    ) -> Outcome {
+        let letter = DeadLetter {
+            body,
+            failure: &failure,
+            source: record.map(|r| (r.bucket.as_str(), r.key.as_str())),
+            receive_count,
+            message_id,
+        };
         match queue::send_to_dlq(&self.sqs, &self.config.dlq_url, &letter).await {
             Ok(()) => {
                 tracing::error!(message_id, key = record.map(|r| r.key.as_str()), kind = %failure.kind, error = %failure.message, "dead-lettered");
                 Outcome::DeadLettered { failure }
             }
             // The DLQ is unreachable: keep the message (nothing is lost) and retry later.
-            Err(send_error) => Outcome::Retry { delay: self.config.retry_delay(receive_count), failure: send_error },
+            Err(send_error) => Outcome::Retry {
+                delay: self.config.retry_delay(receive_count),
+                failure: send_error,
+            },
         }
     }
 
     async fn handle_record(&self, record: &ObjectEvent) -> Result<RecordDone, Failure> {
         let config = &self.config;
         if !record.is_created() {
-            return Ok(RecordDone::Ignored(format!("{} is not an object creation", record.event_name)));
+            return Ok(RecordDone::Ignored(format!(
+                "{} is not an object creation",
+                record.event_name
+            )));
         }
         if record.bucket == config.output_bucket && config.layout.contains(&record.key) {
             tracing::warn!(key = %record.key, "event for a key under the output location ignored; check the bucket notification's prefix");
-            return Ok(RecordDone::Ignored(format!("{} is under the output location", record.key)));
+            return Ok(RecordDone::Ignored(format!(
+                "{} is under the output location",
+                record.key
+            )));
         }
         let metadata_key = config.layout.metadata_key(&record.key);
         if let Some(etag) = &record.etag
-            && let Some(existing) = store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?
+            && let Some(existing) =
+                store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?
         {
             if existing.is_done_for(etag, config.presets.hash()) {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
@@ -225,30 +270,48 @@ impl Handler {
                 && existing.source.etag.as_deref() == Some(etag.as_str())
                 && existing.error.as_ref().is_some_and(|e| !e.retryable);
             if already_failed {
-                return Ok(RecordDone::Ignored(format!("{} already failed permanently and was dead-lettered", record.key)));
+                return Ok(RecordDone::Ignored(format!(
+                    "{} already failed permanently and was dead-lettered",
+                    record.key
+                )));
             }
         }
         self.process_record(record, &metadata_key).await
     }
 
-    async fn process_record(&self, record: &ObjectEvent, metadata_key: &str) -> Result<RecordDone, Failure> {
+    async fn process_record(
+        &self,
+        record: &ObjectEvent,
+        metadata_key: &str,
+    ) -> Result<RecordDone, Failure> {
         let config = Arc::clone(&self.config);
         let started = Instant::now();
-        let fetched = match store::get_source(&self.s3, &record.bucket, &record.key, &config.limits).await {
-            Ok(fetched) => fetched,
-            Err(failure) => {
-                if !failure.retryable {
-                    self.write_failed_metadata(record, &failure).await;
+        let fetched =
+            match store::get_source(&self.s3, &record.bucket, &record.key, &config.limits).await {
+                Ok(fetched) => fetched,
+                Err(failure) => {
+                    if !failure.retryable {
+                        self.write_failed_metadata(record, &failure).await;
+                    }
+                    return Err(failure);
                 }
-                return Err(failure);
-            }
-        };
+            };
         let fetch_ms = elapsed_ms(started);
-        let source = SourceRef { bucket: record.bucket.clone(), key: record.key.clone(), etag: fetched.etag.clone().or(record.etag.clone()) };
+        let source = SourceRef {
+            bucket: record.bucket.clone(),
+            key: record.key.clone(),
+            etag: fetched.etag.clone().or(record.etag.clone()),
+        };
         let job_config = Arc::clone(&config);
         let result = tokio::task::spawn_blocking(move || {
             ENGINE.with_borrow_mut(|engine| {
-                imgpipe_core::process(&fetched.bytes, &source, &job_config.presets, &job_config.pipeline_options(), engine)
+                imgpipe_core::process(
+                    &fetched.bytes,
+                    &source,
+                    &job_config.presets,
+                    &job_config.pipeline_options(),
+                    engine,
+                )
             })
         })
         .await
@@ -267,7 +330,17 @@ impl Handler {
             let s3 = &self.s3;
             let bucket = &config.output_bucket;
             let cache_control = &config.cache_control;
-            async move { store::put(s3, bucket, &d.key, d.bytes, d.format.content_type(), cache_control).await }
+            async move {
+                store::put(
+                    s3,
+                    bucket,
+                    &d.key,
+                    d.bytes,
+                    d.format.content_type(),
+                    cache_control,
+                )
+                .await
+            }
         });
         futures::future::try_join_all(uploads).await?;
         let mut metadata = processed.metadata;
@@ -297,9 +370,18 @@ impl Handler {
     }
 
     async fn put_metadata(&self, key: &str, mut metadata: Metadata) -> Result<(), Failure> {
-        metadata.processed_at = Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+        metadata.processed_at =
+            Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
         let json = serde_json::to_vec_pretty(&metadata).expect("metadata serialises");
-        store::put(&self.s3, &self.config.output_bucket, key, json, "application/json", &self.config.metadata_cache_control).await
+        store::put(
+            &self.s3,
+            &self.config.output_bucket,
+            key,
+            json,
+            "application/json",
+            &self.config.metadata_cache_control,
+        )
+        .await
     }
 }
 

@@ -25,7 +25,11 @@ pub fn batch_response(results: &[MessageResult]) -> SqsBatchResponse {
 }
 
 /// Handles one invocation; `queue_url` is where retry backoff is applied.
-pub async fn handle_event(handler: &Handler, queue_url: Option<&str>, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_event(
+    handler: &Handler,
+    queue_url: Option<&str>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let results = handler.handle_batch(event.records).await;
     if let Some(queue_url) = queue_url {
         handler.apply_backoff(queue_url, &results).await;
@@ -34,11 +38,18 @@ pub async fn handle_event(handler: &Handler, queue_url: Option<&str>, event: Sqs
 }
 
 /// Runs the Lambda runtime loop with one shared handler (clients reused across invocations).
-pub async fn run(handler: Arc<Handler>, queue_url: Option<String>) -> Result<(), lambda_runtime::Error> {
+pub async fn run(
+    handler: Arc<Handler>,
+    queue_url: Option<String>,
+) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
         let queue_url = queue_url.clone();
-        async move { Ok::<_, lambda_runtime::Error>(handle_event(&handler, queue_url.as_deref(), event.payload).await) }
+        async move {
+            Ok::<_, lambda_runtime::Error>(
+                handle_event(&handler, queue_url.as_deref(), event.payload).await,
+            )
+        }
     }))
     .await
 }
@@ -51,21 +62,54 @@ mod tests {
     use std::time::Duration;
 
     fn result(id: &str, outcome: Outcome) -> MessageResult {
-        MessageResult { message_id: id.into(), receipt_handle: Some(format!("rh-{id}")), outcome }
+        MessageResult {
+            message_id: id.into(),
+            receipt_handle: Some(format!("rh-{id}")),
+            outcome,
+        }
     }
 
     #[test]
     fn only_retries_are_reported_as_failures() {
         let results = [
-            result("done", Outcome::Done { processed: 1, skipped: 0 }),
-            result("test", Outcome::Ignored { reason: "s3:TestEvent".into() }),
-            result("dlq", Outcome::DeadLettered { failure: Failure::permanent("corrupt", "x") }),
-            result("retry", Outcome::Retry { failure: Failure::transient("s3_get", "x"), delay: Duration::from_secs(10) }),
+            result(
+                "done",
+                Outcome::Done {
+                    processed: 1,
+                    skipped: 0,
+                },
+            ),
+            result(
+                "test",
+                Outcome::Ignored {
+                    reason: "s3:TestEvent".into(),
+                },
+            ),
+            result(
+                "dlq",
+                Outcome::DeadLettered {
+                    failure: Failure::permanent("corrupt", "x"),
+                },
+            ),
+            result(
+                "retry",
+                Outcome::Retry {
+                    failure: Failure::transient("s3_get", "x"),
+                    delay: Duration::from_secs(10),
+                },
+            ),
         ];
         let response = batch_response(&results);
-        let ids: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let ids: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
         assert_eq!(ids, ["retry"]);
         let json = serde_json::to_value(&response).unwrap();
-        assert_eq!(json, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "retry"}]}));
+        assert_eq!(
+            json,
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "retry"}]})
+        );
     }
 }

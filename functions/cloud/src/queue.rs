@@ -44,37 +44,71 @@ pub struct DeadLetter<'a> {
 fn string_attribute(value: &str) -> MessageAttributeValue {
     // SQS attribute values are limited to 256 KiB; keep messages readable in consoles too.
     let value: String = value.chars().take(1024).collect();
-    MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("data type set")
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type set")
 }
 
 /// Sends `letter` to the dead-letter queue at `dlq_url`.
-pub async fn send_to_dlq(sqs: &Client, dlq_url: &str, letter: &DeadLetter<'_>) -> Result<(), Failure> {
+pub async fn send_to_dlq(
+    sqs: &Client,
+    dlq_url: &str,
+    letter: &DeadLetter<'_>,
+) -> Result<(), Failure> {
     let mut request = sqs
         .send_message()
         .queue_url(dlq_url)
         .message_body(letter.body)
-        .message_attributes(attributes::ERROR_KIND, string_attribute(&letter.failure.kind))
-        .message_attributes(attributes::ERROR_MESSAGE, string_attribute(&letter.failure.message))
-        .message_attributes(attributes::RETRYABLE, string_attribute(&letter.failure.retryable.to_string()))
+        .message_attributes(
+            attributes::ERROR_KIND,
+            string_attribute(&letter.failure.kind),
+        )
+        .message_attributes(
+            attributes::ERROR_MESSAGE,
+            string_attribute(&letter.failure.message),
+        )
+        .message_attributes(
+            attributes::RETRYABLE,
+            string_attribute(&letter.failure.retryable.to_string()),
+        )
         .message_attributes(
             attributes::RECEIVE_COUNT,
-            MessageAttributeValue::builder().data_type("Number").string_value(letter.receive_count.to_string()).build().expect("data type set"),
+            MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(letter.receive_count.to_string())
+                .build()
+                .expect("data type set"),
         )
-        .message_attributes(attributes::ORIGINAL_MESSAGE_ID, string_attribute(letter.message_id));
+        .message_attributes(
+            attributes::ORIGINAL_MESSAGE_ID,
+            string_attribute(letter.message_id),
+        );
     if let Some((bucket, key)) = letter.source {
         request = request
             .message_attributes(attributes::SOURCE_BUCKET, string_attribute(bucket))
             .message_attributes(attributes::SOURCE_KEY, string_attribute(key));
     }
-    request
-        .send()
-        .await
-        .map_err(|e| Failure::transient("sqs_send", format!("SendMessage to the DLQ {dlq_url}: {}", DisplayErrorContext(&e))))?;
+    request.send().await.map_err(|e| {
+        Failure::transient(
+            "sqs_send",
+            format!(
+                "SendMessage to the DLQ {dlq_url}: {}",
+                DisplayErrorContext(&e)
+            ),
+        )
+    })?;
     Ok(())
 }
 
 /// Hides a message for `delay` (retry backoff, or a visibility heartbeat).
-pub async fn set_visibility(sqs: &Client, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), Failure> {
+pub async fn set_visibility(
+    sqs: &Client,
+    queue_url: &str,
+    receipt_handle: &str,
+    delay: Duration,
+) -> Result<(), Failure> {
     let seconds = delay.as_secs().min(43_200) as i32; // SQS maximum: 12 hours
     sqs.change_message_visibility()
         .queue_url(queue_url)
@@ -82,7 +116,12 @@ pub async fn set_visibility(sqs: &Client, queue_url: &str, receipt_handle: &str,
         .visibility_timeout(seconds)
         .send()
         .await
-        .map_err(|e| Failure::transient("sqs_visibility", format!("ChangeMessageVisibility: {}", DisplayErrorContext(&e))))?;
+        .map_err(|e| {
+            Failure::transient(
+                "sqs_visibility",
+                format!("ChangeMessageVisibility: {}", DisplayErrorContext(&e)),
+            )
+        })?;
     Ok(())
 }
 
@@ -93,12 +132,28 @@ pub async fn delete_all(sqs: &Client, queue_url: &str, receipt_handles: &[String
         let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
             .iter()
             .enumerate()
-            .map(|(i, handle)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(handle).build().expect("id and handle set"))
+            .map(|(i, handle)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .expect("id and handle set")
+            })
             .collect();
-        match sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await {
+        match sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             Ok(out) => {
                 for f in out.failed() {
-                    tracing::warn!(code = f.code(), message = f.message(), "delete failed; the message will be received again");
+                    tracing::warn!(
+                        code = f.code(),
+                        message = f.message(),
+                        "delete failed; the message will be received again"
+                    );
                 }
                 failed += out.failed().len();
             }

@@ -21,14 +21,23 @@ pub fn client(shared: &aws_config::SdkConfig, endpoint_override: bool) -> Client
     let mut builder = aws_sdk_s3::config::Builder::from(shared).force_path_style(endpoint_override);
     if endpoint_override {
         builder = builder
-            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            );
     }
     Client::from_conf(builder.build())
 }
 
 /// Downloads `bucket/key`, refusing objects over `limits.max_source_bytes` before reading the body.
-pub async fn get_source(s3: &Client, bucket: &str, key: &str, limits: &Limits) -> Result<SourceObject, Failure> {
+pub async fn get_source(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    limits: &Limits,
+) -> Result<SourceObject, Failure> {
     let response = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
         if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
             Failure::permanent(
@@ -40,35 +49,51 @@ pub async fn get_source(s3: &Client, bucket: &str, key: &str, limits: &Limits) -
         }
     })?;
     if let Some(length) = response.content_length() {
-        limits.check_bytes(length.max(0) as u64).map_err(|e| Failure::from(&e))?;
+        limits
+            .check_bytes(length.max(0) as u64)
+            .map_err(|e| Failure::from(&e))?;
     }
     let etag = response.e_tag().map(|e| e.trim_matches('"').to_string());
-    let body = response
-        .body
-        .collect()
-        .await
-        .map_err(|e| Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}")))?;
-    Ok(SourceObject { bytes: body.into_bytes().to_vec(), etag })
+    let body =
+        response.body.collect().await.map_err(|e| {
+            Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
+        })?;
+    Ok(SourceObject {
+        bytes: body.into_bytes().to_vec(),
+        etag,
+    })
 }
 
 /// Reads an existing metadata document; `None` when absent or unreadable as metadata.
-pub async fn get_metadata(s3: &Client, bucket: &str, key: &str) -> Result<Option<Metadata>, Failure> {
+pub async fn get_metadata(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Metadata>, Failure> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(response) => {
-            let body = response
-                .body
-                .collect()
-                .await
-                .map_err(|e| Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}")))?;
+            let body = response.body.collect().await.map_err(|e| {
+                Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
+            })?;
             Ok(serde_json::from_slice(&body.into_bytes()).ok())
         }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(Failure::transient("s3_get", format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)))),
+        Err(e) => Err(Failure::transient(
+            "s3_get",
+            format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
+        )),
     }
 }
 
 /// Writes one output object with its Content-Type and Cache-Control.
-pub async fn put(s3: &Client, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str, cache_control: &str) -> Result<(), Failure> {
+pub async fn put(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+    cache_control: &str,
+) -> Result<(), Failure> {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -77,6 +102,11 @@ pub async fn put(s3: &Client, bucket: &str, key: &str, bytes: Vec<u8>, content_t
         .cache_control(cache_control)
         .send()
         .await
-        .map_err(|e| Failure::transient("s3_put", format!("PutObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e))))?;
+        .map_err(|e| {
+            Failure::transient(
+                "s3_put",
+                format!("PutObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
+            )
+        })?;
     Ok(())
 }

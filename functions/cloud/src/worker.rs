@@ -59,7 +59,11 @@ impl WorkerStats {
 }
 
 /// Runs until `shutdown` resolves, then finishes in-flight messages and returns the counts.
-pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> WorkerStats {
+pub async fn run(
+    handler: Arc<Handler>,
+    options: WorkerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> WorkerStats {
     let sqs = handler.sqs().clone();
     let visibility = queue_visibility_timeout(&sqs, &options.queue_url).await;
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -116,14 +120,19 @@ pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl F
         if is_stopping() {
             // Received after shutdown began: hand them straight back instead of starting new work.
             for handle in messages.iter().filter_map(|m| m.receipt_handle()) {
-                let _ = queue::set_visibility(&sqs, &options.queue_url, handle, Duration::ZERO).await;
+                let _ =
+                    queue::set_visibility(&sqs, &options.queue_url, handle, Duration::ZERO).await;
             }
             break;
         }
         stats.received += messages.len() as u64;
         let mut held = vec![first];
         for _ in 1..messages.len() {
-            held.push(Arc::clone(&permits).try_acquire_owned().expect("asked for no more messages than free permits"));
+            held.push(
+                Arc::clone(&permits)
+                    .try_acquire_owned()
+                    .expect("asked for no more messages than free permits"),
+            );
         }
         let handler = Arc::clone(&handler);
         let queue_url = options.queue_url.clone();
@@ -133,7 +142,10 @@ pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl F
             results
         });
     }
-    tracing::info!(in_flight = in_flight.len(), "shutting down: finishing in-flight messages");
+    tracing::info!(
+        in_flight = in_flight.len(),
+        "shutting down: finishing in-flight messages"
+    );
     while let Some(done) = in_flight.join_next().await {
         record(&mut stats, done);
     }
@@ -144,12 +156,22 @@ pub async fn run(handler: Arc<Handler>, options: WorkerOptions, shutdown: impl F
 fn record(stats: &mut WorkerStats, done: Result<Vec<MessageResult>, tokio::task::JoinError>) {
     match done {
         Ok(results) => results.iter().for_each(|r| stats.count(&r.outcome)),
-        Err(e) => tracing::error!(error = %e, "batch task panicked; its messages will be received again"),
+        Err(e) => {
+            tracing::error!(error = %e, "batch task panicked; its messages will be received again")
+        }
     }
 }
 
-async fn process_batch(handler: &Handler, queue_url: &str, messages: Vec<Message>, visibility: Duration) -> Vec<MessageResult> {
-    let handles: Vec<String> = messages.iter().filter_map(|m| m.receipt_handle.clone()).collect();
+async fn process_batch(
+    handler: &Handler,
+    queue_url: &str,
+    messages: Vec<Message>,
+    visibility: Duration,
+) -> Vec<MessageResult> {
+    let handles: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.receipt_handle.clone())
+        .collect();
     let batch: Vec<SqsMessage> = messages.into_iter().map(to_lambda_message).collect();
     let results = {
         let work = handler.handle_batch(batch);
@@ -161,14 +183,22 @@ async fn process_batch(handler: &Handler, queue_url: &str, messages: Vec<Message
         }
     };
     handler.apply_backoff(queue_url, &results).await;
-    let finished: Vec<String> =
-        results.iter().filter(|r| !r.outcome.keeps_message()).filter_map(|r| r.receipt_handle.clone()).collect();
+    let finished: Vec<String> = results
+        .iter()
+        .filter(|r| !r.outcome.keeps_message())
+        .filter_map(|r| r.receipt_handle.clone())
+        .collect();
     queue::delete_all(handler.sqs(), queue_url, &finished).await;
     results
 }
 
 /// Every half visibility timeout, extends the visibility of the messages being processed.
-async fn heartbeat(sqs: &aws_sdk_sqs::Client, queue_url: &str, handles: &[String], visibility: Duration) {
+async fn heartbeat(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    handles: &[String],
+    visibility: Duration,
+) {
     let period = (visibility / 2).max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(period).await;
@@ -189,7 +219,10 @@ async fn queue_visibility_timeout(sqs: &aws_sdk_sqs::Client, queue_url: &str) ->
         .await
         .ok()
         .and_then(|out| out.attributes)
-        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout).and_then(|v| v.parse().ok()))
+        .and_then(|a| {
+            a.get(&QueueAttributeName::VisibilityTimeout)
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(30u64);
     Duration::from_secs(seconds.max(2))
 }

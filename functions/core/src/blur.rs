@@ -6,10 +6,12 @@ use crate::pixels::Pixels;
 pub fn blur(pixels: Pixels, sigma: f32) -> Pixels {
     let (w, h, c) = (pixels.width, pixels.height, pixels.channels);
     let data = if c == 4 {
-        let img = image::RgbaImage::from_raw(w, h, pixels.data).expect("buffer size checked by Pixels");
+        let img =
+            image::RgbaImage::from_raw(w, h, pixels.data).expect("buffer size checked by Pixels");
         image::imageops::blur(&img, sigma).into_raw()
     } else {
-        let img = image::RgbImage::from_raw(w, h, pixels.data).expect("buffer size checked by Pixels");
+        let img =
+            image::RgbImage::from_raw(w, h, pixels.data).expect("buffer size checked by Pixels");
         image::imageops::blur(&img, sigma).into_raw()
     };
     Pixels::new(w, h, c, data)
@@ -21,7 +23,9 @@ mod tests {
 
     #[test]
     fn blur_spreads_a_sharp_edge() {
-        let data: Vec<u8> = (0..16 * 4).flat_map(|i| if i % 16 < 8 { [0u8; 3] } else { [255u8; 3] }).collect();
+        let data: Vec<u8> = (0..16 * 4)
+            .flat_map(|i| if i % 16 < 8 { [0u8; 3] } else { [255u8; 3] })
+            .collect();
         let out = blur(Pixels::new(16, 4, 3, data), 2.0);
         let edge = out.data[7 * 3];
         assert!(edge > 40 && edge < 215, "edge pixel {edge} is not blurred");

@@ -22,22 +22,46 @@ pub fn decode(bytes: &[u8], header: &Header, denominator: u32) -> Result<Pixels>
 }
 
 fn decode_jpeg(bytes: &[u8], denominator: u32) -> Result<Pixels> {
-    let mut decompressor =
-        Decompressor::new().map_err(|e| PipelineError::internal(format!("libjpeg-turbo init: {e}")))?;
-    let header = decompressor.read_header(bytes).map_err(|e| jpeg_error("read the JPEG header", e))?;
-    let scale = if header.is_lossless { ScalingFactor::ONE } else { ScalingFactor::new(1, denominator as usize) };
-    decompressor.set_scaling_factor(scale).map_err(|e| jpeg_error("set the decode scale", e))?;
+    let mut decompressor = Decompressor::new()
+        .map_err(|e| PipelineError::internal(format!("libjpeg-turbo init: {e}")))?;
+    let header = decompressor
+        .read_header(bytes)
+        .map_err(|e| jpeg_error("read the JPEG header", e))?;
+    let scale = if header.is_lossless {
+        ScalingFactor::ONE
+    } else {
+        ScalingFactor::new(1, denominator as usize)
+    };
+    decompressor
+        .set_scaling_factor(scale)
+        .map_err(|e| jpeg_error("set the decode scale", e))?;
     let scaled = header.scaled(scale);
     let (width, height) = (scaled.width, scaled.height);
     let cmyk = matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK);
-    let format = if cmyk { PixelFormat::CMYK } else { PixelFormat::RGB };
+    let format = if cmyk {
+        PixelFormat::CMYK
+    } else {
+        PixelFormat::RGB
+    };
     let channels = format.size();
     let mut data = vec![0u8; width * height * channels];
-    let image = Image { pixels: data.as_mut_slice(), width, pitch: width * channels, height, format };
+    let image = Image {
+        pixels: data.as_mut_slice(),
+        width,
+        pitch: width * channels,
+        height,
+        format,
+    };
     // libjpeg-turbo reports warnings (e.g. "premature end of data") as errors through TurboJPEG 3:
     // a truncated upload fails instead of producing a half-grey image.
-    decompressor.decompress(bytes, image).map_err(|e| jpeg_error("decode the JPEG", e))?;
-    let data = if cmyk { cmyk_to_rgb(&data, has_adobe_marker(bytes)) } else { data };
+    decompressor
+        .decompress(bytes, image)
+        .map_err(|e| jpeg_error("decode the JPEG", e))?;
+    let data = if cmyk {
+        cmyk_to_rgb(&data, has_adobe_marker(bytes))
+    } else {
+        data
+    };
     Ok(Pixels::new(width as u32, height as u32, 3, data))
 }
 
@@ -46,7 +70,11 @@ fn decode_jpeg(bytes: &[u8], denominator: u32) -> Result<Pixels> {
 fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
     for px in cmyk.chunks_exact(4) {
-        let [c, m, y, k] = if adobe_inverted { [px[0], px[1], px[2], px[3]] } else { px.map_inv() };
+        let [c, m, y, k] = if adobe_inverted {
+            [px[0], px[1], px[2], px[3]]
+        } else {
+            px.map_inv()
+        };
         let k = u32::from(k);
         for v in [c, m, y] {
             rgb.push(((u32::from(v) * k + 127) / 255) as u8);
@@ -67,7 +95,8 @@ impl MapInv for [u8] {
 /// True when the JPEG has an Adobe APP14 segment (marks inverted CMYK).
 fn has_adobe_marker(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(1 << 16)];
-    head.windows(9).any(|w| w[0] == 0xFF && w[1] == 0xEE && &w[4..9] == b"Adobe")
+    head.windows(9)
+        .any(|w| w[0] == 0xFF && w[1] == 0xEE && &w[4..9] == b"Adobe")
 }
 
 fn decode_with_image(bytes: &[u8], format: SourceFormat, header: &Header) -> Result<Pixels> {
@@ -94,7 +123,10 @@ mod tests {
     #[test]
     fn adobe_cmyk_is_not_a_negative() {
         // Adobe-inverted white paper: stored C=M=Y=255, K=255 (i.e. no ink) → white.
-        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255], true), vec![255, 255, 255]);
+        assert_eq!(
+            cmyk_to_rgb(&[255, 255, 255, 255], true),
+            vec![255, 255, 255]
+        );
         // Plain CMYK with no ink is 0,0,0,0 → white too.
         assert_eq!(cmyk_to_rgb(&[0, 0, 0, 0], false), vec![255, 255, 255]);
         // Full black ink.

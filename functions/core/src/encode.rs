@@ -19,7 +19,9 @@ pub fn encode(pixels: Pixels, preset: &Preset, background: [u8; 3]) -> Result<Ve
 fn encode_jpeg(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
     let fail = |e: turbojpeg::Error| PipelineError::internal(format!("JPEG encoder: {e}"));
     let mut compressor = Compressor::new().map_err(fail)?;
-    compressor.set_quality(i32::from(preset.quality)).map_err(fail)?;
+    compressor
+        .set_quality(i32::from(preset.quality))
+        .map_err(fail)?;
     compressor
         .set_subsamp(match preset.chroma_subsampling {
             ChromaSubsampling::Yuv420 => Subsamp::Sub2x2,
@@ -27,7 +29,9 @@ fn encode_jpeg(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
         })
         .map_err(fail)?;
     compressor.set_optimize(true).map_err(fail)?;
-    compressor.set_progressive(preset.progressive).map_err(fail)?;
+    compressor
+        .set_progressive(preset.progressive)
+        .map_err(fail)?;
     let image = Image {
         pixels: pixels.data.as_slice(),
         width: pixels.width as usize,
@@ -41,7 +45,8 @@ fn encode_jpeg(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
 fn encode_webp(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
     use libwebp_sys as webp;
     let fail = |what: &str| PipelineError::internal(format!("WebP encoder: {what}"));
-    let mut config = webp::WebPConfig::new().map_err(|_| fail("config init (libwebp ABI mismatch)"))?;
+    let mut config =
+        webp::WebPConfig::new().map_err(|_| fail("config init (libwebp ABI mismatch)"))?;
     config.quality = f32::from(preset.quality);
     config.method = i32::from(preset.webp_method);
     if unsafe { webp::WebPValidateConfig(&config) } == 0 {
@@ -86,7 +91,11 @@ fn encode_png(pixels: &Pixels) -> Result<Vec<u8>> {
     use image::ImageEncoder;
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     let mut out = Vec::new();
-    let color = if pixels.has_alpha() { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
+    let color = if pixels.has_alpha() {
+        image::ExtendedColorType::Rgba8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
     PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
         .write_image(&pixels.data, pixels.width, pixels.height, color)
         .map_err(|e| PipelineError::internal(format!("PNG encoder: {e}")))?;
@@ -99,19 +108,30 @@ mod tests {
     use crate::preset::PresetSet;
 
     fn preset(format: &str) -> Preset {
-        PresetSet::from_toml(&format!("[[preset]]\nname='x'\nwidth=10\nformat='{format}'")).unwrap().presets()[0].clone()
+        PresetSet::from_toml(&format!(
+            "[[preset]]\nname='x'\nwidth=10\nformat='{format}'"
+        ))
+        .unwrap()
+        .presets()[0]
+            .clone()
     }
 
     fn gradient(channels: u8) -> Pixels {
-        let data = (0..32 * 16).flat_map(|i| [(i % 256) as u8, 128, 255 - (i % 256) as u8, 200][..channels as usize].to_vec()).collect();
+        let data = (0..32 * 16)
+            .flat_map(|i| {
+                [(i % 256) as u8, 128, 255 - (i % 256) as u8, 200][..channels as usize].to_vec()
+            })
+            .collect();
         Pixels::new(32, 16, channels, data)
     }
 
     #[test]
     fn each_format_writes_its_magic_and_decodes_back() {
-        for (format, magic, alpha) in
-            [("jpeg", &b"\xFF\xD8\xFF"[..], false), ("webp", &b"RIFF"[..], true), ("png", &b"\x89PNG"[..], true)]
-        {
+        for (format, magic, alpha) in [
+            ("jpeg", &b"\xFF\xD8\xFF"[..], false),
+            ("webp", &b"RIFF"[..], true),
+            ("png", &b"\x89PNG"[..], true),
+        ] {
             let bytes = encode(gradient(4), &preset(format), [255, 255, 255]).unwrap();
             assert!(bytes.starts_with(magic), "{format}");
             let header = crate::probe::probe(&bytes).unwrap();
@@ -125,7 +145,10 @@ mod tests {
     fn outputs_carry_no_exif() {
         for format in ["jpeg", "webp", "png"] {
             let bytes = encode(gradient(3), &preset(format), [0, 0, 0]).unwrap();
-            assert!(!bytes.windows(4).any(|w| w == b"Exif"), "{format} output has EXIF");
+            assert!(
+                !bytes.windows(4).any(|w| w == b"Exif"),
+                "{format} output has EXIF"
+            );
         }
     }
 }

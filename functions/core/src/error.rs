@@ -62,7 +62,10 @@ pub struct PipelineError {
 impl PipelineError {
     /// Builds an error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// The source is not a readable image of a supported format.

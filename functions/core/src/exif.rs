@@ -66,22 +66,33 @@ pub fn read(bytes: &[u8]) -> ExifData {
     let parsed = match reader.read_from_container(&mut Cursor::new(bytes)) {
         Ok(exif) => exif,
         Err(exif::Error::PartialResult(partial)) => partial.into_inner().0,
-        Err(_) => return ExifData { orientation: 1, ..Default::default() },
+        Err(_) => {
+            return ExifData {
+                orientation: 1,
+                ..Default::default()
+            };
+        }
     };
     let field = |tag: Tag| parsed.get_field(tag, In::PRIMARY).map(|f| &f.value);
     let text = |tag: Tag| field(tag).and_then(ascii);
     let rational = |tag: Tag| field(tag).and_then(|v| first_rational(v));
 
-    let orientation = field(Tag::Orientation).and_then(|v| v.get_uint(0)).filter(|o| (1..=8).contains(o)).unwrap_or(1);
-    let date_taken = text(Tag::DateTimeOriginal).or_else(|| text(Tag::DateTime)).and_then(|d| exif_date_to_iso(&d)).map(
-        |d| match text(Tag::OffsetTimeOriginal) {
+    let orientation = field(Tag::Orientation)
+        .and_then(|v| v.get_uint(0))
+        .filter(|o| (1..=8).contains(o))
+        .unwrap_or(1);
+    let date_taken = text(Tag::DateTimeOriginal)
+        .or_else(|| text(Tag::DateTime))
+        .and_then(|d| exif_date_to_iso(&d))
+        .map(|d| match text(Tag::OffsetTimeOriginal) {
             Some(offset) if offset.len() == 6 => format!("{d}{offset}"),
             _ => d,
-        },
-    );
+        });
     let exposure_seconds = rational(Tag::ExposureTime);
     let exposure_time = match field(Tag::ExposureTime) {
-        Some(Value::Rational(r)) if !r.is_empty() && r[0].denom != 0 => Some(format_exposure(r[0].num, r[0].denom)),
+        Some(Value::Rational(r)) if !r.is_empty() && r[0].denom != 0 => {
+            Some(format_exposure(r[0].num, r[0].denom))
+        }
         _ => None,
     };
     let camera = CameraInfo {
@@ -96,7 +107,11 @@ pub fn read(bytes: &[u8]) -> ExifData {
         date_taken,
     };
     let gps = read_gps(&parsed);
-    ExifData { orientation: orientation as u8, camera, gps }
+    ExifData {
+        orientation: orientation as u8,
+        camera,
+        gps,
+    }
 }
 
 fn read_gps(parsed: &exif::Exif) -> Option<GpsPosition> {
@@ -120,10 +135,15 @@ fn read_gps(parsed: &exif::Exif) -> Option<GpsPosition> {
         return None;
     }
     let altitude_m = field(Tag::GPSAltitude).and_then(first_rational).map(|alt| {
-        let below = matches!(field(Tag::GPSAltitudeRef), Some(Value::Byte(b)) if b.first() == Some(&1));
+        let below =
+            matches!(field(Tag::GPSAltitudeRef), Some(Value::Byte(b)) if b.first() == Some(&1));
         if below { -alt } else { alt }
     });
-    Some(GpsPosition { latitude: round6(latitude), longitude: round6(longitude), altitude_m: altitude_m.map(round1) })
+    Some(GpsPosition {
+        latitude: round6(latitude),
+        longitude: round6(longitude),
+        altitude_m: altitude_m.map(round1),
+    })
 }
 
 fn round6(v: f64) -> f64 {
@@ -136,7 +156,11 @@ fn round1(v: f64) -> f64 {
 fn ascii(value: &Value) -> Option<String> {
     match value {
         Value::Ascii(parts) => {
-            let joined = parts.iter().map(|p| String::from_utf8_lossy(p).trim().to_string()).collect::<Vec<_>>().join(" ");
+            let joined = parts
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).trim().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
             let cleaned = joined.trim_matches(char::from(0)).trim().to_string();
             (!cleaned.is_empty()).then_some(cleaned)
         }
@@ -158,7 +182,11 @@ fn format_exposure(num: u32, denom: u32) -> String {
     }
     if num >= denom {
         let seconds = f64::from(num) / f64::from(denom);
-        return if seconds.fract() == 0.0 { format!("{seconds}") } else { format!("{seconds:.1}") };
+        return if seconds.fract() == 0.0 {
+            format!("{seconds}")
+        } else {
+            format!("{seconds:.1}")
+        };
     }
     format!("1/{}", (f64::from(denom) / f64::from(num)).round())
 }
@@ -170,10 +198,22 @@ fn exif_date_to_iso(raw: &str) -> Option<String> {
         return None;
     }
     let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19];
-    if !digits.iter().all(|r| b[r.clone()].iter().all(u8::is_ascii_digit)) || &raw[0..4] == "0000" {
+    if !digits
+        .iter()
+        .all(|r| b[r.clone()].iter().all(u8::is_ascii_digit))
+        || &raw[0..4] == "0000"
+    {
         return None;
     }
-    Some(format!("{}-{}-{}T{}:{}:{}", &raw[0..4], &raw[5..7], &raw[8..10], &raw[11..13], &raw[14..16], &raw[17..19]))
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}",
+        &raw[0..4],
+        &raw[5..7],
+        &raw[8..10],
+        &raw[11..13],
+        &raw[14..16],
+        &raw[17..19]
+    ))
 }
 
 #[cfg(test)]
@@ -190,7 +230,10 @@ mod tests {
 
     #[test]
     fn converts_exif_dates() {
-        assert_eq!(exif_date_to_iso("2008:10:22 16:28:39").as_deref(), Some("2008-10-22T16:28:39"));
+        assert_eq!(
+            exif_date_to_iso("2008:10:22 16:28:39").as_deref(),
+            Some("2008-10-22T16:28:39")
+        );
         assert_eq!(exif_date_to_iso("0000:00:00 00:00:00"), None);
         assert_eq!(exif_date_to_iso("garbage"), None);
     }

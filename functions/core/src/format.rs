@@ -87,7 +87,9 @@ fn describe_unknown(bytes: &[u8]) -> String {
     if bytes.starts_with(b"8BPS") {
         return "Photoshop document".into();
     }
-    if bytes.starts_with(&[0x00, 0x00, 0x00, 0x0C, b'j', b'P']) || bytes.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+    if bytes.starts_with(&[0x00, 0x00, 0x00, 0x0C, b'j', b'P'])
+        || bytes.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
+    {
         return "JPEG 2000 image".into();
     }
     if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(b"\0\0\0\x0cJXL ") {
@@ -104,7 +106,11 @@ fn describe_unknown(bytes: &[u8]) -> String {
     if text.starts_with("<?xml") {
         return "XML document".into();
     }
-    let printable = bytes.iter().take(512).filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()).count();
+    let printable = bytes
+        .iter()
+        .take(512)
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
     if printable == bytes.len().min(512) {
         return "plain text".into();
     }
@@ -118,13 +124,19 @@ mod tests {
 
     #[test]
     fn sniffs_each_supported_magic() {
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]).unwrap(), SourceFormat::Jpeg);
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0]).unwrap(),
+            SourceFormat::Jpeg
+        );
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").unwrap(), SourceFormat::Png);
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), SourceFormat::Webp);
         assert_eq!(sniff(b"GIF89a..").unwrap(), SourceFormat::Gif);
         assert_eq!(sniff(b"II*\0....").unwrap(), SourceFormat::Tiff);
         assert_eq!(sniff(b"MM\0*....").unwrap(), SourceFormat::Tiff);
-        assert_eq!(sniff(b"BM01234567890123456789012345").unwrap(), SourceFormat::Bmp);
+        assert_eq!(
+            sniff(b"BM01234567890123456789012345").unwrap(),
+            SourceFormat::Bmp
+        );
     }
 
     #[test]

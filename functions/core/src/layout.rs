@@ -10,7 +10,9 @@ pub struct OutputLayout {
 
 impl Default for OutputLayout {
     fn default() -> Self {
-        Self { prefix: "derived/".into() }
+        Self {
+            prefix: "derived/".into(),
+        }
     }
 }
 
@@ -38,7 +40,10 @@ mod tests {
     #[test]
     fn keys_follow_the_layout() {
         let layout = OutputLayout::default();
-        assert_eq!(layout.derivative_key("a b/ü.jpg", "thumbnail", "jpg"), "derived/a b/ü.jpg/thumbnail.jpg");
+        assert_eq!(
+            layout.derivative_key("a b/ü.jpg", "thumbnail", "jpg"),
+            "derived/a b/ü.jpg/thumbnail.jpg"
+        );
         assert_eq!(layout.metadata_key("x.png"), "derived/x.png/metadata.json");
         assert!(layout.contains("derived/x.png/metadata.json"));
         assert!(!layout.contains("uploads/x.png"));

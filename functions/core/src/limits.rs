@@ -18,7 +18,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_source_bytes: 50_000_000, max_pixels: 100_000_000, max_width: 30_000, max_height: 30_000 }
+        Self {
+            max_source_bytes: 50_000_000,
+            max_pixels: 100_000_000,
+            max_width: 30_000,
+            max_height: 30_000,
+        }
     }
 }
 
@@ -39,7 +44,9 @@ impl Limits {
     pub fn check_dimensions(&self, width: u32, height: u32) -> Result<()> {
         let pixels = u64::from(width) * u64::from(height);
         if width == 0 || height == 0 {
-            return Err(PipelineError::corrupt(format!("header declares an empty image ({width}x{height})")));
+            return Err(PipelineError::corrupt(format!(
+                "header declares an empty image ({width}x{height})"
+            )));
         }
         if width > self.max_width {
             return Err(PipelineError::over_limit(format!(
@@ -71,16 +78,46 @@ mod tests {
 
     #[test]
     fn rejects_each_limit_with_value_and_limit() {
-        let limits = Limits { max_source_bytes: 10, max_pixels: 100, max_width: 20, max_height: 30 };
+        let limits = Limits {
+            max_source_bytes: 10,
+            max_pixels: 100,
+            max_width: 20,
+            max_height: 30,
+        };
         let e = limits.check_bytes(11).unwrap_err();
         assert_eq!(e.kind, ErrorKind::OverLimit);
-        assert!(e.message.contains("11 bytes") && e.message.contains("10 bytes"), "{}", e.message);
+        assert!(
+            e.message.contains("11 bytes") && e.message.contains("10 bytes"),
+            "{}",
+            e.message
+        );
         assert!(limits.check_bytes(10).is_ok());
-        assert!(limits.check_dimensions(21, 1).unwrap_err().message.contains("max_width"));
-        assert!(limits.check_dimensions(1, 31).unwrap_err().message.contains("max_height"));
-        assert!(limits.check_dimensions(20, 6).unwrap_err().message.contains("max_pixels"));
+        assert!(
+            limits
+                .check_dimensions(21, 1)
+                .unwrap_err()
+                .message
+                .contains("max_width")
+        );
+        assert!(
+            limits
+                .check_dimensions(1, 31)
+                .unwrap_err()
+                .message
+                .contains("max_height")
+        );
+        assert!(
+            limits
+                .check_dimensions(20, 6)
+                .unwrap_err()
+                .message
+                .contains("max_pixels")
+        );
         assert!(limits.check_dimensions(10, 10).is_ok());
-        assert_eq!(limits.check_dimensions(0, 10).unwrap_err().kind, ErrorKind::Corrupt);
+        assert_eq!(
+            limits.check_dimensions(0, 10).unwrap_err().kind,
+            ErrorKind::Corrupt
+        );
     }
 
     #[test]

@@ -138,7 +138,11 @@ impl Metadata {
     /// Marks the document failed with `kind`/`message`.
     pub fn fail(&mut self, kind: &str, message: &str, retryable: bool) {
         self.status = Status::Failed;
-        self.error = Some(ErrorInfo { kind: kind.into(), message: message.into(), retryable });
+        self.error = Some(ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            retryable,
+        });
         self.derivatives.clear();
     }
 

@@ -47,7 +47,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { limits: Limits::default(), gps: GpsPolicy::Include, background: [255, 255, 255], layout: OutputLayout::default() }
+        Self {
+            limits: Limits::default(),
+            gps: GpsPolicy::Include,
+            background: [255, 255, 255],
+            layout: OutputLayout::default(),
+        }
     }
 }
 
@@ -110,7 +115,10 @@ pub fn process(
         SourceInfo {
             bucket: source.bucket.clone(),
             key: source.key.clone(),
-            etag: source.etag.as_deref().map(|e| crate::metadata::strip_quotes(e).to_string()),
+            etag: source
+                .etag
+                .as_deref()
+                .map(|e| crate::metadata::strip_quotes(e).to_string()),
             bytes: Some(bytes.len() as u64),
             ..Default::default()
         },
@@ -119,10 +127,17 @@ pub fn process(
     match run(bytes, presets, options, engine, &mut metadata) {
         Ok(derivatives) => {
             metadata.timings_ms.total = ms(started);
-            Ok(Processed { derivatives, metadata })
+            Ok(Processed {
+                derivatives,
+                metadata,
+            })
         }
         Err(error) => {
-            metadata.fail(error.kind.as_str(), &error.message, !error.kind.is_permanent());
+            metadata.fail(
+                error.kind.as_str(),
+                &error.message,
+                !error.kind.is_permanent(),
+            );
             metadata.timings_ms.total = ms(started);
             Err(Box::new(Failed { error, metadata }))
         }
@@ -140,7 +155,9 @@ fn run(
     options.limits.check_bytes(bytes.len() as u64)?;
     let header = probe::probe(bytes)?;
     record_header(metadata, &header, bytes);
-    options.limits.check_dimensions(header.width, header.height)?;
+    options
+        .limits
+        .check_dimensions(header.width, header.height)?;
     let exif = exif::read(bytes);
     record_exif(metadata, &exif, &header, options);
     let plan = plan::plan(&header, exif.orientation, presets);
@@ -155,7 +172,10 @@ fn run(
     let encode_started = Instant::now();
     let derivatives = encode_all(resized, presets, options, &metadata.source.key)?;
     metadata.timings_ms.encode = ms(encode_started);
-    metadata.derivatives = derivatives.iter().map(|d| describe(d, bytes.len())).collect();
+    metadata.derivatives = derivatives
+        .iter()
+        .map(|d| describe(d, bytes.len()))
+        .collect();
     metadata.status = Status::Done;
     Ok(derivatives)
 }
@@ -183,7 +203,12 @@ fn record_exif(metadata: &mut Metadata, exif: &ExifData, header: &Header, option
 
 /// Resizes the upright image for every target, largest first. Each target is resampled from the
 /// smallest already-made full-frame intermediate that still has enough pixels, else from the decode.
-fn resize_all(upright: Pixels, plan: &Plan, presets: &PresetSet, engine: &mut ResizeEngine) -> Result<Vec<(usize, Pixels)>> {
+fn resize_all(
+    upright: Pixels,
+    plan: &Plan,
+    presets: &PresetSet,
+    engine: &mut ResizeEngine,
+) -> Result<Vec<(usize, Pixels)>> {
     let mut intermediates: Vec<Pixels> = Vec::new();
     let mut outputs = Vec::with_capacity(plan.targets.len());
     for target in &plan.targets {
@@ -205,7 +230,12 @@ fn resize_all(upright: Pixels, plan: &Plan, presets: &PresetSet, engine: &mut Re
     Ok(outputs)
 }
 
-fn encode_all(resized: Vec<(usize, Pixels)>, presets: &PresetSet, options: &Options, key: &str) -> Result<Vec<Derivative>> {
+fn encode_all(
+    resized: Vec<(usize, Pixels)>,
+    presets: &PresetSet,
+    options: &Options,
+    key: &str,
+) -> Result<Vec<Derivative>> {
     resized
         .into_iter()
         .map(|(index, pixels)| {
@@ -214,7 +244,9 @@ fn encode_all(resized: Vec<(usize, Pixels)>, presets: &PresetSet, options: &Opti
             let bytes = encode::encode(pixels, preset, options.background)?;
             Ok(Derivative {
                 preset: preset.name.clone(),
-                key: options.layout.derivative_key(key, &preset.name, preset.format.extension()),
+                key: options
+                    .layout
+                    .derivative_key(key, &preset.name, preset.format.extension()),
                 format: preset.format,
                 width,
                 height,
@@ -241,4 +273,3 @@ fn describe(derivative: &Derivative, source_bytes: usize) -> DerivativeInfo {
 fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1e5).round() / 100.0
 }
-

@@ -15,7 +15,11 @@ pub struct Pixels {
 
 impl std::fmt::Debug for Pixels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pixels({}x{}x{})", self.width, self.height, self.channels)
+        write!(
+            f,
+            "Pixels({}x{}x{})",
+            self.width, self.height, self.channels
+        )
     }
 }
 
@@ -23,8 +27,17 @@ impl Pixels {
     /// Wraps a buffer; panics if its length does not match (a bug, never input-dependent).
     pub fn new(width: u32, height: u32, channels: u8, data: Vec<u8>) -> Self {
         assert!(channels == 3 || channels == 4, "channels must be 3 or 4");
-        assert_eq!(data.len(), width as usize * height as usize * channels as usize, "pixel buffer size");
-        Self { width, height, channels, data }
+        assert_eq!(
+            data.len(),
+            width as usize * height as usize * channels as usize,
+            "pixel buffer size"
+        );
+        Self {
+            width,
+            height,
+            channels,
+            data,
+        }
     }
 
     /// True when the image has an alpha channel.
@@ -51,7 +64,8 @@ impl Pixels {
         for px in self.data.chunks_exact(4) {
             let a = u32::from(px[3]);
             for c in 0..3 {
-                let blended = (u32::from(px[c]) * a + u32::from(background[c]) * (255 - a) + 127) / 255;
+                let blended =
+                    (u32::from(px[c]) * a + u32::from(background[c]) * (255 - a) + 127) / 255;
                 rgb.push(blended as u8);
             }
         }

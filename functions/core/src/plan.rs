@@ -2,9 +2,9 @@
 //! shrink-on-load factor for JPEG, and the order outputs are made in (largest first, so smaller
 //! ones can be derived from a larger intermediate).
 
+use crate::format::SourceFormat;
 use crate::preset::{Fit, Preset, PresetSet};
 use crate::probe::Header;
-use crate::format::SourceFormat;
 
 /// A resampling source must have at least this many pixels per output pixel, along each axis, before
 /// the final Lanczos3 pass. libvips keeps a similar margin after shrink-on-load: DCT scaling and
@@ -26,7 +26,12 @@ pub struct CropFraction {
 
 impl CropFraction {
     /// The whole image.
-    pub const FULL: CropFraction = CropFraction { left: 0.0, top: 0.0, width: 1.0, height: 1.0 };
+    pub const FULL: CropFraction = CropFraction {
+        left: 0.0,
+        top: 0.0,
+        width: 1.0,
+        height: 1.0,
+    };
 
     /// True when this is the whole image.
     pub fn is_full(&self) -> bool {
@@ -64,19 +69,36 @@ pub struct Plan {
 
 /// Plans the outputs for a source with `header` and EXIF `orientation`.
 pub fn plan(header: &Header, orientation: u8, presets: &PresetSet) -> Plan {
-    let (w, h) = if orientation >= 5 { (header.height, header.width) } else { (header.width, header.height) };
-    let mut targets: Vec<Target> =
-        presets.presets().iter().enumerate().map(|(i, p)| target_for(i, p, w, h)).collect();
+    let (w, h) = if orientation >= 5 {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
+    let mut targets: Vec<Target> = presets
+        .presets()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| target_for(i, p, w, h))
+        .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(u64::from(t.width) * u64::from(t.height)));
     let decode_denominator = if header.format == SourceFormat::Jpeg && !header.lossless {
         [8u32, 4, 2]
             .into_iter()
-            .find(|&d| targets.iter().all(|t| source_is_enough(w.div_ceil(d), h.div_ceil(d), t)))
+            .find(|&d| {
+                targets
+                    .iter()
+                    .all(|t| source_is_enough(w.div_ceil(d), h.div_ceil(d), t))
+            })
             .unwrap_or(1)
     } else {
         1
     };
-    Plan { upright_width: w, upright_height: h, decode_denominator, targets }
+    Plan {
+        upright_width: w,
+        upright_height: h,
+        decode_denominator,
+        targets,
+    }
 }
 
 /// True when an upright source of `width`×`height` has enough pixels to make `target` well.
@@ -92,7 +114,10 @@ fn target_for(index: usize, preset: &Preset, w: u32, h: u32) -> Target {
     let px = |v: f64| (v.round() as u32).max(1);
     let (width, height, crop) = match preset.fit {
         Fit::Inside => {
-            let mut scale = f64::min(bw.map_or(f64::INFINITY, |b| b / wf), bh.map_or(f64::INFINITY, |b| b / hf));
+            let mut scale = f64::min(
+                bw.map_or(f64::INFINITY, |b| b / wf),
+                bh.map_or(f64::INFINITY, |b| b / hf),
+            );
             if !preset.upscale {
                 scale = scale.min(1.0);
             }
@@ -101,9 +126,22 @@ fn target_for(index: usize, preset: &Preset, w: u32, h: u32) -> Target {
         Fit::Cover => {
             let (bw, bh) = (bw.unwrap_or(wf), bh.unwrap_or(hf));
             let aspect = bw / bh;
-            let (cw, ch) = if wf / hf > aspect { (hf * aspect, hf) } else { (wf, wf / aspect) };
-            let crop = CropFraction { left: (wf - cw) / 2.0 / wf, top: (hf - ch) / 2.0 / hf, width: cw / wf, height: ch / hf };
-            let (ow, oh) = if !preset.upscale && bw > cw { (px(cw), px(ch)) } else { (px(bw), px(bh)) };
+            let (cw, ch) = if wf / hf > aspect {
+                (hf * aspect, hf)
+            } else {
+                (wf, wf / aspect)
+            };
+            let crop = CropFraction {
+                left: (wf - cw) / 2.0 / wf,
+                top: (hf - ch) / 2.0 / hf,
+                width: cw / wf,
+                height: ch / hf,
+            };
+            let (ow, oh) = if !preset.upscale && bw > cw {
+                (px(cw), px(ch))
+            } else {
+                (px(bw), px(bh))
+            };
             (ow, oh, crop)
         }
         Fit::Fill => {
@@ -116,7 +154,13 @@ fn target_for(index: usize, preset: &Preset, w: u32, h: u32) -> Target {
         }
     };
     let reusable = preset.fit == Fit::Inside && preset.blur.is_none() && width < w;
-    Target { preset: index, width, height, crop, reusable }
+    Target {
+        preset: index,
+        width,
+        height,
+        crop,
+        reusable,
+    }
 }
 
 #[cfg(test)]
@@ -124,17 +168,30 @@ mod tests {
     use super::*;
 
     fn header(format: SourceFormat, width: u32, height: u32) -> Header {
-        Header { format, width, height, progressive: false, lossless: false }
+        Header {
+            format,
+            width,
+            height,
+            progressive: false,
+            lossless: false,
+        }
     }
 
     fn one(toml: &str, width: u32, height: u32, orientation: u8) -> Target {
         let set = PresetSet::from_toml(toml).unwrap();
-        plan(&header(SourceFormat::Png, width, height), orientation, &set).targets.remove(0)
+        plan(&header(SourceFormat::Png, width, height), orientation, &set)
+            .targets
+            .remove(0)
     }
 
     #[test]
     fn inside_keeps_aspect_and_never_upscales() {
-        let t = one("[[preset]]\nname='a'\nwidth=1200\nheight=1200", 4032, 3024, 1);
+        let t = one(
+            "[[preset]]\nname='a'\nwidth=1200\nheight=1200",
+            4032,
+            3024,
+            1,
+        );
         assert_eq!((t.width, t.height), (1200, 900));
         let t = one("[[preset]]\nname='a'\nwidth=1200\nheight=1200", 100, 78, 1);
         assert_eq!((t.width, t.height), (100, 78));
@@ -144,22 +201,50 @@ mod tests {
 
     #[test]
     fn orientation_swaps_the_box() {
-        let t = one("[[preset]]\nname='a'\nwidth=1200\nheight=1200", 4032, 3024, 6);
+        let t = one(
+            "[[preset]]\nname='a'\nwidth=1200\nheight=1200",
+            4032,
+            3024,
+            6,
+        );
         assert_eq!((t.width, t.height), (900, 1200));
     }
 
     #[test]
     fn cover_crops_the_centre() {
-        let t = one("[[preset]]\nname='a'\nwidth=200\nheight=200\nfit='cover'", 400, 200, 1);
+        let t = one(
+            "[[preset]]\nname='a'\nwidth=200\nheight=200\nfit='cover'",
+            400,
+            200,
+            1,
+        );
         assert_eq!((t.width, t.height), (200, 200));
-        assert_eq!(t.crop, CropFraction { left: 0.25, top: 0.0, width: 0.5, height: 1.0 });
-        let small = one("[[preset]]\nname='a'\nwidth=200\nheight=200\nfit='cover'", 100, 78, 1);
+        assert_eq!(
+            t.crop,
+            CropFraction {
+                left: 0.25,
+                top: 0.0,
+                width: 0.5,
+                height: 1.0
+            }
+        );
+        let small = one(
+            "[[preset]]\nname='a'\nwidth=200\nheight=200\nfit='cover'",
+            100,
+            78,
+            1,
+        );
         assert_eq!((small.width, small.height), (78, 78));
     }
 
     #[test]
     fn fill_stretches() {
-        let t = one("[[preset]]\nname='a'\nwidth=300\nheight=100\nfit='fill'", 1000, 1000, 1);
+        let t = one(
+            "[[preset]]\nname='a'\nwidth=300\nheight=100\nfit='fill'",
+            1000,
+            1000,
+            1,
+        );
         assert_eq!((t.width, t.height, t.crop), (300, 100, CropFraction::FULL));
     }
 
@@ -167,20 +252,45 @@ mod tests {
     fn jpeg_shrink_on_load_keeps_a_margin() {
         let set = PresetSet::default_set();
         // 12 MP: the 1200 px preview needs 1800 px, so 1/2 (2016) and not 1/4 (1008).
-        assert_eq!(plan(&header(SourceFormat::Jpeg, 4032, 3024), 1, &set).decode_denominator, 2);
+        assert_eq!(
+            plan(&header(SourceFormat::Jpeg, 4032, 3024), 1, &set).decode_denominator,
+            2
+        );
         // 24 MP portrait 4000x6000: 1/2 gives 2000x3000 ≥ 1.5 × 800x1200.
-        assert_eq!(plan(&header(SourceFormat::Jpeg, 4000, 6000), 1, &set).decode_denominator, 2);
+        assert_eq!(
+            plan(&header(SourceFormat::Jpeg, 4000, 6000), 1, &set).decode_denominator,
+            2
+        );
         // A small image is decoded at full scale, and PNG always is.
-        assert_eq!(plan(&header(SourceFormat::Jpeg, 640, 480), 1, &set).decode_denominator, 1);
-        assert_eq!(plan(&header(SourceFormat::Png, 8000, 6000), 1, &set).decode_denominator, 1);
-        let thumbs = PresetSet::from_toml("[[preset]]\nname='t'\nwidth=200\nheight=200\nfit='cover'").unwrap();
-        assert_eq!(plan(&header(SourceFormat::Jpeg, 4032, 3024), 1, &thumbs).decode_denominator, 8);
+        assert_eq!(
+            plan(&header(SourceFormat::Jpeg, 640, 480), 1, &set).decode_denominator,
+            1
+        );
+        assert_eq!(
+            plan(&header(SourceFormat::Png, 8000, 6000), 1, &set).decode_denominator,
+            1
+        );
+        let thumbs =
+            PresetSet::from_toml("[[preset]]\nname='t'\nwidth=200\nheight=200\nfit='cover'")
+                .unwrap();
+        assert_eq!(
+            plan(&header(SourceFormat::Jpeg, 4032, 3024), 1, &thumbs).decode_denominator,
+            8
+        );
     }
 
     #[test]
     fn targets_are_largest_first() {
-        let p = plan(&header(SourceFormat::Jpeg, 4032, 3024), 1, &PresetSet::default_set());
-        let areas: Vec<u64> = p.targets.iter().map(|t| u64::from(t.width) * u64::from(t.height)).collect();
+        let p = plan(
+            &header(SourceFormat::Jpeg, 4032, 3024),
+            1,
+            &PresetSet::default_set(),
+        );
+        let areas: Vec<u64> = p
+            .targets
+            .iter()
+            .map(|t| u64::from(t.width) * u64::from(t.height))
+            .collect();
         assert!(areas.windows(2).all(|w| w[0] >= w[1]), "{areas:?}");
     }
 }

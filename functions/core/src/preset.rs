@@ -148,8 +148,8 @@ impl PresetSet {
 
     /// Parses a TOML document of `[[preset]]` tables and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let file: PresetFile =
-            toml::from_str(text).map_err(|e| PipelineError::config(format!("preset file is not valid TOML: {e}")))?;
+        let file: PresetFile = toml::from_str(text)
+            .map_err(|e| PipelineError::config(format!("preset file is not valid TOML: {e}")))?;
         Self::new(file.preset)
     }
 
@@ -157,27 +157,37 @@ impl PresetSet {
     pub fn from_json(text: &str) -> Result<Self> {
         let presets = match serde_json::from_str::<PresetFile>(text) {
             Ok(file) => file.preset,
-            Err(first) => serde_json::from_str::<Vec<Preset>>(text)
-                .map_err(|_| PipelineError::config(format!("preset file is not valid JSON: {first}")))?,
+            Err(first) => serde_json::from_str::<Vec<Preset>>(text).map_err(|_| {
+                PipelineError::config(format!("preset file is not valid JSON: {first}"))
+            })?,
         };
         Self::new(presets)
     }
 
     /// Parses by file name: `.json` as JSON, anything else as TOML.
     pub fn from_file_text(file_name: &str, text: &str) -> Result<Self> {
-        if file_name.ends_with(".json") { Self::from_json(text) } else { Self::from_toml(text) }
+        if file_name.ends_with(".json") {
+            Self::from_json(text)
+        } else {
+            Self::from_toml(text)
+        }
     }
 
     /// Validates `presets` and computes the set hash.
     pub fn new(presets: Vec<Preset>) -> Result<Self> {
         if presets.is_empty() {
-            return Err(PipelineError::config("the preset set is empty; define at least one [[preset]]"));
+            return Err(PipelineError::config(
+                "the preset set is empty; define at least one [[preset]]",
+            ));
         }
         let mut names = HashSet::new();
         for preset in &presets {
             validate(preset)?;
             if !names.insert(preset.name.as_str()) {
-                return Err(PipelineError::config(format!("preset '{}': name: defined twice", preset.name)));
+                return Err(PipelineError::config(format!(
+                    "preset '{}': name: defined twice",
+                    preset.name
+                )));
             }
         }
         let canonical = serde_json::to_vec(&presets).expect("presets serialise");
@@ -200,15 +210,29 @@ impl PresetSet {
 }
 
 fn validate(p: &Preset) -> Result<()> {
-    let fail = |field: &str, why: String| Err(PipelineError::config(format!("preset '{}': {field}: {why}", p.name)));
+    let fail = |field: &str, why: String| {
+        Err(PipelineError::config(format!(
+            "preset '{}': {field}: {why}",
+            p.name
+        )))
+    };
     if p.name.is_empty()
         || p.name.len() > 64
-        || !p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        || !p
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     {
-        return fail("name", "use 1–64 lower-case letters, digits, '-' or '_'".into());
+        return fail(
+            "name",
+            "use 1–64 lower-case letters, digits, '-' or '_'".into(),
+        );
     }
     if p.name == "metadata" {
-        return fail("name", "'metadata' is reserved for the metadata document".into());
+        return fail(
+            "name",
+            "'metadata' is reserved for the metadata document".into(),
+        );
     }
     for (field, value) in [("width", p.width), ("height", p.height)] {
         if let Some(v) = value
@@ -221,7 +245,10 @@ fn validate(p: &Preset) -> Result<()> {
         return fail("width", "set width, height or both".into());
     }
     if matches!(p.fit, Fit::Cover | Fit::Fill) && (p.width.is_none() || p.height.is_none()) {
-        return fail("fit", format!("'{:?}' needs both width and height", p.fit).to_lowercase());
+        return fail(
+            "fit",
+            format!("'{:?}' needs both width and height", p.fit).to_lowercase(),
+        );
     }
     if !(1..=100).contains(&p.quality) {
         return fail("quality", format!("{} is outside 1..=100", p.quality));
@@ -248,7 +275,10 @@ mod tests {
     fn default_set_is_valid_and_has_the_seed_outputs() {
         let set = PresetSet::default_set();
         let names: Vec<&str> = set.presets().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["thumbnail", "preview", "webp", "blur", "low-quality"]);
+        assert_eq!(
+            names,
+            ["thumbnail", "preview", "webp", "blur", "low-quality"]
+        );
         assert_eq!(set.hash().len(), 16);
         let preview = &set.presets()[1];
         assert!(preview.progressive && preview.quality == 85 && preview.fit == Fit::Inside);
@@ -267,18 +297,43 @@ mod tests {
     fn errors_name_the_preset_and_field() {
         let cases = [
             ("[[preset]]\nname='x'\nwidth=0", "preset 'x': width"),
-            ("[[preset]]\nname='x'\nwidth=10\nquality=101", "preset 'x': quality"),
-            ("[[preset]]\nname='x'\nwidth=10\nfit='cover'", "preset 'x': fit"),
+            (
+                "[[preset]]\nname='x'\nwidth=10\nquality=101",
+                "preset 'x': quality",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=10\nfit='cover'",
+                "preset 'x': fit",
+            ),
             ("[[preset]]\nname='x'", "preset 'x': width"),
-            ("[[preset]]\nname='Bad Name'\nwidth=1", "preset 'Bad Name': name"),
-            ("[[preset]]\nname='x'\nwidth=1\n[[preset]]\nname='x'\nwidth=2", "preset 'x': name: defined twice"),
-            ("[[preset]]\nname='x'\nwidth=1\nformat='webp'\nprogressive=true", "preset 'x': progressive"),
-            ("[[preset]]\nname='x'\nwidth=1\nblur=-1.0", "preset 'x': blur"),
-            ("[[preset]]\nname='x'\nwidth=1\nwebp_method=9", "preset 'x': webp_method"),
+            (
+                "[[preset]]\nname='Bad Name'\nwidth=1",
+                "preset 'Bad Name': name",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=1\n[[preset]]\nname='x'\nwidth=2",
+                "preset 'x': name: defined twice",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=1\nformat='webp'\nprogressive=true",
+                "preset 'x': progressive",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=1\nblur=-1.0",
+                "preset 'x': blur",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=1\nwebp_method=9",
+                "preset 'x': webp_method",
+            ),
         ];
         for (text, expected) in cases {
             let err = PresetSet::from_toml(text).unwrap_err();
-            assert!(err.message.contains(expected), "{text:?} gave {}", err.message);
+            assert!(
+                err.message.contains(expected),
+                "{text:?} gave {}",
+                err.message
+            );
         }
         let unknown = PresetSet::from_toml("[[preset]]\nname='x'\nwidht=1").unwrap_err();
         assert!(unknown.message.contains("widht"), "{}", unknown.message);
@@ -288,7 +343,10 @@ mod tests {
     fn json_form_parses_like_toml() {
         let json = r#"{"preset":[{"name":"a","width":10,"format":"webp","quality":70}]}"#;
         let toml = "[[preset]]\nname='a'\nwidth=10\nformat='webp'\nquality=70";
-        assert_eq!(PresetSet::from_json(json).unwrap(), PresetSet::from_toml(toml).unwrap());
+        assert_eq!(
+            PresetSet::from_json(json).unwrap(),
+            PresetSet::from_toml(toml).unwrap()
+        );
         assert!(PresetSet::from_json(r#"[{"name":"a","width":10}]"#).is_ok());
         assert!(PresetSet::from_file_text("p.json", "{").is_err());
     }

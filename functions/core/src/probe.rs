@@ -24,10 +24,14 @@ pub struct Header {
 pub fn probe(bytes: &[u8]) -> Result<Header> {
     let format = sniff(bytes)?;
     if format == SourceFormat::Jpeg {
-        let mut decompressor =
-            turbojpeg::Decompressor::new().map_err(|e| PipelineError::internal(format!("libjpeg-turbo init: {e}")))?;
-        let header = decompressor.read_header(bytes).map_err(|e| jpeg_error("read the JPEG header", e))?;
-        let dim = |v: usize| u32::try_from(v).map_err(|_| PipelineError::corrupt("JPEG header dimension overflows"));
+        let mut decompressor = turbojpeg::Decompressor::new()
+            .map_err(|e| PipelineError::internal(format!("libjpeg-turbo init: {e}")))?;
+        let header = decompressor
+            .read_header(bytes)
+            .map_err(|e| jpeg_error("read the JPEG header", e))?;
+        let dim = |v: usize| {
+            u32::try_from(v).map_err(|_| PipelineError::corrupt("JPEG header dimension overflows"))
+        };
         return Ok(Header {
             format,
             width: dim(header.width)?,
@@ -37,8 +41,16 @@ pub fn probe(bytes: &[u8]) -> Result<Header> {
         });
     }
     let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
-    let (width, height) = reader.into_dimensions().map_err(|e| image_error(format, e))?;
-    Ok(Header { format, width, height, progressive: false, lossless: false })
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| image_error(format, e))?;
+    Ok(Header {
+        format,
+        width,
+        height,
+        progressive: false,
+        lossless: false,
+    })
 }
 
 /// The `image` crate's format for a non-JPEG source.
@@ -58,9 +70,13 @@ pub(crate) fn jpeg_error(action: &str, error: turbojpeg::Error) -> PipelineError
     let text = error.to_string();
     let lower = text.to_ascii_lowercase();
     if lower.contains("unsupported") || lower.contains("not supported") {
-        PipelineError::unsupported(format!("could not {action}: {text} (the JPEG uses a coding process imgpipe cannot read)"))
+        PipelineError::unsupported(format!(
+            "could not {action}: {text} (the JPEG uses a coding process imgpipe cannot read)"
+        ))
     } else {
-        PipelineError::corrupt(format!("could not {action}: {text}; the file is truncated or corrupt, upload it again"))
+        PipelineError::corrupt(format!(
+            "could not {action}: {text}; the file is truncated or corrupt, upload it again"
+        ))
     }
 }
 
@@ -69,11 +85,15 @@ pub(crate) fn image_error(format: SourceFormat, error: image::ImageError) -> Pip
     use image::ImageError as E;
     let name = format.as_str().to_uppercase();
     match error {
-        E::Unsupported(e) => PipelineError::unsupported(format!("{name} feature not supported: {e}")),
-        E::Limits(e) => PipelineError::over_limit(format!("{name} decoding exceeds a memory limit: {e}")),
-        E::IoError(e) => {
-            PipelineError::corrupt(format!("{name} data ends early or cannot be read ({e}); the file is truncated, upload it again"))
+        E::Unsupported(e) => {
+            PipelineError::unsupported(format!("{name} feature not supported: {e}"))
         }
+        E::Limits(e) => {
+            PipelineError::over_limit(format!("{name} decoding exceeds a memory limit: {e}"))
+        }
+        E::IoError(e) => PipelineError::corrupt(format!(
+            "{name} data ends early or cannot be read ({e}); the file is truncated, upload it again"
+        )),
         other => PipelineError::corrupt(format!("{name} data is corrupt: {other}")),
     }
 }

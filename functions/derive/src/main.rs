@@ -30,17 +30,26 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     init_logging(args.json_logs || under_lambda);
-    let mut config = Config::from_env().context("invalid configuration; see README.md 'Configuration'")?;
+    let mut config =
+        Config::from_env().context("invalid configuration; see README.md 'Configuration'")?;
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
     tracing::info!(presets = config.presets.presets().len(), preset_set_hash = config.presets.hash(), output_bucket = %config.output_bucket, "configuration loaded");
     let handler = Arc::new(Handler::from_config(config).await);
     if under_lambda {
-        return lambda::run(handler, args.queue_url).await.map_err(|e| anyhow::anyhow!(e));
+        return lambda::run(handler, args.queue_url)
+            .await
+            .map_err(|e| anyhow::anyhow!(e));
     }
-    let queue_url = args.queue_url.context("--queue-url (or IMGPIPE_QUEUE_URL) is required outside Lambda")?;
-    let options = worker::WorkerOptions { queue_url, concurrency: handler.config().concurrency, wait_time_seconds: args.wait_seconds };
+    let queue_url = args
+        .queue_url
+        .context("--queue-url (or IMGPIPE_QUEUE_URL) is required outside Lambda")?;
+    let options = worker::WorkerOptions {
+        queue_url,
+        concurrency: handler.config().concurrency,
+        wait_time_seconds: args.wait_seconds,
+    };
     worker::run(handler, options, shutdown_signal()).await;
     Ok(())
 }
@@ -50,7 +59,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -62,7 +72,14 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json { builder.json().init() } else { builder.init() }
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
 }
