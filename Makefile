@@ -42,7 +42,7 @@ test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalS
 	cargo test --workspace --exclude imgpipe-it
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	cargo build -p imgpipe-it --tests
-	./localstack/with.sh cargo test -p imgpipe-it -- --test-threads 4
+	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
 
 unit: ## unit + corpus tests only (no LocalStack)
 	cargo test --workspace --exclude imgpipe-it

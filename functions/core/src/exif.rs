@@ -75,7 +75,7 @@ pub fn read(bytes: &[u8]) -> ExifData {
     };
     let field = |tag: Tag| parsed.get_field(tag, In::PRIMARY).map(|f| &f.value);
     let text = |tag: Tag| field(tag).and_then(ascii);
-    let rational = |tag: Tag| field(tag).and_then(|v| first_rational(v));
+    let rational = |tag: Tag| field(tag).and_then(first_rational);
 
     let orientation = field(Tag::Orientation)
         .and_then(|v| v.get_uint(0))
