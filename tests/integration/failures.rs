@@ -75,3 +75,38 @@ async fn bad_files_end_in_the_dlq_with_their_reason_and_are_never_retried() {
     assert_eq!(stats.retried, 0, "{stats:?}");
     assert_eq!(stack.depth(&stack.queue_url).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_with_backoff_then_dead_lettered_with_the_last_reason() {
+    let stack = setup("transient").await;
+    // An output bucket that does not exist: every S3 call on it fails, which is transient (it could be
+    // created, or a permission fixed), so the message is retried, then dead-lettered with the reason.
+    let worker = stack
+        .start_worker_with(&[
+            ("IMGPIPE_OUTPUT_BUCKET", "imgpipe-missing-output-bucket"),
+            ("IMGPIPE_MAX_ATTEMPTS", "3"),
+        ])
+        .await;
+    stack
+        .put("uploads/transient.jpg", fixture("Landscape_1.jpg"))
+        .await;
+    let letters = stack.dlq_messages(1).await;
+    stack.wait_until_drained().await;
+    let stats = worker.stop().await;
+
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let attrs = letters[0].message_attributes().unwrap();
+    assert_eq!(
+        attrs[attributes::ERROR_KIND].string_value(),
+        Some("retries_exhausted")
+    );
+    assert_eq!(attrs[attributes::RECEIVE_COUNT].string_value(), Some("3"));
+    assert_eq!(attrs[attributes::RETRYABLE].string_value(), Some("true"));
+    let message = attrs[attributes::ERROR_MESSAGE].string_value().unwrap();
+    assert!(
+        message.contains("gave up after 3 attempts")
+            && message.contains("imgpipe-missing-output-bucket"),
+        "{message}"
+    );
+    assert_eq!((stats.retried, stats.dead_lettered), (2, 1), "{stats:?}");
+}

@@ -27,6 +27,17 @@ pub fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
 }
 
+/// Credentials, region and endpoint for LocalStack.
+pub fn aws_env() -> [(&'static str, String); 5] {
+    [
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT_URL", endpoint()),
+    ]
+}
+
 pub struct Stack {
     pub ingest: String,
     pub derivatives: String,
@@ -45,14 +56,14 @@ pub async fn setup(test_name: &str) -> Stack {
         )
         .with_test_writer()
         .try_init();
-    // SAFETY (edition 2024): tests set the same constant values before any client reads them.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-        std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_ENDPOINT_URL", endpoint());
-    }
+    static AWS_ENV: std::sync::Once = std::sync::Once::new();
+    AWS_ENV.call_once(|| {
+        for (name, value) in aws_env() {
+            // SAFETY: runs once, before any test of this binary reads the environment (the other
+            // tests wait on the Once), and every later reader sees these constant values.
+            unsafe { std::env::set_var(name, value) };
+        }
+    });
     let health = format!("{}/_localstack/health", endpoint());
     if ureq::get(&health).call().is_err() {
         panic!(
@@ -63,10 +74,15 @@ pub async fn setup(test_name: &str) -> Stack {
     let python = std::env::var("IMGPIPE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+    // One deploy at a time: LocalStack 4.13's SAM transform pops AWS_DEFAULT_REGION from its own
+    // process environment after each run, so concurrent transforms fail with "AWS Region cannot be found".
+    static DEPLOY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let deploying = DEPLOY.lock().await;
     let output = tokio::process::Command::new(&python)
         .arg(repo_root().join("localstack/deploy.py"))
         .arg(&stack)
         .arg("LocalMode=true")
+        .envs(aws_env())
         .output()
         .await
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
@@ -103,17 +119,28 @@ impl RunningWorker {
 }
 
 impl Stack {
-    /// Starts the worker with the deployed resources (output bucket overridable for misconfiguration tests).
-    pub async fn start_worker_with_output(&self, output_bucket: &str) -> RunningWorker {
-        let vars: HashMap<&str, String> = [
-            ("IMGPIPE_OUTPUT_BUCKET", output_bucket.to_string()),
+    /// The worker's environment for this stack, with `overrides` applied.
+    pub fn worker_env(&self, overrides: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = [
+            ("IMGPIPE_OUTPUT_BUCKET", self.derivatives.clone()),
             ("IMGPIPE_DLQ_URL", self.dlq_url.clone()),
+            ("IMGPIPE_QUEUE_URL", self.queue_url.clone()),
             ("IMGPIPE_RETRY_BASE_SECONDS", "1".into()),
             ("IMGPIPE_CONCURRENCY", "2".into()),
             ("AWS_ENDPOINT_URL", endpoint()),
         ]
         .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
+        for (k, v) in overrides {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        vars
+    }
+
+    /// Starts the in-process worker with this stack's resources and `overrides` of its environment.
+    pub async fn start_worker_with(&self, overrides: &[(&str, &str)]) -> RunningWorker {
+        let vars = self.worker_env(overrides);
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
         let handler = Arc::new(Handler::from_config(config).await);
         let options = WorkerOptions {
@@ -126,6 +153,12 @@ impl Stack {
             let _ = stopped.await;
         }));
         RunningWorker { stop, task }
+    }
+
+    /// Starts the worker writing its outputs to `output_bucket` (for misconfiguration tests).
+    pub async fn start_worker_with_output(&self, output_bucket: &str) -> RunningWorker {
+        self.start_worker_with(&[("IMGPIPE_OUTPUT_BUCKET", output_bucket)])
+            .await
     }
 
     pub async fn start_worker(&self) -> RunningWorker {
@@ -236,7 +269,19 @@ impl Stack {
     }
 }
 
-/// Decodes an output and returns (width, height, has_alpha).
+/// The `derive` binary built next to this test binary (`make test` builds it).
+pub fn derive_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join("derive");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p imgpipe-derive` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Decodes an output and returns (width, height).
 pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
     let header = imgpipe_core::probe::probe(bytes).expect("output is a readable image");
     (header.width, header.height)

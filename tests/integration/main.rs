@@ -10,5 +10,7 @@ mod derive_default_presets;
 mod failures;
 /// s3:TestEvent, duplicate notifications, and writes to the output location.
 mod no_extra_work;
+/// The `derive` binary itself: Lambda mode against a Runtime API stub, and SIGTERM in worker mode.
+mod process_modes;
 /// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
 mod upload_paths;

@@ -1,0 +1,239 @@
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use imgpipe_cloud::queue::attributes;
+use imgpipe_core::metadata::Status;
+
+use crate::harness::{derive_binary, fixture, setup};
+
+/// A minimal AWS Lambda Runtime API: serves one invocation event, captures the function's response.
+/// Later `next` calls are held open, as Lambda does while no event is waiting.
+fn runtime_api_stub(event: String) -> (String, mpsc::Receiver<(String, String)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (results, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for stream in listener.incoming().flatten() {
+            let (event, results, served) = (event.clone(), results.clone(), served.clone());
+            std::thread::spawn(move || serve(stream, &event, &results, &served));
+        }
+    });
+    (address, received)
+}
+
+fn serve(
+    stream: TcpStream,
+    event: &str,
+    results: &mpsc::Sender<(String, String)>,
+    served: &std::sync::atomic::AtomicBool,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        if path.ends_with("/invocation/next") {
+            if served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(600));
+                return;
+            }
+            let deadline = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 300_000;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nLambda-Runtime-Aws-Request-Id: req-1\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:derive\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1\r\n\r\n",
+                event.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(event.as_bytes()).unwrap();
+        } else {
+            let reply = r#"{"status":"OK"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                reply.len()
+            );
+            let _ = results.send((path, String::from_utf8_lossy(&body).into_owned()));
+        }
+    }
+}
+
+fn sqs_record(id: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messageId": id, "receiptHandle": format!("handle-{id}"), "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1763800000000"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:jobs", "awsRegion": "us-east-1"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
+    let stack = setup("lambda-mode").await;
+    stack
+        .put("uploads/lambda.jpg", fixture("Portrait_1.jpg"))
+        .await;
+    let etag = stack
+        .s3
+        .head_object()
+        .bucket(&stack.ingest)
+        .key("uploads/lambda.jpg")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_string();
+    let event = serde_json::json!({"Records": [
+        sqs_record("good", &crate::harness::event_body(&stack.ingest, "uploads/lambda.jpg", etag.trim_matches('"'), 129059)),
+        sqs_record("garbage", "this is not an S3 event"),
+        sqs_record("unreachable", &crate::harness::event_body("imgpipe-no-such-ingest-bucket", "x.jpg", "e", 1)),
+    ]});
+    let (address, responses) = runtime_api_stub(event.to_string());
+    let mut child = Command::new(derive_binary())
+        .envs(crate::harness::aws_env())
+        .envs(stack.worker_env(&[]))
+        .envs([
+            ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "derive"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/derive"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (path, body) = responses
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no response from the function within 60 s");
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    assert_eq!(
+        path, "/2018-06-01/runtime/invocation/req-1/response",
+        "the function reported an error: {body}"
+    );
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "unreachable"}]})
+    );
+    let metadata = stack.wait_for_metadata("uploads/lambda.jpg").await;
+    assert_eq!(metadata.status, Status::Done);
+    let letters = stack.dlq_messages(1).await;
+    assert_eq!(letters.len(), 1);
+    let attrs = letters[0].message_attributes().unwrap();
+    assert_eq!(
+        attrs[attributes::ERROR_KIND].string_value(),
+        Some("bad_message")
+    );
+    assert_eq!(
+        attrs[attributes::ORIGINAL_MESSAGE_ID].string_value(),
+        Some("garbage")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_binary_finishes_in_flight_images_on_sigterm() {
+    let stack = setup("sigterm").await;
+    let mut child = Command::new(derive_binary())
+        .envs(crate::harness::aws_env())
+        .envs(stack.worker_env(&[]))
+        .args(["--wait-seconds", "1", "--concurrency", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    stack
+        .put("uploads/big.jpg", fixture("large_olympus-e-p3_12mp.jpg"))
+        .await;
+    // Wait until the worker holds the upload's message, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let in_flight = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.queue_url)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        let count: u64 = in_flight
+            .attributes()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let done = stack
+            .get(&stack.derivatives, &stack.metadata_key("uploads/big.jpg"))
+            .await
+            .is_some();
+        if count > 0 && !done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never picked the upload up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let exit_deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < exit_deadline,
+            "worker did not exit within 60 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "worker exited with {status}");
+    // The in-flight image was finished and its message deleted, not abandoned.
+    let metadata = stack.wait_for_metadata("uploads/big.jpg").await;
+    assert_eq!(metadata.status, Status::Done);
+    assert_eq!(
+        stack.depth(&stack.queue_url).await,
+        0,
+        "message left on the queue"
+    );
+}
