@@ -86,6 +86,7 @@ pub async fn setup(test_name: &str) -> Stack {
         .output()
         .await
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    drop(deploying);
     assert!(
         output.status.success(),
         "deploy failed: {}",
