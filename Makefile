@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,10 @@ demo: setup ## LocalStack + template + worker; upload the samples (one by pre-si
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
 	@echo "LocalStack is still running (make down stops it)."
+
+lambda: setup ## build the arm64 Lambda bootstrap zip with cargo-lambda (target/lambda/derive/bootstrap.zip)
+	$(PY) -m pip install -q cargo-lambda
+	cargo lambda build --release --arm64 -p imgpipe-derive --output-format zip
 
 clean: down ## remove build output and local state
 	rm -rf target .localstack .tools
