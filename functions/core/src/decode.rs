@@ -70,26 +70,14 @@ fn decode_jpeg(bytes: &[u8], denominator: u32) -> Result<Pixels> {
 fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
     for px in cmyk.chunks_exact(4) {
-        let [c, m, y, k] = if adobe_inverted {
-            [px[0], px[1], px[2], px[3]]
-        } else {
-            px.map_inv()
-        };
-        let k = u32::from(k);
-        for v in [c, m, y] {
-            rgb.push(((u32::from(v) * k + 127) / 255) as u8);
+        // Amount of "no ink" per channel: Adobe stores it directly, plain CMYK stores ink.
+        let paper = |v: u8| u32::from(if adobe_inverted { v } else { 255 - v });
+        let k = paper(px[3]);
+        for &v in &px[..3] {
+            rgb.push(((paper(v) * k + 127) / 255) as u8);
         }
     }
     rgb
-}
-
-trait MapInv {
-    fn map_inv(&self) -> [u8; 4];
-}
-impl MapInv for [u8] {
-    fn map_inv(&self) -> [u8; 4] {
-        [255 - self[0], 255 - self[1], 255 - self[2], 255 - self[3]]
-    }
 }
 
 /// True when the JPEG has an Adobe APP14 segment (marks inverted CMYK).
