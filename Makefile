@@ -67,9 +67,9 @@ deploy: up ## deploy infra/template.yaml to LocalStack (LocalMode) as $(STACK); 
 
 worker: deploy ## run the derive handler as a long-polling worker on the deployed queue
 	cargo build -p imgpipe-derive
-	IMGPIPE_OUTPUT_BUCKET=$$($(PY) -c 'import json;print(json.load(open(".localstack/$(STACK).json"))["DerivativesBucketName"])') \
-	IMGPIPE_DLQ_URL=$$($(PY) -c 'import json;print(json.load(open(".localstack/$(STACK).json"))["DlqUrl"])') \
-	  target/debug/derive --queue-url $$($(PY) -c 'import json;print(json.load(open(".localstack/$(STACK).json"))["JobsQueueUrl"])')
+	eval "$$($(PY) -c 'import json, shlex; o = json.load(open(".localstack/$(STACK).json")); \
+	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
+	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && target/debug/derive
 
 demo: setup ## LocalStack + template + worker; upload the samples (one by pre-signed PUT) and print the results
 	cargo build -p imgpipe-derive

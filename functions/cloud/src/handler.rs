@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsMessage;
 use futures::StreamExt;
-use imgpipe_core::metadata::Status;
 use imgpipe_core::{Metadata, ResizeEngine, SourceRef};
 
 use crate::config::Config;
@@ -265,11 +264,7 @@ impl Handler {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
                 return Ok(RecordDone::Skipped);
             }
-            let already_failed = existing.status == Status::Failed
-                && existing.preset_set_hash == config.presets.hash()
-                && existing.source.etag.as_deref() == Some(etag.as_str())
-                && existing.error.as_ref().is_some_and(|e| !e.retryable);
-            if already_failed {
+            if existing.is_failed_permanently_for(etag, config.presets.hash()) {
                 return Ok(RecordDone::Ignored(format!(
                     "{} already failed permanently and was dead-lettered",
                     record.key

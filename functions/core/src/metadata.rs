@@ -148,8 +148,19 @@ impl Metadata {
 
     /// True when this document records a finished job for `etag` made with `preset_set_hash`.
     pub fn is_done_for(&self, etag: &str, preset_set_hash: &str) -> bool {
-        self.status == Status::Done
-            && self.preset_set_hash == preset_set_hash
+        self.status == Status::Done && self.describes(etag, preset_set_hash)
+    }
+
+    /// True when this document records a permanent (non-retryable) failure for `etag` with `preset_set_hash`:
+    /// the same input would fail the same way, and it was already dead-lettered once.
+    pub fn is_failed_permanently_for(&self, etag: &str, preset_set_hash: &str) -> bool {
+        self.status == Status::Failed
+            && self.error.as_ref().is_some_and(|e| !e.retryable)
+            && self.describes(etag, preset_set_hash)
+    }
+
+    fn describes(&self, etag: &str, preset_set_hash: &str) -> bool {
+        self.preset_set_hash == preset_set_hash
             && self.source.etag.as_deref().map(strip_quotes) == Some(strip_quotes(etag))
     }
 }
