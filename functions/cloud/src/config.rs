@@ -17,10 +17,14 @@ pub struct Config {
     pub dlq_url: String,
     /// `IMGPIPE_PRESETS_FILE` (default: built-in set): TOML or JSON preset file.
     pub presets: PresetSet,
-    /// `IMGPIPE_MAX_SOURCE_BYTES`, `IMGPIPE_MAX_PIXELS`, `IMGPIPE_MAX_WIDTH`, `IMGPIPE_MAX_HEIGHT`.
+    /// `IMGPIPE_MAX_SOURCE_BYTES`, `IMGPIPE_MAX_PIXELS`, `IMGPIPE_MAX_WIDTH`, `IMGPIPE_MAX_HEIGHT`,
+    /// `IMGPIPE_MAX_FRAMES`, `IMGPIPE_MAX_DECODE_MIB`.
     pub limits: Limits,
-    /// `IMGPIPE_GPS` (`include` | `omit`, default `include`): GPS in metadata (never in derivatives).
+    /// `IMGPIPE_GPS` (`include` | `coarse` | `omit`, default `include`): GPS in metadata (never in
+    /// derivatives).
     pub gps: GpsPolicy,
+    /// `IMGPIPE_CDN_BASE_URL` (default: none): public base URL of the derivatives; metadata lists URLs.
+    pub cdn_base_url: Option<String>,
     /// `IMGPIPE_JPEG_BACKGROUND` (default `#ffffff`): colour under transparent pixels in JPEG outputs.
     pub background: [u8; 3],
     /// `IMGPIPE_CACHE_CONTROL` (default `public, max-age=86400, s-maxage=31536000`): on derivatives.
@@ -94,17 +98,31 @@ impl Config {
                 .min(u64::from(u32::MAX)) as u32,
             max_height: number("IMGPIPE_MAX_HEIGHT", u64::from(defaults.max_height))?
                 .min(u64::from(u32::MAX)) as u32,
+            max_frames: number("IMGPIPE_MAX_FRAMES", u64::from(defaults.max_frames))?
+                .min(u64::from(u32::MAX)) as u32,
+            max_decode_bytes: number("IMGPIPE_MAX_DECODE_MIB", defaults.max_decode_bytes >> 20)?
+                .saturating_mul(1 << 20),
         };
         let gps = match lookup("IMGPIPE_GPS").as_deref() {
             None | Some("include") => GpsPolicy::Include,
+            Some("coarse") => GpsPolicy::Coarse,
             Some("omit") => GpsPolicy::Omit,
             Some(other) => {
                 return Err(ConfigError {
                     variable: "IMGPIPE_GPS",
-                    message: format!("'{other}' is not 'include' or 'omit'"),
+                    message: format!("'{other}' is not 'include', 'coarse' or 'omit'"),
                 });
             }
         };
+        let cdn_base_url = lookup("IMGPIPE_CDN_BASE_URL");
+        if let Some(url) = &cdn_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError {
+                variable: "IMGPIPE_CDN_BASE_URL",
+                message: format!("'{url}' is not an http(s) URL"),
+            });
+        }
         let background = match lookup("IMGPIPE_JPEG_BACKGROUND") {
             None => [255, 255, 255],
             Some(v) => parse_hex_colour(&v).ok_or_else(|| ConfigError {
@@ -132,6 +150,7 @@ impl Config {
             presets,
             limits,
             gps,
+            cdn_base_url,
             background,
             cache_control: lookup("IMGPIPE_CACHE_CONTROL")
                 .unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),
@@ -152,6 +171,7 @@ impl Config {
             gps: self.gps,
             background: self.background,
             layout: self.layout.clone(),
+            cdn_base_url: self.cdn_base_url.clone(),
         }
     }
 

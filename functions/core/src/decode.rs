@@ -1,29 +1,42 @@
 //! Decoding to [`Pixels`]: JPEG through libjpeg-turbo with DCT-domain shrink-on-load, everything else
-//! through the `image` crate with allocation limits.
+//! through the `image` crate with allocation limits. Colour is converted to sRGB in [`crate::colour`].
 
 use std::io::Cursor;
 
 use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
 
+use crate::colour::{self, Profile};
 use crate::error::{PipelineError, Result};
 use crate::format::SourceFormat;
 use crate::pixels::Pixels;
 use crate::probe::{Header, image_error, image_format, jpeg_error};
 
-/// Most bytes the `image` crate may allocate while decoding one non-JPEG source (1 GiB).
-pub const MAX_DECODE_ALLOC: u64 = 1 << 30;
+/// Most scans a progressive JPEG may have. Real encoders write about 10; thousands of tiny scans are
+/// a CPU bomb (each scan re-walks the whole coefficient buffer). libjpeg-turbo enforces it.
+pub const MAX_JPEG_SCANS: u32 = 500;
 
 /// Decodes `bytes` (already probed as `header`) at 1/`denominator` scale (JPEG only; others ignore it).
-pub fn decode(bytes: &[u8], header: &Header, denominator: u32) -> Result<Pixels> {
+/// CMYK JPEGs come out as sRGB through `profile` (or the naive fallback); every other source comes
+/// out as stored, for [`colour::rgb_to_srgb`]. `max_alloc` caps what the `image` crate may allocate.
+pub fn decode(
+    bytes: &[u8],
+    header: &Header,
+    denominator: u32,
+    profile: Option<&Profile>,
+    max_alloc: u64,
+) -> Result<Pixels> {
     match header.format {
-        SourceFormat::Jpeg => decode_jpeg(bytes, denominator),
-        other => decode_with_image(bytes, other, header),
+        SourceFormat::Jpeg => decode_jpeg(bytes, denominator, profile),
+        other => decode_with_image(bytes, other, header, max_alloc),
     }
 }
 
-fn decode_jpeg(bytes: &[u8], denominator: u32) -> Result<Pixels> {
+fn decode_jpeg(bytes: &[u8], denominator: u32, profile: Option<&Profile>) -> Result<Pixels> {
     let mut decompressor = Decompressor::new()
         .map_err(|e| PipelineError::internal(format!("libjpeg-turbo init: {e}")))?;
+    decompressor
+        .set_scan_limit(MAX_JPEG_SCANS)
+        .map_err(|e| jpeg_error("set the scan limit", e))?;
     let header = decompressor
         .read_header(bytes)
         .map_err(|e| jpeg_error("read the JPEG header", e))?;
@@ -52,32 +65,39 @@ fn decode_jpeg(bytes: &[u8], denominator: u32) -> Result<Pixels> {
         height,
         format,
     };
-    // libjpeg-turbo reports warnings (e.g. "premature end of data") as errors through TurboJPEG 3:
-    // a truncated upload fails instead of producing a half-grey image.
-    decompressor
-        .decompress(bytes, image)
-        .map_err(|e| jpeg_error("decode the JPEG", e))?;
-    let data = if cmyk {
-        cmyk_to_rgb(&data, has_adobe_marker(bytes))
-    } else {
-        data
-    };
-    Ok(Pixels::new(width as u32, height as u32, 3, data))
+    // TurboJPEG 3 finishes the decode and then reports libjpeg warnings as errors. Warnings that mean
+    // lost image data (truncation, bad entropy codes) fail the image: no grey half-images. Cosmetic
+    // ones (stray bytes between segments, odd JFIF/Adobe versions) keep the fully decoded pixels.
+    match decompressor.decompress(bytes, image) {
+        Ok(()) => {}
+        Err(e) if is_cosmetic_warning(&e.to_string()) => {}
+        Err(e) => return Err(jpeg_error("decode the JPEG", e)),
+    }
+    let (width, height) = (width as u32, height as u32);
+    if cmyk {
+        return Ok(colour::cmyk_to_srgb(
+            data,
+            width,
+            height,
+            has_adobe_marker(bytes),
+            profile,
+        ));
+    }
+    Ok(Pixels::new(width, height, 3, data))
 }
 
-/// Naive CMYK → RGB. Adobe (APP14) files store inverted CMYK, which libjpeg returns as stored.
-/// Colour-managed conversion through the embedded profile is a later improvement (see README).
-fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
-    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
-    for px in cmyk.chunks_exact(4) {
-        // Amount of "no ink" per channel: Adobe stores it directly, plain CMYK stores ink.
-        let paper = |v: u8| u32::from(if adobe_inverted { v } else { 255 - v });
-        let k = paper(px[3]);
-        for &v in &px[..3] {
-            rgb.push(((paper(v) * k + 127) / 255) as u8);
-        }
-    }
-    rgb
+/// libjpeg warnings after which every pixel was still decoded from real data (jerror.h: JWRN_EXTRANEOUS_DATA,
+/// JWRN_JFIF_MAJOR, JWRN_ADOBE_XFORM, JWRN_BOGUS_PROGRESSION, JWRN_NOT_SEQUENTIAL).
+fn is_cosmetic_warning(message: &str) -> bool {
+    [
+        "extraneous bytes before marker",
+        "unknown JFIF revision",
+        "Unknown Adobe color transform",
+        "Inconsistent progression sequence",
+        "Invalid SOS parameters for sequential JPEG",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// True when the JPEG has an Adobe APP14 segment (marks inverted CMYK).
@@ -87,21 +107,35 @@ fn has_adobe_marker(bytes: &[u8]) -> bool {
         .any(|w| w[0] == 0xFF && w[1] == 0xEE && &w[4..9] == b"Adobe")
 }
 
-fn decode_with_image(bytes: &[u8], format: SourceFormat, header: &Header) -> Result<Pixels> {
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
+/// `image` crate limits for one decode of a source with `header`.
+pub(crate) fn image_limits(header: &Header, max_alloc: u64) -> image::Limits {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(header.width);
     limits.max_image_height = Some(header.height);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
-    reader.limits(limits);
+    limits.max_alloc = Some(max_alloc);
+    limits
+}
+
+fn decode_with_image(
+    bytes: &[u8],
+    format: SourceFormat,
+    header: &Header,
+    max_alloc: u64,
+) -> Result<Pixels> {
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
+    reader.limits(image_limits(header, max_alloc));
     let decoded = reader.decode().map_err(|e| image_error(format, e))?;
+    Ok(from_dynamic(decoded))
+}
+
+/// 8-bit RGB or RGBA from any decoded image (16-bit samples are rounded to 8 bits; gray is expanded).
+pub(crate) fn from_dynamic(decoded: image::DynamicImage) -> Pixels {
     let (width, height) = (decoded.width(), decoded.height());
-    let pixels = if decoded.color().has_alpha() {
+    if decoded.color().has_alpha() {
         Pixels::new(width, height, 4, decoded.into_rgba8().into_raw()).drop_opaque_alpha()
     } else {
         Pixels::new(width, height, 3, decoded.into_rgb8().into_raw())
-    };
-    Ok(pixels)
+    }
 }
 
 #[cfg(test)]
@@ -109,15 +143,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn adobe_cmyk_is_not_a_negative() {
-        // Adobe-inverted white paper: stored C=M=Y=255, K=255 (i.e. no ink) → white.
-        assert_eq!(
-            cmyk_to_rgb(&[255, 255, 255, 255], true),
-            vec![255, 255, 255]
-        );
-        // Plain CMYK with no ink is 0,0,0,0 → white too.
-        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 0], false), vec![255, 255, 255]);
-        // Full black ink.
-        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 0], true), vec![0, 0, 0]);
+    fn finds_the_adobe_marker() {
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xEE, 0, 14];
+        jpeg.extend_from_slice(b"Adobe\0\x64\0\0\0\0\x02");
+        assert!(has_adobe_marker(&jpeg));
+        assert!(!has_adobe_marker(&[0xFF, 0xD8, 0xFF, 0xDA]));
+    }
+
+    #[test]
+    fn data_loss_warnings_are_not_cosmetic() {
+        assert!(is_cosmetic_warning(
+            "Corrupt JPEG data: 1214 extraneous bytes before marker 0xd0"
+        ));
+        for lost in [
+            "Premature end of JPEG file",
+            "Corrupt JPEG data: premature end of data segment",
+            "Corrupt JPEG data: bad Huffman code",
+        ] {
+            assert!(!is_cosmetic_warning(lost), "{lost}");
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! Encoders: JPEG (libjpeg-turbo), lossy WebP (libwebp 1.5), PNG. Outputs carry no EXIF, XMP or ICC
-//! chunks: nothing from the source (GPS included) leaks into a derivative.
+//! Encoders: JPEG (libjpeg-turbo), lossy WebP and animated WebP (libwebp 1.5), PNG. Outputs carry no
+//! EXIF, XMP or ICC data: nothing from the source (GPS included) leaks into a derivative. Pixels are sRGB
+//! by then; PNG says so with a 13-byte `sRGB` chunk, JPEG and WebP carry no profile, which their
+//! specifications and every browser read as sRGB (an embedded profile would add ~3 KB to a 1 KB thumbnail).
 
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
@@ -44,34 +46,15 @@ fn encode_jpeg(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
 
 fn encode_webp(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
     use libwebp_sys as webp;
-    let fail = |what: &str| PipelineError::internal(format!("WebP encoder: {what}"));
-    let mut config =
-        webp::WebPConfig::new().map_err(|_| fail("config init (libwebp ABI mismatch)"))?;
-    config.quality = f32::from(preset.quality);
-    config.method = i32::from(preset.webp_method);
-    if unsafe { webp::WebPValidateConfig(&config) } == 0 {
-        return Err(fail("invalid config"));
-    }
-    let mut picture = webp::WebPPicture::new().map_err(|_| fail("picture init"))?;
-    picture.width = pixels.width as i32;
-    picture.height = pixels.height as i32;
-    picture.use_argb = i32::from(pixels.has_alpha());
+    let fail = webp_error;
+    let config = webp_config(preset)?;
+    let mut picture = new_picture(pixels)?;
     let mut writer = std::mem::MaybeUninit::<webp::WebPMemoryWriter>::uninit();
-    // SAFETY: libwebp's documented encode sequence. `picture` imports (copies) our buffer, the
-    // memory writer owns its output until we copy it and clear both at the end, on every path.
+    // SAFETY: libwebp's documented encode sequence. `picture` owns a copy of our pixels, the memory
+    // writer owns its output until we copy it; both are cleared at the end, on every path.
     unsafe {
         webp::WebPMemoryWriterInit(writer.as_mut_ptr());
         let mut writer = writer.assume_init();
-        let stride = pixels.stride() as i32;
-        let imported = if pixels.has_alpha() {
-            webp::WebPPictureImportRGBA(&mut picture, pixels.data.as_ptr(), stride)
-        } else {
-            webp::WebPPictureImportRGB(&mut picture, pixels.data.as_ptr(), stride)
-        };
-        if imported == 0 {
-            webp::WebPPictureFree(&mut picture);
-            return Err(fail("could not import pixels (out of memory?)"));
-        }
         picture.writer = Some(webp::WebPMemoryWrite);
         picture.custom_ptr = (&mut writer as *mut webp::WebPMemoryWriter).cast();
         let ok = webp::WebPEncode(&config, &mut picture);
@@ -87,18 +70,162 @@ fn encode_webp(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
     }
 }
 
-fn encode_png(pixels: &Pixels) -> Result<Vec<u8>> {
-    use image::ImageEncoder;
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-    let mut out = Vec::new();
-    let color = if pixels.has_alpha() {
-        image::ExtendedColorType::Rgba8
-    } else {
-        image::ExtendedColorType::Rgb8
+fn webp_error(what: &str) -> PipelineError {
+    PipelineError::internal(format!("WebP encoder: {what}"))
+}
+
+fn webp_config(preset: &Preset) -> Result<libwebp_sys::WebPConfig> {
+    use libwebp_sys as webp;
+    let mut config =
+        webp::WebPConfig::new().map_err(|_| webp_error("config init (libwebp ABI mismatch)"))?;
+    config.quality = f32::from(preset.quality);
+    config.method = i32::from(preset.webp_method);
+    if unsafe { webp::WebPValidateConfig(&config) } == 0 {
+        return Err(webp_error("invalid config"));
+    }
+    Ok(config)
+}
+
+/// A libwebp picture holding a copy of `pixels` (ARGB when there is alpha). Free with `WebPPictureFree`.
+fn new_picture(pixels: &Pixels) -> Result<libwebp_sys::WebPPicture> {
+    use libwebp_sys as webp;
+    let mut picture = webp::WebPPicture::new().map_err(|_| webp_error("picture init"))?;
+    picture.width = pixels.width as i32;
+    picture.height = pixels.height as i32;
+    picture.use_argb = i32::from(pixels.has_alpha());
+    let stride = pixels.stride() as i32;
+    // SAFETY: the import copies `stride × height` bytes from our buffer, which is exactly its size.
+    let imported = unsafe {
+        if pixels.has_alpha() {
+            webp::WebPPictureImportRGBA(&mut picture, pixels.data.as_ptr(), stride)
+        } else {
+            webp::WebPPictureImportRGB(&mut picture, pixels.data.as_ptr(), stride)
+        }
     };
-    PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
-        .write_image(&pixels.data, pixels.width, pixels.height, color)
-        .map_err(|e| PipelineError::internal(format!("PNG encoder: {e}")))?;
+    if imported == 0 {
+        unsafe { webp::WebPPictureFree(&mut picture) };
+        return Err(webp_error("could not import pixels (out of memory?)"));
+    }
+    Ok(picture)
+}
+
+/// Builds an animated WebP frame by frame with libwebp's `WebPAnimEncoder`, which stores each frame
+/// as the smallest changed sub-rectangle. Loops forever, like the source animations browsers show.
+pub struct AnimatedWebp {
+    encoder: *mut libwebp_sys::WebPAnimEncoder,
+    config: libwebp_sys::WebPConfig,
+    timestamp_ms: i32,
+    frames: u32,
+}
+
+impl AnimatedWebp {
+    /// Starts an animation of `width`×`height` frames encoded with `preset`'s quality and method.
+    pub fn new(width: u32, height: u32, preset: &Preset) -> Result<Self> {
+        use libwebp_sys as webp;
+        let config = webp_config(preset)?;
+        let mut options = std::mem::MaybeUninit::<webp::WebPAnimEncoderOptions>::zeroed();
+        // SAFETY: libwebp initialises the options struct; the encoder copies what it needs.
+        let encoder = unsafe {
+            if webp::WebPAnimEncoderOptionsInitInternal(
+                options.as_mut_ptr(),
+                webp::WEBP_MUX_ABI_VERSION as i32,
+            ) == 0
+            {
+                return Err(webp_error("animation options init (libwebp ABI mismatch)"));
+            }
+            let mut options = options.assume_init();
+            options.anim_params.loop_count = 0;
+            options.allow_mixed = 0;
+            webp::WebPAnimEncoderNewInternal(
+                width as i32,
+                height as i32,
+                &options,
+                webp::WEBP_MUX_ABI_VERSION as i32,
+            )
+        };
+        if encoder.is_null() {
+            return Err(webp_error("could not create the animation encoder"));
+        }
+        Ok(Self {
+            encoder,
+            config,
+            timestamp_ms: 0,
+            frames: 0,
+        })
+    }
+
+    /// Adds a frame shown for `duration_ms`.
+    pub fn add(&mut self, frame: &Pixels, duration_ms: u32) -> Result<()> {
+        let mut picture = new_picture(frame)?;
+        // SAFETY: `encoder` is live until drop; the encoder copies the picture before we free it.
+        let ok = unsafe {
+            let ok = libwebp_sys::WebPAnimEncoderAdd(
+                self.encoder,
+                &mut picture,
+                self.timestamp_ms,
+                &self.config,
+            );
+            libwebp_sys::WebPPictureFree(&mut picture);
+            ok
+        };
+        if ok == 0 {
+            return Err(webp_error(&format!("adding frame {} failed", self.frames)));
+        }
+        self.frames += 1;
+        self.timestamp_ms = self
+            .timestamp_ms
+            .saturating_add(duration_ms.clamp(10, 65_535) as i32);
+        Ok(())
+    }
+
+    /// Frames added so far.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    /// Finishes the animation and returns the WebP file.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        use libwebp_sys as webp;
+        // SAFETY: a null frame marks the end; `data` is owned by libwebp until WebPDataClear.
+        unsafe {
+            let flushed =
+                webp::WebPAnimEncoderAdd(self.encoder, std::ptr::null_mut(), self.timestamp_ms, std::ptr::null());
+            let mut data = webp::WebPData {
+                bytes: std::ptr::null(),
+                size: 0,
+            };
+            if flushed == 0 || webp::WebPAnimEncoderAssemble(self.encoder, &mut data) == 0 {
+                return Err(webp_error("assembling the animation failed"));
+            }
+            let bytes = std::slice::from_raw_parts(data.bytes, data.size).to_vec();
+            webp::WebPDataClear(&mut data);
+            Ok(bytes)
+        }
+    }
+}
+
+impl Drop for AnimatedWebp {
+    fn drop(&mut self) {
+        // SAFETY: created by WebPAnimEncoderNewInternal and deleted exactly once.
+        unsafe { libwebp_sys::WebPAnimEncoderDelete(self.encoder) };
+    }
+}
+
+fn encode_png(pixels: &Pixels) -> Result<Vec<u8>> {
+    let fail = |e: png::EncodingError| PipelineError::internal(format!("PNG encoder: {e}"));
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, pixels.width, pixels.height);
+    encoder.set_color(if pixels.has_alpha() {
+        png::ColorType::Rgba
+    } else {
+        png::ColorType::Rgb
+    });
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+    encoder.set_compression(png::Compression::Balanced);
+    let mut writer = encoder.write_header().map_err(fail)?;
+    writer.write_image_data(&pixels.data).map_err(fail)?;
+    writer.finish().map_err(fail)?;
     Ok(out)
 }
 
@@ -135,10 +262,30 @@ mod tests {
             let bytes = encode(gradient(4), &preset(format), [255, 255, 255]).unwrap();
             assert!(bytes.starts_with(magic), "{format}");
             let header = crate::probe::probe(&bytes).unwrap();
-            let back = crate::decode::decode(&bytes, &header, 1).unwrap();
+            let back = crate::decode::decode(&bytes, &header, 1, None, 1 << 30).unwrap();
             assert_eq!((back.width, back.height), (32, 16), "{format}");
             assert_eq!(back.has_alpha(), alpha, "{format}");
         }
+    }
+
+    #[test]
+    fn animated_webp_keeps_its_frames() {
+        let mut animation = AnimatedWebp::new(32, 16, &preset("webp")).unwrap();
+        for shade in [0u8, 120, 240] {
+            let mut frame = gradient(4);
+            frame.data.iter_mut().step_by(4).for_each(|r| *r = shade);
+            animation.add(&frame, 100).unwrap();
+        }
+        assert_eq!(animation.frames(), 3);
+        let bytes = animation.finish().unwrap();
+        assert_eq!(crate::probe::webp_frame_count(&bytes), 3);
+        assert!(bytes.windows(4).any(|w| w == b"ANIM"));
+    }
+
+    #[test]
+    fn png_is_tagged_srgb() {
+        let bytes = encode(gradient(3), &preset("png"), [0, 0, 0]).unwrap();
+        assert!(bytes.windows(4).any(|w| w == b"sRGB"));
     }
 
     #[test]

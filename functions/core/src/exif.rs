@@ -28,6 +28,10 @@ pub struct CameraInfo {
     pub focal_length_mm: Option<f64>,
     /// `DateTimeOriginal` as ISO 8601 (`2008-10-22T16:28:39`), with the offset when `OffsetTimeOriginal` is present.
     pub date_taken: Option<String>,
+    /// Software that wrote the file (`Software`).
+    pub software: Option<String>,
+    /// Copyright notice (`Copyright`).
+    pub copyright: Option<String>,
 }
 
 impl CameraInfo {
@@ -105,6 +109,8 @@ pub fn read(bytes: &[u8]) -> ExifData {
         f_number: rational(Tag::FNumber),
         focal_length_mm: rational(Tag::FocalLength),
         date_taken,
+        software: text(Tag::Software),
+        copyright: text(Tag::Copyright),
     };
     let gps = read_gps(&parsed);
     ExifData {

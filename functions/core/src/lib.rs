@@ -1,7 +1,7 @@
 //! imgpipe-core: the pure image pipeline. Bytes and presets in, derivatives and a metadata document
 //! out. No AWS, no async runtime, no environment reads: everything it needs is an argument.
 //!
-//! `probe header ⇒ check limits ⇒ read EXIF ⇒ plan ⇒ decode (shrink-on-load) ⇒ orient ⇒ resize ×N ⇒ encode ×N ⇒ metadata`
+//! `probe header ⇒ check limits ⇒ read EXIF ⇒ plan ⇒ decode (shrink-on-load) ⇒ sRGB ⇒ orient ⇒ resize ×N ⇒ encode ×N ⇒ metadata`
 //!
 //! # Layout
 //! - [`pipeline`]: the steps in order ([`process`] is the entry point).
@@ -9,13 +9,16 @@
 //! - [`limits`]: byte and pixel limits checked before decoding.
 //! - [`exif`]: orientation, camera facts and GPS.
 //! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order.
-//! - [`decode`], [`orient`], [`resize`], [`blur`], [`encode`]: the pixel steps.
+//! - [`decode`], [`colour`], [`orient`], [`resize`], [`blur`], [`encode`]: the pixel steps;
+//!   [`animation`] for presets that keep an animation; [`placeholder`] for ThumbHash and colours.
 //! - [`preset`]: preset files, validation and the preset-set hash.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
 #![warn(missing_docs)]
 
+pub mod animation;
 pub mod blur;
+pub mod colour;
 pub mod decode;
 pub mod encode;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod metadata;
 pub mod orient;
 pub mod pipeline;
 pub mod pixels;
+pub mod placeholder;
 pub mod plan;
 pub mod preset;
 pub mod probe;

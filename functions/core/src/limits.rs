@@ -14,6 +14,11 @@ pub struct Limits {
     pub max_width: u32,
     /// Largest accepted height in pixels. Default: 30 000.
     pub max_height: u32,
+    /// Most frames an animated GIF/WebP may have. Default: 1 000.
+    pub max_frames: u32,
+    /// Most memory one decode may need, estimated from the header (pixel buffers, plus the
+    /// coefficient buffers of a progressive JPEG). Default: 1 GiB.
+    pub max_decode_bytes: u64,
 }
 
 impl Default for Limits {
@@ -23,6 +28,8 @@ impl Default for Limits {
             max_pixels: 100_000_000,
             max_width: 30_000,
             max_height: 30_000,
+            max_frames: 1_000,
+            max_decode_bytes: 1 << 30,
         }
     }
 }
@@ -69,6 +76,32 @@ impl Limits {
         }
         Ok(())
     }
+
+    /// Checks the frame count of an animation; call before decoding.
+    pub fn check_frames(&self, frames: u32) -> Result<()> {
+        if frames > self.max_frames {
+            return Err(PipelineError::over_limit(format!(
+                "animation has {frames} frames, over the limit of {} frames (max_frames); \
+                 upload a shorter animation or raise the limit",
+                self.max_frames
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the memory a decode needs (from [`crate::plan::Plan::decode_bytes`]); call before decoding.
+    pub fn check_decode_bytes(&self, bytes: u64) -> Result<()> {
+        if bytes > self.max_decode_bytes {
+            return Err(PipelineError::over_limit(format!(
+                "decoding needs about {} MiB, over the budget of {} MiB (max_decode_bytes); \
+                 progressive and 16-bit images need the most; re-save the image smaller \
+                 or as a baseline JPEG, or raise the budget",
+                bytes >> 20,
+                self.max_decode_bytes >> 20
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -83,7 +116,13 @@ mod tests {
             max_pixels: 100,
             max_width: 20,
             max_height: 30,
+            max_frames: 3,
+            max_decode_bytes: 1 << 20,
         };
+        assert!(limits.check_frames(4).unwrap_err().message.contains("max_frames"));
+        assert!(limits.check_frames(3).is_ok());
+        let e = limits.check_decode_bytes(3 << 20).unwrap_err();
+        assert!(e.message.contains("3 MiB") && e.message.contains("max_decode_bytes"), "{}", e.message);
         let e = limits.check_bytes(11).unwrap_err();
         assert_eq!(e.kind, ErrorKind::OverLimit);
         assert!(

@@ -46,10 +46,31 @@ pub struct SourceInfo {
     pub width: Option<u32>,
     /// Height after EXIF orientation.
     pub height: Option<u32>,
-    /// Raw EXIF orientation tag (1–8).
+    /// Raw EXIF orientation tag (1–8; 1 when absent).
     pub orientation: Option<u8>,
+    /// How colour is stored: `rgb`, `gray`, `indexed` or `cmyk`.
+    pub color_space: Option<String>,
+    /// Description of the embedded ICC profile (e.g. `Display P3`); absent when there is none.
+    pub icc_profile: Option<String>,
+    /// Bits per channel as stored (1–16).
+    pub bit_depth: Option<u8>,
+    /// The source has transparency.
+    pub alpha: Option<bool>,
+    /// Frames (1 for a still image).
+    pub frames: Option<u32>,
     /// Progressive JPEG.
     pub progressive: Option<bool>,
+}
+
+/// Placeholder facts for showing something before the image loads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Placeholder {
+    /// [ThumbHash](https://evanw.github.io/thumbhash/) of the upright image, base64 (about 25 bytes).
+    pub thumbhash: String,
+    /// Most common colour (4096-bin histogram of a ≤100 px copy), `#rrggbb`.
+    pub dominant_color: String,
+    /// Mean colour, `#rrggbb`.
+    pub average_color: String,
 }
 
 /// One derivative written to the output bucket.
@@ -67,8 +88,12 @@ pub struct DerivativeInfo {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Frames (more than 1 only for a preset that keeps animation).
+    pub frames: u32,
     /// Size in bytes.
     pub bytes: u64,
+    /// Public URL under the configured CDN base URL; absent when none is configured.
+    pub url: Option<String>,
     /// Source bytes ÷ derivative bytes (how many times smaller the derivative is).
     pub compression_ratio: f64,
 }
@@ -78,7 +103,7 @@ pub struct DerivativeInfo {
 pub struct Timings {
     /// Downloading the source.
     pub fetch: f64,
-    /// Probing, EXIF and decoding (including shrink-on-load and orientation).
+    /// Probing, EXIF and decoding (including shrink-on-load, colour conversion and orientation).
     pub decode: f64,
     /// All resizes (and placeholder blur).
     pub resize: f64,
@@ -107,8 +132,11 @@ pub struct Metadata {
     pub source: SourceInfo,
     /// Camera facts from EXIF (absent when the source has none).
     pub exif: Option<CameraInfo>,
-    /// GPS position in decimal degrees; absent when the source has none or the GPS policy is `omit`.
+    /// GPS position in decimal degrees; absent when the source has none or the GPS policy is `omit`,
+    /// rounded to 2 decimals (about 1 km) without altitude under `coarse`. Never in a derivative.
     pub gps: Option<GpsPosition>,
+    /// ThumbHash and colours for placeholders (absent on failure).
+    pub placeholder: Option<Placeholder>,
     /// Derivatives, in preset order.
     pub derivatives: Vec<DerivativeInfo>,
     /// Per-stage timings.
@@ -129,6 +157,7 @@ impl Metadata {
             source,
             exif: None,
             gps: None,
+            placeholder: None,
             derivatives: Vec::new(),
             timings_ms: Timings::default(),
             processed_at: None,
@@ -144,6 +173,7 @@ impl Metadata {
             retryable,
         });
         self.derivatives.clear();
+        self.placeholder = None;
     }
 
     /// True when this document records a finished job for `etag` made with `preset_set_hash`.
@@ -169,3 +199,7 @@ impl Metadata {
 pub fn strip_quotes(etag: &str) -> &str {
     etag.trim_matches('"')
 }
+
+/// The JSON Schema (draft 2020-12) every metadata document conforms to; tests validate each produced
+/// document against it. Also in the repository at `functions/core/schema/metadata.v1.schema.json`.
+pub const JSON_SCHEMA: &str = include_str!("../schema/metadata.v1.schema.json");

@@ -1,7 +1,9 @@
 //! The pipeline, top to bottom in one place:
 //!
-//! `check size ⇒ probe header ⇒ check limits ⇒ read EXIF ⇒ plan ⇒ decode (shrink-on-load) ⇒ orient ⇒
-//! resize ×N (largest first, cascading) ⇒ blur placeholders ⇒ encode ×N ⇒ metadata`
+//! `check size ⇒ probe header ⇒ check limits (pixels, frames) ⇒ read EXIF ⇒ plan ⇒ check decode budget ⇒
+//! decode (shrink-on-load; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient ⇒ resize ×N (largest first, cascading)
+//! ⇒ blur placeholders ⇒ ThumbHash + colours ⇒ encode ×N ⇒ animated WebP (presets that keep animation)
+//! ⇒ metadata`
 //!
 //! Every step is a small function; a step with nothing to do returns its input.
 
@@ -9,27 +11,47 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use crate::animation::{AnimationInput, animate};
+use crate::colour::Profile;
 use crate::error::{PipelineError, Result};
-use crate::exif::ExifData;
+use crate::exif::{ExifData, GpsPosition};
 use crate::layout::OutputLayout;
 use crate::limits::Limits;
 use crate::metadata::{DerivativeInfo, Metadata, SourceInfo, Status};
 use crate::pixels::Pixels;
-use crate::plan::{Plan, source_is_enough};
+use crate::plan::{CropFraction, Plan, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
 use crate::resize::ResizeEngine;
-use crate::{blur, decode, encode, exif, orient, plan, probe};
+use crate::{blur, colour, decode, encode, exif, orient, placeholder, plan, probe};
 
-/// Whether GPS coordinates go into the metadata document (they never go into derivatives).
+/// What GPS goes into the metadata document. Derivatives never carry GPS (or any EXIF), whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GpsPolicy {
-    /// Write latitude/longitude/altitude into metadata (default).
+    /// Latitude, longitude and altitude as recorded (default).
     #[default]
     Include,
-    /// Leave GPS out of metadata too.
+    /// Latitude and longitude rounded to 2 decimals (about 1 km), no altitude.
+    Coarse,
+    /// No GPS in metadata either.
     Omit,
+}
+
+impl GpsPolicy {
+    /// Applies the policy to a recorded position.
+    pub fn apply(self, gps: Option<GpsPosition>) -> Option<GpsPosition> {
+        let round2 = |v: f64| (v * 100.0).round() / 100.0;
+        match self {
+            GpsPolicy::Include => gps,
+            GpsPolicy::Coarse => gps.map(|g| GpsPosition {
+                latitude: round2(g.latitude),
+                longitude: round2(g.longitude),
+                altitude_m: None,
+            }),
+            GpsPolicy::Omit => None,
+        }
+    }
 }
 
 /// Per-deployment options of the pipeline (presets aside). All have documented defaults.
@@ -43,6 +65,9 @@ pub struct Options {
     pub background: [u8; 3],
     /// Output key layout.
     pub layout: OutputLayout,
+    /// Public base URL of the derivatives bucket (e.g. a CloudFront domain); when set, metadata lists
+    /// each derivative's URL. Default: none.
+    pub cdn_base_url: Option<String>,
 }
 
 impl Default for Options {
@@ -52,6 +77,7 @@ impl Default for Options {
             gps: GpsPolicy::Include,
             background: [255, 255, 255],
             layout: OutputLayout::default(),
+            cdn_base_url: None,
         }
     }
 }
@@ -80,6 +106,8 @@ pub struct Derivative {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Frames (1 unless the preset keeps animation).
+    pub frames: u32,
     /// Encoded bytes.
     pub bytes: Vec<u8>,
 }
@@ -152,40 +180,80 @@ fn run(
     metadata: &mut Metadata,
 ) -> Result<Vec<Derivative>> {
     let decode_started = Instant::now();
-    options.limits.check_bytes(bytes.len() as u64)?;
+    let limits = &options.limits;
+    limits.check_bytes(bytes.len() as u64)?;
     let header = probe::probe(bytes)?;
-    record_header(metadata, &header, bytes);
-    options
-        .limits
-        .check_dimensions(header.width, header.height)?;
+    let profile = header.icc_profile.as_deref().and_then(Profile::parse);
+    record_header(metadata, &header, profile.as_ref(), bytes);
+    limits.check_dimensions(header.width, header.height)?;
+    limits.check_frames(header.frames)?;
     let exif = exif::read(bytes);
     record_exif(metadata, &exif, &header, options);
     let plan = plan::plan(&header, exif.orientation, presets);
-    let decoded = decode::decode(bytes, &header, plan.decode_denominator)?;
-    let upright = orient::orient(decoded, exif.orientation);
+    limits.check_decode_bytes(plan.decode_bytes)?;
+    let max_alloc = limits.max_decode_bytes;
+    let decoded = decode::decode(
+        bytes,
+        &header,
+        plan.decode_denominator,
+        profile.as_ref(),
+        max_alloc,
+    )?;
+    let srgb = colour::rgb_to_srgb(decoded, profile.as_ref());
+    let upright = orient::orient(srgb, exif.orientation);
     metadata.timings_ms.decode = ms(decode_started);
 
     let resize_started = Instant::now();
-    let resized = resize_all(upright, &plan, presets, engine)?;
+    let (resized, small) = resize_all(upright, &plan, presets, engine)?;
+    metadata.placeholder = Some(placeholder::placeholder(&small));
     metadata.timings_ms.resize = ms(resize_started);
 
     let encode_started = Instant::now();
-    let derivatives = encode_all(resized, presets, options, &metadata.source.key)?;
+    let mut derivatives = encode_all(resized, presets, options, &metadata.source.key)?;
+    let animated: Vec<_> = plan
+        .targets
+        .iter()
+        .filter(|t| presets.presets()[t.preset].animated && header.frames > 1)
+        .collect();
+    if !animated.is_empty() {
+        let input = AnimationInput {
+            header: &header,
+            profile: profile.as_ref(),
+            orientation: exif.orientation,
+            max_frames: limits.max_frames,
+            max_alloc,
+        };
+        for animation in animate(bytes, &input, &animated, presets, engine)? {
+            let derivative = &mut derivatives[animation.preset];
+            derivative.bytes = animation.bytes;
+            derivative.frames = animation.frames;
+        }
+    }
     metadata.timings_ms.encode = ms(encode_started);
     metadata.derivatives = derivatives
         .iter()
-        .map(|d| describe(d, bytes.len()))
+        .map(|d| describe(d, bytes.len(), options.cdn_base_url.as_deref()))
         .collect();
     metadata.status = Status::Done;
     Ok(derivatives)
 }
 
-fn record_header(metadata: &mut Metadata, header: &Header, bytes: &[u8]) {
-    metadata.source.format = Some(header.format.as_str().into());
-    metadata.source.sha256 = Some(hex::encode(Sha256::digest(bytes)));
-    metadata.source.width = Some(header.width);
-    metadata.source.height = Some(header.height);
-    metadata.source.progressive = Some(header.progressive);
+fn record_header(metadata: &mut Metadata, header: &Header, profile: Option<&Profile>, bytes: &[u8]) {
+    let source = &mut metadata.source;
+    source.format = Some(header.format.as_str().into());
+    source.sha256 = Some(hex::encode(Sha256::digest(bytes)));
+    source.width = Some(header.width);
+    source.height = Some(header.height);
+    source.progressive = Some(header.progressive);
+    source.color_space = Some(header.colour_space.as_str().into());
+    source.icc_profile = profile.map(|p| {
+        p.description
+            .clone()
+            .unwrap_or_else(|| "unnamed profile".into())
+    });
+    source.bit_depth = Some(header.bit_depth);
+    source.alpha = Some(header.alpha);
+    source.frames = Some(header.frames);
 }
 
 fn record_exif(metadata: &mut Metadata, exif: &ExifData, header: &Header, options: &Options) {
@@ -195,20 +263,18 @@ fn record_exif(metadata: &mut Metadata, exif: &ExifData, header: &Header, option
         metadata.source.height = Some(header.width);
     }
     metadata.exif = (!exif.camera.is_empty()).then(|| exif.camera.clone());
-    metadata.gps = match options.gps {
-        GpsPolicy::Include => exif.gps,
-        GpsPolicy::Omit => None,
-    };
+    metadata.gps = options.gps.apply(exif.gps);
 }
 
 /// Resizes the upright image for every target, largest first. Each target is resampled from the
 /// smallest already-made full-frame intermediate that still has enough pixels, else from the decode.
+/// Also returns the ≤100 px full-frame copy the placeholder is computed from.
 fn resize_all(
     upright: Pixels,
     plan: &Plan,
     presets: &PresetSet,
     engine: &mut ResizeEngine,
-) -> Result<Vec<(usize, Pixels)>> {
+) -> Result<(Vec<(usize, Pixels)>, Pixels)> {
     let mut intermediates: Vec<Pixels> = Vec::new();
     let mut outputs = Vec::with_capacity(plan.targets.len());
     for target in &plan.targets {
@@ -227,7 +293,14 @@ fn resize_all(
         outputs.push((target.preset, resized));
     }
     outputs.sort_by_key(|(preset, _)| *preset);
-    Ok(outputs)
+    let (width, height) = placeholder::size_for(upright.width, upright.height);
+    let source = intermediates
+        .iter()
+        .rev()
+        .find(|p| p.width >= width * 2 && p.height >= height * 2)
+        .unwrap_or(&upright);
+    let small = engine.resize(source, CropFraction::FULL, width, height)?;
+    Ok((outputs, small))
 }
 
 fn encode_all(
@@ -250,14 +323,16 @@ fn encode_all(
                 format: preset.format,
                 width,
                 height,
+                frames: 1,
                 bytes,
             })
         })
         .collect()
 }
 
-fn describe(derivative: &Derivative, source_bytes: usize) -> DerivativeInfo {
+fn describe(derivative: &Derivative, source_bytes: usize, cdn_base_url: Option<&str>) -> DerivativeInfo {
     let ratio = source_bytes as f64 / derivative.bytes.len().max(1) as f64;
+    let url = cdn_base_url.map(|base| public_url(base, &derivative.key));
     DerivativeInfo {
         preset: derivative.preset.clone(),
         key: derivative.key.clone(),
@@ -265,11 +340,50 @@ fn describe(derivative: &Derivative, source_bytes: usize) -> DerivativeInfo {
         content_type: derivative.format.content_type().into(),
         width: derivative.width,
         height: derivative.height,
+        frames: derivative.frames,
         bytes: derivative.bytes.len() as u64,
+        url,
         compression_ratio: (ratio * 100.0).round() / 100.0,
     }
 }
 
+/// `base` + `/` + the key with each path segment percent-encoded (spaces, `+`, `%`, non-ASCII…).
+pub fn public_url(base: &str, key: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    let path: Vec<String> = key
+        .split('/')
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect();
+    format!("{}/{}", base.trim_end_matches('/'), path.join("/"))
+}
+
 fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1e5).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_encode_each_segment() {
+        assert_eq!(
+            public_url("https://cdn.example.com/", "derived/a b/é+x.jpg/thumbnail.jpg"),
+            "https://cdn.example.com/derived/a%20b/%C3%A9%2Bx.jpg/thumbnail.jpg"
+        );
+    }
+
+    #[test]
+    fn gps_policy_rounds_or_drops() {
+        let gps = Some(GpsPosition {
+            latitude: 40.446972,
+            longitude: -3.724753,
+            altitude_m: Some(639.6),
+        });
+        assert_eq!(GpsPolicy::Include.apply(gps), gps);
+        assert_eq!(GpsPolicy::Omit.apply(gps), None);
+        let coarse = GpsPolicy::Coarse.apply(gps).unwrap();
+        assert_eq!((coarse.latitude, coarse.longitude, coarse.altitude_m), (40.45, -3.72, None));
+    }
 }

@@ -63,6 +63,9 @@ pub struct Plan {
     pub upright_height: u32,
     /// JPEG DCT scale denominator: decode at 1/`decode_denominator` (1, 2, 4 or 8).
     pub decode_denominator: u32,
+    /// Estimated peak memory of the decode in bytes: the decoded buffer at the chosen scale, the
+    /// RGB(A) copy colour conversion makes, and the full-size coefficient store of a progressive JPEG.
+    pub decode_bytes: u64,
     /// Outputs, largest first.
     pub targets: Vec<Target>,
 }
@@ -97,8 +100,23 @@ pub fn plan(header: &Header, orientation: u8, presets: &PresetSet) -> Plan {
         upright_width: w,
         upright_height: h,
         decode_denominator,
+        decode_bytes: decode_bytes(header, decode_denominator),
         targets,
     }
+}
+
+fn decode_bytes(header: &Header, denominator: u32) -> u64 {
+    let full = u64::from(header.width) * u64::from(header.height);
+    let scaled = u64::from(header.width.div_ceil(denominator))
+        * u64::from(header.height.div_ceil(denominator));
+    let coefficients = (full as f64 * header.coefficient_bytes_per_pixel) as u64;
+    // Stored samples (CMYK 4, 16-bit doubles them), then the 8-bit RGBA working copy.
+    let stored = if header.format == SourceFormat::Jpeg {
+        4
+    } else {
+        4 * u64::from(header.bit_depth.div_ceil(8))
+    };
+    coefficients + scaled * (stored + 4)
 }
 
 /// True when an upright source of `width`×`height` has enough pixels to make `target` well.
@@ -174,7 +192,27 @@ mod tests {
             height,
             progressive: false,
             lossless: false,
+            colour_space: crate::colour::ColourSpace::Rgb,
+            bit_depth: 8,
+            alpha: false,
+            frames: 1,
+            coefficient_bytes_per_pixel: 0.0,
+            icc_profile: None,
         }
+    }
+
+    #[test]
+    fn progressive_jpeg_budget_counts_full_size_coefficients() {
+        let set = PresetSet::default_set();
+        let mut h = header(SourceFormat::Jpeg, 6000, 4000);
+        let baseline = plan(&h, 1, &set);
+        assert_eq!(baseline.decode_denominator, 2);
+        h.progressive = true;
+        h.coefficient_bytes_per_pixel = 3.0; // 4:2:0
+        let progressive = plan(&h, 1, &set);
+        // 24 MP × 3 bytes of coefficients = 72 MB on top of the 1/2-scale buffers.
+        assert_eq!(progressive.decode_bytes - baseline.decode_bytes, 72_000_000);
+        assert!(baseline.decode_bytes < 50_000_000, "{}", baseline.decode_bytes);
     }
 
     fn one(toml: &str, width: u32, height: u32, orientation: u8) -> Target {

@@ -115,6 +115,10 @@ pub struct Preset {
     /// Allow output larger than the source. Default: false (never upscale).
     #[serde(default)]
     pub upscale: bool,
+    /// Keep the animation of an animated GIF/WebP source (WebP output only; at most `max_frames`
+    /// frames). Default: false, the derivative is the first frame.
+    #[serde(default)]
+    pub animated: bool,
 }
 
 fn default_format() -> OutputFormat {
@@ -252,6 +256,12 @@ fn validate(p: &Preset) -> Result<()> {
     }
     if !(1..=100).contains(&p.quality) {
         return fail("quality", format!("{} is outside 1..=100", p.quality));
+    }
+    if p.animated && p.format != OutputFormat::Webp {
+        return fail(
+            "animated",
+            "only WebP output can keep an animation; set format = \"webp\"".into(),
+        );
     }
     if p.webp_method > 6 {
         return fail("webp_method", format!("{} is outside 0..=6", p.webp_method));
