@@ -62,7 +62,10 @@ pub fn animate(
         let canvas = frame.into_buffer();
         let (width, height) = canvas.dimensions();
         let pixels = Pixels::new(width, height, 4, canvas.into_raw());
-        let pixels = orient::orient(colour::rgb_to_srgb(pixels, input.profile), input.orientation);
+        let pixels = orient::orient(
+            colour::rgb_to_srgb(pixels, input.profile),
+            input.orientation,
+        );
         for (target, encoder) in targets.iter().zip(&mut encoders) {
             let resized = engine.resize(&pixels, target.crop, target.width, target.height)?;
             encoder.add(&resized, duration_ms)?;
@@ -90,7 +93,8 @@ fn frames<'a>(bytes: &'a [u8], input: &AnimationInput<'_>) -> Result<image::Fram
     let fail = |e| image_error(format, e);
     match format {
         SourceFormat::Gif => {
-            let mut decoder = image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(fail)?;
+            let mut decoder =
+                image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(fail)?;
             decoder.set_limits(limits).map_err(fail)?;
             Ok(decoder.into_frames())
         }

@@ -124,7 +124,13 @@ pub fn jpeg_icc_profile(bytes: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     chunks.sort_by_key(|(sequence, _)| *sequence);
-    Some(chunks.into_iter().flat_map(|(_, data)| data).copied().collect())
+    Some(
+        chunks
+            .into_iter()
+            .flat_map(|(_, data)| data)
+            .copied()
+            .collect(),
+    )
 }
 
 /// Converts 8-bit RGB/RGBA pixels described by `profile` to sRGB. Pixels that are sRGB already, or whose
@@ -283,7 +289,11 @@ mod tests {
         assert!(!profile.is_srgb());
         // A mid P3 red is a more saturated red in sRGB: green and blue drop (clipped), red rises.
         let out = rgb_to_srgb(Pixels::new(1, 1, 3, vec![200, 60, 60]), Some(&profile));
-        assert!(out.data[0] > 200 && out.data[1] < 60 && out.data[2] < 60, "{:?}", out.data);
+        assert!(
+            out.data[0] > 200 && out.data[1] < 60 && out.data[2] < 60,
+            "{:?}",
+            out.data
+        );
     }
 
     #[test]

@@ -188,8 +188,12 @@ impl AnimatedWebp {
         use libwebp_sys as webp;
         // SAFETY: a null frame marks the end; `data` is owned by libwebp until WebPDataClear.
         unsafe {
-            let flushed =
-                webp::WebPAnimEncoderAdd(self.encoder, std::ptr::null_mut(), self.timestamp_ms, std::ptr::null());
+            let flushed = webp::WebPAnimEncoderAdd(
+                self.encoder,
+                std::ptr::null_mut(),
+                self.timestamp_ms,
+                std::ptr::null(),
+            );
             let mut data = webp::WebPData {
                 bytes: std::ptr::null(),
                 size: 0,

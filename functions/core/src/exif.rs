@@ -14,7 +14,7 @@ pub struct CameraInfo {
     pub make: Option<String>,
     /// Camera model (`Model`).
     pub model: Option<String>,
-    /// Lens model (`LensModel`, else `LensMake`).
+    /// Lens model (`LensModel`, else `LensSpecification` as `18-200mm f/3.5-5.6`, else `LensMake`).
     pub lens: Option<String>,
     /// ISO sensitivity (`PhotographicSensitivity`).
     pub iso: Option<u32>,
@@ -102,7 +102,9 @@ pub fn read(bytes: &[u8]) -> ExifData {
     let camera = CameraInfo {
         make: text(Tag::Make),
         model: text(Tag::Model),
-        lens: text(Tag::LensModel).or_else(|| text(Tag::LensMake)),
+        lens: text(Tag::LensModel)
+            .or_else(|| field(Tag::LensSpecification).and_then(lens_specification))
+            .or_else(|| text(Tag::LensMake)),
         iso: field(Tag::PhotographicSensitivity).and_then(|v| v.get_uint(0)),
         exposure_time,
         exposure_seconds,
@@ -122,11 +124,18 @@ pub fn read(bytes: &[u8]) -> ExifData {
 
 fn read_gps(parsed: &exif::Exif) -> Option<GpsPosition> {
     let field = |tag: Tag| parsed.get_field(tag, In::PRIMARY).map(|f| &f.value);
-    let degrees = |tag: Tag| match field(tag) {
-        Some(Value::Rational(r)) if r.len() == 3 && r.iter().all(|x| x.denom != 0) => {
-            Some(r[0].to_f64() + r[1].to_f64() / 60.0 + r[2].to_f64() / 3600.0)
-        }
-        _ => None,
+    // Degrees, minutes, seconds. The standard says RATIONAL; some phones (Nokia/HMD) write SRATIONAL.
+    let degrees = |tag: Tag| {
+        let dms: Vec<f64> = match field(tag)? {
+            Value::Rational(r) if r.iter().all(|x| x.denom != 0) => {
+                r.iter().map(|x| x.to_f64()).collect()
+            }
+            Value::SRational(r) if r.iter().all(|x| x.denom != 0) => {
+                r.iter().map(|x| x.to_f64().abs()).collect()
+            }
+            _ => return None,
+        };
+        (dms.len() == 3).then(|| dms[0] + dms[1] / 60.0 + dms[2] / 3600.0)
     };
     let reference = |tag: Tag| field(tag).and_then(ascii).unwrap_or_default();
     let mut latitude = degrees(Tag::GPSLatitude)?;
@@ -172,6 +181,36 @@ fn ascii(value: &Value) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// `LensSpecification` (min/max focal length, min f-number at each) as `18-200mm f/3.5-5.6`.
+fn lens_specification(value: &Value) -> Option<String> {
+    let Value::Rational(r) = value else {
+        return None;
+    };
+    if r.len() != 4 || r[..2].iter().any(|x| x.denom == 0 || x.num == 0) {
+        return None;
+    }
+    let number = |v: f64| {
+        let text = format!("{v:.1}");
+        text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+    };
+    let (short, long) = (r[0].to_f64(), r[1].to_f64());
+    let focal = if short == long {
+        format!("{}mm", number(short))
+    } else {
+        format!("{}-{}mm", number(short), number(long))
+    };
+    let apertures: Vec<f64> = r[2..]
+        .iter()
+        .filter(|x| x.denom != 0 && x.num != 0)
+        .map(|x| x.to_f64())
+        .collect();
+    Some(match apertures[..] {
+        [a, b] if a != b => format!("{focal} f/{}-{}", number(a), number(b)),
+        [a, ..] => format!("{focal} f/{}", number(a)),
+        [] => focal,
+    })
 }
 
 fn first_rational(value: &Value) -> Option<f64> {
@@ -225,6 +264,27 @@ fn exif_date_to_iso(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_lens_specification() {
+        use exif::Rational;
+        let spec = |v: [(u32, u32); 4]| {
+            lens_specification(&Value::Rational(
+                v.iter()
+                    .map(|&(num, denom)| Rational { num, denom })
+                    .collect(),
+            ))
+        };
+        assert_eq!(
+            spec([(18, 1), (200, 1), (35, 10), (56, 10)]).as_deref(),
+            Some("18-200mm f/3.5-5.6")
+        );
+        assert_eq!(
+            spec([(50, 1), (50, 1), (18, 10), (18, 10)]).as_deref(),
+            Some("50mm f/1.8")
+        );
+        assert_eq!(spec([(0, 1), (50, 1), (18, 10), (18, 10)]), None);
+    }
 
     #[test]
     fn formats_exposure_like_cameras() {

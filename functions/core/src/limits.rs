@@ -119,10 +119,20 @@ mod tests {
             max_frames: 3,
             max_decode_bytes: 1 << 20,
         };
-        assert!(limits.check_frames(4).unwrap_err().message.contains("max_frames"));
+        assert!(
+            limits
+                .check_frames(4)
+                .unwrap_err()
+                .message
+                .contains("max_frames")
+        );
         assert!(limits.check_frames(3).is_ok());
         let e = limits.check_decode_bytes(3 << 20).unwrap_err();
-        assert!(e.message.contains("3 MiB") && e.message.contains("max_decode_bytes"), "{}", e.message);
+        assert!(
+            e.message.contains("3 MiB") && e.message.contains("max_decode_bytes"),
+            "{}",
+            e.message
+        );
         let e = limits.check_bytes(11).unwrap_err();
         assert_eq!(e.kind, ErrorKind::OverLimit);
         assert!(

@@ -238,7 +238,12 @@ fn run(
     Ok(derivatives)
 }
 
-fn record_header(metadata: &mut Metadata, header: &Header, profile: Option<&Profile>, bytes: &[u8]) {
+fn record_header(
+    metadata: &mut Metadata,
+    header: &Header,
+    profile: Option<&Profile>,
+    bytes: &[u8],
+) {
     let source = &mut metadata.source;
     source.format = Some(header.format.as_str().into());
     source.sha256 = Some(hex::encode(Sha256::digest(bytes)));
@@ -330,7 +335,11 @@ fn encode_all(
         .collect()
 }
 
-fn describe(derivative: &Derivative, source_bytes: usize, cdn_base_url: Option<&str>) -> DerivativeInfo {
+fn describe(
+    derivative: &Derivative,
+    source_bytes: usize,
+    cdn_base_url: Option<&str>,
+) -> DerivativeInfo {
     let ratio = source_bytes as f64 / derivative.bytes.len().max(1) as f64;
     let url = cdn_base_url.map(|base| public_url(base, &derivative.key));
     DerivativeInfo {
@@ -350,7 +359,11 @@ fn describe(derivative: &Derivative, source_bytes: usize, cdn_base_url: Option<&
 /// `base` + `/` + the key with each path segment percent-encoded (spaces, `+`, `%`, non-ASCII…).
 pub fn public_url(base: &str, key: &str) -> String {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
     let path: Vec<String> = key
         .split('/')
         .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
@@ -369,7 +382,10 @@ mod tests {
     #[test]
     fn public_urls_encode_each_segment() {
         assert_eq!(
-            public_url("https://cdn.example.com/", "derived/a b/é+x.jpg/thumbnail.jpg"),
+            public_url(
+                "https://cdn.example.com/",
+                "derived/a b/é+x.jpg/thumbnail.jpg"
+            ),
             "https://cdn.example.com/derived/a%20b/%C3%A9%2Bx.jpg/thumbnail.jpg"
         );
     }
@@ -384,6 +400,9 @@ mod tests {
         assert_eq!(GpsPolicy::Include.apply(gps), gps);
         assert_eq!(GpsPolicy::Omit.apply(gps), None);
         let coarse = GpsPolicy::Coarse.apply(gps).unwrap();
-        assert_eq!((coarse.latitude, coarse.longitude, coarse.altitude_m), (40.45, -3.72, None));
+        assert_eq!(
+            (coarse.latitude, coarse.longitude, coarse.altitude_m),
+            (40.45, -3.72, None)
+        );
     }
 }

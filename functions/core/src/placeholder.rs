@@ -48,14 +48,19 @@ fn to_rgba(pixels: &Pixels) -> Vec<u8> {
 fn dominant(rgba: &[u8]) -> [u8; 3] {
     let mut bins = vec![[0u64; 4]; 4096];
     for px in rgba.chunks_exact(4).filter(|px| px[3] >= 128) {
-        let bin = usize::from(px[0] >> 4) << 8 | usize::from(px[1] >> 4) << 4 | usize::from(px[2] >> 4);
+        let bin =
+            usize::from(px[0] >> 4) << 8 | usize::from(px[1] >> 4) << 4 | usize::from(px[2] >> 4);
         let entry = &mut bins[bin];
         entry[0] += u64::from(px[0]);
         entry[1] += u64::from(px[1]);
         entry[2] += u64::from(px[2]);
         entry[3] += 1;
     }
-    let best = bins.iter().max_by_key(|b| b[3]).copied().unwrap_or_default();
+    let best = bins
+        .iter()
+        .max_by_key(|b| b[3])
+        .copied()
+        .unwrap_or_default();
     if best[3] == 0 {
         return average(rgba);
     }
@@ -95,12 +100,7 @@ mod tests {
     #[test]
     fn dominant_is_the_biggest_area_not_the_average() {
         // 3 red pixels, 1 blue: dominant red, average purple-ish.
-        let px = Pixels::new(
-            4,
-            1,
-            3,
-            vec![250, 0, 0, 250, 0, 0, 250, 0, 0, 0, 0, 250],
-        );
+        let px = Pixels::new(4, 1, 3, vec![250, 0, 0, 250, 0, 0, 250, 0, 0, 0, 0, 250]);
         let p = placeholder(&px);
         assert_eq!(p.dominant_color, "#fa0000");
         assert_eq!(p.average_color, "#bc003f");

@@ -212,7 +212,11 @@ mod tests {
         let progressive = plan(&h, 1, &set);
         // 24 MP × 3 bytes of coefficients = 72 MB on top of the 1/2-scale buffers.
         assert_eq!(progressive.decode_bytes - baseline.decode_bytes, 72_000_000);
-        assert!(baseline.decode_bytes < 50_000_000, "{}", baseline.decode_bytes);
+        assert!(
+            baseline.decode_bytes < 50_000_000,
+            "{}",
+            baseline.decode_bytes
+        );
     }
 
     fn one(toml: &str, width: u32, height: u32, orientation: u8) -> Target {

@@ -44,9 +44,7 @@ pub fn probe(bytes: &[u8]) -> Result<Header> {
         return probe_jpeg(bytes);
     }
     let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| image_error(format, e))?;
+    let mut decoder = reader.into_decoder().map_err(|e| image_error(format, e))?;
     let (width, height) = decoder.dimensions();
     let original = decoder.original_color_type();
     let channels = original.channel_count().max(1);
