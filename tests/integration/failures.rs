@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use imgpipe_cloud::queue::attributes;
 use imgpipe_core::metadata::Status;
 
-use crate::harness::{fixture, setup};
+use crate::harness::{assert_valid_metadata, fixture, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_end_in_the_dlq_with_their_reason_and_are_never_retried() {
@@ -64,6 +64,7 @@ async fn bad_files_end_in_the_dlq_with_their_reason_and_are_never_retried() {
             .get(&stack.derivatives, &stack.metadata_key(key))
             .await
             .expect("failed metadata.json");
+        assert_valid_metadata(key, &bytes);
         let metadata: imgpipe_core::Metadata = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(metadata.status, Status::Failed);
         let error = metadata.error.unwrap();

@@ -196,6 +196,7 @@ impl Stack {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(bytes) = self.get(&self.derivatives, &key).await {
+                assert_valid_metadata(&key, &bytes);
                 return serde_json::from_slice(&bytes)
                     .unwrap_or_else(|e| panic!("{key} is not metadata: {e}"));
             }
@@ -308,4 +309,22 @@ pub fn event_body(bucket: &str, key: &str, etag: &str, size: usize) -> String {
         "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
         "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "00"}}}]})
     .to_string()
+}
+
+/// Panics unless `bytes` is a metadata document valid under the repository's JSON Schema.
+pub fn assert_valid_metadata(key: &str, bytes: &[u8]) {
+    let schema: serde_json::Value =
+        serde_json::from_str(imgpipe_core::metadata::JSON_SCHEMA).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let document: serde_json::Value =
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{key} is not JSON: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{key} violates the metadata schema:\n{}",
+        errors.join("\n")
+    );
 }

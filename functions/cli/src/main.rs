@@ -17,6 +17,13 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Gps {
+    Include,
+    Coarse,
+    Omit,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Make every preset's derivative and metadata.json for each input file.
@@ -30,13 +37,24 @@ enum Command {
         /// Preset file (TOML or JSON); default: the built-in set.
         #[arg(long)]
         presets: Option<PathBuf>,
-        /// Leave GPS out of metadata.
+        /// GPS in metadata: include, coarse (2 decimals, no altitude) or omit. Never in derivatives.
+        #[arg(long, value_enum, default_value = "include")]
+        gps: Gps,
+        /// Public base URL of the outputs; metadata then lists each derivative's URL.
         #[arg(long)]
-        omit_gps: bool,
+        cdn_base_url: Option<String>,
         /// Maximum source pixels.
         #[arg(long, default_value_t = Limits::default().max_pixels)]
         max_pixels: u64,
+        /// Maximum frames of an animation.
+        #[arg(long, default_value_t = Limits::default().max_frames)]
+        max_frames: u32,
+        /// Memory budget of one decode, in MiB.
+        #[arg(long, default_value_t = Limits::default().max_decode_bytes >> 20)]
+        max_decode_mib: u64,
     },
+    /// Print the JSON Schema of metadata.json.
+    Schema,
     /// Validate a preset file and print its hash.
     Presets {
         /// Preset file (TOML or JSON); default: print the built-in set.
@@ -56,26 +74,36 @@ fn main() -> anyhow::Result<()> {
             inputs,
             out,
             presets,
-            omit_gps,
+            gps,
+            cdn_base_url,
             max_pixels,
+            max_frames,
+            max_decode_mib,
         } => {
             let presets = load_presets(presets.as_deref())?;
             let options = Options {
                 limits: Limits {
                     max_pixels,
+                    max_frames,
+                    max_decode_bytes: max_decode_mib.saturating_mul(1 << 20),
                     ..Limits::default()
                 },
-                gps: if omit_gps {
-                    GpsPolicy::Omit
-                } else {
-                    GpsPolicy::Include
+                gps: match gps {
+                    Gps::Include => GpsPolicy::Include,
+                    Gps::Coarse => GpsPolicy::Coarse,
+                    Gps::Omit => GpsPolicy::Omit,
                 },
                 layout: OutputLayout {
                     prefix: String::new(),
                 },
+                cdn_base_url,
                 ..Options::default()
             };
             derive(&inputs, &out, &presets, &options)
+        }
+        Command::Schema => {
+            print!("{}", imgpipe_core::metadata::JSON_SCHEMA);
+            Ok(())
         }
         Command::Presets { file } => {
             let set = load_presets(file.as_deref())?;
@@ -99,12 +127,25 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", input.display()))?;
                 match imgpipe_core::probe::probe(&bytes) {
                     Ok(h) => println!(
-                        "{}: {} {}x{}{}",
+                        "{}: {} {}x{} {} {}-bit{}{}{}{}",
                         input.display(),
                         h.format.as_str(),
                         h.width,
                         h.height,
-                        if h.progressive { " progressive" } else { "" }
+                        h.colour_space.as_str(),
+                        h.bit_depth,
+                        if h.alpha { " alpha" } else { "" },
+                        if h.frames > 1 {
+                            format!(" {} frames", h.frames)
+                        } else {
+                            String::new()
+                        },
+                        if h.progressive { " progressive" } else { "" },
+                        h.icc_profile
+                            .as_deref()
+                            .and_then(imgpipe_core::colour::Profile::parse)
+                            .map(|p| format!(" ICC '{}'", p.description.unwrap_or_default()))
+                            .unwrap_or_default(),
                     ),
                     Err(e) => println!("{}: {e}", input.display()),
                 }

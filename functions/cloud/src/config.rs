@@ -261,6 +261,28 @@ mod tests {
     }
 
     #[test]
+    fn privacy_cdn_and_decode_limits_reach_the_pipeline_options() {
+        let c = config(&[
+            ("IMGPIPE_GPS", "coarse"),
+            ("IMGPIPE_CDN_BASE_URL", "https://d111.cloudfront.net"),
+            ("IMGPIPE_MAX_FRAMES", "50"),
+            ("IMGPIPE_MAX_DECODE_MIB", "256"),
+        ])
+        .unwrap();
+        let options = c.pipeline_options();
+        assert_eq!(options.gps, GpsPolicy::Coarse);
+        assert_eq!(
+            options.cdn_base_url.as_deref(),
+            Some("https://d111.cloudfront.net")
+        );
+        assert_eq!(options.limits.max_frames, 50);
+        assert_eq!(options.limits.max_decode_bytes, 256 << 20);
+        let bad = config(&[("IMGPIPE_CDN_BASE_URL", "cdn.example.com")]).unwrap_err();
+        assert_eq!(bad.variable, "IMGPIPE_CDN_BASE_URL");
+        assert_eq!(config(&[]).unwrap().cdn_base_url, None);
+    }
+
+    #[test]
     fn retry_delay_doubles_and_caps() {
         let c = config(&[
             ("IMGPIPE_RETRY_BASE_SECONDS", "10"),
