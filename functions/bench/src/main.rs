@@ -1,0 +1,155 @@
+//! `imgpipe-bench`: the in-process side of `make bench` (driven by `bench/run.py`). Runs the core
+//! pipeline (`imgpipe_core::process`, exactly what the Lambda and worker call) on files already in
+//! memory and prints one JSON object with per-image timings and output sizes.
+//!
+//! - `--threads 1`: every file `--iterations` times in turn, after one warm-up pass; reports the median
+//!   milliseconds per file and overall.
+//! - `--threads N`: N threads (one `ResizeEngine` each) take images from a shared counter until
+//!   `files × iterations` images are done; reports images per second over the wall time.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use imgpipe_core::{Options, PresetSet, ResizeEngine, SourceRef, process};
+
+#[derive(Parser, Debug)]
+#[command(about = "Run the imgpipe core on files and print JSON timings")]
+struct Args {
+    /// Preset file (TOML or JSON); default: the built-in set.
+    #[arg(long)]
+    presets: Option<PathBuf>,
+    /// Passes over the files.
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// Worker threads (1 = latency mode, more = throughput mode).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Input images.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let presets = match &args.presets {
+        None => PresetSet::default_set(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            PresetSet::from_file_text(&path.to_string_lossy(), &text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?
+        }
+    };
+    let inputs: Vec<Vec<u8>> = args
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
+        .collect::<anyhow::Result<_>>()?;
+    let options = Options::default();
+    let report = if args.threads <= 1 {
+        latency(&inputs, &presets, &options, args.iterations)?
+    } else {
+        throughput(&inputs, &presets, &options, args.iterations, args.threads)?
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// Runs one image; returns (milliseconds, total output bytes).
+fn one(
+    bytes: &[u8],
+    presets: &PresetSet,
+    options: &Options,
+    engine: &mut ResizeEngine,
+) -> anyhow::Result<(f64, u64)> {
+    let started = Instant::now();
+    let processed = process(bytes, &SourceRef::default(), presets, options, engine)
+        .map_err(|failed| anyhow::anyhow!("{}", failed.error))?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let output = processed
+        .derivatives
+        .iter()
+        .map(|d| d.bytes.len() as u64)
+        .sum();
+    Ok((ms, output))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn latency(
+    inputs: &[Vec<u8>],
+    presets: &PresetSet,
+    options: &Options,
+    iterations: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let mut engine = ResizeEngine::default();
+    let mut output_bytes = Vec::new();
+    for input in inputs {
+        output_bytes.push(one(input, presets, options, &mut engine)?.1); // warm-up
+    }
+    let mut times = vec![Vec::new(); inputs.len()];
+    for _ in 0..iterations {
+        for (i, input) in inputs.iter().enumerate() {
+            times[i].push(one(input, presets, options, &mut engine)?.0);
+        }
+    }
+    let per_file: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    let mean_of_medians = per_file.iter().sum::<f64>() / per_file.len() as f64;
+    Ok(serde_json::json!({
+        "threads": 1,
+        "median_ms_per_file": per_file,
+        "median_ms": mean_of_medians,
+        "images_per_s": 1000.0 / mean_of_medians,
+        "output_bytes": output_bytes.iter().sum::<u64>(),
+    }))
+}
+
+fn throughput(
+    inputs: &[Vec<u8>],
+    presets: &PresetSet,
+    options: &Options,
+    iterations: usize,
+    threads: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let total = inputs.len() * iterations;
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    let mut engine = ResizeEngine::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return Ok(());
+                        }
+                        one(&inputs[i % inputs.len()], presets, options, &mut engine)?;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("bench thread panicked")?;
+        }
+        Ok(())
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "threads": threads,
+        "images": total,
+        "wall_s": seconds,
+        "images_per_s": total as f64 / seconds,
+    }))
+}
