@@ -51,6 +51,10 @@ fn stages(c: &mut Criterion) {
     c.bench_function("orient/6_2016x1512", |b| {
         b.iter(|| orient::orient(half.clone(), 6))
     });
+    // The clone alone, to subtract from the orient figure above.
+    c.bench_function("orient/1_clone_only_2016x1512", |b| {
+        b.iter(|| orient::orient(half.clone(), 1))
+    });
 
     let prophoto_file = fixture("crafted_icc_prophoto_16bit_rgba.png");
     let prophoto =
