@@ -27,6 +27,9 @@ struct Args {
     /// Worker threads (1 = latency mode, more = throughput mode).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Threads encoding one image's derivatives at once (Options::encode_threads).
+    #[arg(long, default_value_t = 1)]
+    encode_threads: usize,
     /// Input images.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -48,7 +51,10 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<_>>()?;
-    let options = Options::default();
+    let options = Options {
+        encode_threads: args.encode_threads,
+        ..Options::default()
+    };
     let report = if args.threads <= 1 {
         latency(&inputs, &presets, &options, args.iterations)?
     } else {

@@ -52,6 +52,9 @@ enum Command {
         /// Memory budget of one decode, in MiB.
         #[arg(long, default_value_t = Limits::default().max_decode_bytes >> 20)]
         max_decode_mib: u64,
+        /// Threads encoding one image's derivatives at once.
+        #[arg(long, default_value_t = 1)]
+        encode_threads: usize,
     },
     /// Print the JSON Schema of metadata.json.
     Schema,
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             max_pixels,
             max_frames,
             max_decode_mib,
+            encode_threads,
         } => {
             let presets = load_presets(presets.as_deref())?;
             let options = Options {
@@ -97,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                     prefix: String::new(),
                 },
                 cdn_base_url,
+                encode_threads,
                 ..Options::default()
             };
             derive(&inputs, &out, &presets, &options)

@@ -40,6 +40,9 @@ pub struct Config {
     pub retry_max: Duration,
     /// `IMGPIPE_CONCURRENCY` (default: CPU count): images processed at once per process.
     pub concurrency: usize,
+    /// `IMGPIPE_ENCODE_THREADS` (default 1): threads encoding one image's derivatives at once; raise
+    /// it on a Lambda with ≥ 2 vCPU (1 769 MB is one vCPU), where images come one at a time.
+    pub encode_threads: usize,
     /// `AWS_ENDPOINT_URL` (default: AWS): set for LocalStack; switches S3 to path-style addressing.
     pub endpoint_url: Option<String>,
 }
@@ -160,6 +163,7 @@ impl Config {
             retry_base: Duration::from_secs(number("IMGPIPE_RETRY_BASE_SECONDS", 10)?),
             retry_max: Duration::from_secs(number("IMGPIPE_RETRY_MAX_SECONDS", 900)?),
             concurrency: concurrency.max(1) as usize,
+            encode_threads: number("IMGPIPE_ENCODE_THREADS", 1)?.clamp(1, 64) as usize,
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
         })
     }
@@ -172,6 +176,7 @@ impl Config {
             background: self.background,
             layout: self.layout.clone(),
             cdn_base_url: self.cdn_base_url.clone(),
+            encode_threads: self.encode_threads,
         }
     }
 

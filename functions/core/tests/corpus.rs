@@ -847,3 +847,18 @@ fn default_presets_have_the_documented_sizes_on_a_12mp_photo() {
             .all(|d| d.compression_ratio > 1.0)
     );
 }
+
+/// Encoding derivatives on several threads changes nothing but the time: same order, same bytes.
+#[test]
+fn parallel_encode_gives_the_same_derivatives_in_preset_order() {
+    let file = "camera_iphone6_gps-altitude_8mp.jpg";
+    let one = run(file).unwrap();
+    let options = Options {
+        encode_threads: 3,
+        ..Options::default()
+    };
+    let three = run_with(file, &PresetSet::default_set(), &options).unwrap();
+    assert_eq!(one.derivatives.len(), 5);
+    assert_eq!(one.derivatives, three.derivatives);
+    assert_eq!(one.metadata.derivatives, three.metadata.derivatives);
+}
