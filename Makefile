@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-lambda clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,15 @@ demo: setup ## LocalStack + template + worker; upload the samples (one by pre-si
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
 	@echo "LocalStack is still running (make down stops it)."
+
+bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modules); table + target/bench/results.json
+	python3 bench/run.py
+
+bench-stages: setup ## criterion micro-benchmarks of each pipeline stage (target/criterion)
+	cargo bench -p imgpipe-core --bench stages
+
+bench-lambda: setup ## derive binary size, init time under a Runtime API stub, cost per 1 M images (after make bench)
+	python3 bench/lambda.py
 
 lambda: setup ## build the arm64 Lambda bootstrap zip with cargo-lambda (target/lambda/derive/bootstrap.zip)
 	$(PY) -m pip install -q cargo-lambda
