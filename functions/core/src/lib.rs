@@ -14,6 +14,8 @@
 //! - [`preset`]: preset files, validation and the preset-set hash.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
+//! - [`route`]: CPU or GPU queue for a job, from key, size and a ranged read of the header.
+//! - [`kernel`]: the GPU backend's resize math on the CPU (its reference in tests).
 #![warn(missing_docs)]
 
 pub mod animation;
@@ -24,6 +26,7 @@ pub mod encode;
 pub mod error;
 pub mod exif;
 pub mod format;
+pub mod kernel;
 pub mod layout;
 pub mod limits;
 pub mod metadata;
@@ -35,6 +38,7 @@ pub mod plan;
 pub mod preset;
 pub mod probe;
 pub mod resize;
+pub mod route;
 
 pub use error::{ErrorKind, PipelineError};
 pub use layout::OutputLayout;
