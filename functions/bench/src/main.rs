@@ -156,7 +156,7 @@ fn throughput(
                         }
                         one(&inputs[i % inputs.len()], presets, options, &mut engine)?;
                         let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if args.rss_every > 0 && finished % args.rss_every == 0 {
+                        if args.rss_every > 0 && finished.is_multiple_of(args.rss_every) {
                             let sample = (finished, resident_mib());
                             rss_samples.lock().expect("rss samples").push(sample);
                         }

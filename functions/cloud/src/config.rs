@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use imgpipe_core::route::RoutingRule;
 use imgpipe_core::{GpsPolicy, Limits, OutputLayout, PresetSet};
 
 /// Everything the handler needs besides AWS clients.
@@ -45,6 +46,19 @@ pub struct Config {
     pub encode_threads: usize,
     /// `AWS_ENDPOINT_URL` (default: AWS): set for LocalStack; switches S3 to path-style addressing.
     pub endpoint_url: Option<String>,
+    /// GPU routing; `None` (the default, no `IMGPIPE_GPU_QUEUE_URL`) processes everything here.
+    pub routing: Option<Routing>,
+}
+
+/// Where heavy jobs go, and which are heavy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// `IMGPIPE_GPU_QUEUE_URL`: the GPU worker's queue. Setting it turns routing on.
+    pub gpu_queue_url: String,
+    /// `IMGPIPE_GPU_MIN_PIXELS` (default 40000000), `IMGPIPE_GPU_MIN_BYTES` (default 25000000),
+    /// `IMGPIPE_BATCH_PREFIXES` (comma-separated key prefixes, default none), `IMGPIPE_MANIFEST_PREFIX`
+    /// (default none). A threshold of 0 turns that rule off.
+    pub rule: RoutingRule,
 }
 
 /// A configuration error: which variable, and why.
@@ -144,6 +158,32 @@ impl Config {
             "IMGPIPE_CONCURRENCY",
             std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
         )?;
+        let routing = match lookup("IMGPIPE_GPU_QUEUE_URL") {
+            None => None,
+            Some(gpu_queue_url) => {
+                let defaults = RoutingRule::default();
+                let prefixes = |variable: &str| -> Vec<String> {
+                    lookup(variable)
+                        .map(|v| {
+                            v.split(',')
+                                .map(str::trim)
+                                .filter(|p| !p.is_empty())
+                                .map(String::from)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                Some(Routing {
+                    gpu_queue_url,
+                    rule: RoutingRule {
+                        gpu_min_pixels: number("IMGPIPE_GPU_MIN_PIXELS", defaults.gpu_min_pixels)?,
+                        gpu_min_bytes: number("IMGPIPE_GPU_MIN_BYTES", defaults.gpu_min_bytes)?,
+                        batch_prefixes: prefixes("IMGPIPE_BATCH_PREFIXES"),
+                        manifest_prefix: lookup("IMGPIPE_MANIFEST_PREFIX"),
+                    },
+                })
+            }
+        };
         Ok(Self {
             output_bucket: required("IMGPIPE_OUTPUT_BUCKET")?,
             layout: OutputLayout {
@@ -165,6 +205,7 @@ impl Config {
             concurrency: concurrency.max(1) as usize,
             encode_threads: number("IMGPIPE_ENCODE_THREADS", 1)?.clamp(1, 64) as usize,
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
+            routing,
         })
     }
 
@@ -285,6 +326,33 @@ mod tests {
         let bad = config(&[("IMGPIPE_CDN_BASE_URL", "cdn.example.com")]).unwrap_err();
         assert_eq!(bad.variable, "IMGPIPE_CDN_BASE_URL");
         assert_eq!(config(&[]).unwrap().cdn_base_url, None);
+    }
+
+    #[test]
+    fn routing_is_off_until_a_gpu_queue_is_set() {
+        assert_eq!(config(&[]).unwrap().routing, None);
+        let c = config(&[
+            ("IMGPIPE_GPU_QUEUE_URL", "http://gpu"),
+            ("IMGPIPE_GPU_MIN_PIXELS", "1000"),
+            ("IMGPIPE_BATCH_PREFIXES", "backfill/, bulk/,"),
+            ("IMGPIPE_MANIFEST_PREFIX", "manifests/"),
+        ])
+        .unwrap();
+        let routing = c.routing.unwrap();
+        assert_eq!(routing.gpu_queue_url, "http://gpu");
+        assert_eq!(routing.rule.gpu_min_pixels, 1000);
+        assert_eq!(
+            routing.rule.gpu_min_bytes,
+            RoutingRule::default().gpu_min_bytes
+        );
+        assert_eq!(routing.rule.batch_prefixes, ["backfill/", "bulk/"]);
+        assert_eq!(routing.rule.manifest_prefix.as_deref(), Some("manifests/"));
+        let bad = config(&[
+            ("IMGPIPE_GPU_QUEUE_URL", "http://gpu"),
+            ("IMGPIPE_GPU_MIN_BYTES", "big"),
+        ])
+        .unwrap_err();
+        assert_eq!(bad.variable, "IMGPIPE_GPU_MIN_BYTES");
     }
 
     #[test]

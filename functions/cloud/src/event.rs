@@ -34,6 +34,35 @@ pub struct ObjectEvent {
 }
 
 impl ObjectEvent {
+    /// This event as an S3 notification body with one record, key encoded as S3 encodes it, so a
+    /// forwarded job (GPU queue, manifest fan-out) is parsed by [`parse_body`] like an original one.
+    pub fn to_body(&self) -> String {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        const KEY: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~')
+            .remove(b'/');
+        let mut object = serde_json::json!({
+            "key": utf8_percent_encode(&self.key, KEY).to_string(),
+        });
+        if let Some(size) = self.size {
+            object["size"] = size.into();
+        }
+        if let Some(etag) = &self.etag {
+            object["eTag"] = etag.clone().into();
+        }
+        serde_json::json!({
+            "Records": [{
+                "eventSource": "aws:s3",
+                "eventName": self.event_name,
+                "s3": { "bucket": { "name": self.bucket }, "object": object },
+            }]
+        })
+        .to_string()
+    }
+
     /// True for `ObjectCreated:*` events (Put, Post, Copy, CompleteMultipartUpload).
     pub fn is_created(&self) -> bool {
         self.event_name.starts_with("ObjectCreated:")
@@ -260,6 +289,23 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("s3.object.key")
+        );
+    }
+
+    #[test]
+    fn forwarded_bodies_parse_back_to_the_same_event() {
+        let event = ObjectEvent {
+            event_name: "ObjectCreated:Put".into(),
+            bucket: "ingest".into(),
+            key: "uploads/a b+c%/é 漢字&.jpg".into(),
+            size: Some(42),
+            etag: Some("abc".into()),
+        };
+        let body = event.to_body();
+        assert!(body.contains("uploads/a%20b%2Bc%25/"), "{body}");
+        assert_eq!(
+            parse_body(&body).unwrap(),
+            Notification::Records(vec![event])
         );
     }
 }

@@ -1,8 +1,9 @@
 //! The batch handler both drivers call: SQS messages in, one [`Outcome`] per message out.
 //!
 //! Per message: `parse body ⇒ for each record: skip test events, non-creations and output keys ⇒
-//! skip if already done (same ETag, same preset hash) ⇒ fetch ⇒ process (blocking pool) ⇒ put
-//! derivatives ⇒ put metadata.json last`. Permanent failures write a `failed` metadata document and
+//! skip if already done (same ETag, same preset hash) ⇒ route (when a GPU queue is configured:
+//! forward heavy jobs, fan manifests out) ⇒ fetch ⇒ process (blocking pool) ⇒ put derivatives ⇒ put
+//! metadata.json last`. Permanent failures write a `failed` metadata document and
 //! go to the DLQ with the reason; transient ones are retried with exponential backoff until
 //! `max_attempts`, then dead-lettered with the last reason.
 
@@ -12,23 +13,27 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsMessage;
 use futures::StreamExt;
+use imgpipe_core::route::{HEADER_PROBE_BYTES, Route};
 use imgpipe_core::{Metadata, ResizeEngine, SourceRef};
 
-use crate::config::Config;
+use crate::config::{Config, Routing};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
+use crate::manifest;
 use crate::queue::{self, DeadLetter};
 use crate::store;
 
 /// What happened to one message. The driver deletes every message except [`Outcome::Retry`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// All records processed (or already done).
+    /// All records processed, forwarded or already done.
     Done {
         /// Records processed now.
         processed: usize,
         /// Records skipped because a `done` document for the same ETag and presets exists.
         skipped: usize,
+        /// Records forwarded to the GPU queue (heavy sources, manifests fanned out).
+        forwarded: usize,
     },
     /// Nothing to do (s3:TestEvent, deletions, keys under the output location).
     Ignored {
@@ -70,6 +75,7 @@ pub struct MessageResult {
 enum RecordDone {
     Processed,
     Skipped,
+    Forwarded,
     Ignored(String),
 }
 
@@ -171,13 +177,14 @@ impl Handler {
                     .await;
             }
         };
-        let (mut processed, mut skipped, mut ignored) = (0, 0, Vec::new());
+        let (mut processed, mut skipped, mut forwarded, mut ignored) = (0, 0, 0, Vec::new());
         let mut permanent: Option<(Failure, ObjectEvent)> = None;
         let mut transient: Option<(Failure, ObjectEvent)> = None;
         for record in records {
             match self.handle_record(&record).await {
                 Ok(RecordDone::Processed) => processed += 1,
                 Ok(RecordDone::Skipped) => skipped += 1,
+                Ok(RecordDone::Forwarded) => forwarded += 1,
                 Ok(RecordDone::Ignored(reason)) => ignored.push(reason),
                 Err(f) if f.retryable => transient = transient.or(Some((f, record))),
                 Err(f) => permanent = permanent.or(Some((f, record))),
@@ -204,12 +211,16 @@ impl Handler {
                 .dead_letter(body, failure, Some(&record), receive_count, message_id)
                 .await;
         }
-        if processed + skipped == 0 {
+        if processed + skipped + forwarded == 0 {
             return Outcome::Ignored {
                 reason: ignored.join("; "),
             };
         }
-        Outcome::Done { processed, skipped }
+        Outcome::Done {
+            processed,
+            skipped,
+            forwarded,
+        }
     }
 
     async fn dead_letter(
@@ -271,7 +282,140 @@ impl Handler {
                 )));
             }
         }
+        if let Some(routing) = &config.routing {
+            match self.route(record, routing).await? {
+                Route::Cpu => {}
+                Route::Gpu(reason) => {
+                    let reason = reason.to_string();
+                    queue::forward(
+                        &self.sqs,
+                        &routing.gpu_queue_url,
+                        &record.to_body(),
+                        &reason,
+                    )
+                    .await?;
+                    tracing::info!(key = %record.key, reason, "forwarded to the GPU queue");
+                    return Ok(RecordDone::Forwarded);
+                }
+                Route::Manifest => return self.fan_out(record, routing).await,
+            }
+        }
         self.process_record(record, &metadata_key).await
+    }
+
+    /// Decides CPU or GPU for `record`; reads the first bytes of the object only when the pixel rule
+    /// needs them (or the event carried no size).
+    async fn route(&self, record: &ObjectEvent, routing: &Routing) -> Result<Route, Failure> {
+        use imgpipe_core::route::KeyDecision;
+        if let Some(size) = record.size
+            && let KeyDecision::Decided(route) = routing.rule.route_by_key(&record.key, size)
+        {
+            return Ok(route);
+        }
+        let (head, total) =
+            store::get_head(&self.s3, &record.bucket, &record.key, HEADER_PROBE_BYTES).await?;
+        let size = total.or(record.size).unwrap_or(head.len() as u64);
+        Ok(routing.rule.route(&record.key, size, Some(&head)))
+    }
+
+    /// Sends one manifest item to the GPU queue; `missing` when the object does not exist.
+    async fn queue_item(
+        &self,
+        item: &manifest::Item,
+        queue_url: &str,
+        reason: &str,
+    ) -> Result<&'static str, Failure> {
+        let Some((size, etag)) = store::head(&self.s3, &item.bucket, &item.key).await? else {
+            return Ok("missing");
+        };
+        let job = ObjectEvent {
+            event_name: "ObjectCreated:Manifest".into(),
+            bucket: item.bucket.clone(),
+            key: item.key.clone(),
+            size: Some(size),
+            etag,
+        };
+        queue::forward(&self.sqs, queue_url, &job.to_body(), reason).await?;
+        Ok("queued")
+    }
+
+    /// Reads a manifest, sends one GPU job per listed object that exists (with its size and ETag, so
+    /// the GPU worker's idempotency check applies), and writes `summary.json` beside the outputs:
+    /// per item `queued`, `missing` or `rejected` with the reason. Each item's final status is its
+    /// own metadata.json.
+    async fn fan_out(
+        &self,
+        record: &ObjectEvent,
+        routing: &Routing,
+    ) -> Result<RecordDone, Failure> {
+        let config = &self.config;
+        let (bytes, total) = store::get_head(
+            &self.s3,
+            &record.bucket,
+            &record.key,
+            manifest::MAX_MANIFEST_BYTES + 1,
+        )
+        .await?;
+        let parsed = if total.is_some_and(|t| t > manifest::MAX_MANIFEST_BYTES) {
+            Err(format!(
+                "manifest is over the {}-byte limit; split it",
+                manifest::MAX_MANIFEST_BYTES
+            ))
+        } else {
+            manifest::parse(&bytes, &record.bucket)
+        };
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(message) => {
+                let failure = Failure::permanent("bad_manifest", message);
+                self.write_failed_metadata(record, &failure).await;
+                return Err(failure);
+            }
+        };
+        let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
+        let mut statuses = Vec::with_capacity(parsed.items.len());
+        for chunk in parsed.items.chunks(16) {
+            let sent = futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|item| self.queue_item(item, &routing.gpu_queue_url, &reason)),
+            )
+            .await;
+            for (item, status) in chunk.iter().zip(sent) {
+                statuses.push((item, status?));
+            }
+        }
+        let mut items: Vec<serde_json::Value> = statuses
+            .iter()
+            .map(|(item, status)| {
+                serde_json::json!({"bucket": item.bucket, "key": item.key, "status": status})
+            })
+            .collect();
+        items.extend(parsed.rejected.iter().map(
+            |r| serde_json::json!({"entry": r.entry, "status": "rejected", "reason": r.reason}),
+        ));
+        let queued = statuses.iter().filter(|(_, s)| *s == "queued").count();
+        let summary = serde_json::json!({
+            "schema": "imgpipe.manifest-summary/v1",
+            "manifest": {"bucket": record.bucket, "key": record.key, "etag": record.etag},
+            "queued": queued,
+            "missing": statuses.len() - queued,
+            "rejected": parsed.rejected.len(),
+            "items": items,
+            "written_at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        });
+        let key = config.layout.derivative_key(&record.key, "summary", "json");
+        store::put(
+            &self.s3,
+            &config.output_bucket,
+            &key,
+            serde_json::to_vec_pretty(&summary).expect("summary serialises"),
+            "application/json",
+            &config.metadata_cache_control,
+        )
+        .await?;
+        tracing::info!(manifest = %record.key, queued, rejected = parsed.rejected.len(), "manifest fanned out to the GPU queue");
+        Ok(RecordDone::Forwarded)
     }
 
     async fn process_record(

@@ -77,6 +77,7 @@ mod tests {
                 Outcome::Done {
                     processed: 1,
                     skipped: 0,
+                    forwarded: 0,
                 },
             ),
             result(

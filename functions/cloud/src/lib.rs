@@ -1,6 +1,7 @@
 //! imgpipe-cloud: the AWS edges around the pure core.
 //!
-//! `S3 put ⇒ SQS ⇒ parse event ⇒ skip done/ignored ⇒ fetch ⇒ imgpipe-core ⇒ put ×N ⇒ metadata.json ⇒ delete`
+//! `S3 put ⇒ SQS ⇒ parse event ⇒ skip done/ignored ⇒ route (CPU here, or forward to the GPU queue,
+//! or fan a manifest out) ⇒ fetch ⇒ imgpipe-core ⇒ put ×N ⇒ metadata.json ⇒ delete`
 //!
 //! # Layout
 //! - [`config`]: environment configuration with documented defaults, validated at start-up.
@@ -9,6 +10,7 @@
 //! - [`store`] and [`queue`]: S3 and SQS operations.
 //! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime).
 //! - [`failure`]: failures with a kind, a message and whether a retry can help.
+//! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -16,6 +18,7 @@ pub mod event;
 pub mod failure;
 pub mod handler;
 pub mod lambda;
+pub mod manifest;
 pub mod queue;
 pub mod store;
 pub mod worker;

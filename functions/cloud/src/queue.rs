@@ -24,6 +24,8 @@ pub mod attributes {
     pub const RECEIVE_COUNT: &str = "imgpipe.receive_count";
     /// Message id of the original message.
     pub const ORIGINAL_MESSAGE_ID: &str = "imgpipe.original_message_id";
+    /// On a job forwarded to the GPU queue: why it was routed there.
+    pub const ROUTE_REASON: &str = "imgpipe.route_reason";
 }
 
 /// What the DLQ message says about the failure.
@@ -99,6 +101,28 @@ pub async fn send_to_dlq(
             ),
         )
     })?;
+    Ok(())
+}
+
+/// Sends a job body to another queue (the GPU queue), saying why.
+pub async fn forward(
+    sqs: &Client,
+    queue_url: &str,
+    body: &str,
+    reason: &str,
+) -> Result<(), Failure> {
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .message_attributes(attributes::ROUTE_REASON, string_attribute(reason))
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::transient(
+                "sqs_send",
+                format!("SendMessage to {queue_url}: {}", DisplayErrorContext(&e)),
+            )
+        })?;
     Ok(())
 }
 

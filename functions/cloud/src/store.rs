@@ -64,6 +64,81 @@ pub async fn get_source(
     })
 }
 
+fn get_error(
+    bucket: &str,
+    key: &str,
+    e: impl std::error::Error + 'static,
+    missing: bool,
+) -> Failure {
+    if missing {
+        Failure::permanent(
+            "source_missing",
+            format!(
+                "s3://{bucket}/{key} no longer exists (deleted after upload?); nothing to process"
+            ),
+        )
+    } else {
+        Failure::transient(
+            "s3_get",
+            format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
+        )
+    }
+}
+
+/// The first `length` bytes of `bucket/key` (all of it when shorter) and the object's full size:
+/// enough to read an image header without downloading the image.
+pub async fn get_head(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    length: u64,
+) -> Result<(Vec<u8>, Option<u64>), Failure> {
+    let response = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes=0-{}", length.saturating_sub(1)))
+        .send()
+        .await
+        .map_err(|e| {
+            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+            get_error(bucket, key, e, missing)
+        })?;
+    // Content-Range: bytes 0-262143/31457280
+    let total = response
+        .content_range()
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|t| t.parse().ok())
+        .or(response.content_length().map(|l| l.max(0) as u64));
+    let body =
+        response.body.collect().await.map_err(|e| {
+            Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
+        })?;
+    Ok((body.into_bytes().to_vec(), total))
+}
+
+/// Size and ETag of `bucket/key`, `None` when it does not exist.
+pub async fn head(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(u64, Option<String>)>, Failure> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(r) => Ok(Some((
+            r.content_length().unwrap_or(0).max(0) as u64,
+            r.e_tag().map(|e| e.trim_matches('"').to_string()),
+        ))),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+        Err(e) => Err(Failure::transient(
+            "s3_head",
+            format!(
+                "HeadObject s3://{bucket}/{key}: {}",
+                DisplayErrorContext(&e)
+            ),
+        )),
+    }
+}
+
 /// Reads an existing metadata document; `None` when absent or unreadable as metadata.
 pub async fn get_metadata(
     s3: &Client,

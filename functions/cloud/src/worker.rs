@@ -38,6 +38,8 @@ pub struct WorkerStats {
     pub skipped: u64,
     /// Messages acknowledged with nothing to do.
     pub ignored: u64,
+    /// Records forwarded to the GPU queue.
+    pub forwarded: u64,
     /// Messages sent to the DLQ.
     pub dead_lettered: u64,
     /// Messages left for a retry.
@@ -47,9 +49,12 @@ pub struct WorkerStats {
 impl WorkerStats {
     fn count(&mut self, outcome: &Outcome) {
         match outcome {
-            Outcome::Done { skipped, .. } => {
+            Outcome::Done {
+                skipped, forwarded, ..
+            } => {
                 self.done += 1;
                 self.skipped += *skipped as u64;
+                self.forwarded += *forwarded as u64;
             }
             Outcome::Ignored { .. } => self.ignored += 1,
             Outcome::DeadLettered { .. } => self.dead_lettered += 1,

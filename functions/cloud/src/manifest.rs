@@ -1,0 +1,215 @@
+//! Batch manifests: an object under the manifest prefix that lists source keys to (re)process on the
+//! GPU worker (backfills). Parsed and validated here, purely; the handler fans the items out.
+//!
+//! Accepted forms (the first non-blank byte decides JSON vs CSV):
+//! - JSON: `["photos/a.jpg", "photos/b.png"]` or `{"bucket": "other-bucket", "keys": [...]}`;
+//! - CSV with a header row naming a `key` column and optionally a `bucket` column (RFC 4180 quoting,
+//!   so keys may hold commas). Without `bucket`, items are in the manifest's own bucket.
+//!
+//! URLs are refused item by item (fetching arbitrary hosts from inside the VPC is a request-forgery
+//! risk; copy the files into the bucket first). Limits: [`MAX_MANIFEST_BYTES`], [`MAX_ITEMS`].
+
+use serde::Deserialize;
+
+/// Largest manifest object read.
+pub const MAX_MANIFEST_BYTES: u64 = 8 << 20;
+/// Most items in one manifest; split bigger backfills into several manifests.
+pub const MAX_ITEMS: usize = 50_000;
+
+/// One listed source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Bucket of the source.
+    pub bucket: String,
+    /// Key of the source (as listed, not URL-encoded).
+    pub key: String,
+}
+
+/// A line that cannot become a job, and why (recorded in the summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// What the manifest said.
+    pub entry: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A parsed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    /// Valid items, in manifest order, duplicates removed.
+    pub items: Vec<Item>,
+    /// Refused entries.
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonManifest {
+    Keys(Vec<String>),
+    Object {
+        bucket: Option<String>,
+        keys: Vec<String>,
+    },
+}
+
+/// Parses `bytes`; `default_bucket` is the manifest's own bucket. Errors are permanent (the whole
+/// manifest is unreadable); single bad entries are [`Rejected`] instead.
+pub fn parse(bytes: &[u8], default_bucket: &str) -> Result<Manifest, String> {
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "manifest is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit; split it",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "manifest is not UTF-8 text".to_string())?;
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    let entries: Vec<(String, String)> = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        match serde_json::from_str::<JsonManifest>(trimmed) {
+            Ok(JsonManifest::Keys(keys)) => keys
+                .into_iter()
+                .map(|k| (default_bucket.to_string(), k))
+                .collect(),
+            Ok(JsonManifest::Object { bucket, keys }) => {
+                let bucket = bucket.unwrap_or_else(|| default_bucket.to_string());
+                keys.into_iter().map(|k| (bucket.clone(), k)).collect()
+            }
+            Err(e) => {
+                return Err(format!(
+                    "manifest JSON must be a list of keys or {{\"bucket\", \"keys\"}}: {e}"
+                ));
+            }
+        }
+    } else {
+        parse_csv(trimmed, default_bucket)?
+    };
+    if entries.len() > MAX_ITEMS {
+        return Err(format!(
+            "manifest lists {} items, over the {MAX_ITEMS}-item limit; split it",
+            entries.len()
+        ));
+    }
+    let mut manifest = Manifest::default();
+    let mut seen = std::collections::HashSet::new();
+    for (bucket, key) in entries {
+        let key = key.trim().to_string();
+        let reject = |reason: &str| Rejected {
+            entry: key.clone(),
+            reason: reason.into(),
+        };
+        if key.is_empty() {
+            continue;
+        }
+        if key.starts_with("http://") || key.starts_with("https://") || key.starts_with("s3://") {
+            manifest.rejected.push(reject(
+                "URLs are not fetched (request-forgery risk); copy the file into the bucket and list its key",
+            ));
+        } else if key.len() > 1024 {
+            manifest
+                .rejected
+                .push(reject("longer than S3's 1024-byte key limit"));
+        } else if seen.insert((bucket.clone(), key.clone())) {
+            manifest.items.push(Item { bucket, key });
+        }
+    }
+    Ok(manifest)
+}
+
+fn parse_csv(text: &str, default_bucket: &str) -> Result<Vec<(String, String)>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("manifest CSV header: {e}"))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let key_column = column("key").ok_or_else(|| {
+        format!(
+            "manifest CSV needs a header row with a 'key' column (found: {})",
+            headers.iter().collect::<Vec<_>>().join(",")
+        )
+    })?;
+    let bucket_column = column("bucket");
+    let mut entries = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("manifest CSV row {}: {e}", line + 2))?;
+        let key = record.get(key_column).unwrap_or("").to_string();
+        let bucket = bucket_column
+            .and_then(|c| record.get(c))
+            .filter(|b| !b.is_empty())
+            .unwrap_or(default_bucket)
+            .to_string();
+        entries.push((bucket, key));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(bucket: &str, key: &str) -> Item {
+        Item {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn json_lists_and_objects() {
+        let m = parse(br#"["a.jpg", "b/c d.png", "a.jpg", ""]"#, "ingest").unwrap();
+        assert_eq!(
+            m.items,
+            [item("ingest", "a.jpg"), item("ingest", "b/c d.png")]
+        );
+        let m = parse(br#"{"bucket": "old", "keys": ["x.jpg"]}"#, "ingest").unwrap();
+        assert_eq!(m.items, [item("old", "x.jpg")]);
+    }
+
+    #[test]
+    fn csv_with_header_quoting_and_bucket_column() {
+        let csv = "bucket,key\n,plain.jpg\nold,\"with, comma.jpg\"\n";
+        let m = parse(csv.as_bytes(), "ingest").unwrap();
+        assert_eq!(
+            m.items,
+            [item("ingest", "plain.jpg"), item("old", "with, comma.jpg")]
+        );
+        let m = parse(b"\xef\xbb\xbfkey\r\na.jpg\r\n", "ingest").unwrap();
+        assert_eq!(m.items, [item("ingest", "a.jpg")]);
+    }
+
+    #[test]
+    fn urls_are_rejected_item_by_item() {
+        let m = parse(
+            b"key\nhttps://example.com/a.jpg\nhttp://169.254.169.254/x\nok.jpg\n",
+            "b",
+        )
+        .unwrap();
+        assert_eq!(m.items, [item("b", "ok.jpg")]);
+        assert_eq!(m.rejected.len(), 2);
+        assert!(m.rejected[0].reason.contains("URLs are not fetched"));
+    }
+
+    #[test]
+    fn unreadable_manifests_say_why() {
+        assert!(
+            parse(b"url\nx\n", "b")
+                .unwrap_err()
+                .contains("'key' column")
+        );
+        assert!(
+            parse(b"{\"nope\": 1}", "b")
+                .unwrap_err()
+                .contains("list of keys")
+        );
+        assert!(
+            parse(&[0xff, 0xfe, 0x00], "b")
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        let many = format!("key\n{}", "a\n".repeat(10));
+        assert!(parse(many.as_bytes(), "b").is_ok());
+    }
+}
