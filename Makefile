@@ -41,7 +41,7 @@ build: setup ## build all binaries (debug)
 test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalStack started and stopped here
 	cargo test --workspace --exclude imgpipe-it
 	$(VENV)/bin/cfn-lint infra/template.yaml
-	cargo build -p imgpipe-derive
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	cargo build -p imgpipe-it --tests
 	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
 
@@ -66,13 +66,13 @@ deploy: up ## deploy infra/template.yaml to LocalStack (LocalMode) as $(STACK); 
 	$(PY) localstack/deploy.py $(STACK) LocalMode=true | tee .localstack/$(STACK).json
 
 worker: deploy ## run the derive handler as a long-polling worker on the deployed queue
-	cargo build -p imgpipe-derive
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	eval "$$($(PY) -c 'import json, shlex; o = json.load(open(".localstack/$(STACK).json")); \
 	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
 	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && target/debug/derive
 
 demo: setup ## LocalStack + template + worker; upload the samples (one by pre-signed PUT) and print the results
-	cargo build -p imgpipe-derive
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
 	@echo "LocalStack is still running (make down stops it)."

@@ -43,6 +43,8 @@ pub struct Stack {
     pub derivatives: String,
     pub queue_url: String,
     pub dlq_url: String,
+    pub gpu_queue_url: String,
+    pub gpu_dlq_url: String,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
 }
@@ -102,6 +104,8 @@ pub async fn setup(test_name: &str) -> Stack {
         derivatives: outputs["DerivativesBucketName"].clone(),
         queue_url: outputs["JobsQueueUrl"].clone(),
         dlq_url: outputs["DlqUrl"].clone(),
+        gpu_queue_url: outputs["GpuJobsQueueUrl"].clone(),
+        gpu_dlq_url: outputs["GpuDlqUrl"].clone(),
         s3: imgpipe_cloud::store::client(&shared, true),
         sqs: aws_sdk_sqs::Client::new(&shared),
     }
@@ -273,11 +277,20 @@ impl Stack {
 
 /// The `derive` binary built next to this test binary (`make test` builds it).
 pub fn derive_binary() -> PathBuf {
+    binary("derive", "imgpipe-derive")
+}
+
+/// The `gpu-worker` binary built next to this test binary (`make test` builds it).
+pub fn gpu_worker_binary() -> PathBuf {
+    binary("gpu-worker", "imgpipe-gpu-worker")
+}
+
+fn binary(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(Path::parent).unwrap().join("derive");
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build it with `cargo build -p imgpipe-derive` (make test does)",
+        "{} is missing: build it with `cargo build -p {package}` (make test does)",
         path.display()
     );
     path

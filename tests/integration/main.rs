@@ -8,6 +8,9 @@ mod harness;
 mod derive_default_presets;
 /// Bad files go to the DLQ with their reason and a `failed` document, once, never retried.
 mod failures;
+/// Heavy sources and manifests routed to the GPU queue and processed by the real `gpu-worker`
+/// (`--backend auto`, which falls back to the CPU where there is no GPU).
+mod gpu_routing;
 /// s3:TestEvent, duplicate notifications, and writes to the output location.
 mod no_extra_work;
 /// The `derive` binary itself: Lambda mode against a Runtime API stub, and SIGTERM in worker mode.

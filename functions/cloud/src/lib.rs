@@ -8,7 +8,8 @@
 //! - [`event`]: SQS body → S3 notification → object events (key decoding, test events, SNS envelopes).
 //! - [`handler`]: the batch function both drivers call; permanent vs transient decisions.
 //! - [`store`] and [`queue`]: S3 and SQS operations.
-//! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime).
+//! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime); [`process`]:
+//!   logging and shutdown signal for the binaries.
 //! - [`failure`]: failures with a kind, a message and whether a retry can help.
 //! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod failure;
 pub mod handler;
 pub mod lambda;
 pub mod manifest;
+pub mod process;
 pub mod queue;
 pub mod store;
 pub mod worker;

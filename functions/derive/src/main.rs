@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use imgpipe_cloud::process::{init_logging, shutdown_signal};
 use imgpipe_cloud::{Config, Handler, lambda, worker};
 
 /// imgpipe derive handler: S3 upload events from SQS → derivatives + metadata JSON.
@@ -52,34 +53,4 @@ async fn main() -> anyhow::Result<()> {
     };
     worker::run(handler, options, shutdown_signal()).await;
     Ok(())
-}
-
-/// Resolves on SIGTERM (ECS, Kubernetes, systemd) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received");
-}
-
-fn init_logging(json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init()
-    } else {
-        builder.init()
-    }
 }

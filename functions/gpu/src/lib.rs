@@ -1,0 +1,155 @@
+//! imgpipe-gpu: the GPU side of imgpipe. Finds a CUDA device at run time (cudarc with dynamic
+//! loading: no CUDA needed to build, none needed to run), and picks the backend the worker uses:
+//! `--backend gpu` insists on a device, `cpu` never looks, `auto` uses a device when there is one and
+//! otherwise falls back to the CPU backend with one clear log line.
+//!
+//! The resize math the CUDA kernels implement is `imgpipe_core::kernel`, their CPU reference.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaContext;
+
+/// What the operator asked for (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// A GPU when one answers, else the CPU (default).
+    #[default]
+    Auto,
+    /// Always the CPU.
+    Cpu,
+    /// A GPU or a start-up error.
+    Gpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "gpu" => Ok(Self::Gpu),
+            other => Err(format!("backend '{other}' is not auto, cpu or gpu")),
+        }
+    }
+}
+
+/// A CUDA device ready for work.
+pub struct GpuDevice {
+    /// Device 0's context.
+    pub context: Arc<CudaContext>,
+    /// Marketing name, e.g. "NVIDIA H100 80GB HBM3".
+    pub name: String,
+    /// Device memory in bytes.
+    pub memory_bytes: usize,
+}
+
+/// The backend in use.
+pub enum Backend {
+    /// CPU (the core pipeline on worker threads).
+    Cpu {
+        /// Why the CPU was chosen (`asked for`, or why no GPU was usable).
+        reason: String,
+    },
+    /// A CUDA device.
+    Gpu(GpuDevice),
+}
+
+impl Backend {
+    /// `cpu` or `gpu`, for /health and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Cpu { .. } => "cpu",
+            Backend::Gpu(_) => "gpu",
+        }
+    }
+
+    /// The device name, when a GPU is in use.
+    pub fn device_name(&self) -> Option<&str> {
+        match self {
+            Backend::Cpu { .. } => None,
+            Backend::Gpu(device) => Some(&device.name),
+        }
+    }
+}
+
+/// Looks for device 0: is the driver library present, does it initialise, is there a device.
+pub fn find_device() -> Result<GpuDevice, String> {
+    // SAFETY: only tries to dlopen the driver library; no CUDA call is made when it is absent (a
+    // call through cudarc's lazy loader would panic instead of returning an error).
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err("no NVIDIA driver (libcuda.so.1 not found)".into());
+    }
+    let count = CudaContext::device_count().map_err(|e| format!("CUDA driver: {e:?}"))?;
+    if count < 1 {
+        return Err("the NVIDIA driver reports no device".into());
+    }
+    let context = CudaContext::new(0).map_err(|e| format!("CUDA device 0: {e:?}"))?;
+    let name = context
+        .name()
+        .map_err(|e| format!("CUDA device name: {e:?}"))?;
+    let memory_bytes = context.total_mem().unwrap_or(0);
+    Ok(GpuDevice {
+        context,
+        name,
+        memory_bytes,
+    })
+}
+
+/// Picks the backend for `choice`; only `gpu` without a usable device is an error.
+pub fn select(choice: BackendChoice) -> Result<Backend, String> {
+    match choice {
+        BackendChoice::Cpu => Ok(Backend::Cpu {
+            reason: "asked for".into(),
+        }),
+        BackendChoice::Gpu => find_device()
+            .map(Backend::Gpu)
+            .map_err(|e| format!("--backend gpu: {e}")),
+        BackendChoice::Auto => match find_device() {
+            Ok(device) => {
+                tracing::info!(device = %device.name, memory_mib = device.memory_bytes >> 20, "GPU backend");
+                Ok(Backend::Gpu(device))
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "no usable GPU; falling back to the CPU backend");
+                Ok(Backend::Cpu { reason })
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_choices_parse() {
+        assert_eq!("auto".parse(), Ok(BackendChoice::Auto));
+        assert_eq!("cpu".parse(), Ok(BackendChoice::Cpu));
+        assert_eq!("gpu".parse(), Ok(BackendChoice::Gpu));
+        assert!("tpu".parse::<BackendChoice>().unwrap_err().contains("tpu"));
+    }
+
+    /// Holds on any machine: with a GPU `auto` uses it, without one it falls back, never panics.
+    #[test]
+    fn auto_never_fails_and_cpu_never_looks() {
+        let auto = select(BackendChoice::Auto).unwrap();
+        match find_device() {
+            Ok(_) => assert_eq!(auto.kind(), "gpu"),
+            Err(_) => assert_eq!(auto.kind(), "cpu"),
+        }
+        assert_eq!(select(BackendChoice::Cpu).unwrap().kind(), "cpu");
+    }
+
+    /// `gpu` uses the device when there is one; without one it is a clear start-up error.
+    #[test]
+    fn gpu_uses_the_device_or_says_why_not() {
+        match find_device() {
+            Ok(_) => assert_eq!(select(BackendChoice::Gpu).unwrap().kind(), "gpu"),
+            Err(reason) => {
+                let err = select(BackendChoice::Gpu).err().unwrap();
+                assert_eq!(err, format!("--backend gpu: {reason}"));
+            }
+        }
+    }
+}
