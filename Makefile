@@ -40,7 +40,7 @@ build: setup ## build all binaries (debug)
 
 test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalStack started and stopped here
 	cargo test --workspace --exclude imgpipe-it
-	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	cargo build -p imgpipe-it --tests
 	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
@@ -51,7 +51,7 @@ unit: ## unit + corpus tests only (no LocalStack)
 lint: setup ## rustfmt check, clippy -D warnings, cfn-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
 
 fmt: ## format the code
 	cargo fmt --all
