@@ -107,25 +107,63 @@ pub fn box_shrink(pixels: &Pixels, fx: u32, fy: u32) -> Pixels {
     Pixels::new(ow as u32, oh as u32, pixels.channels, out)
 }
 
+/// Everything a resize needs besides the pixels: the box factors and the size after them, and the
+/// Lanczos3 weights of both passes. The CPU reference and the GPU run exactly these steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeSteps {
+    /// Box pre-shrink factors (1 = none).
+    pub box_x: u32,
+    /// Vertical box factor.
+    pub box_y: u32,
+    /// Size after the box pre-shrink.
+    pub shrunk_width: u32,
+    /// Height after the box pre-shrink.
+    pub shrunk_height: u32,
+    /// Horizontal pass: `width` outputs from `shrunk_width` inputs.
+    pub across: Weights,
+    /// Vertical pass: `height` outputs from `shrunk_height` inputs.
+    pub down: Weights,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+}
+
+/// Plans a resize of a `source_width`×`source_height` image to `width`×`height`.
+pub fn resize_steps(source_width: u32, source_height: u32, width: u32, height: u32) -> ResizeSteps {
+    let (box_x, box_y) = (
+        box_factor(source_width, width),
+        box_factor(source_height, height),
+    );
+    let (shrunk_width, shrunk_height) =
+        (source_width.div_ceil(box_x), source_height.div_ceil(box_y));
+    // The exact source span in shrunk pixels (a partial last block counts for what it covers), so the
+    // pre-shrink never shifts the picture.
+    let span = |len: u32, factor: u32| f64::from(len) / f64::from(factor);
+    ResizeSteps {
+        box_x,
+        box_y,
+        shrunk_width,
+        shrunk_height,
+        across: lanczos3_weights(shrunk_width, 0.0, span(source_width, box_x), width),
+        down: lanczos3_weights(shrunk_height, 0.0, span(source_height, box_y), height),
+        width,
+        height,
+    }
+}
+
 /// Resizes the whole of `pixels` to `width`×`height`: box pre-shrink, horizontal Lanczos3 into
 /// `f32`, vertical Lanczos3, round half up, clamp. RGBA is filtered premultiplied.
 pub fn resize_reference(pixels: &Pixels, width: u32, height: u32) -> Pixels {
-    let (fx, fy) = (
-        box_factor(pixels.width, width),
-        box_factor(pixels.height, height),
-    );
-    let shrunk = box_shrink(pixels, fx, fy);
+    let steps = resize_steps(pixels.width, pixels.height, width, height);
+    let (across, down) = (&steps.across, &steps.down);
+    let shrunk = box_shrink(pixels, steps.box_x, steps.box_y);
     let c = shrunk.channels as usize;
     let (sw, sh) = (shrunk.width as usize, shrunk.height as usize);
     let mut source: Vec<f32> = shrunk.data.iter().map(|&v| f32::from(v)).collect();
     if c == 4 {
         source.chunks_exact_mut(4).for_each(premultiply);
     }
-    // The exact source span in shrunk pixels (a partial last block counts for what it covers), so the
-    // pre-shrink never shifts the picture.
-    let span = |len: u32, factor: u32| f64::from(len) / f64::from(factor);
-    let across = lanczos3_weights(shrunk.width, 0.0, span(pixels.width, fx), width);
-    let down = lanczos3_weights(shrunk.height, 0.0, span(pixels.height, fy), height);
     let (ow, oh) = (width as usize, height as usize);
 
     let mut horizontal = vec![0f32; ow * sh * c];

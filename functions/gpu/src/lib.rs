@@ -3,8 +3,11 @@
 //! `--backend gpu` insists on a device, `cpu` never looks, `auto` uses a device when there is one and
 //! otherwise falls back to the CPU backend with one clear log line.
 //!
-//! The resize math the CUDA kernels implement is `imgpipe_core::kernel`, their CPU reference.
+//! [`resize`]: the CUDA resize kernels (`kernels/resize.cu`, compiled by NVRTC at start-up) and the
+//! same source run on the CPU for tests; their math is `imgpipe_core::kernel`, the CPU reference.
 #![warn(missing_docs)]
+
+pub mod resize;
 
 use std::sync::Arc;
 
