@@ -79,16 +79,21 @@ enum RecordDone {
     Ignored(String),
 }
 
+/// Makes the resize engine of one blocking-pool thread (the CPU one, or the GPU worker's).
+pub type EngineFactory = Arc<dyn Fn() -> ResizeEngine + Send + Sync>;
+
 /// Clients and configuration, built once per process and shared by every invocation.
 pub struct Handler {
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
     config: Arc<Config>,
+    engines: EngineFactory,
 }
 
 thread_local! {
-    /// One resize engine (with its scratch buffers) per blocking-pool thread.
-    static ENGINE: RefCell<ResizeEngine> = RefCell::new(ResizeEngine::default());
+    /// One resize engine (with its scratch buffers) per blocking-pool thread, made on first use by
+    /// the handler's [`EngineFactory`] (one backend per process).
+    static ENGINE: RefCell<Option<ResizeEngine>> = const { RefCell::new(None) };
 }
 
 impl Handler {
@@ -98,7 +103,14 @@ impl Handler {
             s3,
             sqs,
             config: Arc::new(config),
+            engines: Arc::new(ResizeEngine::default),
         }
+    }
+
+    /// Uses `engines` to make each thread's resize engine (the GPU worker passes its backend's).
+    pub fn with_engines(mut self, engines: EngineFactory) -> Self {
+        self.engines = engines;
+        self
     }
 
     /// Loads AWS configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`) and
@@ -442,15 +454,24 @@ impl Handler {
             etag: fetched.etag.clone().or(record.etag.clone()),
         };
         let job_config = Arc::clone(&config);
+        let engines = Arc::clone(&self.engines);
         let result = tokio::task::spawn_blocking(move || {
-            ENGINE.with_borrow_mut(|engine| {
-                imgpipe_core::process(
+            ENGINE.with_borrow_mut(|slot| {
+                let engine = slot.get_or_insert_with(|| engines());
+                let failures_before = engine.backend_failures().0;
+                let result = imgpipe_core::process(
                     &fetched.bytes,
                     &source,
                     &job_config.presets,
                     &job_config.pipeline_options(),
                     engine,
-                )
+                );
+                if let (failures, Some(error)) = engine.backend_failures()
+                    && failures > failures_before
+                {
+                    tracing::warn!(key = %source.key, backend = engine.backend_name(), failures = failures - failures_before, error, "resize backend failed; those resizes ran on the CPU");
+                }
+                result
             })
         })
         .await

@@ -48,8 +48,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let backend = imgpipe_gpu::select(args.backend).map_err(anyhow::Error::msg)?;
     tracing::info!(backend = backend.kind(), device = backend.device_name(), queue = %args.queue_url, "gpu-worker starting");
-    let handler = Arc::new(Handler::from_config(config).await);
     let backend = Arc::new(backend);
+    let engines = Arc::clone(&backend);
+    let handler = Arc::new(
+        Handler::from_config(config)
+            .await
+            .with_engines(Arc::new(move || engines.engine())),
+    );
     if !args.health_addr.is_empty() {
         let listener = tokio::net::TcpListener::bind(&args.health_addr)
             .await
@@ -134,7 +139,7 @@ async fn health(handler: &Handler, backend: &Backend, queue_url: &str) -> serde_
         "status": if queue_error.is_none() { "ok" } else { "degraded" },
         "backend": backend.kind(),
         "gpu": backend.device_name(),
-        "cpu_reason": match backend { Backend::Cpu { reason } => Some(reason.as_str()), Backend::Gpu(_) => None },
+        "cpu_reason": match backend { Backend::Cpu { reason } => Some(reason.as_str()), Backend::Gpu(..) => None },
         "queue_depth": depth,
         "in_flight": in_flight,
         "queue_error": queue_error,

@@ -12,6 +12,10 @@ pub mod resize;
 use std::sync::Arc;
 
 use cudarc::driver::CudaContext;
+use imgpipe_core::pixels::Pixels;
+use imgpipe_core::{Resample, ResizeEngine};
+
+use crate::resize::CudaResizer;
 
 /// What the operator asked for (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,8 +58,24 @@ pub enum Backend {
         /// Why the CPU was chosen (`asked for`, or why no GPU was usable).
         reason: String,
     },
-    /// A CUDA device.
-    Gpu(GpuDevice),
+    /// A CUDA device with the resize kernels loaded and self-checked.
+    Gpu(GpuDevice, Arc<std::sync::Mutex<CudaResizer>>),
+}
+
+/// [`Resample`] on the device, shared by all worker threads (one stream; calls are serialised).
+struct SharedCuda(Arc<std::sync::Mutex<CudaResizer>>);
+
+impl Resample for SharedCuda {
+    fn name(&self) -> &str {
+        "cuda"
+    }
+    fn resample(&mut self, source: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
+        let resizer = self
+            .0
+            .lock()
+            .map_err(|_| "CUDA resizer poisoned".to_string())?;
+        resizer.resize(source, width, height)
+    }
 }
 
 impl Backend {
@@ -63,7 +83,7 @@ impl Backend {
     pub fn kind(&self) -> &'static str {
         match self {
             Backend::Cpu { .. } => "cpu",
-            Backend::Gpu(_) => "gpu",
+            Backend::Gpu(..) => "gpu",
         }
     }
 
@@ -71,9 +91,63 @@ impl Backend {
     pub fn device_name(&self) -> Option<&str> {
         match self {
             Backend::Cpu { .. } => None,
-            Backend::Gpu(device) => Some(&device.name),
+            Backend::Gpu(device, _) => Some(&device.name),
         }
     }
+
+    /// A resize engine for one worker thread: the GPU kernels (CPU when a call fails) or the CPU.
+    pub fn engine(&self) -> ResizeEngine {
+        match self {
+            Backend::Cpu { .. } => ResizeEngine::default(),
+            Backend::Gpu(_, resizer) => {
+                ResizeEngine::with_backend(Box::new(SharedCuda(Arc::clone(resizer))))
+            }
+        }
+    }
+}
+
+/// Loads the kernels on `device` and checks them once against the CPU reference (a 257×131 RGB and a
+/// 97×61 RGBA resize, with and without pre-shrink): a device that computes anything else is not used.
+pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
+    let resizer = CudaResizer::new(device)?;
+    let rgb = Pixels::new(
+        257,
+        131,
+        3,
+        (0..257 * 131 * 3).map(|i| (i * 31 % 253) as u8).collect(),
+    );
+    let rgba = Pixels::new(
+        97,
+        61,
+        4,
+        (0..97 * 61 * 4).map(|i| (i * 17 % 251) as u8).collect(),
+    );
+    for (pixels, width, height) in [(&rgb, 100, 50), (&rgb, 20, 9), (&rgba, 40, 30)] {
+        let gpu = resizer.resize(pixels, width, height)?;
+        let reference = imgpipe_core::kernel::resize_reference(pixels, width, height);
+        let max = gpu
+            .data
+            .iter()
+            .zip(&reference.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        if max > 1 {
+            return Err(format!(
+                "self-check: {width}×{height} differs from the CPU reference by up to {max} levels"
+            ));
+        }
+    }
+    Ok(resizer)
+}
+
+fn gpu_backend() -> Result<Backend, String> {
+    let device = find_device()?;
+    let resizer = load_and_check(&device)?;
+    Ok(Backend::Gpu(
+        device,
+        Arc::new(std::sync::Mutex::new(resizer)),
+    ))
 }
 
 /// Looks for device 0: is the driver library present, does it initialise, is there a device.
@@ -105,13 +179,13 @@ pub fn select(choice: BackendChoice) -> Result<Backend, String> {
         BackendChoice::Cpu => Ok(Backend::Cpu {
             reason: "asked for".into(),
         }),
-        BackendChoice::Gpu => find_device()
-            .map(Backend::Gpu)
-            .map_err(|e| format!("--backend gpu: {e}")),
-        BackendChoice::Auto => match find_device() {
-            Ok(device) => {
-                tracing::info!(device = %device.name, memory_mib = device.memory_bytes >> 20, "GPU backend");
-                Ok(Backend::Gpu(device))
+        BackendChoice::Gpu => gpu_backend().map_err(|e| format!("--backend gpu: {e}")),
+        BackendChoice::Auto => match gpu_backend() {
+            Ok(backend) => {
+                if let Backend::Gpu(device, _) = &backend {
+                    tracing::info!(device = %device.name, memory_mib = device.memory_bytes >> 20, "GPU backend: resize kernels loaded and checked");
+                }
+                Ok(backend)
             }
             Err(reason) => {
                 tracing::warn!(%reason, "no usable GPU; falling back to the CPU backend");
@@ -152,6 +226,10 @@ mod tests {
             Err(reason) => {
                 let err = select(BackendChoice::Gpu).err().unwrap();
                 assert_eq!(err, format!("--backend gpu: {reason}"));
+                assert_eq!(
+                    select(BackendChoice::Auto).unwrap().engine().backend_name(),
+                    "cpu"
+                );
             }
         }
     }

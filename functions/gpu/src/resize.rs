@@ -226,8 +226,7 @@ impl CudaResizer {
             .arg(&shrunk_pixels)
             .arg(&ch);
         // SAFETY: as above.
-        unsafe { launch.launch(LaunchConfig::for_num_elems(sw * sh)) }
-            .map_err(cuda("to_float"))?;
+        unsafe { launch.launch(LaunchConfig::for_num_elems(sw * sh)) }.map_err(cuda("to_float"))?;
 
         let (starts_x, weights_x) = (
             s.clone_htod(&steps.across.starts).map_err(cuda("upload"))?,
@@ -304,7 +303,11 @@ mod tests {
         let mut data = Vec::new();
         for y in 0..height {
             for x in 0..width {
-                let alpha = if (x / 7 + y / 5) % 3 == 0 { 0 } else { (x * 255 / width) as u8 };
+                let alpha = if (x / 7 + y / 5) % 3 == 0 {
+                    0
+                } else {
+                    (x * 255 / width) as u8
+                };
                 data.extend_from_slice(&[(x * 7) as u8, (y * 3) as u8, (x ^ y) as u8, alpha]);
             }
         }
