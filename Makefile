@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-lambda clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-lambda gpu-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,11 @@ bench-stages: setup ## criterion micro-benchmarks of each pipeline stage (target
 
 bench-lambda: setup ## derive binary size, init time under a Runtime API stub, cost per 1 M images (after make bench)
 	python3 bench/lambda.py
+
+gpu-check: setup ## on a GPU machine: CUDA kernels vs the CPU reference, then images/s GPU vs all CPU cores
+	IMGPIPE_GPU_TESTS=1 cargo test --release -p imgpipe-gpu -- --nocapture
+	cargo build --release -q -p imgpipe-bench
+	python3 bench/gpu.py
 
 lambda: setup ## build the arm64 Lambda bootstrap zip with cargo-lambda (target/lambda/derive/bootstrap.zip)
 	$(PY) -m pip install -q cargo-lambda

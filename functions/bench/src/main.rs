@@ -39,6 +39,9 @@ struct Args {
     /// In throughput mode, sample the resident set size after every this many images.
     #[arg(long, default_value_t = 0)]
     rss_every: usize,
+    /// Resize backend: cpu, gpu (CUDA kernels; fails without a device) or auto.
+    #[arg(long, default_value = "cpu")]
+    backend: imgpipe_gpu::BackendChoice,
     /// Threads encoding one image's derivatives at once (Options::encode_threads).
     #[arg(long, default_value_t = 1)]
     encode_threads: usize,
@@ -67,11 +70,14 @@ fn main() -> anyhow::Result<()> {
         encode_threads: args.encode_threads,
         ..Options::default()
     };
-    let report = if args.threads <= 1 {
-        latency(&inputs, &presets, &options, args.iterations)?
+    let backend = imgpipe_gpu::select(args.backend).map_err(anyhow::Error::msg)?;
+    let mut report = if args.threads <= 1 {
+        latency(&inputs, &presets, &options, args.iterations, &backend)?
     } else {
-        throughput(&inputs, &presets, &options, &args)?
+        throughput(&inputs, &presets, &options, &args, &backend)?
     };
+    report["backend"] = backend.kind().into();
+    report["device"] = backend.device_name().into();
     println!("{report}");
     Ok(())
 }
@@ -110,8 +116,9 @@ fn latency(
     presets: &PresetSet,
     options: &Options,
     iterations: usize,
+    backend: &imgpipe_gpu::Backend,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut engine = ResizeEngine::default();
+    let mut engine = backend.engine();
     let mut output_bytes = Vec::new();
     for input in inputs {
         output_bytes.push(one(input, presets, options, &mut engine)?.1); // warm-up
@@ -138,6 +145,7 @@ fn throughput(
     presets: &PresetSet,
     options: &Options,
     args: &Args,
+    backend: &imgpipe_gpu::Backend,
 ) -> anyhow::Result<serde_json::Value> {
     let total = inputs.len() * args.iterations;
     let next = AtomicUsize::new(0);
@@ -148,7 +156,7 @@ fn throughput(
         let workers: Vec<_> = (0..args.threads)
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<()> {
-                    let mut engine = ResizeEngine::default();
+                    let mut engine = backend.engine();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= total {
