@@ -122,14 +122,8 @@ pub async fn run(
         if messages.is_empty() {
             continue;
         }
-        if is_stopping() {
-            // Received after shutdown began: hand them straight back instead of starting new work.
-            for handle in messages.iter().filter_map(|m| m.receipt_handle()) {
-                let _ =
-                    queue::set_visibility(&sqs, &options.queue_url, handle, Duration::ZERO).await;
-            }
-            break;
-        }
+        // Messages already received are in flight even when shutdown began meanwhile: they are hidden
+        // from every other worker, so this one finishes them (the loop ends after this batch).
         stats.received += messages.len() as u64;
         let mut held = vec![first];
         for _ in 1..messages.len() {

@@ -19,7 +19,7 @@ use crate::layout::OutputLayout;
 use crate::limits::Limits;
 use crate::metadata::{DerivativeInfo, Metadata, SourceInfo, Status};
 use crate::pixels::Pixels;
-use crate::plan::{CropFraction, Plan, source_is_enough};
+use crate::plan::{Plan, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
 use crate::resize::ResizeEngine;
@@ -309,7 +309,7 @@ fn resize_all(
         .rev()
         .find(|p| p.width >= width * 2 && p.height >= height * 2)
         .unwrap_or(&upright);
-    let small = engine.resize(source, CropFraction::FULL, width, height)?;
+    let small = engine.resize_box(source, width, height)?;
     Ok((outputs, small))
 }
 
