@@ -38,39 +38,32 @@ pub async fn get_source(
     key: &str,
     limits: &Limits,
 ) -> Result<SourceObject, Failure> {
-    let response = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-        if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-            Failure::permanent(
-                "source_missing",
-                format!("s3://{bucket}/{key} no longer exists (deleted after upload?); nothing to process"),
-            )
-        } else {
-            Failure::transient("s3_get", format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)))
-        }
-    })?;
+    let response = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| get_error(bucket, key, e))?;
     if let Some(length) = response.content_length() {
         limits
             .check_bytes(length.max(0) as u64)
             .map_err(|e| Failure::from(&e))?;
     }
     let etag = response.e_tag().map(|e| e.trim_matches('"').to_string());
-    let body =
-        response.body.collect().await.map_err(|e| {
-            Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
-        })?;
     Ok(SourceObject {
-        bytes: body.into_bytes().to_vec(),
+        bytes: read_body(bucket, key, response.body).await?,
         etag,
     })
 }
 
+/// A failed GetObject: a missing key is permanent (nothing to process), anything else transient.
 fn get_error(
     bucket: &str,
     key: &str,
-    e: impl std::error::Error + 'static,
-    missing: bool,
+    e: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
 ) -> Failure {
-    if missing {
+    if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
         Failure::permanent(
             "source_missing",
             format!(
@@ -83,6 +76,14 @@ fn get_error(
             format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
         )
     }
+}
+
+async fn read_body(bucket: &str, key: &str, body: ByteStream) -> Result<Vec<u8>, Failure> {
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}")))?;
+    Ok(body.into_bytes().to_vec())
 }
 
 /// The first `length` bytes of `bucket/key` (all of it when shorter) and the object's full size:
@@ -100,21 +101,14 @@ pub async fn get_head(
         .range(format!("bytes=0-{}", length.saturating_sub(1)))
         .send()
         .await
-        .map_err(|e| {
-            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-            get_error(bucket, key, e, missing)
-        })?;
+        .map_err(|e| get_error(bucket, key, e))?;
     // Content-Range: bytes 0-262143/31457280
     let total = response
         .content_range()
         .and_then(|r| r.rsplit('/').next())
         .and_then(|t| t.parse().ok())
         .or(response.content_length().map(|l| l.max(0) as u64));
-    let body =
-        response.body.collect().await.map_err(|e| {
-            Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
-        })?;
-    Ok((body.into_bytes().to_vec(), total))
+    Ok((read_body(bucket, key, response.body).await?, total))
 }
 
 /// Size and ETag of `bucket/key`, `None` when it does not exist.
@@ -147,10 +141,8 @@ pub async fn get_metadata(
 ) -> Result<Option<Metadata>, Failure> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(response) => {
-            let body = response.body.collect().await.map_err(|e| {
-                Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
-            })?;
-            Ok(serde_json::from_slice(&body.into_bytes()).ok())
+            let body = read_body(bucket, key, response.body).await?;
+            Ok(serde_json::from_slice(&body).ok())
         }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
         Err(e) => Err(Failure::transient(
