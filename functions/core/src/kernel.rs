@@ -215,6 +215,20 @@ fn unpremultiply(px: &mut [f32]) {
     }
 }
 
+/// Largest difference of any channel value between two images (255 when their shapes differ): how
+/// the GPU backend's self-check and tests compare a resize with this reference.
+pub fn max_difference(a: &Pixels, b: &Pixels) -> u8 {
+    if (a.width, a.height, a.channels) != (b.width, b.height, b.channels) {
+        return u8::MAX;
+    }
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Round half up and clamp to 0..=255, as the CUDA kernel's `__float2int_rd(v + 0.5f)` + clamp.
 pub fn round_to_u8(v: f32) -> u8 {
     (v + 0.5).floor().clamp(0.0, 255.0) as u8
@@ -279,10 +293,13 @@ mod tests {
             (a.width, a.height, a.channels),
             (b.width, b.height, b.channels)
         );
-        let diffs = a.data.iter().zip(&b.data).map(|(x, y)| x.abs_diff(*y));
-        let max = diffs.clone().max().unwrap_or(0);
-        let mean = diffs.map(f64::from).sum::<f64>() / a.data.len() as f64;
-        (max, mean)
+        let sum: f64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum();
+        (max_difference(a, b), sum / a.data.len() as f64)
     }
 
     /// Same math as fast_image_resize where no pre-shrink applies: it rounds and clamps the

@@ -125,13 +125,7 @@ pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
     for (pixels, width, height) in [(&rgb, 100, 50), (&rgb, 20, 9), (&rgba, 40, 30)] {
         let gpu = resizer.resize(pixels, width, height)?;
         let reference = imgpipe_core::kernel::resize_reference(pixels, width, height);
-        let max = gpu
-            .data
-            .iter()
-            .zip(&reference.data)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap_or(0);
+        let max = imgpipe_core::kernel::max_difference(&gpu, &reference);
         if max > 1 {
             return Err(format!(
                 "self-check: {width}×{height} differs from the CPU reference by up to {max} levels"

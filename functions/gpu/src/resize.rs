@@ -357,13 +357,7 @@ mod tests {
         for (pixels, width, height) in [(&rgb, 1200, 900), (&rgb, 200, 150), (&rgba, 300, 200)] {
             let gpu = resizer.resize(pixels, width, height).unwrap();
             let reference = resize_reference(pixels, width, height);
-            let max = gpu
-                .data
-                .iter()
-                .zip(&reference.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
+            let max = imgpipe_core::kernel::max_difference(&gpu, &reference);
             eprintln!("GPU vs CPU reference {width}×{height}: max difference {max}");
             assert!(max <= 1, "{width}×{height}: max difference {max}");
         }
