@@ -7,7 +7,8 @@ use imgpipe_core::{Options, PresetSet, ResizeEngine, SourceRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use crate::harness::{fixture, gpu_worker_binary, setup};
+use crate::harness::{Stack, fixture, gpu_worker_binary, setup};
+use imgpipe_cloud::event::ObjectEvent;
 
 /// A free local port for the worker's health endpoint.
 fn free_port() -> u16 {
@@ -35,6 +36,24 @@ async fn get_health(port: u16) -> serde_json::Value {
         assert!(Instant::now() < deadline, "no health endpoint on {port}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Starts the real `gpu-worker` (backend auto) on the stack's GPU queue and DLQ, health on `port`.
+fn start_gpu_worker(stack: &Stack, port: u16, extra_args: &[&str]) -> tokio::process::Child {
+    Command::new(gpu_worker_binary())
+        .envs(crate::harness::aws_env())
+        .envs(stack.worker_env(&[
+            ("IMGPIPE_DLQ_URL", stack.gpu_dlq_url.as_str()),
+            ("IMGPIPE_GPU_QUEUE_URL", stack.gpu_queue_url.as_str()),
+        ]))
+        .args(["--backend", "auto", "--wait-seconds", "1"])
+        .args(["--health-addr", &format!("127.0.0.1:{port}")])
+        .args(extra_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,19 +89,7 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
         .await;
     // GPU side: the real binary, on its own queue and DLQ.
     let port = free_port();
-    let mut gpu = Command::new(gpu_worker_binary())
-        .envs(crate::harness::aws_env())
-        .envs(stack.worker_env(&[
-            ("IMGPIPE_DLQ_URL", stack.gpu_dlq_url.as_str()),
-            ("IMGPIPE_GPU_QUEUE_URL", stack.gpu_queue_url.as_str()),
-        ]))
-        .args(["--backend", "auto", "--wait-seconds", "1"])
-        .args(["--health-addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut gpu = start_gpu_worker(&stack, port, &[]);
 
     let big = fixture("large_olympus-e-p3_12mp.jpg"); // 12.2 MP: GPU
     stack.put("uploads/big.jpg", big.clone()).await;
@@ -177,4 +184,143 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
             "one clear fallback line expected:\n{log}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gpu_worker_gathers_one_batch_and_settles_each_message_on_its_own() {
+    let stack = setup("gpu_batch").await;
+    let archive = format!("it-batch-{}", std::process::id());
+    stack
+        .s3
+        .create_bucket()
+        .bucket(&archive)
+        .send()
+        .await
+        .unwrap();
+    let sources = [
+        ("a/portrait 1.jpg", "Portrait_1.jpg"),
+        ("a/landscape 2.jpg", "Landscape_2.jpg"),
+        ("a/portrait 3.jpg", "Portrait_3.jpg"),
+        ("a/landscape 4.jpg", "Landscape_4.jpg"),
+        ("a/corrupt.jpg", "corrupt_olympus-u1020_entropy.jpg"),
+    ];
+    for (key, name) in sources {
+        stack
+            .s3
+            .put_object()
+            .bucket(&archive)
+            .key(key)
+            .body(ByteStream::from(fixture(name)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let job = |key: &str| {
+        ObjectEvent {
+            event_name: "ObjectCreated:Put".into(),
+            bucket: archive.clone(),
+            key: key.into(),
+            size: None,
+            etag: None,
+        }
+        .to_body()
+    };
+    let send = |body: String| {
+        let sqs = stack.sqs.clone();
+        let url = stack.gpu_queue_url.clone();
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    // One job waits on the queue; the other four are sent once the worker has received it, while it
+    // gathers its batch (window 8 s, N = 5): one batch of five.
+    send(job(sources[0].0)).await;
+    let port = free_port();
+    let gpu = start_gpu_worker(
+        &stack,
+        port,
+        &[
+            "--batch-size",
+            "5",
+            "--batch-window-ms",
+            "8000",
+            "--concurrency",
+            "5",
+        ],
+    );
+    get_health(port).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stack.visible(&stack.gpu_queue_url).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never received the first job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (key, _) in &sources[1..] {
+        send(job(key)).await;
+    }
+
+    for (key, _) in &sources {
+        let meta_key = format!("derived/{key}/metadata.json");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let meta: imgpipe_core::Metadata = loop {
+            if let Some(bytes) = stack.get(&stack.derivatives, &meta_key).await {
+                break serde_json::from_slice(&bytes).unwrap();
+            }
+            assert!(Instant::now() < deadline, "{key} never processed");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let expected = if key.ends_with("corrupt.jpg") {
+            Status::Failed
+        } else {
+            Status::Done
+        };
+        assert_eq!(meta.status, expected, "{key}: {meta:?}");
+    }
+    // Each message settled on its own: four deleted, the corrupt one in the GPU DLQ with its reason.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stack.depth(&stack.gpu_dlq_url).await < 1 {
+        assert!(Instant::now() < deadline, "corrupt job never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dead = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.gpu_dlq_url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    let attribute = |name: &str| {
+        dead[0]
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        attribute("imgpipe.source_key").as_deref(),
+        Some("a/corrupt.jpg")
+    );
+    assert_eq!(attribute("imgpipe.error_kind").as_deref(), Some("corrupt"));
+    let health = loop {
+        let health = get_health(port).await;
+        if health["worker"]["in_flight"] == 0 {
+            break health;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health["worker"]["batches"], 1, "{health}");
+    assert_eq!(health["worker"]["largest_batch"], 5, "{health}");
+    assert_eq!(stack.depth(&stack.gpu_queue_url).await, 0);
+    drop(gpu);
 }

@@ -152,6 +152,8 @@ impl Stack {
             queue_url: self.queue_url.clone(),
             concurrency: 2,
             wait_time_seconds: 1,
+            gather: None,
+            gauges: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker::run(handler, options, async move {
@@ -211,14 +213,34 @@ impl Stack {
 
     /// Visible + in-flight messages of a queue.
     pub async fn depth(&self, queue_url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        self.count(
+            queue_url,
+            &[
+                A::ApproximateNumberOfMessages,
+                A::ApproximateNumberOfMessagesNotVisible,
+            ],
+        )
+        .await
+    }
+
+    /// Messages waiting to be received (not those in flight).
+    pub async fn visible(&self, queue_url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        self.count(queue_url, &[A::ApproximateNumberOfMessages])
+            .await
+    }
+
+    async fn count(
+        &self,
+        queue_url: &str,
+        names: &[aws_sdk_sqs::types::QueueAttributeName],
+    ) -> u64 {
         let out = self
             .sqs
             .get_queue_attributes()
             .queue_url(queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
+            .set_attribute_names(Some(names.to_vec()))
             .send()
             .await
             .unwrap();

@@ -1,11 +1,13 @@
 //! Long-polling driver: receive from SQS, call the same batch handler as Lambda, delete what finished,
 //! keep what must be retried. Messages being processed get their visibility extended (heartbeat), and
-//! shutdown stops receiving, then waits for in-flight images to finish.
+//! shutdown stops receiving, then waits for in-flight images to finish. With [`Gather`] (the GPU
+//! worker) one batch collects up to N messages or whatever arrived within T ms of the first one.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsMessage;
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -25,6 +27,43 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Long-poll wait, 1–20 s. Default 20.
     pub wait_time_seconds: i32,
+    /// Batch gathering; `None`: each receive (≤ 10 messages) is one batch.
+    pub gather: Option<Gather>,
+    /// Live counts for a health endpoint.
+    pub gauges: Arc<Gauges>,
+}
+
+/// How the GPU worker gathers a batch: after the first message arrives it keeps receiving until it
+/// holds `max_messages` (capped by `concurrency`) or `window` has passed, so the device gets work in
+/// batches without an idle queue delaying a lone message by more than `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gather {
+    /// N: messages per batch at most.
+    pub max_messages: usize,
+    /// T: how long to wait for more after the first message.
+    pub window: Duration,
+}
+
+/// What a worker is doing now, readable while it runs (the GPU worker's `/health`).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Messages received and not yet finished by this worker.
+    pub in_flight: AtomicU64,
+    /// Batches started.
+    pub batches: AtomicU64,
+    /// Messages in the largest batch so far.
+    pub largest_batch: AtomicU64,
+}
+
+impl Gauges {
+    /// The counts as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "batches": self.batches.load(Ordering::Relaxed),
+            "largest_batch": self.largest_batch.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// Counts of what the worker did, returned at shutdown.
@@ -102,42 +141,53 @@ pub async fn run(
         if is_stopping() {
             break;
         }
-        let room = 1 + permits.available_permits().min(9);
-        let received = sqs
-            .receive_message()
-            .queue_url(&options.queue_url)
-            .max_number_of_messages(room as i32)
-            .wait_time_seconds(options.wait_time_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await;
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; retrying in 2 s");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            continue;
-        }
+        let most = options.gather.map_or(10, |g| g.max_messages.clamp(1, 10));
+        let room = (1 + permits.available_permits().min(9)).min(most);
+        let mut messages =
+            match receive(&sqs, &options.queue_url, room, options.wait_time_seconds).await {
+                Some(messages) if !messages.is_empty() => messages,
+                _ => continue,
+            };
         // Messages already received are in flight even when shutdown began meanwhile: they are hidden
         // from every other worker, so this one finishes them (the loop ends after this batch).
-        stats.received += messages.len() as u64;
         let mut held = vec![first];
-        for _ in 1..messages.len() {
-            held.push(
-                Arc::clone(&permits)
-                    .try_acquire_owned()
-                    .expect("asked for no more messages than free permits"),
-            );
+        take_permits(&permits, &mut held, messages.len());
+        if let Some(gather) = options.gather {
+            // Capped at half the visibility timeout: the heartbeat only starts with the batch.
+            let deadline = Instant::now() + gather.window.min(visibility / 2);
+            let wanted = gather.max_messages.min(options.concurrency.max(1));
+            while messages.len() < wanted && !is_stopping() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let room = (wanted - messages.len())
+                    .min(permits.available_permits())
+                    .min(10);
+                if left.is_zero() || room == 0 {
+                    break;
+                }
+                // Whole seconds only: long-poll while at least one is left, else short polls.
+                let wait = left.as_secs().min(20) as i32;
+                match receive(&sqs, &options.queue_url, room, wait).await {
+                    Some(more) if !more.is_empty() => {
+                        take_permits(&permits, &mut held, more.len());
+                        messages.extend(more);
+                    }
+                    _ => tokio::time::sleep(left.min(Duration::from_millis(50))).await,
+                }
+            }
         }
+        let size = messages.len() as u64;
+        stats.received += size;
+        let gauges = Arc::clone(&options.gauges);
+        gauges.batches.fetch_add(1, Ordering::Relaxed);
+        gauges.largest_batch.fetch_max(size, Ordering::Relaxed);
+        gauges.in_flight.fetch_add(size, Ordering::Relaxed);
+        tracing::debug!(messages = size, "batch gathered");
         let handler = Arc::clone(&handler);
         let queue_url = options.queue_url.clone();
         in_flight.spawn(async move {
             let results = process_batch(&handler, &queue_url, messages, visibility).await;
             drop(held);
+            gauges.in_flight.fetch_sub(size, Ordering::Relaxed);
             results
         });
     }
@@ -150,6 +200,46 @@ pub async fn run(
     }
     tracing::info!(?stats, "worker stopped");
     stats
+}
+
+/// One ReceiveMessage of up to `room` messages; `None` (after a 2 s pause) when SQS failed.
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    room: usize,
+    wait_time_seconds: i32,
+) -> Option<Vec<Message>> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(room as i32)
+        .wait_time_seconds(wait_time_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await;
+    match received {
+        Ok(out) => Some(out.messages.unwrap_or_default()),
+        Err(e) => {
+            tracing::warn!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; retrying in 2 s");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            None
+        }
+    }
+}
+
+/// Takes one permit per received message beyond those `held` already has.
+fn take_permits(
+    permits: &Arc<Semaphore>,
+    held: &mut Vec<tokio::sync::OwnedSemaphorePermit>,
+    messages: usize,
+) {
+    while held.len() < messages {
+        held.push(
+            Arc::clone(permits)
+                .try_acquire_owned()
+                .expect("asked for no more messages than free permits"),
+        );
+    }
 }
 
 fn record(stats: &mut WorkerStats, done: Result<Vec<MessageResult>, tokio::task::JoinError>) {

@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         queue_url,
         concurrency: handler.config().concurrency,
         wait_time_seconds: args.wait_seconds,
+        gather: None,
+        gauges: Default::default(),
     };
     worker::run(handler, options, shutdown_signal()).await;
     Ok(())

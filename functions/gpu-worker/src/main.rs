@@ -3,6 +3,7 @@
 //! classes and DLQ behaviour), on the backend `--backend` picks, and serves `GET /health`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,6 +25,12 @@ struct Args {
     /// Messages processed at once (default: IMGPIPE_CONCURRENCY, else the CPU count).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// N: messages gathered into one batch at most (capped by --concurrency).
+    #[arg(long, env = "IMGPIPE_GPU_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch_size: u16,
+    /// T: after a batch's first message, how long to wait for more before starting it.
+    #[arg(long, env = "IMGPIPE_GPU_BATCH_WINDOW_MS", default_value_t = 250)]
+    batch_window_ms: u64,
     /// Long-poll wait in seconds (1–20).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=20))]
     wait_seconds: i32,
@@ -55,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_engines(Arc::new(move || engines.engine())),
     );
+    let gauges = Arc::new(worker::Gauges::default());
     if !args.health_addr.is_empty() {
         let listener = tokio::net::TcpListener::bind(&args.health_addr)
             .await
@@ -64,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             listener,
             Arc::clone(&handler),
             Arc::clone(&backend),
+            Arc::clone(&gauges),
             args.queue_url.clone(),
         ));
     }
@@ -71,6 +80,11 @@ async fn main() -> anyhow::Result<()> {
         queue_url: args.queue_url,
         concurrency: handler.config().concurrency,
         wait_time_seconds: args.wait_seconds,
+        gather: Some(worker::Gather {
+            max_messages: args.batch_size.into(),
+            window: Duration::from_millis(args.batch_window_ms),
+        }),
+        gauges: Arc::clone(&gauges),
     };
     let stats = worker::run(handler, options, shutdown_signal()).await;
     tracing::info!(?stats, "gpu-worker stopped");
@@ -78,12 +92,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Answers every connection with the health JSON: backend, device, queue depth and in-flight
-/// messages (SQS's approximate counts, across all workers). One fixed route, so a few lines of
+/// messages (SQS's approximate counts, across all workers), and this worker's own gauges. One fixed route, so a few lines of
 /// HTTP/1.1 instead of a web framework.
 async fn serve_health(
     listener: tokio::net::TcpListener,
     handler: Arc<Handler>,
     backend: Arc<Backend>,
+    gauges: Arc<worker::Gauges>,
     queue_url: String,
 ) {
     loop {
@@ -94,7 +109,10 @@ async fn serve_health(
         let read = socket.read(&mut request).await.unwrap_or(0);
         let first_line = String::from_utf8_lossy(&request[..read]);
         let (status, body) = if first_line.starts_with("GET /health") {
-            ("200 OK", health(&handler, &backend, &queue_url).await)
+            (
+                "200 OK",
+                health(&handler, &backend, &gauges, &queue_url).await,
+            )
         } else {
             (
                 "404 Not Found",
@@ -110,7 +128,12 @@ async fn serve_health(
     }
 }
 
-async fn health(handler: &Handler, backend: &Backend, queue_url: &str) -> serde_json::Value {
+async fn health(
+    handler: &Handler,
+    backend: &Backend,
+    gauges: &worker::Gauges,
+    queue_url: &str,
+) -> serde_json::Value {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let attributes = handler
         .sqs()
@@ -143,5 +166,6 @@ async fn health(handler: &Handler, backend: &Backend, queue_url: &str) -> serde_
         "queue_depth": depth,
         "in_flight": in_flight,
         "queue_error": queue_error,
+        "worker": gauges.to_json(),
     })
 }
