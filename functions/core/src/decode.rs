@@ -15,6 +15,17 @@ use crate::probe::{Header, image_error, image_format, jpeg_error};
 /// a CPU bomb (each scan re-walks the whole coefficient buffer). libjpeg-turbo enforces it.
 pub const MAX_JPEG_SCANS: u32 = 500;
 
+/// Whether a device JPEG decoder (nvJPEG, hardware or GPU backend) may take this source: baseline or
+/// extended sequential 8-bit YCbCr only. Progressive (the hardware engine refuses it), lossless, CMYK
+/// and grey sources (whose CPU decode and profile handling differ) stay on the CPU decoder.
+pub fn suits_device_decode(header: &Header) -> bool {
+    header.format == SourceFormat::Jpeg
+        && !header.progressive
+        && !header.lossless
+        && header.bit_depth == 8
+        && header.colour_space == crate::colour::ColourSpace::Rgb
+}
+
 /// Decodes `bytes` (already probed as `header`) at 1/`denominator` scale (JPEG only; others ignore it).
 /// CMYK JPEGs come out as sRGB through `profile` (or the naive fallback); every other source comes
 /// out as stored, for [`colour::rgb_to_srgb`]. `max_alloc` caps what the `image` crate may allocate.
@@ -141,6 +152,34 @@ pub(crate) fn from_dynamic(decoded: image::DynamicImage) -> Pixels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture_header(name: &str) -> Header {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images")
+            .join(name);
+        crate::probe::probe(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn only_sequential_8_bit_ycbcr_jpegs_suit_a_device_decoder() {
+        assert!(suits_device_decode(&fixture_header(
+            "large_olympus-e-p3_12mp.jpg"
+        )));
+        assert!(suits_device_decode(&fixture_header(
+            "crafted_icc_adobergb.jpg"
+        )));
+        for stays_on_cpu in [
+            "progressive_nikon-d300_exif.jpeg",
+            "crafted_cmyk_fogra39-icc_adobe.jpg",
+            "gray_concert_gamma22-icc.jpg",
+            "png_rgba_blackbug_2048x1536.png",
+        ] {
+            assert!(
+                !suits_device_decode(&fixture_header(stays_on_cpu)),
+                "{stays_on_cpu}"
+            );
+        }
+    }
 
     #[test]
     fn finds_the_adobe_marker() {

@@ -46,7 +46,7 @@ pub use limits::Limits;
 pub use metadata::Metadata;
 pub use pipeline::{Derivative, Failed, GpsPolicy, Options, Processed, SourceRef, process};
 pub use preset::{OutputFormat, Preset, PresetSet};
-pub use resize::{Resample, ResizeEngine};
+pub use resize::{Accelerator, ResizeEngine};
 
 /// Version of the pipeline, part of every metadata document and of the preset-set hash.
 pub const PIPELINE_VERSION: &str = env!("CARGO_PKG_VERSION");

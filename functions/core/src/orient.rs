@@ -18,15 +18,21 @@ pub fn orient(pixels: Pixels, orientation: u8) -> Pixels {
 }
 
 /// Source pixel index of destination pixel (x, y) as `origin + x * step_x + y * step_y`: every
-/// orientation is an affine map of the grid, so the inner loop is one add per pixel.
-struct SourceMap {
-    origin: isize,
-    step_x: isize,
-    step_y: isize,
+/// orientation is an affine map of the grid, so the inner loop is one add per pixel. The GPU
+/// worker's orientation kernel takes the same map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceMap {
+    /// Source pixel index of destination (0, 0).
+    pub origin: isize,
+    /// Source index change per destination x.
+    pub step_x: isize,
+    /// Source index change per destination y.
+    pub step_y: isize,
 }
 
 impl SourceMap {
-    fn new(orientation: u8, w: usize, h: usize) -> Self {
+    /// The map for EXIF `orientation` (2–8; anything else maps like 8) of a `w`×`h` stored image.
+    pub fn new(orientation: u8, w: usize, h: usize) -> Self {
         let (w, h) = (w as isize, h as isize);
         // (source x, source y) of destination (0, 0), and how they move per destination x and per y.
         let ((x0, y0), (xx, yx), (xy, yy)) = match orientation {

@@ -1,7 +1,7 @@
 //! The pipeline, top to bottom in one place:
 //!
 //! `check size ⇒ probe header ⇒ check limits (pixels, frames) ⇒ read EXIF ⇒ plan ⇒ check decode budget ⇒
-//! decode (shrink-on-load; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient ⇒ resize ×N (largest first, cascading)
+//! decode (shrink-on-load, or the engine's device decoder; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient ⇒ resize ×N (largest first, cascading)
 //! ⇒ blur placeholders ⇒ ThumbHash + colours ⇒ encode ×N ⇒ animated WebP (presets that keep animation)
 //! ⇒ metadata`
 //!
@@ -23,7 +23,7 @@ use crate::plan::{Plan, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
 use crate::resize::ResizeEngine;
-use crate::{blur, colour, decode, encode, exif, orient, placeholder, plan, probe};
+use crate::{blur, colour, decode, encode, exif, placeholder, plan, probe};
 
 /// What GPS goes into the metadata document. Derivatives never carry GPS (or any EXIF), whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -197,15 +197,18 @@ fn run(
     let plan = plan::plan(&header, exif.orientation, presets);
     limits.check_decode_bytes(plan.decode_bytes)?;
     let max_alloc = limits.max_decode_bytes;
-    let decoded = decode::decode(
-        bytes,
-        &header,
-        plan.decode_denominator,
-        profile.as_ref(),
-        max_alloc,
-    )?;
+    let decoded = match engine.decode_jpeg(bytes, &header, max_alloc) {
+        Some(pixels) => pixels,
+        None => decode::decode(
+            bytes,
+            &header,
+            plan.decode_denominator,
+            profile.as_ref(),
+            max_alloc,
+        )?,
+    };
     let srgb = colour::rgb_to_srgb(decoded, profile.as_ref());
-    let upright = orient::orient(srgb, exif.orientation);
+    let upright = engine.orient(srgb, exif.orientation);
     metadata.timings_ms.decode = ms(decode_started);
 
     let resize_started = Instant::now();

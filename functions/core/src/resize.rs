@@ -1,5 +1,7 @@
-//! Resampling: Lanczos3 with fast_image_resize (SIMD, runtime CPU detection) by default, or another
-//! [`Resample`] backend (the GPU worker's CUDA kernels) behind the same [`ResizeEngine`].
+//! Resampling: Lanczos3 with fast_image_resize (SIMD, runtime CPU detection) by default, or an
+//! [`Accelerator`] (the GPU worker's CUDA device) behind the same [`ResizeEngine`], which then also
+//! offers it the JPEG decode and the orientation step. Every call an accelerator fails or declines is
+//! done on the CPU, and counted.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -8,20 +10,29 @@ use crate::error::{PipelineError, Result};
 use crate::pixels::Pixels;
 use crate::plan::CropFraction;
 
-/// A resampling backend: the whole of `source` to `width`×`height` (crops are cut out before), Lanczos3,
-/// premultiplied alpha for RGBA. An error makes the engine fall back to the CPU for that call.
-pub trait Resample: Send {
+/// A device that takes pixel work off the CPU. An error makes the engine do that call on the CPU.
+pub trait Accelerator: Send {
     /// Short name for logs (`cuda`, …).
     fn name(&self) -> &str;
-    /// Resamples all of `source`.
+    /// Resamples all of `source` to `width`×`height` (crops are cut out before): Lanczos3, premultiplied
+    /// alpha for RGBA, the math of [`crate::kernel`].
     fn resample(&mut self, source: &Pixels, width: u32, height: u32) -> Result<Pixels, String>;
+    /// Decodes, at full size to interleaved RGB, a JPEG that [`crate::decode::suits_device_decode`]
+    /// accepted. `None`: this accelerator has no JPEG decoder.
+    fn decode_jpeg(&mut self, _bytes: &[u8]) -> Option<Result<Pixels, String>> {
+        None
+    }
+    /// Applies EXIF `orientation` (2–8) exactly as [`crate::orient::orient`] does. `None`: not offered.
+    fn orient(&mut self, _pixels: &Pixels, _orientation: u8) -> Option<Result<Pixels, String>> {
+        None
+    }
 }
 
 /// Keeps a `Resizer` (and its scratch buffers) for reuse across outputs and images, and optionally
-/// another [`Resample`] backend that takes every call it can.
+/// an [`Accelerator`] that takes every call it can.
 pub struct ResizeEngine {
     resizer: Resizer,
-    backend: Option<Box<dyn Resample>>,
+    backend: Option<Box<dyn Accelerator>>,
     backend_failures: u64,
     last_backend_error: Option<String>,
 }
@@ -39,7 +50,7 @@ impl Default for ResizeEngine {
 
 impl ResizeEngine {
     /// An engine that resamples with `backend`, and with fast_image_resize when it fails.
-    pub fn with_backend(backend: Box<dyn Resample>) -> Self {
+    pub fn with_backend(backend: Box<dyn Accelerator>) -> Self {
         Self {
             resizer: Resizer::new(),
             backend: Some(backend),
@@ -56,6 +67,60 @@ impl ResizeEngine {
     /// Calls the backend failed (and the CPU did instead), with the last error, for the caller to log.
     pub fn backend_failures(&self) -> (u64, Option<&str>) {
         (self.backend_failures, self.last_backend_error.as_deref())
+    }
+
+    /// Decodes a JPEG on the accelerator when it has a decoder and the file suits it
+    /// ([`crate::decode::suits_device_decode`]) and its full-size pixels fit `max_decode_bytes`.
+    /// `None`: decode on the CPU (also after a device failure, which is counted).
+    pub fn decode_jpeg(
+        &mut self,
+        bytes: &[u8],
+        header: &crate::probe::Header,
+        max_decode_bytes: u64,
+    ) -> Option<Pixels> {
+        let full_size = u64::from(header.width) * u64::from(header.height) * 3;
+        if !crate::decode::suits_device_decode(header) || full_size > max_decode_bytes {
+            return None;
+        }
+        let backend = self.backend.as_mut()?;
+        match backend.decode_jpeg(bytes)? {
+            Ok(pixels) if (pixels.width, pixels.height) == (header.width, header.height) => {
+                Some(pixels)
+            }
+            Ok(pixels) => {
+                let error = format!(
+                    "decoded {}×{}, header says {}×{}",
+                    pixels.width, pixels.height, header.width, header.height
+                );
+                self.count_failure(error);
+                None
+            }
+            Err(error) => {
+                self.count_failure(error);
+                None
+            }
+        }
+    }
+
+    /// Applies EXIF `orientation`: on the accelerator when it offers it, else (or when it fails) on the CPU.
+    pub fn orient(&mut self, pixels: Pixels, orientation: u8) -> Pixels {
+        if !(2..=8).contains(&orientation) {
+            return pixels;
+        }
+        if let Some(backend) = self.backend.as_mut() {
+            match backend.orient(&pixels, orientation) {
+                Some(Ok(upright)) => return upright,
+                Some(Err(error)) => self.count_failure(error),
+                None => {}
+            }
+        }
+        crate::orient::orient(pixels, orientation)
+    }
+
+    fn count_failure(&mut self, error: String) {
+        self.backend_failures += 1;
+        let name = self.backend.as_ref().map_or("cpu", |b| b.name());
+        self.last_backend_error = Some(format!("{name}: {error}"));
     }
 
     /// Resamples the `crop` region of `source` to `width`×`height` with Lanczos3.
@@ -80,10 +145,7 @@ impl ResizeEngine {
             };
             match backend.resample(whole, width, height) {
                 Ok(pixels) => return Ok(pixels),
-                Err(e) => {
-                    self.backend_failures += 1;
-                    self.last_backend_error = Some(format!("{}: {e}", backend.name()));
-                }
+                Err(e) => self.count_failure(e),
             }
         }
         self.resize_on_cpu(source, crop, width, height, FilterType::Lanczos3)
@@ -184,7 +246,7 @@ mod tests {
     }
 
     struct Failing;
-    impl Resample for Failing {
+    impl Accelerator for Failing {
         fn name(&self) -> &str {
             "failing"
         }
@@ -195,7 +257,7 @@ mod tests {
 
     /// Records the crops it is given and answers with a flat image.
     struct Recording(std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>>);
-    impl Resample for Recording {
+    impl Accelerator for Recording {
         fn name(&self) -> &str {
             "recording"
         }
@@ -238,5 +300,87 @@ mod tests {
         let cpu = ResizeEngine::default().resize(&source, crop, 5, 5).unwrap();
         assert_eq!(fallback.resize(&source, crop, 5, 5).unwrap(), cpu);
         assert_eq!(fallback.backend_failures(), (1, Some("failing: no device")));
+    }
+
+    /// Decodes to a flat image and mirrors for orientation; or fails everything it is offered.
+    struct Device {
+        fails: bool,
+    }
+    impl Accelerator for Device {
+        fn name(&self) -> &str {
+            "device"
+        }
+        fn resample(&mut self, _: &Pixels, _: u32, _: u32) -> Result<Pixels, String> {
+            Err("resample not under test".into())
+        }
+        fn decode_jpeg(&mut self, _bytes: &[u8]) -> Option<Result<Pixels, String>> {
+            Some(if self.fails {
+                Err("decoder lost".into())
+            } else {
+                Ok(Pixels::new(4032, 3024, 3, vec![9; 4032 * 3024 * 3]))
+            })
+        }
+        fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
+            Some(if self.fails {
+                Err("orient lost".into())
+            } else {
+                Ok(crate::orient::orient(pixels.clone(), orientation))
+            })
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images")
+            .join(name);
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn the_device_decodes_what_suits_it_and_what_fits_the_limit() {
+        let baseline = fixture("large_olympus-e-p3_12mp.jpg"); // 4032×3024
+        let header = crate::probe::probe(&baseline).unwrap();
+        let mut engine = ResizeEngine::with_backend(Box::new(Device { fails: false }));
+        let decoded = engine.decode_jpeg(&baseline, &header, 1 << 30).unwrap();
+        assert_eq!(
+            (decoded.width, decoded.height, decoded.data[0]),
+            (4032, 3024, 9)
+        );
+        // Too large for the decode limit at full size: the CPU decodes it (shrink-on-load).
+        assert!(engine.decode_jpeg(&baseline, &header, 1 << 20).is_none());
+        let progressive = fixture("progressive_nikon-d300_exif.jpeg");
+        let header_p = crate::probe::probe(&progressive).unwrap();
+        assert!(
+            engine
+                .decode_jpeg(&progressive, &header_p, 1 << 30)
+                .is_none()
+        );
+        assert_eq!(engine.backend_failures(), (0, None));
+        // No accelerator, or one that fails: the CPU decodes, and the failure is counted.
+        assert!(
+            ResizeEngine::default()
+                .decode_jpeg(&baseline, &header, 1 << 30)
+                .is_none()
+        );
+        let mut failing = ResizeEngine::with_backend(Box::new(Device { fails: true }));
+        assert!(failing.decode_jpeg(&baseline, &header, 1 << 30).is_none());
+        assert_eq!(
+            failing.backend_failures(),
+            (1, Some("device: decoder lost"))
+        );
+    }
+
+    #[test]
+    fn orientation_goes_to_the_device_and_falls_back_to_the_same_result() {
+        let source = Pixels::new(5, 3, 3, (0..45).collect());
+        let cpu = crate::orient::orient(source.clone(), 6);
+        let mut device = ResizeEngine::with_backend(Box::new(Device { fails: false }));
+        assert_eq!(device.orient(source.clone(), 6), cpu);
+        let mut failing = ResizeEngine::with_backend(Box::new(Device { fails: true }));
+        assert_eq!(failing.orient(source.clone(), 6), cpu);
+        assert_eq!(failing.backend_failures(), (1, Some("device: orient lost")));
+        // Orientation 1 is never offered: nothing to count.
+        assert_eq!(failing.orient(source.clone(), 1), source);
+        assert_eq!(failing.backend_failures().0, 1);
     }
 }

@@ -40,3 +40,7 @@ void imgpipe_host_resample_columns(const float* src, int w, int sh, int ch, cons
 void imgpipe_host_to_u8(const float* src, unsigned char* dst, int pixels, int ch) {
     LAUNCH_1D(pixels, to_u8(src, dst, pixels, ch));
 }
+void imgpipe_host_orient(const unsigned char* src, unsigned char* dst, int dw, int dh, int ch,
+                         long long origin, long long step_x, long long step_y) {
+    LAUNCH_2D(dw, dh, orient(src, dst, dw, dh, ch, origin, step_x, step_y));
+}

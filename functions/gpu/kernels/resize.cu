@@ -1,4 +1,4 @@
-// imgpipe resize kernels: box pre-shrink, u8 -> premultiplied f32, separable Lanczos3 passes with
+// imgpipe kernels: EXIF orientation (an affine source map), box pre-shrink, u8 -> premultiplied f32, separable Lanczos3 passes with
 // host-computed weights, f32 -> u8 (round half up, clamp). The arithmetic and its order are those of
 // imgpipe_core::kernel::resize_reference, the CPU reference; compile with --fmad=false so no
 // multiply-add is fused and results match it bit for bit. The same file compiles as C through
@@ -82,4 +82,16 @@ KERNEL void to_u8(const float* src, unsigned char* dst, int pixels, int channels
         float r = floorf(v[c] + 0.5f);
         dst[i * channels + c] = (unsigned char)fminf(fmaxf(r, 0.0f), 255.0f);
     }
+}
+
+// EXIF orientation: destination pixel (x, y) of the dw x dh upright image copies source pixel
+// origin + x * step_x + y * step_y (imgpipe_core::orient::SourceMap, computed on the host).
+KERNEL void orient(const unsigned char* src, unsigned char* dst, int dw, int dh, int channels,
+                   long long origin, long long step_x, long long step_y) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= dw || y >= dh) return;
+    long long from = (origin + (long long)x * step_x + (long long)y * step_y) * channels;
+    long long to = ((long long)y * dw + x) * channels;
+    for (int c = 0; c < channels; c++) dst[to + c] = src[from + c];
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cudarc::driver::CudaContext;
 use imgpipe_core::pixels::Pixels;
-use imgpipe_core::{Resample, ResizeEngine};
+use imgpipe_core::{Accelerator, ResizeEngine};
 
 use crate::resize::CudaResizer;
 
@@ -62,10 +62,10 @@ pub enum Backend {
     Gpu(GpuDevice, Arc<std::sync::Mutex<CudaResizer>>),
 }
 
-/// [`Resample`] on the device, shared by all worker threads (one stream; calls are serialised).
+/// [`Accelerator`] on the device, shared by all worker threads (one stream; calls are serialised).
 struct SharedCuda(Arc<std::sync::Mutex<CudaResizer>>);
 
-impl Resample for SharedCuda {
+impl Accelerator for SharedCuda {
     fn name(&self) -> &str {
         "cuda"
     }
@@ -75,6 +75,13 @@ impl Resample for SharedCuda {
             .lock()
             .map_err(|_| "CUDA resizer poisoned".to_string())?;
         resizer.resize(source, width, height)
+    }
+    fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
+        let resizer = match self.0.lock() {
+            Ok(resizer) => resizer,
+            Err(_) => return Some(Err("CUDA resizer poisoned".into())),
+        };
+        Some(resizer.orient(pixels, orientation))
     }
 }
 
@@ -107,7 +114,8 @@ impl Backend {
 }
 
 /// Loads the kernels on `device` and checks them once against the CPU reference (a 257×131 RGB and a
-/// 97×61 RGBA resize, with and without pre-shrink): a device that computes anything else is not used.
+/// 97×61 RGBA resize, with and without pre-shrink, and two orientations): a device that computes
+/// anything else is not used.
 pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
     let resizer = CudaResizer::new(device)?;
     let rgb = Pixels::new(
@@ -129,6 +137,15 @@ pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
         if max > 1 {
             return Err(format!(
                 "self-check: {width}×{height} differs from the CPU reference by up to {max} levels"
+            ));
+        }
+    }
+    for orientation in [3, 6] {
+        if resizer.orient(&rgba, orientation)?
+            != imgpipe_core::orient::orient(rgba.clone(), orientation)
+        {
+            return Err(format!(
+                "self-check: orientation {orientation} differs from the CPU"
             ));
         }
     }

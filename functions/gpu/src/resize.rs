@@ -9,6 +9,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::CompileOptions;
 use imgpipe_core::kernel::{ResizeSteps, resize_steps};
+use imgpipe_core::orient::SourceMap;
 use imgpipe_core::pixels::Pixels;
 
 use crate::GpuDevice;
@@ -54,6 +55,43 @@ unsafe extern "C" {
         dh: i32,
     );
     fn imgpipe_host_to_u8(src: *const f32, dst: *mut u8, pixels: i32, ch: i32);
+    fn imgpipe_host_orient(
+        src: *const u8,
+        dst: *mut u8,
+        dw: i32,
+        dh: i32,
+        ch: i32,
+        origin: i64,
+        step_x: i64,
+        step_y: i64,
+    );
+}
+
+/// Upright size and source map of `pixels` under EXIF `orientation` (2–8).
+fn orientation_map(pixels: &Pixels, orientation: u8) -> (u32, u32, SourceMap) {
+    let (w, h) = (pixels.width, pixels.height);
+    let (dw, dh) = if orientation >= 5 { (h, w) } else { (w, h) };
+    (dw, dh, SourceMap::new(orientation, w as usize, h as usize))
+}
+
+/// Runs the orientation kernel on the CPU (tests only), like [`host_resize`].
+pub fn host_orient(pixels: &Pixels, orientation: u8) -> Pixels {
+    let (dw, dh, map) = orientation_map(pixels, orientation);
+    let mut out = vec![0u8; pixels.data.len()];
+    // SAFETY: `out` has as many bytes as the source; the map stays inside the source (core tests).
+    unsafe {
+        imgpipe_host_orient(
+            pixels.data.as_ptr(),
+            out.as_mut_ptr(),
+            int(dw),
+            int(dh),
+            int(pixels.channels),
+            map.origin as i64,
+            map.step_x as i64,
+            map.step_y as i64,
+        )
+    };
+    Pixels::new(dw, dh, pixels.channels, out)
 }
 
 fn int(v: impl TryInto<i32>) -> i32 {
@@ -130,6 +168,7 @@ pub struct CudaResizer {
     rows: CudaFunction,
     columns: CudaFunction,
     to_u8: CudaFunction,
+    orient: CudaFunction,
 }
 
 fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> String + '_ {
@@ -171,6 +210,7 @@ impl CudaResizer {
             rows: function("resample_rows")?,
             columns: function("resample_columns")?,
             to_u8: function("to_u8")?,
+            orient: function("orient")?,
             _module: module,
         })
     }
@@ -179,6 +219,32 @@ impl CudaResizer {
     pub fn resize(&self, pixels: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
         let steps = resize_steps(pixels.width, pixels.height, width, height);
         self.run(pixels, &steps)
+    }
+
+    /// Applies EXIF `orientation` (2–8) on the device; same result as `imgpipe_core::orient`.
+    pub fn orient(&self, pixels: &Pixels, orientation: u8) -> Result<Pixels, String> {
+        let s = &self.stream;
+        let (dw, dh, map) = orientation_map(pixels, orientation);
+        let source = s.clone_htod(&pixels.data).map_err(cuda("upload"))?;
+        let mut out = s
+            .alloc_zeros::<u8>(pixels.data.len())
+            .map_err(cuda("alloc"))?;
+        let (idw, idh, ch) = (int(dw), int(dh), int(pixels.channels));
+        let (origin, step_x, step_y) = (map.origin as i64, map.step_x as i64, map.step_y as i64);
+        let mut launch = s.launch_builder(&self.orient);
+        launch
+            .arg(&source)
+            .arg(&mut out)
+            .arg(&idw)
+            .arg(&idh)
+            .arg(&ch)
+            .arg(&origin)
+            .arg(&step_x)
+            .arg(&step_y);
+        // SAFETY: argument types and order match the kernel's signature; buffers are sized.
+        unsafe { launch.launch(grid_2d(dw, dh)) }.map_err(cuda("orient"))?;
+        let data = s.clone_dtoh(&out).map_err(cuda("download"))?;
+        Ok(Pixels::new(dw, dh, pixels.channels, data))
     }
 
     fn run(&self, pixels: &Pixels, steps: &ResizeSteps) -> Result<Pixels, String> {
@@ -343,6 +409,30 @@ mod tests {
         }
     }
 
+    /// The orientation kernel, run as C, equals `imgpipe_core::orient` for all eight values, on odd
+    /// sizes, RGB and RGBA.
+    #[test]
+    fn orientation_kernel_on_the_host_equals_the_core() {
+        let rgb = Pixels::new(
+            37,
+            23,
+            3,
+            (0..37 * 23 * 3).map(|i| (i % 251) as u8).collect(),
+        );
+        let rgba = rgba_gradient(19, 41);
+        for pixels in [&rgb, &rgba] {
+            for orientation in 2..=8 {
+                let expected = imgpipe_core::orient::orient(pixels.clone(), orientation);
+                assert_eq!(
+                    host_orient(pixels, orientation),
+                    expected,
+                    "orientation {orientation}, {} channels",
+                    pixels.channels
+                );
+            }
+        }
+    }
+
     /// On a GPU (IMGPIPE_GPU_TESTS=1, e.g. `make gpu-check`): the device's output equals the CPU
     /// reference; without a device that variable makes this fail rather than pass vacuously.
     #[test]
@@ -360,6 +450,14 @@ mod tests {
             let max = imgpipe_core::kernel::max_difference(&gpu, &reference);
             eprintln!("GPU vs CPU reference {width}×{height}: max difference {max}");
             assert!(max <= 1, "{width}×{height}: max difference {max}");
+        }
+        for orientation in 2..=8 {
+            let upright = resizer.orient(&rgba, orientation).unwrap();
+            assert_eq!(
+                upright,
+                imgpipe_core::orient::orient(rgba.clone(), orientation),
+                "orientation {orientation}"
+            );
         }
     }
 }
