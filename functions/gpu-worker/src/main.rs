@@ -162,6 +162,7 @@ async fn health(
         "status": if queue_error.is_none() { "ok" } else { "degraded" },
         "backend": backend.kind(),
         "gpu": backend.device_name(),
+        "jpeg_decoder": backend.jpeg_decoder(),
         "cpu_reason": match backend { Backend::Cpu { reason } => Some(reason.as_str()), Backend::Gpu(..) => None },
         "queue_depth": depth,
         "in_flight": in_flight,

@@ -3,18 +3,21 @@
 //! `--backend gpu` insists on a device, `cpu` never looks, `auto` uses a device when there is one and
 //! otherwise falls back to the CPU backend with one clear log line.
 //!
-//! [`resize`]: the CUDA resize kernels (`kernels/resize.cu`, compiled by NVRTC at start-up) and the
+//! [`nvjpeg`]: JPEG decode on the device (nvJPEG opened at run time, hardware engine when present).
+//! [`resize`]: the CUDA resize and orientation kernels (`kernels/resize.cu`, compiled by NVRTC at start-up) and the
 //! same source run on the CPU for tests; their math is `imgpipe_core::kernel`, the CPU reference.
 #![warn(missing_docs)]
 
+pub mod nvjpeg;
 pub mod resize;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::CudaContext;
 use imgpipe_core::pixels::Pixels;
 use imgpipe_core::{Accelerator, ResizeEngine};
 
+use crate::nvjpeg::NvJpeg;
 use crate::resize::CudaResizer;
 
 /// What the operator asked for (`--backend`).
@@ -58,12 +61,24 @@ pub enum Backend {
         /// Why the CPU was chosen (`asked for`, or why no GPU was usable).
         reason: String,
     },
-    /// A CUDA device with the resize kernels loaded and self-checked.
-    Gpu(GpuDevice, Arc<std::sync::Mutex<CudaResizer>>),
+    /// A CUDA device with the kernels loaded and self-checked.
+    Gpu(GpuBackend),
 }
 
-/// [`Accelerator`] on the device, shared by all worker threads (one stream; calls are serialised).
-struct SharedCuda(Arc<std::sync::Mutex<CudaResizer>>);
+/// What runs on the device.
+pub struct GpuBackend {
+    /// The device.
+    pub device: GpuDevice,
+    resizer: Arc<Mutex<CudaResizer>>,
+    /// nvJPEG, when it loaded and passed its self-check (else JPEGs decode on CPU threads).
+    decoder: Option<Arc<Mutex<NvJpeg>>>,
+}
+
+/// [`Accelerator`] on the device, shared by all worker threads (calls are serialised per stream).
+struct SharedCuda {
+    resizer: Arc<Mutex<CudaResizer>>,
+    decoder: Option<Arc<Mutex<NvJpeg>>>,
+}
 
 impl Accelerator for SharedCuda {
     fn name(&self) -> &str {
@@ -71,13 +86,20 @@ impl Accelerator for SharedCuda {
     }
     fn resample(&mut self, source: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
         let resizer = self
-            .0
+            .resizer
             .lock()
             .map_err(|_| "CUDA resizer poisoned".to_string())?;
         resizer.resize(source, width, height)
     }
+    fn decode_jpeg(&mut self, bytes: &[u8]) -> Option<Result<Pixels, String>> {
+        let decoder = self.decoder.as_ref()?;
+        Some(match decoder.lock() {
+            Ok(mut decoder) => decoder.decode(bytes),
+            Err(_) => Err("nvJPEG decoder poisoned".into()),
+        })
+    }
     fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
-        let resizer = match self.0.lock() {
+        let resizer = match self.resizer.lock() {
             Ok(resizer) => resizer,
             Err(_) => return Some(Err("CUDA resizer poisoned".into())),
         };
@@ -98,7 +120,21 @@ impl Backend {
     pub fn device_name(&self) -> Option<&str> {
         match self {
             Backend::Cpu { .. } => None,
-            Backend::Gpu(device, _) => Some(&device.name),
+            Backend::Gpu(gpu) => Some(&gpu.device.name),
+        }
+    }
+
+    /// Who decodes baseline JPEGs: `nvjpeg-hardware`, `nvjpeg-gpu` or `cpu`.
+    pub fn jpeg_decoder(&self) -> String {
+        match self {
+            Backend::Gpu(GpuBackend {
+                decoder: Some(decoder),
+                ..
+            }) => decoder
+                .lock()
+                .map(|d| format!("nvjpeg-{}", d.backend()))
+                .unwrap_or_else(|_| "cpu".into()),
+            _ => "cpu".into(),
         }
     }
 
@@ -106,9 +142,10 @@ impl Backend {
     pub fn engine(&self) -> ResizeEngine {
         match self {
             Backend::Cpu { .. } => ResizeEngine::default(),
-            Backend::Gpu(_, resizer) => {
-                ResizeEngine::with_backend(Box::new(SharedCuda(Arc::clone(resizer))))
-            }
+            Backend::Gpu(gpu) => ResizeEngine::with_backend(Box::new(SharedCuda {
+                resizer: Arc::clone(&gpu.resizer),
+                decoder: gpu.decoder.clone(),
+            })),
         }
     }
 }
@@ -155,10 +192,18 @@ pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
 fn gpu_backend() -> Result<Backend, String> {
     let device = find_device()?;
     let resizer = load_and_check(&device)?;
-    Ok(Backend::Gpu(
+    let decoder = match NvJpeg::load(&device).and_then(|mut d| d.check().map(|()| d)) {
+        Ok(decoder) => Some(Arc::new(Mutex::new(decoder))),
+        Err(reason) => {
+            tracing::warn!(%reason, "nvJPEG not used: JPEGs decode on CPU threads");
+            None
+        }
+    };
+    Ok(Backend::Gpu(GpuBackend {
         device,
-        Arc::new(std::sync::Mutex::new(resizer)),
-    ))
+        resizer: Arc::new(Mutex::new(resizer)),
+        decoder,
+    }))
 }
 
 /// Looks for device 0: is the driver library present, does it initialise, is there a device.
@@ -193,8 +238,8 @@ pub fn select(choice: BackendChoice) -> Result<Backend, String> {
         BackendChoice::Gpu => gpu_backend().map_err(|e| format!("--backend gpu: {e}")),
         BackendChoice::Auto => match gpu_backend() {
             Ok(backend) => {
-                if let Backend::Gpu(device, _) = &backend {
-                    tracing::info!(device = %device.name, memory_mib = device.memory_bytes >> 20, "GPU backend: resize kernels loaded and checked");
+                if let Backend::Gpu(gpu) = &backend {
+                    tracing::info!(device = %gpu.device.name, memory_mib = gpu.device.memory_bytes >> 20, jpeg_decoder = %backend.jpeg_decoder(), "GPU backend: kernels loaded and checked");
                 }
                 Ok(backend)
             }

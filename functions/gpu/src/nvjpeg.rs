@@ -1,0 +1,414 @@
+//! nvJPEG, opened at run time with libloading (cudarc has no nvJPEG bindings; nothing of CUDA is
+//! needed to build or to run without a GPU): JPEG decode on the device for the GPU worker. The
+//! hardware engine (NVJPG on A100, H100, L4, …) is used when the GPU has one, else nvJPEG's default
+//! GPU/hybrid backend. Only files `imgpipe_core::decode::suits_device_decode` accepts (baseline or
+//! extended sequential, 8-bit YCbCr) are offered; any error sends that file to libjpeg-turbo.
+//!
+//! The declarations follow `nvjpeg.h` (CUDA 11.6–12.x; the functions used here are unchanged
+//! across those releases). The decoder is self-checked against libjpeg-turbo at start-up
+//! ([`NvJpeg::check`]): a library that decodes anything else is not used.
+
+use std::ffi::{c_int, c_uchar, c_uint, c_void};
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream, DevicePtrMut};
+use imgpipe_core::pixels::Pixels;
+use libloading::Library;
+
+use crate::GpuDevice;
+
+/// Library names tried, newest first (the CUDA 12 and 11 runtimes' sonames, then the dev link).
+pub const LIBRARY_NAMES: [&str; 3] = ["libnvjpeg.so.12", "libnvjpeg.so.11", "libnvjpeg.so"];
+
+type Status = c_int;
+type Handle = *mut c_void;
+type State = *mut c_void;
+type Stream = *mut c_void;
+
+const STATUS_SUCCESS: Status = 0;
+const BACKEND_DEFAULT: c_int = 0;
+const BACKEND_HARDWARE: c_int = 3;
+const OUTPUT_RGBI: c_int = 5;
+
+/// `nvjpegImage_t`: up to four planes; interleaved RGB uses the first.
+#[repr(C)]
+struct Image {
+    channel: [*mut c_uchar; 4],
+    pitch: [usize; 4],
+}
+
+type CreateEx =
+    unsafe extern "C" fn(c_int, *mut c_void, *mut c_void, c_uint, *mut Handle) -> Status;
+type Destroy = unsafe extern "C" fn(Handle) -> Status;
+type StateCreate = unsafe extern "C" fn(Handle, *mut State) -> Status;
+type StateDestroy = unsafe extern "C" fn(State) -> Status;
+type GetImageInfo = unsafe extern "C" fn(
+    Handle,
+    *const c_uchar,
+    usize,
+    *mut c_int,
+    *mut c_int,
+    *mut c_int,
+    *mut c_int,
+) -> Status;
+type Decode =
+    unsafe extern "C" fn(Handle, State, *const c_uchar, usize, c_int, *mut Image, Stream) -> Status;
+type BatchedInitialize = unsafe extern "C" fn(Handle, State, c_int, c_int, c_int) -> Status;
+type DecodeBatched = unsafe extern "C" fn(
+    Handle,
+    State,
+    *const *const c_uchar,
+    *const usize,
+    *mut Image,
+    Stream,
+) -> Status;
+
+/// The entry points used, copied out of the library, which the struct keeps open.
+struct Api {
+    create_ex: CreateEx,
+    destroy: Destroy,
+    state_create: StateCreate,
+    state_destroy: StateDestroy,
+    get_image_info: GetImageInfo,
+    decode: Decode,
+    batched_initialize: BatchedInitialize,
+    decode_batched: DecodeBatched,
+    _library: Library,
+}
+
+/// Opens the first of [`LIBRARY_NAMES`] that loads. The error names every name tried.
+pub fn open_library() -> Result<Library, String> {
+    let mut errors = Vec::new();
+    for name in LIBRARY_NAMES {
+        // SAFETY: loading nvJPEG runs only its (and CUDA's) library initialisers.
+        match unsafe { Library::new(name) } {
+            Ok(library) => return Ok(library),
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    Err(format!("nvJPEG not found ({})", errors.join("; ")))
+}
+
+impl Api {
+    fn load() -> Result<Self, String> {
+        let library = open_library()?;
+        // SAFETY: each symbol is given the type nvjpeg.h declares for it.
+        unsafe {
+            macro_rules! symbol {
+                ($name:literal) => {
+                    *library
+                        .get(concat!($name, "\0").as_bytes())
+                        .map_err(|e| format!("nvJPEG symbol {}: {e}", $name))?
+                };
+            }
+            Ok(Self {
+                create_ex: symbol!("nvjpegCreateEx"),
+                destroy: symbol!("nvjpegDestroy"),
+                state_create: symbol!("nvjpegJpegStateCreate"),
+                state_destroy: symbol!("nvjpegJpegStateDestroy"),
+                get_image_info: symbol!("nvjpegGetImageInfo"),
+                decode: symbol!("nvjpegDecode"),
+                batched_initialize: symbol!("nvjpegDecodeBatchedInitialize"),
+                decode_batched: symbol!("nvjpegDecodeBatched"),
+                _library: library,
+            })
+        }
+    }
+}
+
+fn check(what: &str, status: Status) -> Result<(), String> {
+    if status == STATUS_SUCCESS {
+        return Ok(());
+    }
+    let meaning = match status {
+        1 => "not initialised",
+        2 => "invalid parameter",
+        3 => "bad JPEG",
+        4 => "JPEG not supported",
+        5 => "allocator failure",
+        6 => "execution failed",
+        7 => "architecture mismatch",
+        8 => "internal error",
+        9 => "implementation not supported",
+        10 => "incomplete bitstream",
+        _ => "unknown status",
+    };
+    Err(format!("{what}: nvJPEG status {status} ({meaning})"))
+}
+
+/// A decoder handle and state on one stream of the worker's device. Calls are serialised by the
+/// caller (one state per handle).
+pub struct NvJpeg {
+    api: Api,
+    handle: Handle,
+    state: State,
+    hardware: bool,
+    context: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+}
+
+// SAFETY: the handle and state are used by one thread at a time (the backend keeps the decoder
+// behind a mutex); nvJPEG handles are not tied to the thread that created them.
+unsafe impl Send for NvJpeg {}
+
+impl NvJpeg {
+    /// Opens nvJPEG on `device`: the hardware backend when the GPU has one, else the default.
+    pub fn load(device: &GpuDevice) -> Result<Self, String> {
+        let api = Api::load()?;
+        device
+            .context
+            .bind_to_thread()
+            .map_err(|e| format!("CUDA context: {e:?}"))?;
+        let stream = device
+            .context
+            .new_stream()
+            .map_err(|e| format!("CUDA stream: {e:?}"))?;
+        let (handle, state, hardware) = match Self::open(&api, true) {
+            Ok(opened) => opened,
+            Err(hardware_error) => {
+                tracing::info!(reason = %hardware_error, "nvJPEG hardware decoder unavailable; using its GPU backend");
+                Self::open(&api, false)?
+            }
+        };
+        Ok(Self {
+            api,
+            handle,
+            state,
+            hardware,
+            context: Arc::clone(&device.context),
+            stream,
+        })
+    }
+
+    fn open(api: &Api, hardware: bool) -> Result<(Handle, State, bool), String> {
+        let backend = if hardware {
+            BACKEND_HARDWARE
+        } else {
+            BACKEND_DEFAULT
+        };
+        let mut handle: Handle = std::ptr::null_mut();
+        let mut state: State = std::ptr::null_mut();
+        // SAFETY: out-pointers to locals; null allocators select nvJPEG's defaults; flags 0.
+        unsafe {
+            check(
+                "nvjpegCreateEx",
+                (api.create_ex)(
+                    backend,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                    &mut handle,
+                ),
+            )?;
+            if let Err(e) = check(
+                "nvjpegJpegStateCreate",
+                (api.state_create)(handle, &mut state),
+            ) {
+                (api.destroy)(handle);
+                return Err(e);
+            }
+            if hardware
+                && let Err(e) = check(
+                    "nvjpegDecodeBatchedInitialize",
+                    (api.batched_initialize)(handle, state, 1, 1, OUTPUT_RGBI),
+                )
+            {
+                (api.state_destroy)(state);
+                (api.destroy)(handle);
+                return Err(e);
+            }
+        }
+        Ok((handle, state, hardware))
+    }
+
+    /// `hardware` or `gpu`: which nvJPEG backend decodes.
+    pub fn backend(&self) -> &'static str {
+        if self.hardware { "hardware" } else { "gpu" }
+    }
+
+    /// Decodes `bytes` to interleaved 8-bit RGB at full size.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Pixels, String> {
+        let cuda = |what: &'static str| move |e| format!("CUDA {what}: {e:?}");
+        self.context
+            .bind_to_thread()
+            .map_err(cuda("bind context"))?;
+        let (mut components, mut subsampling) = (0, 0);
+        let (mut widths, mut heights) = ([0 as c_int; 4], [0 as c_int; 4]);
+        // SAFETY: `bytes` is valid for its length; the width/height arrays hold the 4 entries
+        // (NVJPEG_MAX_COMPONENT) nvjpegGetImageInfo writes.
+        check("nvjpegGetImageInfo", unsafe {
+            (self.api.get_image_info)(
+                self.handle,
+                bytes.as_ptr(),
+                bytes.len(),
+                &mut components,
+                &mut subsampling,
+                widths.as_mut_ptr(),
+                heights.as_mut_ptr(),
+            )
+        })?;
+        let (width, height) = (widths[0], heights[0]);
+        if width <= 0 || height <= 0 {
+            return Err(format!("nvJPEG reports a {width}×{height} image"));
+        }
+        let (width, height) = (width as u32, height as u32);
+        let pitch = width as usize * 3;
+        let mut out = self
+            .stream
+            .alloc_zeros::<u8>(pitch * height as usize)
+            .map_err(cuda("alloc"))?;
+        {
+            let (pointer, _sync) = out.device_ptr_mut(&self.stream);
+            let mut image = Image {
+                channel: [
+                    pointer as *mut c_uchar,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                ],
+                pitch: [pitch, 0, 0, 0],
+            };
+            let stream = self.stream.cu_stream() as Stream;
+            let data = bytes.as_ptr();
+            let length = bytes.len();
+            // SAFETY: the output plane holds pitch × height bytes of device memory on this
+            // context; input pointers are valid for the call, which only enqueues work on
+            // `stream` (the download below waits for it).
+            let status = unsafe {
+                if self.hardware {
+                    (self.api.decode_batched)(
+                        self.handle,
+                        self.state,
+                        &data,
+                        &length,
+                        &mut image,
+                        stream,
+                    )
+                } else {
+                    (self.api.decode)(
+                        self.handle,
+                        self.state,
+                        data,
+                        length,
+                        OUTPUT_RGBI,
+                        &mut image,
+                        stream,
+                    )
+                }
+            };
+            check("nvJPEG decode", status)?;
+        }
+        let data = self.stream.clone_dtoh(&out).map_err(cuda("download"))?;
+        self.stream.synchronize().map_err(cuda("synchronize"))?;
+        Ok(Pixels::new(width, height, 3, data))
+    }
+
+    /// Decodes a JPEG made here (a smooth 161×97 gradient, baseline 4:2:0) and compares it with
+    /// libjpeg-turbo's decode: IDCT and chroma upsampling may differ by a few levels, a wrong
+    /// layout or colour conversion by far more.
+    pub fn check(&mut self) -> Result<(), String> {
+        let (width, height) = (161u32, 97u32);
+        let mut data = Vec::with_capacity((width * height * 3) as usize);
+        for y in 0..height {
+            for x in 0..width {
+                data.extend([(x * 255 / width) as u8, (y * 255 / height) as u8, 128]);
+            }
+        }
+        let source = Pixels::new(width, height, 3, data);
+        let mut preset = imgpipe_core::PresetSet::default_set()
+            .presets()
+            .iter()
+            .find(|p| p.format == imgpipe_core::OutputFormat::Jpeg)
+            .cloned()
+            .ok_or("no JPEG preset in the default set")?;
+        preset.quality = 95;
+        preset.progressive = false;
+        let jpeg = imgpipe_core::encode::encode(source, &preset, [255; 3])
+            .map_err(|e| format!("self-check JPEG: {e}"))?;
+        let header = imgpipe_core::probe::probe(&jpeg).map_err(|e| e.to_string())?;
+        let cpu = imgpipe_core::decode::decode(&jpeg, &header, 1, None, 1 << 24)
+            .map_err(|e| e.to_string())?;
+        let gpu = self.decode(&jpeg)?;
+        if (gpu.width, gpu.height, gpu.channels) != (cpu.width, cpu.height, cpu.channels) {
+            return Err(format!(
+                "self-check: nvJPEG decoded {}×{}×{}, libjpeg-turbo {}×{}×{}",
+                gpu.width, gpu.height, gpu.channels, cpu.width, cpu.height, cpu.channels
+            ));
+        }
+        let max = imgpipe_core::kernel::max_difference(&gpu, &cpu);
+        let mean = gpu
+            .data
+            .iter()
+            .zip(&cpu.data)
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / gpu.data.len() as f64;
+        if max > 12 || mean > 1.5 {
+            return Err(format!(
+                "self-check: nvJPEG differs from libjpeg-turbo by up to {max} levels (mean {mean:.2})"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NvJpeg {
+    fn drop(&mut self) {
+        // SAFETY: created in `open`, destroyed once here, state before handle.
+        unsafe {
+            (self.api.state_destroy)(self.state);
+            (self.api.destroy)(self.handle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without nvJPEG the error names every library tried, so the log line says what to install.
+    #[test]
+    fn a_missing_library_is_named_not_a_panic() {
+        match open_library() {
+            Ok(_) => {} // a CUDA machine: the GPU test below covers it
+            Err(message) => {
+                for name in LIBRARY_NAMES {
+                    assert!(message.contains(name), "{message}");
+                }
+            }
+        }
+    }
+
+    /// On a GPU (IMGPIPE_GPU_TESTS=1): the 12 MP baseline fixture decodes on the device within a
+    /// few levels of libjpeg-turbo, and the start-up self-check passes.
+    #[test]
+    fn nvjpeg_decodes_like_libjpeg_turbo() {
+        if std::env::var_os("IMGPIPE_GPU_TESTS").is_none() {
+            return;
+        }
+        let device = crate::find_device().expect("IMGPIPE_GPU_TESTS set but no GPU");
+        let mut decoder = NvJpeg::load(&device).expect("nvJPEG");
+        decoder.check().unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images/large_olympus-e-p3_12mp.jpg");
+        let bytes = std::fs::read(path).unwrap();
+        let header = imgpipe_core::probe::probe(&bytes).unwrap();
+        let cpu = imgpipe_core::decode::decode(&bytes, &header, 1, None, 1 << 30).unwrap();
+        let started = std::time::Instant::now();
+        let gpu = decoder.decode(&bytes).unwrap();
+        eprintln!(
+            "nvJPEG ({}) 12 MP decode: {:.1} ms",
+            decoder.backend(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        let mean = gpu
+            .data
+            .iter()
+            .zip(&cpu.data)
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / gpu.data.len() as f64;
+        eprintln!("nvJPEG vs libjpeg-turbo: mean difference {mean:.3}");
+        assert!(mean < 1.5, "mean difference {mean}");
+    }
+}
