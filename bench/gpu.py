@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""`make gpu-check`, part 2: images/s of the worker's pipeline with the GPU resize backend vs the CPU
-backend on all cores, 12 MP JPEGs, for the JPEG-only preset set and the default set (WebP outputs are
-encoded on CPU threads in both, so their share shows as the difference). Needs a CUDA device; prints a
-table and writes target/bench/gpu.json. Not a pass/fail test (the kernel checks run before it)."""
+"""`make gpu-check`, part 2: images/s of the worker's pipeline with the GPU backend (nvJPEG decode and
+encode where they passed their self-checks, CUDA orientation and resize) vs the CPU backend on all
+cores, 12 MP JPEGs, for the JPEG-only preset set and the default set. WebP outputs are encoded on CPU
+threads in both runs: their share is reported separately, as the default set's extra encode time over
+the JPEG-only set's. Also the median decode / resize / encode ms per image and how many device calls
+fell back to the CPU. Needs a CUDA device; prints a table and writes target/bench/gpu.json. Not a
+pass/fail test (the kernel checks run before it)."""
 import json
 import os
 import pathlib
@@ -28,9 +31,24 @@ def main():
     for name, presets in [("jpeg-only", ROOT / "bench" / "presets" / "jpeg-only.toml"), ("default", None)]:
         cpu, gpu = run("cpu", presets), run("gpu", presets)
         rows[name] = {"cpu_img_s": cpu["images_per_s"], "gpu_img_s": gpu["images_per_s"],
-                      "gpu_vs_cpu": gpu["images_per_s"] / cpu["images_per_s"], "device": gpu.get("device")}
+                      "gpu_vs_cpu": gpu["images_per_s"] / cpu["images_per_s"], "device": gpu.get("device"),
+                      "jpeg_decoder": gpu.get("jpeg_decoder"), "jpeg_encoder": gpu.get("jpeg_encoder"),
+                      "cpu_stage_ms": cpu["stage_median_ms"], "gpu_stage_ms": gpu["stage_median_ms"],
+                      "gpu_device_fallbacks": gpu["device_fallbacks"]}
         print(f"{name:<10} CPU ({CORES} threads) {cpu['images_per_s']:8.2f} img/s   "
-              f"GPU {gpu['images_per_s']:8.2f} img/s   x{rows[name]['gpu_vs_cpu']:.2f}   ({gpu.get('device')})")
+              f"GPU {gpu['images_per_s']:8.2f} img/s   x{rows[name]['gpu_vs_cpu']:.2f}   ({gpu.get('device')}, "
+              f"decode {gpu.get('jpeg_decoder')}, encode {gpu.get('jpeg_encoder')}, "
+              f"{gpu['device_fallbacks']} fallbacks)")
+        for label, run_ in (("CPU", cpu), ("GPU", gpu)):
+            st = run_["stage_median_ms"]
+            print(f"           {label} median ms/image: decode {st['decode']:.1f}  resize {st['resize']:.1f}  "
+                  f"encode {st['encode']:.1f}")
+    gpu_default, gpu_jpeg = rows["default"]["gpu_stage_ms"], rows["jpeg-only"]["gpu_stage_ms"]
+    total = sum(gpu_default.values())
+    webp = max(0.0, gpu_default["encode"] - gpu_jpeg["encode"])
+    rows["webp_share_of_gpu_default"] = webp / total if total else None
+    print(f"WebP (CPU threads) share of the GPU run's per-image time, default set: {webp:.1f} of {total:.1f} ms "
+          f"({100 * webp / total if total else 0:.0f} %)")
     out = ROOT / "target" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps({"cores": CORES, "iterations": ITERATIONS, "rows": rows}, indent=2))

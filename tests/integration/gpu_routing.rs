@@ -171,6 +171,7 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
     assert_eq!(health["backend"], expected_backend, "{health}");
     if expected_backend == "cpu" {
         assert_eq!(health["jpeg_decoder"], "cpu", "{health}");
+        assert_eq!(health["jpeg_encoder"], "cpu", "{health}");
     }
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["queue_depth"], 0, "{health}");

@@ -78,17 +78,19 @@ fn main() -> anyhow::Result<()> {
     };
     report["backend"] = backend.kind().into();
     report["device"] = backend.device_name().into();
+    report["jpeg_decoder"] = backend.jpeg_decoder().into();
+    report["jpeg_encoder"] = backend.jpeg_encoder().into();
     println!("{report}");
     Ok(())
 }
 
-/// Runs one image; returns (milliseconds, total output bytes).
+/// Runs one image; returns (milliseconds, total output bytes, [decode, resize, encode] ms).
 fn one(
     bytes: &[u8],
     presets: &PresetSet,
     options: &Options,
     engine: &mut ResizeEngine,
-) -> anyhow::Result<(f64, u64)> {
+) -> anyhow::Result<(f64, u64, [f64; 3])> {
     let started = Instant::now();
     let processed = process(bytes, &SourceRef::default(), presets, options, engine)
         .map_err(|failed| anyhow::anyhow!("{}", failed.error))?;
@@ -98,7 +100,14 @@ fn one(
         .iter()
         .map(|d| d.bytes.len() as u64)
         .sum();
-    Ok((ms, output))
+    let t = &processed.metadata.timings_ms;
+    Ok((ms, output, [t.decode, t.resize, t.encode]))
+}
+
+/// Median decode / resize / encode milliseconds over `stages`.
+fn stage_medians(stages: &[[f64; 3]]) -> serde_json::Value {
+    let column = |i: usize| median(&mut stages.iter().map(|s| s[i]).collect::<Vec<_>>());
+    serde_json::json!({"decode": column(0), "resize": column(1), "encode": column(2)})
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -124,9 +133,12 @@ fn latency(
         output_bytes.push(one(input, presets, options, &mut engine)?.1); // warm-up
     }
     let mut times = vec![Vec::new(); inputs.len()];
+    let mut stages = Vec::new();
     for _ in 0..iterations {
         for (i, input) in inputs.iter().enumerate() {
-            times[i].push(one(input, presets, options, &mut engine)?.0);
+            let (ms, _, stage) = one(input, presets, options, &mut engine)?;
+            times[i].push(ms);
+            stages.push(stage);
         }
     }
     let per_file: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
@@ -137,6 +149,8 @@ fn latency(
         "median_ms": mean_of_medians,
         "images_per_s": 1000.0 / mean_of_medians,
         "output_bytes": output_bytes.iter().sum::<u64>(),
+        "stage_median_ms": stage_medians(&stages),
+        "device_fallbacks": engine.backend_failures().0,
     }))
 }
 
@@ -151,6 +165,8 @@ fn throughput(
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let rss_samples = std::sync::Mutex::new(Vec::new());
+    let stages = std::sync::Mutex::new(Vec::new());
+    let fallbacks = AtomicUsize::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let workers: Vec<_> = (0..args.threads)
@@ -160,9 +176,18 @@ fn throughput(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= total {
+                            let (failures, last) = engine.backend_failures();
+                            if let Some(last) = last {
+                                eprintln!(
+                                    "{failures} device calls redone on the CPU; last: {last}"
+                                );
+                            }
+                            fallbacks.fetch_add(failures as usize, Ordering::Relaxed);
                             return Ok(());
                         }
-                        one(&inputs[i % inputs.len()], presets, options, &mut engine)?;
+                        let (_, _, stage) =
+                            one(&inputs[i % inputs.len()], presets, options, &mut engine)?;
+                        stages.lock().expect("stages").push(stage);
                         let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if args.rss_every > 0 && finished.is_multiple_of(args.rss_every) {
                             let sample = (finished, resident_mib());
@@ -186,6 +211,8 @@ fn throughput(
         "wall_s": seconds,
         "images_per_s": total as f64 / seconds,
         "rss_mib_after_images": rss,
+        "stage_median_ms": stage_medians(&stages.into_inner().expect("stages")),
+        "device_fallbacks": fallbacks.into_inner(),
     }))
 }
 

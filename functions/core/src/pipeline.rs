@@ -217,7 +217,7 @@ fn run(
     metadata.timings_ms.resize = ms(resize_started);
 
     let encode_started = Instant::now();
-    let mut derivatives = encode_all(resized, presets, options, &metadata.source.key)?;
+    let mut derivatives = encode_all(resized, presets, options, &metadata.source.key, engine)?;
     let animated: Vec<_> = plan
         .targets
         .iter()
@@ -316,19 +316,19 @@ fn resize_all(
     Ok((outputs, small))
 }
 
-/// Encodes every resized derivative, on `options.encode_threads` threads when there is more than one:
-/// the costliest first (WebP, then by pixels), so the longest job never starts last.
+/// Encodes every resized derivative. JPEGs go to the engine's device encoder first when it has one;
+/// the rest run on `options.encode_threads` threads when there is more than one: the costliest first
+/// (WebP, then by pixels), so the longest job never starts last.
 fn encode_all(
     resized: Vec<(usize, Pixels)>,
     presets: &PresetSet,
     options: &Options,
     key: &str,
+    engine: &mut ResizeEngine,
 ) -> Result<Vec<Derivative>> {
-    let encode_one = |(index, pixels): (usize, Pixels)| -> Result<Derivative> {
+    let derivative = |index: usize, width: u32, height: u32, bytes: Vec<u8>| {
         let preset = &presets.presets()[index];
-        let (width, height) = (pixels.width, pixels.height);
-        let bytes = encode::encode(pixels, preset, options.background)?;
-        Ok(Derivative {
+        Derivative {
             preset: preset.name.clone(),
             key: options
                 .layout
@@ -338,38 +338,57 @@ fn encode_all(
             height,
             frames: 1,
             bytes,
-        })
-    };
-    let threads = options.encode_threads.clamp(1, resized.len().max(1));
-    if threads == 1 {
-        return resized.into_iter().map(encode_one).collect();
-    }
-    let count = resized.len();
-    let mut jobs: Vec<(usize, (usize, Pixels))> = resized.into_iter().enumerate().collect();
-    jobs.sort_by_key(|(_, (index, pixels))| {
-        let weight = match presets.presets()[*index].format {
-            OutputFormat::Webp => 8,
-            _ => 1,
-        };
-        std::cmp::Reverse(weight * u64::from(pixels.width) * u64::from(pixels.height))
-    });
-    let queue = std::sync::Mutex::new(jobs.into_iter());
-    let results = std::sync::Mutex::new((0..count).map(|_| None).collect::<Vec<_>>());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let job = queue.lock().expect("encode queue").next();
-                    let Some((slot, job)) = job else { break };
-                    let encoded = encode_one(job);
-                    results.lock().expect("encode results")[slot] = Some(encoded);
-                }
-            });
         }
-    });
+    };
+    let encode_one = |(index, pixels): (usize, Pixels)| -> Result<Derivative> {
+        let (width, height) = (pixels.width, pixels.height);
+        let bytes = encode::encode(pixels, &presets.presets()[index], options.background)?;
+        Ok(derivative(index, width, height, bytes))
+    };
+    let count = resized.len();
+    let mut results: Vec<Option<Result<Derivative>>> = (0..count).map(|_| None).collect();
+    let mut jobs: Vec<(usize, (usize, Pixels))> = Vec::with_capacity(count);
+    for (slot, (index, pixels)) in resized.into_iter().enumerate() {
+        let preset = &presets.presets()[index];
+        let on_device = (preset.format == OutputFormat::Jpeg)
+            .then(|| engine.encode_jpeg(&pixels, preset, options.background))
+            .flatten();
+        match on_device {
+            Some(bytes) => {
+                results[slot] = Some(Ok(derivative(index, pixels.width, pixels.height, bytes)))
+            }
+            None => jobs.push((slot, (index, pixels))),
+        }
+    }
+    let threads = options.encode_threads.clamp(1, jobs.len().max(1));
+    if threads == 1 {
+        for (slot, job) in jobs {
+            results[slot] = Some(encode_one(job));
+        }
+    } else {
+        jobs.sort_by_key(|(_, (index, pixels))| {
+            let weight = match presets.presets()[*index].format {
+                OutputFormat::Webp => 8,
+                _ => 1,
+            };
+            std::cmp::Reverse(weight * u64::from(pixels.width) * u64::from(pixels.height))
+        });
+        let queue = std::sync::Mutex::new(jobs.into_iter());
+        let shared = std::sync::Mutex::new(&mut results);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let job = queue.lock().expect("encode queue").next();
+                        let Some((slot, job)) = job else { break };
+                        let encoded = encode_one(job);
+                        shared.lock().expect("encode results")[slot] = Some(encoded);
+                    }
+                });
+            }
+        });
+    }
     results
-        .into_inner()
-        .expect("encode results")
         .into_iter()
         .map(|r| r.expect("every job encoded"))
         .collect()
@@ -418,6 +437,87 @@ fn ms(since: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Encodes every JPEG as the same marker bytes (or fails), and takes nothing else.
+    struct JpegDevice {
+        fails: bool,
+    }
+    impl crate::Accelerator for JpegDevice {
+        fn name(&self) -> &str {
+            "jpeg-device"
+        }
+        fn resample(&mut self, _: &Pixels, _: u32, _: u32) -> std::result::Result<Pixels, String> {
+            Err("no resampler".into())
+        }
+        fn encode_jpeg(
+            &mut self,
+            pixels: &Pixels,
+            _: &crate::Preset,
+        ) -> Option<std::result::Result<Vec<u8>, String>> {
+            assert_eq!(pixels.channels, 3, "flattened before the device");
+            Some(if self.fails {
+                Err("encoder lost".into())
+            } else {
+                Ok(b"device jpeg".to_vec())
+            })
+        }
+    }
+
+    #[test]
+    fn jpeg_derivatives_go_to_the_device_encoder_and_the_rest_stay_on_the_cpu() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images/Landscape_2.jpg");
+        let bytes = std::fs::read(path).unwrap();
+        let source = SourceRef {
+            bucket: "b".into(),
+            key: "k.jpg".into(),
+            etag: None,
+        };
+        let presets = PresetSet::default_set();
+        let options = Options {
+            encode_threads: 2,
+            ..Options::default()
+        };
+        let cpu = process(
+            &bytes,
+            &source,
+            &presets,
+            &options,
+            &mut ResizeEngine::default(),
+        )
+        .unwrap();
+        let mut device = ResizeEngine::with_backend(Box::new(JpegDevice { fails: false }));
+        let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
+        assert!(
+            presets
+                .presets()
+                .iter()
+                .any(|p| p.format == OutputFormat::Jpeg)
+        );
+        for (d, c) in on_device.derivatives.iter().zip(&cpu.derivatives) {
+            assert_eq!(
+                (&d.preset, d.width, d.height),
+                (&c.preset, c.width, c.height)
+            );
+            if d.format == OutputFormat::Jpeg {
+                assert_eq!(d.bytes, b"device jpeg", "{}", d.preset);
+            } else {
+                assert_eq!(d.bytes, c.bytes, "{}", d.preset);
+            }
+        }
+        let mut failing = ResizeEngine::with_backend(Box::new(JpegDevice { fails: true }));
+        let fallback = process(&bytes, &source, &presets, &options, &mut failing).unwrap();
+        assert_eq!(fallback.derivatives, cpu.derivatives);
+        let jpegs = presets
+            .presets()
+            .iter()
+            .filter(|p| p.format == OutputFormat::Jpeg)
+            .count() as u64;
+        // Every JPEG encode failed over to the CPU, besides every resample.
+        let (failures, last) = failing.backend_failures();
+        assert!(failures >= jpegs, "{failures}");
+        assert!(last.unwrap().starts_with("jpeg-device: "), "{last:?}");
+    }
 
     #[test]
     fn public_urls_encode_each_segment() {

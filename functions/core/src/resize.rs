@@ -22,6 +22,15 @@ pub trait Accelerator: Send {
     fn decode_jpeg(&mut self, _bytes: &[u8]) -> Option<Result<Pixels, String>> {
         None
     }
+    /// Encodes opaque RGB `pixels` as a JPEG with `preset`'s quality, progressiveness and chroma
+    /// subsampling, no metadata. `None`: this accelerator has no JPEG encoder.
+    fn encode_jpeg(
+        &mut self,
+        _pixels: &Pixels,
+        _preset: &crate::preset::Preset,
+    ) -> Option<Result<Vec<u8>, String>> {
+        None
+    }
     /// Applies EXIF `orientation` (2–8) exactly as [`crate::orient::orient`] does. `None`: not offered.
     fn orient(&mut self, _pixels: &Pixels, _orientation: u8) -> Option<Result<Pixels, String>> {
         None
@@ -95,6 +104,29 @@ impl ResizeEngine {
                 self.count_failure(error);
                 None
             }
+            Err(error) => {
+                self.count_failure(error);
+                None
+            }
+        }
+    }
+
+    /// Encodes a JPEG derivative on the accelerator when it has an encoder (RGBA is flattened onto
+    /// `background` first, as on the CPU). `None`: encode on the CPU (also after a counted failure).
+    pub fn encode_jpeg(
+        &mut self,
+        pixels: &Pixels,
+        preset: &crate::preset::Preset,
+        background: [u8; 3],
+    ) -> Option<Vec<u8>> {
+        let backend = self.backend.as_mut()?;
+        let result = if pixels.has_alpha() {
+            backend.encode_jpeg(&pixels.clone().flatten(background), preset)?
+        } else {
+            backend.encode_jpeg(pixels, preset)?
+        };
+        match result {
+            Ok(bytes) => Some(bytes),
             Err(error) => {
                 self.count_failure(error);
                 None

@@ -163,6 +163,7 @@ async fn health(
         "backend": backend.kind(),
         "gpu": backend.device_name(),
         "jpeg_decoder": backend.jpeg_decoder(),
+        "jpeg_encoder": backend.jpeg_encoder(),
         "cpu_reason": match backend { Backend::Cpu { reason } => Some(reason.as_str()), Backend::Gpu(..) => None },
         "queue_depth": depth,
         "in_flight": in_flight,

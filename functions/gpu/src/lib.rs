@@ -17,7 +17,7 @@ use cudarc::driver::CudaContext;
 use imgpipe_core::pixels::Pixels;
 use imgpipe_core::{Accelerator, ResizeEngine};
 
-use crate::nvjpeg::NvJpeg;
+use crate::nvjpeg::{NvJpeg, NvJpegEncoder};
 use crate::resize::CudaResizer;
 
 /// What the operator asked for (`--backend`).
@@ -72,12 +72,15 @@ pub struct GpuBackend {
     resizer: Arc<Mutex<CudaResizer>>,
     /// nvJPEG, when it loaded and passed its self-check (else JPEGs decode on CPU threads).
     decoder: Option<Arc<Mutex<NvJpeg>>>,
+    /// nvJPEG's encoder, likewise (else JPEG derivatives encode on CPU threads).
+    encoder: Option<Arc<Mutex<NvJpegEncoder>>>,
 }
 
 /// [`Accelerator`] on the device, shared by all worker threads (calls are serialised per stream).
 struct SharedCuda {
     resizer: Arc<Mutex<CudaResizer>>,
     decoder: Option<Arc<Mutex<NvJpeg>>>,
+    encoder: Option<Arc<Mutex<NvJpegEncoder>>>,
 }
 
 impl Accelerator for SharedCuda {
@@ -96,6 +99,17 @@ impl Accelerator for SharedCuda {
         Some(match decoder.lock() {
             Ok(mut decoder) => decoder.decode(bytes),
             Err(_) => Err("nvJPEG decoder poisoned".into()),
+        })
+    }
+    fn encode_jpeg(
+        &mut self,
+        pixels: &Pixels,
+        preset: &imgpipe_core::Preset,
+    ) -> Option<Result<Vec<u8>, String>> {
+        let encoder = self.encoder.as_ref()?;
+        Some(match encoder.lock() {
+            Ok(mut encoder) => encoder.encode(pixels, preset),
+            Err(_) => Err("nvJPEG encoder poisoned".into()),
         })
     }
     fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
@@ -124,6 +138,16 @@ impl Backend {
         }
     }
 
+    /// Who encodes JPEG derivatives: `nvjpeg` or `cpu` (WebP and PNG always encode on CPU threads).
+    pub fn jpeg_encoder(&self) -> &'static str {
+        match self {
+            Backend::Gpu(GpuBackend {
+                encoder: Some(_), ..
+            }) => "nvjpeg",
+            _ => "cpu",
+        }
+    }
+
     /// Who decodes baseline JPEGs: `nvjpeg-hardware`, `nvjpeg-gpu` or `cpu`.
     pub fn jpeg_decoder(&self) -> String {
         match self {
@@ -145,6 +169,7 @@ impl Backend {
             Backend::Gpu(gpu) => ResizeEngine::with_backend(Box::new(SharedCuda {
                 resizer: Arc::clone(&gpu.resizer),
                 decoder: gpu.decoder.clone(),
+                encoder: gpu.encoder.clone(),
             })),
         }
     }
@@ -199,10 +224,18 @@ fn gpu_backend() -> Result<Backend, String> {
             None
         }
     };
+    let encoder = match NvJpegEncoder::load(&device).and_then(|mut e| e.check().map(|()| e)) {
+        Ok(encoder) => Some(Arc::new(Mutex::new(encoder))),
+        Err(reason) => {
+            tracing::warn!(%reason, "nvJPEG encoder not used: JPEG derivatives encode on CPU threads");
+            None
+        }
+    };
     Ok(Backend::Gpu(GpuBackend {
         device,
         resizer: Arc::new(Mutex::new(resizer)),
         decoder,
+        encoder,
     }))
 }
 
@@ -239,7 +272,7 @@ pub fn select(choice: BackendChoice) -> Result<Backend, String> {
         BackendChoice::Auto => match gpu_backend() {
             Ok(backend) => {
                 if let Backend::Gpu(gpu) = &backend {
-                    tracing::info!(device = %gpu.device.name, memory_mib = gpu.device.memory_bytes >> 20, jpeg_decoder = %backend.jpeg_decoder(), "GPU backend: kernels loaded and checked");
+                    tracing::info!(device = %gpu.device.name, memory_mib = gpu.device.memory_bytes >> 20, jpeg_decoder = %backend.jpeg_decoder(), jpeg_encoder = backend.jpeg_encoder(), "GPU backend: kernels loaded and checked");
                 }
                 Ok(backend)
             }

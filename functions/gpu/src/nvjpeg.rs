@@ -1,12 +1,13 @@
 //! nvJPEG, opened at run time with libloading (cudarc has no nvJPEG bindings; nothing of CUDA is
-//! needed to build or to run without a GPU): JPEG decode on the device for the GPU worker. The
+//! needed to build or to run without a GPU): JPEG decode ([`NvJpeg`]) and JPEG encode
+//! ([`NvJpegEncoder`]) on the device for the GPU worker. The
 //! hardware engine (NVJPG on A100, H100, L4, …) is used when the GPU has one, else nvJPEG's default
 //! GPU/hybrid backend. Only files `imgpipe_core::decode::suits_device_decode` accepts (baseline or
 //! extended sequential, 8-bit YCbCr) are offered; any error sends that file to libjpeg-turbo.
 //!
 //! The declarations follow `nvjpeg.h` (CUDA 11.6–12.x; the functions used here are unchanged
-//! across those releases). The decoder is self-checked against libjpeg-turbo at start-up
-//! ([`NvJpeg::check`]): a library that decodes anything else is not used.
+//! across those releases). Decoder and encoder are self-checked against libjpeg-turbo at start-up
+//! ([`NvJpeg::check`], [`NvJpegEncoder::check`]): a library that computes anything else is not used.
 
 use std::ffi::{c_int, c_uchar, c_uint, c_void};
 use std::sync::Arc;
@@ -29,6 +30,11 @@ const STATUS_SUCCESS: Status = 0;
 const BACKEND_DEFAULT: c_int = 0;
 const BACKEND_HARDWARE: c_int = 3;
 const OUTPUT_RGBI: c_int = 5;
+const INPUT_RGBI: c_int = 5;
+const CSS_444: c_int = 0;
+const CSS_420: c_int = 2;
+const ENCODING_BASELINE: c_int = 0xc0;
+const ENCODING_PROGRESSIVE: c_int = 0xc2;
 
 /// `nvjpegImage_t`: up to four planes; interleaved RGB uses the first.
 #[repr(C)]
@@ -63,6 +69,26 @@ type DecodeBatched = unsafe extern "C" fn(
     Stream,
 ) -> Status;
 
+type EncoderStateCreate = unsafe extern "C" fn(Handle, *mut EncoderState, Stream) -> Status;
+type EncoderStateDestroy = unsafe extern "C" fn(EncoderState) -> Status;
+type EncoderParamsCreate = unsafe extern "C" fn(Handle, *mut EncoderParams, Stream) -> Status;
+type EncoderParamsDestroy = unsafe extern "C" fn(EncoderParams) -> Status;
+type EncoderParamsSetInt = unsafe extern "C" fn(EncoderParams, c_int, Stream) -> Status;
+type EncodeImage = unsafe extern "C" fn(
+    Handle,
+    EncoderState,
+    EncoderParams,
+    *const Image,
+    c_int,
+    c_int,
+    c_int,
+    Stream,
+) -> Status;
+type EncodeRetrieveBitstream =
+    unsafe extern "C" fn(Handle, EncoderState, *mut c_uchar, *mut usize, Stream) -> Status;
+type EncoderState = *mut c_void;
+type EncoderParams = *mut c_void;
+
 /// The entry points used, copied out of the library, which the struct keeps open.
 struct Api {
     create_ex: CreateEx,
@@ -73,6 +99,16 @@ struct Api {
     decode: Decode,
     batched_initialize: BatchedInitialize,
     decode_batched: DecodeBatched,
+    encoder_state_create: EncoderStateCreate,
+    encoder_state_destroy: EncoderStateDestroy,
+    encoder_params_create: EncoderParamsCreate,
+    encoder_params_destroy: EncoderParamsDestroy,
+    set_quality: EncoderParamsSetInt,
+    set_sampling_factors: EncoderParamsSetInt,
+    set_optimized_huffman: EncoderParamsSetInt,
+    set_encoding: EncoderParamsSetInt,
+    encode_image: EncodeImage,
+    retrieve_bitstream: EncodeRetrieveBitstream,
     _library: Library,
 }
 
@@ -110,6 +146,16 @@ impl Api {
                 decode: symbol!("nvjpegDecode"),
                 batched_initialize: symbol!("nvjpegDecodeBatchedInitialize"),
                 decode_batched: symbol!("nvjpegDecodeBatched"),
+                encoder_state_create: symbol!("nvjpegEncoderStateCreate"),
+                encoder_state_destroy: symbol!("nvjpegEncoderStateDestroy"),
+                encoder_params_create: symbol!("nvjpegEncoderParamsCreate"),
+                encoder_params_destroy: symbol!("nvjpegEncoderParamsDestroy"),
+                set_quality: symbol!("nvjpegEncoderParamsSetQuality"),
+                set_sampling_factors: symbol!("nvjpegEncoderParamsSetSamplingFactors"),
+                set_optimized_huffman: symbol!("nvjpegEncoderParamsSetOptimizedHuffman"),
+                set_encoding: symbol!("nvjpegEncoderParamsSetEncoding"),
+                encode_image: symbol!("nvjpegEncodeImage"),
+                retrieve_bitstream: symbol!("nvjpegEncodeRetrieveBitstream"),
                 _library: library,
             })
         }
@@ -307,48 +353,271 @@ impl NvJpeg {
     /// libjpeg-turbo's decode: IDCT and chroma upsampling may differ by a few levels, a wrong
     /// layout or colour conversion by far more.
     pub fn check(&mut self) -> Result<(), String> {
-        let (width, height) = (161u32, 97u32);
-        let mut data = Vec::with_capacity((width * height * 3) as usize);
-        for y in 0..height {
-            for x in 0..width {
-                data.extend([(x * 255 / width) as u8, (y * 255 / height) as u8, 128]);
+        let jpeg = imgpipe_core::encode::encode(gradient(), &check_preset(false)?, [255; 3])
+            .map_err(|e| format!("self-check JPEG: {e}"))?;
+        let cpu = decode_on_cpu(&jpeg)?;
+        let gpu = self.decode(&jpeg)?;
+        compare("nvJPEG decode vs libjpeg-turbo", &gpu, &cpu, 12, 1.5)
+    }
+}
+
+/// A smooth 161×97 RGB gradient: what both self-checks code.
+fn gradient() -> Pixels {
+    let (width, height) = (161u32, 97u32);
+    let mut data = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            data.extend([(x * 255 / width) as u8, (y * 255 / height) as u8, 128]);
+        }
+    }
+    Pixels::new(width, height, 3, data)
+}
+
+/// The default set's JPEG preset at quality 95, baseline or progressive.
+fn check_preset(progressive: bool) -> Result<imgpipe_core::Preset, String> {
+    let mut preset = imgpipe_core::PresetSet::default_set()
+        .presets()
+        .iter()
+        .find(|p| p.format == imgpipe_core::OutputFormat::Jpeg)
+        .cloned()
+        .ok_or("no JPEG preset in the default set")?;
+    preset.quality = 95;
+    preset.progressive = progressive;
+    Ok(preset)
+}
+
+fn decode_on_cpu(jpeg: &[u8]) -> Result<Pixels, String> {
+    let header = imgpipe_core::probe::probe(jpeg).map_err(|e| e.to_string())?;
+    imgpipe_core::decode::decode(jpeg, &header, 1, None, 1 << 24).map_err(|e| e.to_string())
+}
+
+/// Same size and within `max` levels everywhere and `mean` on average, or an error saying how not.
+fn compare(what: &str, got: &Pixels, want: &Pixels, max: u8, mean: f64) -> Result<(), String> {
+    if (got.width, got.height, got.channels) != (want.width, want.height, want.channels) {
+        return Err(format!(
+            "self-check, {what}: {}×{}×{} instead of {}×{}×{}",
+            got.width, got.height, got.channels, want.width, want.height, want.channels
+        ));
+    }
+    let largest = imgpipe_core::kernel::max_difference(got, want);
+    let average = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / got.data.len().max(1) as f64;
+    if largest > max || average > mean {
+        return Err(format!(
+            "self-check, {what}: differs by up to {largest} levels (mean {average:.2})"
+        ));
+    }
+    Ok(())
+}
+
+/// A JPEG encoder on the device (nvJPEG's CUDA encoder; its own handle and stream): 8-bit RGB in,
+/// baseline or progressive JPEG out, optimised Huffman tables, the preset's quality and chroma
+/// subsampling. No ICC, EXIF or XMP is written, as on the CPU path.
+pub struct NvJpegEncoder {
+    api: Api,
+    handle: Handle,
+    state: EncoderState,
+    params: EncoderParams,
+    context: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+}
+
+// SAFETY: as for NvJpeg: one thread at a time, behind the backend's mutex.
+unsafe impl Send for NvJpegEncoder {}
+
+impl NvJpegEncoder {
+    /// Opens nvJPEG's encoder on `device`.
+    pub fn load(device: &GpuDevice) -> Result<Self, String> {
+        let api = Api::load()?;
+        device
+            .context
+            .bind_to_thread()
+            .map_err(|e| format!("CUDA context: {e:?}"))?;
+        let stream = device
+            .context
+            .new_stream()
+            .map_err(|e| format!("CUDA stream: {e:?}"))?;
+        let raw = stream.cu_stream() as Stream;
+        let mut handle: Handle = std::ptr::null_mut();
+        let mut state: EncoderState = std::ptr::null_mut();
+        let mut params: EncoderParams = std::ptr::null_mut();
+        // SAFETY: out-pointers to locals; default allocators; on failure everything created so
+        // far is destroyed before returning.
+        unsafe {
+            check(
+                "nvjpegCreateEx",
+                (api.create_ex)(
+                    BACKEND_DEFAULT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                    &mut handle,
+                ),
+            )?;
+            if let Err(e) = check(
+                "nvjpegEncoderStateCreate",
+                (api.encoder_state_create)(handle, &mut state, raw),
+            ) {
+                (api.destroy)(handle);
+                return Err(e);
+            }
+            if let Err(e) = check(
+                "nvjpegEncoderParamsCreate",
+                (api.encoder_params_create)(handle, &mut params, raw),
+            ) {
+                (api.encoder_state_destroy)(state);
+                (api.destroy)(handle);
+                return Err(e);
             }
         }
-        let source = Pixels::new(width, height, 3, data);
-        let mut preset = imgpipe_core::PresetSet::default_set()
-            .presets()
-            .iter()
-            .find(|p| p.format == imgpipe_core::OutputFormat::Jpeg)
-            .cloned()
-            .ok_or("no JPEG preset in the default set")?;
-        preset.quality = 95;
-        preset.progressive = false;
-        let jpeg = imgpipe_core::encode::encode(source, &preset, [255; 3])
-            .map_err(|e| format!("self-check JPEG: {e}"))?;
-        let header = imgpipe_core::probe::probe(&jpeg).map_err(|e| e.to_string())?;
-        let cpu = imgpipe_core::decode::decode(&jpeg, &header, 1, None, 1 << 24)
-            .map_err(|e| e.to_string())?;
-        let gpu = self.decode(&jpeg)?;
-        if (gpu.width, gpu.height, gpu.channels) != (cpu.width, cpu.height, cpu.channels) {
+        Ok(Self {
+            api,
+            handle,
+            state,
+            params,
+            context: Arc::clone(&device.context),
+            stream,
+        })
+    }
+
+    /// Encodes RGB `pixels` with `preset`'s quality, progressiveness and chroma subsampling.
+    pub fn encode(
+        &mut self,
+        pixels: &Pixels,
+        preset: &imgpipe_core::Preset,
+    ) -> Result<Vec<u8>, String> {
+        if pixels.channels != 3 {
             return Err(format!(
-                "self-check: nvJPEG decoded {}×{}×{}, libjpeg-turbo {}×{}×{}",
-                gpu.width, gpu.height, gpu.channels, cpu.width, cpu.height, cpu.channels
+                "nvJPEG encodes RGB, not {} channels",
+                pixels.channels
             ));
         }
-        let max = imgpipe_core::kernel::max_difference(&gpu, &cpu);
-        let mean = gpu
-            .data
-            .iter()
-            .zip(&cpu.data)
-            .map(|(a, b)| f64::from(a.abs_diff(*b)))
-            .sum::<f64>()
-            / gpu.data.len() as f64;
-        if max > 12 || mean > 1.5 {
-            return Err(format!(
-                "self-check: nvJPEG differs from libjpeg-turbo by up to {max} levels (mean {mean:.2})"
-            ));
+        let cuda = |what: &'static str| move |e| format!("CUDA {what}: {e:?}");
+        self.context
+            .bind_to_thread()
+            .map_err(cuda("bind context"))?;
+        let raw = self.stream.cu_stream() as Stream;
+        let sampling = match preset.chroma_subsampling {
+            imgpipe_core::preset::ChromaSubsampling::Yuv420 => CSS_420,
+            imgpipe_core::preset::ChromaSubsampling::Yuv444 => CSS_444,
+        };
+        let encoding = if preset.progressive {
+            ENCODING_PROGRESSIVE
+        } else {
+            ENCODING_BASELINE
+        };
+        let params = self.params;
+        // SAFETY: `params` was created by nvjpegEncoderParamsCreate and lives as long as `self`.
+        unsafe {
+            check(
+                "set quality",
+                (self.api.set_quality)(params, c_int::from(preset.quality), raw),
+            )?;
+            check(
+                "set sampling factors",
+                (self.api.set_sampling_factors)(params, sampling, raw),
+            )?;
+            check(
+                "set optimised Huffman",
+                (self.api.set_optimized_huffman)(params, 1, raw),
+            )?;
+            check(
+                "set encoding",
+                (self.api.set_encoding)(params, encoding, raw),
+            )?;
+        }
+        let mut source = self
+            .stream
+            .clone_htod(&pixels.data)
+            .map_err(cuda("upload"))?;
+        {
+            let (pointer, _sync) = source.device_ptr_mut(&self.stream);
+            let image = Image {
+                channel: [
+                    pointer as *mut c_uchar,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                ],
+                pitch: [pixels.width as usize * 3, 0, 0, 0],
+            };
+            // SAFETY: the source plane holds width × 3 × height bytes of device memory on this
+            // context; the call enqueues work on `raw`.
+            check("nvjpegEncodeImage", unsafe {
+                (self.api.encode_image)(
+                    self.handle,
+                    self.state,
+                    params,
+                    &image,
+                    INPUT_RGBI,
+                    pixels.width as c_int,
+                    pixels.height as c_int,
+                    raw,
+                )
+            })?;
+        }
+        let mut length = 0usize;
+        // SAFETY: a null buffer asks for the length only; the second call writes at most
+        // `length` bytes into a buffer of that size, then the stream is synchronised.
+        unsafe {
+            check(
+                "nvjpegEncodeRetrieveBitstream (length)",
+                (self.api.retrieve_bitstream)(
+                    self.handle,
+                    self.state,
+                    std::ptr::null_mut(),
+                    &mut length,
+                    raw,
+                ),
+            )?;
+            let mut bytes = vec![0u8; length];
+            check(
+                "nvjpegEncodeRetrieveBitstream",
+                (self.api.retrieve_bitstream)(
+                    self.handle,
+                    self.state,
+                    bytes.as_mut_ptr(),
+                    &mut length,
+                    raw,
+                ),
+            )?;
+            self.stream.synchronize().map_err(cuda("synchronize"))?;
+            bytes.truncate(length);
+            Ok(bytes)
+        }
+    }
+
+    /// Encodes the gradient baseline and progressive; libjpeg-turbo must read both back close to
+    /// the source (quality 95).
+    pub fn check(&mut self) -> Result<(), String> {
+        let source = gradient();
+        for progressive in [false, true] {
+            let jpeg = self.encode(&source, &check_preset(progressive)?)?;
+            let decoded = decode_on_cpu(&jpeg)?;
+            let what = if progressive {
+                "nvJPEG progressive encode"
+            } else {
+                "nvJPEG baseline encode"
+            };
+            compare(what, &decoded, &source, 24, 2.5)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for NvJpegEncoder {
+    fn drop(&mut self) {
+        // SAFETY: created in `load`, destroyed once here.
+        unsafe {
+            (self.api.encoder_params_destroy)(self.params);
+            (self.api.encoder_state_destroy)(self.state);
+            (self.api.destroy)(self.handle);
+        }
     }
 }
 
@@ -401,14 +670,23 @@ mod tests {
             decoder.backend(),
             started.elapsed().as_secs_f64() * 1e3
         );
-        let mean = gpu
-            .data
-            .iter()
-            .zip(&cpu.data)
-            .map(|(a, b)| f64::from(a.abs_diff(*b)))
-            .sum::<f64>()
-            / gpu.data.len() as f64;
-        eprintln!("nvJPEG vs libjpeg-turbo: mean difference {mean:.3}");
-        assert!(mean < 1.5, "mean difference {mean}");
+        compare("12 MP decode", &gpu, &cpu, 255, 1.5).unwrap();
+
+        let mut encoder = NvJpegEncoder::load(&device).expect("nvJPEG encoder");
+        encoder.check().unwrap();
+        let preset = check_preset(true).unwrap();
+        let started = std::time::Instant::now();
+        let jpeg = encoder.encode(&cpu, &preset).unwrap();
+        eprintln!(
+            "nvJPEG 12 MP progressive encode: {:.1} ms, {} bytes",
+            started.elapsed().as_secs_f64() * 1e3,
+            jpeg.len()
+        );
+        compare("12 MP encode", &decode_on_cpu_big(&jpeg), &cpu, 255, 3.0).unwrap();
+    }
+
+    fn decode_on_cpu_big(jpeg: &[u8]) -> Pixels {
+        let header = imgpipe_core::probe::probe(jpeg).unwrap();
+        imgpipe_core::decode::decode(jpeg, &header, 1, None, 1 << 30).unwrap()
     }
 }
