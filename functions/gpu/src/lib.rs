@@ -8,6 +8,7 @@
 //! same source run on the CPU for tests; their math is `imgpipe_core::kernel`, the CPU reference.
 #![warn(missing_docs)]
 
+pub mod batcher;
 pub mod nvjpeg;
 pub mod resize;
 
@@ -17,6 +18,7 @@ use cudarc::driver::CudaContext;
 use imgpipe_core::pixels::Pixels;
 use imgpipe_core::{Accelerator, ResizeEngine};
 
+use crate::batcher::Batcher;
 use crate::nvjpeg::{NvJpeg, NvJpegEncoder};
 use crate::resize::CudaResizer;
 
@@ -71,15 +73,39 @@ pub struct GpuBackend {
     pub device: GpuDevice,
     resizer: Arc<Mutex<CudaResizer>>,
     /// nvJPEG, when it loaded and passed its self-check (else JPEGs decode on CPU threads).
-    decoder: Option<Arc<Mutex<NvJpeg>>>,
+    decoder: Option<Arc<DecodeService>>,
     /// nvJPEG's encoder, likewise (else JPEG derivatives encode on CPU threads).
     encoder: Option<Arc<Mutex<NvJpegEncoder>>>,
+}
+
+/// JPEGs decoded in one nvJPEG call at most.
+const DECODE_BATCH_MAX: usize = 8;
+/// How long the first JPEG of a decode batch waits for others (a small share of a CPU decode).
+const DECODE_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// nvJPEG behind a micro-batcher: worker threads decoding at the same time share one batched call.
+struct DecodeService {
+    decoder: Mutex<NvJpeg>,
+    batcher: Batcher<Vec<u8>, Result<Pixels, String>>,
+}
+
+impl DecodeService {
+    fn decode(&self, bytes: &[u8]) -> Result<Pixels, String> {
+        self.batcher
+            .submit(bytes.to_vec(), |jpegs| match self.decoder.lock() {
+                Ok(mut decoder) => decoder.decode_batch(&jpegs),
+                Err(_) => jpegs
+                    .iter()
+                    .map(|_| Err("nvJPEG decoder poisoned".to_string()))
+                    .collect(),
+            })
+    }
 }
 
 /// [`Accelerator`] on the device, shared by all worker threads (calls are serialised per stream).
 struct SharedCuda {
     resizer: Arc<Mutex<CudaResizer>>,
-    decoder: Option<Arc<Mutex<NvJpeg>>>,
+    decoder: Option<Arc<DecodeService>>,
     encoder: Option<Arc<Mutex<NvJpegEncoder>>>,
 }
 
@@ -95,11 +121,8 @@ impl Accelerator for SharedCuda {
         resizer.resize(source, width, height)
     }
     fn decode_jpeg(&mut self, bytes: &[u8]) -> Option<Result<Pixels, String>> {
-        let decoder = self.decoder.as_ref()?;
-        Some(match decoder.lock() {
-            Ok(mut decoder) => decoder.decode(bytes),
-            Err(_) => Err("nvJPEG decoder poisoned".into()),
-        })
+        let service = self.decoder.as_ref()?;
+        Some(service.decode(bytes))
     }
     fn encode_jpeg(
         &mut self,
@@ -155,6 +178,7 @@ impl Backend {
                 decoder: Some(decoder),
                 ..
             }) => decoder
+                .decoder
                 .lock()
                 .map(|d| format!("nvjpeg-{}", d.backend()))
                 .unwrap_or_else(|_| "cpu".into()),
@@ -218,7 +242,10 @@ fn gpu_backend() -> Result<Backend, String> {
     let device = find_device()?;
     let resizer = load_and_check(&device)?;
     let decoder = match NvJpeg::load(&device).and_then(|mut d| d.check().map(|()| d)) {
-        Ok(decoder) => Some(Arc::new(Mutex::new(decoder))),
+        Ok(decoder) => Some(Arc::new(DecodeService {
+            decoder: Mutex::new(decoder),
+            batcher: Batcher::new(DECODE_BATCH_MAX, DECODE_BATCH_WINDOW),
+        })),
         Err(reason) => {
             tracing::warn!(%reason, "nvJPEG not used: JPEGs decode on CPU threads");
             None

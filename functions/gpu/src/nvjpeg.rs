@@ -189,6 +189,8 @@ pub struct NvJpeg {
     handle: Handle,
     state: State,
     hardware: bool,
+    /// Images the batched (hardware) decoder is initialised for.
+    batch_size: usize,
     context: Arc<CudaContext>,
     stream: Arc<CudaStream>,
 }
@@ -221,6 +223,7 @@ impl NvJpeg {
             handle,
             state,
             hardware,
+            batch_size: usize::from(hardware),
             context: Arc::clone(&device.context),
             stream,
         })
@@ -274,10 +277,123 @@ impl NvJpeg {
 
     /// Decodes `bytes` to interleaved 8-bit RGB at full size.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Pixels, String> {
+        self.decode_many(&[bytes])?
+            .pop()
+            .ok_or_else(|| "nvJPEG returned no image".to_string())
+    }
+
+    /// Decodes several JPEGs: with the hardware backend in one batched call (all of the GPU's JPEG
+    /// engines at once); when that call fails, or on the GPU backend, one by one, so a bad file
+    /// never fails the others.
+    pub fn decode_batch(&mut self, jpegs: &[Vec<u8>]) -> Vec<Result<Pixels, String>> {
+        if jpegs.len() > 1 {
+            let slices: Vec<&[u8]> = jpegs.iter().map(Vec::as_slice).collect();
+            match self.decode_many(&slices) {
+                Ok(all) => return all.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "batched nvJPEG decode failed; decoding one by one")
+                }
+            }
+        }
+        jpegs.iter().map(|jpeg| self.decode(jpeg)).collect()
+    }
+
+    /// (Re)initialises the batched decoder for `size` images when it was set up for another size.
+    fn ensure_batch_size(&mut self, size: usize) -> Result<(), String> {
+        if self.batch_size == size {
+            return Ok(());
+        }
+        // SAFETY: handle and state are live; batch size and thread count are positive.
+        check("nvjpegDecodeBatchedInitialize", unsafe {
+            (self.api.batched_initialize)(self.handle, self.state, size as c_int, 1, OUTPUT_RGBI)
+        })?;
+        self.batch_size = size;
+        Ok(())
+    }
+
+    fn decode_many(&mut self, jpegs: &[&[u8]]) -> Result<Vec<Pixels>, String> {
         let cuda = |what: &'static str| move |e| format!("CUDA {what}: {e:?}");
         self.context
             .bind_to_thread()
             .map_err(cuda("bind context"))?;
+        if self.hardware {
+            self.ensure_batch_size(jpegs.len())?;
+        }
+        let mut sizes = Vec::with_capacity(jpegs.len());
+        let mut outputs = Vec::with_capacity(jpegs.len());
+        for bytes in jpegs {
+            let (width, height) = self.image_size(bytes)?;
+            outputs.push(
+                self.stream
+                    .alloc_zeros::<u8>(width as usize * 3 * height as usize)
+                    .map_err(cuda("alloc"))?,
+            );
+            sizes.push((width, height));
+        }
+        {
+            let stream = Arc::clone(&self.stream);
+            let raw = stream.cu_stream() as Stream;
+            let guards: Vec<_> = outputs
+                .iter_mut()
+                .map(|out| out.device_ptr_mut(&stream))
+                .collect();
+            let mut images: Vec<Image> = guards
+                .iter()
+                .zip(&sizes)
+                .map(|((pointer, _), (width, _))| Image {
+                    channel: [
+                        *pointer as *mut c_uchar,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    ],
+                    pitch: [*width as usize * 3, 0, 0, 0],
+                })
+                .collect();
+            let data: Vec<*const c_uchar> = jpegs.iter().map(|j| j.as_ptr()).collect();
+            let lengths: Vec<usize> = jpegs.iter().map(|j| j.len()).collect();
+            // SAFETY: each output plane holds pitch × height bytes of device memory on this
+            // context (sized from nvjpegGetImageInfo); the arrays hold one entry per image, as the
+            // batch was initialised for; the calls only enqueue work on `raw`, which the
+            // downloads below wait for.
+            if self.hardware {
+                check("nvjpegDecodeBatched", unsafe {
+                    (self.api.decode_batched)(
+                        self.handle,
+                        self.state,
+                        data.as_ptr(),
+                        lengths.as_ptr(),
+                        images.as_mut_ptr(),
+                        raw,
+                    )
+                })?;
+            } else {
+                for ((data, length), image) in data.iter().zip(&lengths).zip(&mut images) {
+                    check("nvjpegDecode", unsafe {
+                        (self.api.decode)(
+                            self.handle,
+                            self.state,
+                            *data,
+                            *length,
+                            OUTPUT_RGBI,
+                            image,
+                            raw,
+                        )
+                    })?;
+                }
+            }
+        }
+        let mut decoded = Vec::with_capacity(outputs.len());
+        for (out, (width, height)) in outputs.iter().zip(sizes) {
+            let data = self.stream.clone_dtoh(out).map_err(cuda("download"))?;
+            decoded.push(Pixels::new(width, height, 3, data));
+        }
+        self.stream.synchronize().map_err(cuda("synchronize"))?;
+        Ok(decoded)
+    }
+
+    /// Width and height nvJPEG reads from the header of `bytes`.
+    fn image_size(&self, bytes: &[u8]) -> Result<(u32, u32), String> {
         let (mut components, mut subsampling) = (0, 0);
         let (mut widths, mut heights) = ([0 as c_int; 4], [0 as c_int; 4]);
         // SAFETY: `bytes` is valid for its length; the width/height arrays hold the 4 entries
@@ -293,60 +409,10 @@ impl NvJpeg {
                 heights.as_mut_ptr(),
             )
         })?;
-        let (width, height) = (widths[0], heights[0]);
-        if width <= 0 || height <= 0 {
-            return Err(format!("nvJPEG reports a {width}×{height} image"));
+        match (widths[0], heights[0]) {
+            (w, h) if w > 0 && h > 0 => Ok((w as u32, h as u32)),
+            (w, h) => Err(format!("nvJPEG reports a {w}×{h} image")),
         }
-        let (width, height) = (width as u32, height as u32);
-        let pitch = width as usize * 3;
-        let mut out = self
-            .stream
-            .alloc_zeros::<u8>(pitch * height as usize)
-            .map_err(cuda("alloc"))?;
-        {
-            let (pointer, _sync) = out.device_ptr_mut(&self.stream);
-            let mut image = Image {
-                channel: [
-                    pointer as *mut c_uchar,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                ],
-                pitch: [pitch, 0, 0, 0],
-            };
-            let stream = self.stream.cu_stream() as Stream;
-            let data = bytes.as_ptr();
-            let length = bytes.len();
-            // SAFETY: the output plane holds pitch × height bytes of device memory on this
-            // context; input pointers are valid for the call, which only enqueues work on
-            // `stream` (the download below waits for it).
-            let status = unsafe {
-                if self.hardware {
-                    (self.api.decode_batched)(
-                        self.handle,
-                        self.state,
-                        &data,
-                        &length,
-                        &mut image,
-                        stream,
-                    )
-                } else {
-                    (self.api.decode)(
-                        self.handle,
-                        self.state,
-                        data,
-                        length,
-                        OUTPUT_RGBI,
-                        &mut image,
-                        stream,
-                    )
-                }
-            };
-            check("nvJPEG decode", status)?;
-        }
-        let data = self.stream.clone_dtoh(&out).map_err(cuda("download"))?;
-        self.stream.synchronize().map_err(cuda("synchronize"))?;
-        Ok(Pixels::new(width, height, 3, data))
     }
 
     /// Decodes a JPEG made here (a smooth 161×97 gradient, baseline 4:2:0) and compares it with
@@ -671,6 +737,33 @@ mod tests {
             started.elapsed().as_secs_f64() * 1e3
         );
         compare("12 MP decode", &gpu, &cpu, 255, 1.5).unwrap();
+
+        // A batch (one call on the hardware backend) decodes each file as a lone decode does, and
+        // a file nvJPEG cannot read fails alone.
+        let small = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/images/Landscape_2.jpg"),
+        )
+        .unwrap();
+        let batch = vec![bytes.clone(), small.clone(), bytes.clone()];
+        let started = std::time::Instant::now();
+        let decoded = decoder.decode_batch(&batch);
+        eprintln!(
+            "nvJPEG batch of 3: {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        assert_eq!(decoded[0].as_ref().unwrap(), &gpu);
+        assert_eq!(
+            decoded[1].as_ref().unwrap(),
+            &decoder.decode(&small).unwrap()
+        );
+        assert_eq!(decoded[2].as_ref().unwrap(), &gpu);
+        let with_bad = decoder.decode_batch(&[small.clone(), b"not a jpeg".to_vec()]);
+        assert!(
+            with_bad[0].is_ok() && with_bad[1].is_err(),
+            "{:?}",
+            with_bad[1]
+        );
 
         let mut encoder = NvJpegEncoder::load(&device).expect("nvJPEG encoder");
         encoder.check().unwrap();
