@@ -237,6 +237,72 @@ fn naive_cmyk_to_rgb(ink: &[u8]) -> Vec<u8> {
     rgb
 }
 
+/// Bins of [`MatrixShaper::gamma`] in use (moxcms's own 8-bit output table size).
+pub const GAMMA_BINS: usize = 4092;
+
+/// An RGB matrix-shaper profile's conversion to sRGB (relative colorimetric) as two tables and a
+/// matrix: what the GPU worker's `to_srgb` kernel applies, built from moxcms's own tables so the
+/// result stays within a level of [`rgb_to_srgb`]. [`MatrixShaper::apply`] is the kernel's CPU
+/// reference, operation for operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixShaper {
+    /// Source value → linear light, 256 entries per channel (R, then G, then B).
+    pub linearize: Vec<f32>,
+    /// Linear source RGB → linear sRGB, row-major 3×3.
+    pub matrix: [f32; 9],
+    /// Linear sRGB in 0..=1, at `round(v × (GAMMA_BINS − 1))` → 8-bit sRGB.
+    pub gamma: Vec<u16>,
+}
+
+impl MatrixShaper {
+    /// The tables for `profile`; `None` for sRGB (nothing to do), gray, CMYK and LUT-based
+    /// profiles (those stay with moxcms on the CPU).
+    pub fn for_profile(profile: &Profile) -> Option<MatrixShaper> {
+        let source = &profile.parsed;
+        if profile.is_srgb() || !source.is_matrix_shaper() {
+            return None;
+        }
+        let srgb = ColorProfile::new_srgb();
+        let mut linearize = Vec::with_capacity(768);
+        for trc in [&source.red_trc, &source.green_trc, &source.blue_trc] {
+            linearize.extend_from_slice(&source.build_8bit_lin_table(trc).ok()?[..]);
+        }
+        let m = source.transform_matrix(&srgb).v;
+        let matrix = [
+            m[0][0], m[0][1], m[0][2], m[1][0], m[1][1], m[1][2], m[2][0], m[2][1], m[2][2],
+        ]
+        .map(|v| v as f32);
+        let gamma = srgb.build_8bit_gamma_table(&srgb.red_trc, false).ok()?[..GAMMA_BINS].to_vec();
+        Some(MatrixShaper {
+            linearize,
+            matrix,
+            gamma,
+        })
+    }
+
+    /// Converts RGB/RGBA `pixels` (alpha kept) on the CPU with exactly the kernel's arithmetic:
+    /// table lookups, each matrix row as three products summed left to right, clamp to 0..=1,
+    /// `floor(v × 4091 + 0.5)` into the gamma table.
+    pub fn apply(&self, pixels: &Pixels) -> Pixels {
+        let c = usize::from(pixels.channels);
+        let scale = (GAMMA_BINS - 1) as f32;
+        let mut out = pixels.data.clone();
+        for px in out.chunks_exact_mut(c) {
+            let r = self.linearize[usize::from(px[0])];
+            let g = self.linearize[256 + usize::from(px[1])];
+            let b = self.linearize[512 + usize::from(px[2])];
+            for (i, value) in px[..3].iter_mut().enumerate() {
+                let row = &self.matrix[i * 3..i * 3 + 3];
+                let (p0, p1, p2) = (row[0] * r, row[1] * g, row[2] * b);
+                let v = (p0 + p1 + p2).clamp(0.0, 1.0);
+                let index = (v * scale + 0.5).floor() as usize;
+                *value = self.gamma[index] as u8;
+            }
+        }
+        Pixels::new(pixels.width, pixels.height, pixels.channels, out)
+    }
+}
+
 fn options(profile: &ColorProfile) -> TransformOptions {
     let rendering_intent = if profile.is_matrix_shaper() {
         RenderingIntent::RelativeColorimetric
@@ -252,6 +318,57 @@ fn options(profile: &ColorProfile) -> TransformOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images")
+            .join(name);
+        std::fs::read(path).unwrap()
+    }
+
+    /// The device's table-and-matrix form of Adobe RGB → sRGB stays within one level of moxcms on a
+    /// real photo and on every extreme of the cube; sRGB and gray profiles have no such form.
+    #[test]
+    fn matrix_shaper_tables_match_moxcms_within_a_level() {
+        let bytes = fixture("crafted_icc_adobergb.jpg");
+        let header = crate::probe::probe(&bytes).unwrap();
+        let profile = Profile::parse(header.icc_profile.as_deref().unwrap()).unwrap();
+        let shaper = MatrixShaper::for_profile(&profile).expect("Adobe RGB is a matrix-shaper");
+        let photo = crate::decode::decode(&bytes, &header, 1, Some(&profile), 1 << 30).unwrap();
+        let mut cube = Vec::new();
+        for r in (0..=255).step_by(15) {
+            for g in (0..=255).step_by(15) {
+                for b in (0..=255).step_by(15) {
+                    cube.extend([r as u8, g as u8, b as u8, 200]);
+                }
+            }
+        }
+        let cube = Pixels::new(18 * 18, 18, 4, cube);
+        for pixels in [photo, cube] {
+            let reference = shaper.apply(&pixels);
+            let moxcms = rgb_to_srgb(pixels.clone(), Some(&profile));
+            let max = crate::kernel::max_difference(&reference, &moxcms);
+            assert!(max <= 1, "differs from moxcms by {max} levels");
+            let moved = crate::kernel::max_difference(&pixels, &moxcms);
+            assert!(moved > 10, "the conversion should change colours ({moved})");
+            if pixels.channels == 4 {
+                assert!(
+                    reference.data.chunks(4).all(|px| px[3] == 200),
+                    "alpha kept"
+                );
+            }
+        }
+        let gray = fixture("gray_concert_gamma22-icc.jpg");
+        let gray_profile = Profile::parse(
+            crate::probe::probe(&gray)
+                .unwrap()
+                .icc_profile
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(MatrixShaper::for_profile(&gray_profile).is_none());
+    }
 
     #[test]
     fn naive_cmyk_is_not_a_negative() {

@@ -23,7 +23,7 @@ use crate::plan::{Plan, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
 use crate::resize::ResizeEngine;
-use crate::{blur, colour, decode, encode, exif, placeholder, plan, probe};
+use crate::{blur, decode, encode, exif, placeholder, plan, probe};
 
 /// What GPS goes into the metadata document. Derivatives never carry GPS (or any EXIF), whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -207,7 +207,7 @@ fn run(
             max_alloc,
         )?,
     };
-    let srgb = colour::rgb_to_srgb(decoded, profile.as_ref());
+    let srgb = engine.to_srgb(decoded, profile.as_ref());
     let upright = engine.orient(srgb, exif.orientation);
     metadata.timings_ms.decode = ms(decode_started);
 

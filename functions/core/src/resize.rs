@@ -31,6 +31,15 @@ pub trait Accelerator: Send {
     ) -> Option<Result<Vec<u8>, String>> {
         None
     }
+    /// Converts RGB/RGBA `pixels` to sRGB exactly as [`crate::colour::MatrixShaper::apply`] does.
+    /// `None`: not offered.
+    fn to_srgb(
+        &mut self,
+        _pixels: &Pixels,
+        _shaper: &crate::colour::MatrixShaper,
+    ) -> Option<Result<Pixels, String>> {
+        None
+    }
     /// Applies EXIF `orientation` (2–8) exactly as [`crate::orient::orient`] does. `None`: not offered.
     fn orient(&mut self, _pixels: &Pixels, _orientation: u8) -> Option<Result<Pixels, String>> {
         None
@@ -132,6 +141,23 @@ impl ResizeEngine {
                 None
             }
         }
+    }
+
+    /// Converts decoded pixels described by `profile` to sRGB: on the accelerator for RGB
+    /// matrix-shaper profiles when it offers it (within a level of moxcms), else with moxcms on the CPU
+    /// ([`crate::colour::rgb_to_srgb`], which also handles gray and LUT profiles).
+    pub fn to_srgb(&mut self, pixels: Pixels, profile: Option<&crate::colour::Profile>) -> Pixels {
+        let shaper = profile.and_then(crate::colour::MatrixShaper::for_profile);
+        if let (Some(backend), Some(shaper)) = (self.backend.as_mut(), shaper)
+            && pixels.channels >= 3
+        {
+            match backend.to_srgb(&pixels, &shaper) {
+                Some(Ok(srgb)) => return srgb,
+                Some(Err(error)) => self.count_failure(error),
+                None => {}
+            }
+        }
+        crate::colour::rgb_to_srgb(pixels, profile)
     }
 
     /// Applies EXIF `orientation`: on the accelerator when it offers it, else (or when it fails) on the CPU.
@@ -352,6 +378,17 @@ mod tests {
                 Ok(Pixels::new(4032, 3024, 3, vec![9; 4032 * 3024 * 3]))
             })
         }
+        fn to_srgb(
+            &mut self,
+            pixels: &Pixels,
+            shaper: &crate::colour::MatrixShaper,
+        ) -> Option<Result<Pixels, String>> {
+            Some(if self.fails {
+                Err("colour lost".into())
+            } else {
+                Ok(shaper.apply(pixels))
+            })
+        }
         fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
             Some(if self.fails {
                 Err("orient lost".into())
@@ -414,5 +451,33 @@ mod tests {
         // Orientation 1 is never offered: nothing to count.
         assert_eq!(failing.orient(source.clone(), 1), source);
         assert_eq!(failing.backend_failures().0, 1);
+    }
+
+    #[test]
+    fn matrix_shaper_profiles_convert_on_the_device_others_on_the_cpu() {
+        let bytes = fixture("crafted_icc_adobergb.jpg");
+        let header = crate::probe::probe(&bytes).unwrap();
+        let profile =
+            crate::colour::Profile::parse(header.icc_profile.as_deref().unwrap()).unwrap();
+        let pixels = crate::decode::decode(&bytes, &header, 8, None, 1 << 30).unwrap();
+        let shaper = crate::colour::MatrixShaper::for_profile(&profile).unwrap();
+        let moxcms = crate::colour::rgb_to_srgb(pixels.clone(), Some(&profile));
+
+        let mut device = ResizeEngine::with_backend(Box::new(Device { fails: false }));
+        assert_eq!(
+            device.to_srgb(pixels.clone(), Some(&profile)),
+            shaper.apply(&pixels)
+        );
+        // No profile: nothing to convert, nothing offered.
+        assert_eq!(device.to_srgb(pixels.clone(), None), pixels);
+        assert_eq!(device.backend_failures(), (0, None));
+
+        let mut failing = ResizeEngine::with_backend(Box::new(Device { fails: true }));
+        assert_eq!(failing.to_srgb(pixels.clone(), Some(&profile)), moxcms);
+        assert_eq!(failing.backend_failures(), (1, Some("device: colour lost")));
+        assert_eq!(
+            ResizeEngine::default().to_srgb(pixels.clone(), Some(&profile)),
+            moxcms
+        );
     }
 }

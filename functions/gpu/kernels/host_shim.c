@@ -44,3 +44,7 @@ void imgpipe_host_orient(const unsigned char* src, unsigned char* dst, int dw, i
                          long long origin, long long step_x, long long step_y) {
     LAUNCH_2D(dw, dh, orient(src, dst, dw, dh, ch, origin, step_x, step_y));
 }
+void imgpipe_host_to_srgb(unsigned char* pixels, int count, int ch, const float* linearize,
+                          const float* matrix, const unsigned short* gamma, int bins) {
+    LAUNCH_1D(count, to_srgb(pixels, count, ch, linearize, matrix, gamma, bins));
+}

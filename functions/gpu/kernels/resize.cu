@@ -1,4 +1,4 @@
-// imgpipe kernels: EXIF orientation (an affine source map), box pre-shrink, u8 -> premultiplied f32, separable Lanczos3 passes with
+// imgpipe kernels: ICC matrix-shaper -> sRGB, EXIF orientation (an affine source map), box pre-shrink, u8 -> premultiplied f32, separable Lanczos3 passes with
 // host-computed weights, f32 -> u8 (round half up, clamp). The arithmetic and its order are those of
 // imgpipe_core::kernel::resize_reference, the CPU reference; compile with --fmad=false so no
 // multiply-add is fused and results match it bit for bit. The same file compiles as C through
@@ -94,4 +94,31 @@ KERNEL void orient(const unsigned char* src, unsigned char* dst, int dw, int dh,
     long long from = (origin + (long long)x * step_x + (long long)y * step_y) * channels;
     long long to = ((long long)y * dw + x) * channels;
     for (int c = 0; c < channels; c++) dst[to + c] = src[from + c];
+}
+
+// ICC matrix-shaper profile -> sRGB, in place: per-channel linearisation tables (256 entries each),
+// a 3x3 matrix (each row as three products summed left to right), clamp to [0, 1], then the sRGB
+// gamma table at floor(v * (bins - 1) + 0.5). Alpha is untouched. The CPU reference is
+// imgpipe_core::colour::MatrixShaper::apply.
+KERNEL void to_srgb(unsigned char* pixels, int count, int channels, const float* linearize,
+                    const float* matrix, const unsigned short* gamma, int bins) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    unsigned char* px = pixels + (long long)i * channels;
+    float r = linearize[px[0]];
+    float g = linearize[256 + px[1]];
+    float b = linearize[512 + px[2]];
+    float scale = (float)(bins - 1);
+    unsigned char out[3];
+    for (int c = 0; c < 3; c++) {
+        float p0 = matrix[c * 3] * r;
+        float p1 = matrix[c * 3 + 1] * g;
+        float p2 = matrix[c * 3 + 2] * b;
+        float v = p0 + p1;
+        v = v + p2;
+        v = fminf(fmaxf(v, 0.0f), 1.0f);
+        int index = (int)floorf(v * scale + 0.5f);
+        out[c] = (unsigned char)gamma[index];
+    }
+    for (int c = 0; c < 3; c++) px[c] = out[c];
 }

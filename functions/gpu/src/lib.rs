@@ -135,6 +135,16 @@ impl Accelerator for SharedCuda {
             Err(_) => Err("nvJPEG encoder poisoned".into()),
         })
     }
+    fn to_srgb(
+        &mut self,
+        pixels: &Pixels,
+        shaper: &imgpipe_core::colour::MatrixShaper,
+    ) -> Option<Result<Pixels, String>> {
+        Some(match self.resizer.lock() {
+            Ok(resizer) => resizer.to_srgb(pixels, shaper),
+            Err(_) => Err("CUDA resizer poisoned".into()),
+        })
+    }
     fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
         let resizer = match self.resizer.lock() {
             Ok(resizer) => resizer,
@@ -200,8 +210,8 @@ impl Backend {
 }
 
 /// Loads the kernels on `device` and checks them once against the CPU reference (a 257×131 RGB and a
-/// 97×61 RGBA resize, with and without pre-shrink, and two orientations): a device that computes
-/// anything else is not used.
+/// 97×61 RGBA resize, with and without pre-shrink, a colour conversion and two orientations): a
+/// device that computes anything else is not used.
 pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
     let resizer = CudaResizer::new(device)?;
     let rgb = Pixels::new(
@@ -225,6 +235,19 @@ pub fn load_and_check(device: &GpuDevice) -> Result<CudaResizer, String> {
                 "self-check: {width}×{height} differs from the CPU reference by up to {max} levels"
             ));
         }
+    }
+    // The colour kernel's arithmetic, on made-up tables (the profile does not matter here).
+    let shaper = imgpipe_core::colour::MatrixShaper {
+        linearize: (0..768)
+            .map(|i| ((i % 256) as f32 / 255.0).powf(2.2))
+            .collect(),
+        matrix: [0.9, 0.1, 0.0, 0.05, 0.9, 0.05, -0.02, 0.1, 0.92],
+        gamma: (0..imgpipe_core::colour::GAMMA_BINS)
+            .map(|i| ((i as f32 / 4091.0).powf(1.0 / 2.2) * 255.0).round() as u16)
+            .collect(),
+    };
+    if resizer.to_srgb(&rgba, &shaper)? != shaper.apply(&rgba) {
+        return Err("self-check: the colour kernel differs from the CPU reference".into());
     }
     for orientation in [3, 6] {
         if resizer.orient(&rgba, orientation)?

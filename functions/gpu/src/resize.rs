@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::CompileOptions;
+use imgpipe_core::colour::MatrixShaper;
 use imgpipe_core::kernel::{ResizeSteps, resize_steps};
 use imgpipe_core::orient::SourceMap;
 use imgpipe_core::pixels::Pixels;
@@ -55,6 +56,15 @@ unsafe extern "C" {
         dh: i32,
     );
     fn imgpipe_host_to_u8(src: *const f32, dst: *mut u8, pixels: i32, ch: i32);
+    fn imgpipe_host_to_srgb(
+        pixels: *mut u8,
+        count: i32,
+        ch: i32,
+        linearize: *const f32,
+        matrix: *const f32,
+        gamma: *const u16,
+        bins: i32,
+    );
     fn imgpipe_host_orient(
         src: *const u8,
         dst: *mut u8,
@@ -72,6 +82,25 @@ fn orientation_map(pixels: &Pixels, orientation: u8) -> (u32, u32, SourceMap) {
     let (w, h) = (pixels.width, pixels.height);
     let (dw, dh) = if orientation >= 5 { (h, w) } else { (w, h) };
     (dw, dh, SourceMap::new(orientation, w as usize, h as usize))
+}
+
+/// Runs the colour kernel on the CPU (tests only), like [`host_resize`].
+pub fn host_to_srgb(pixels: &Pixels, shaper: &MatrixShaper) -> Pixels {
+    let mut out = pixels.clone();
+    // SAFETY: `out` holds count × channels bytes; the tables have 768, 9 and `bins` entries and
+    // every index the kernel computes stays inside them.
+    unsafe {
+        imgpipe_host_to_srgb(
+            out.data.as_mut_ptr(),
+            int(pixels.width * pixels.height),
+            int(pixels.channels),
+            shaper.linearize.as_ptr(),
+            shaper.matrix.as_ptr(),
+            shaper.gamma.as_ptr(),
+            int(shaper.gamma.len()),
+        )
+    };
+    out
 }
 
 /// Runs the orientation kernel on the CPU (tests only), like [`host_resize`].
@@ -169,6 +198,7 @@ pub struct CudaResizer {
     columns: CudaFunction,
     to_u8: CudaFunction,
     orient: CudaFunction,
+    to_srgb: CudaFunction,
 }
 
 fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> String + '_ {
@@ -211,6 +241,7 @@ impl CudaResizer {
             columns: function("resample_columns")?,
             to_u8: function("to_u8")?,
             orient: function("orient")?,
+            to_srgb: function("to_srgb")?,
             _module: module,
         })
     }
@@ -219,6 +250,40 @@ impl CudaResizer {
     pub fn resize(&self, pixels: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
         let steps = resize_steps(pixels.width, pixels.height, width, height);
         self.run(pixels, &steps)
+    }
+
+    /// Converts RGB/RGBA `pixels` to sRGB through `shaper` on the device; same result as
+    /// [`MatrixShaper::apply`].
+    pub fn to_srgb(&self, pixels: &Pixels, shaper: &MatrixShaper) -> Result<Pixels, String> {
+        let s = &self.stream;
+        let mut data = s.clone_htod(&pixels.data).map_err(cuda("upload"))?;
+        let linearize = s.clone_htod(&shaper.linearize).map_err(cuda("upload"))?;
+        let matrix = s.clone_htod(&shaper.matrix[..]).map_err(cuda("upload"))?;
+        let gamma = s.clone_htod(&shaper.gamma).map_err(cuda("upload"))?;
+        let (count, ch, bins) = (
+            int(pixels.width * pixels.height),
+            int(pixels.channels),
+            int(shaper.gamma.len()),
+        );
+        let mut launch = s.launch_builder(&self.to_srgb);
+        launch
+            .arg(&mut data)
+            .arg(&count)
+            .arg(&ch)
+            .arg(&linearize)
+            .arg(&matrix)
+            .arg(&gamma)
+            .arg(&bins);
+        // SAFETY: argument types and order match the kernel's signature; buffers are sized.
+        unsafe { launch.launch(LaunchConfig::for_num_elems(pixels.width * pixels.height)) }
+            .map_err(cuda("to_srgb"))?;
+        let out = s.clone_dtoh(&data).map_err(cuda("download"))?;
+        Ok(Pixels::new(
+            pixels.width,
+            pixels.height,
+            pixels.channels,
+            out,
+        ))
     }
 
     /// Applies EXIF `orientation` (2–8) on the device; same result as `imgpipe_core::orient`.
@@ -433,6 +498,26 @@ mod tests {
         }
     }
 
+    fn adobe_rgb() -> (Pixels, MatrixShaper) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images/crafted_icc_adobergb.jpg");
+        let bytes = std::fs::read(path).unwrap();
+        let header = imgpipe_core::probe::probe(&bytes).unwrap();
+        let profile =
+            imgpipe_core::colour::Profile::parse(header.icc_profile.as_deref().unwrap()).unwrap();
+        let pixels = imgpipe_core::decode::decode(&bytes, &header, 1, None, 1 << 30).unwrap();
+        (pixels, MatrixShaper::for_profile(&profile).unwrap())
+    }
+
+    /// The colour kernel, run as C, equals its CPU reference bit for bit (RGB photo and RGBA).
+    #[test]
+    fn colour_kernel_on_the_host_equals_the_cpu_reference_exactly() {
+        let (photo, shaper) = adobe_rgb();
+        assert_eq!(host_to_srgb(&photo, &shaper), shaper.apply(&photo));
+        let rgba = rgba_gradient(67, 45);
+        assert_eq!(host_to_srgb(&rgba, &shaper), shaper.apply(&rgba));
+    }
+
     /// On a GPU (IMGPIPE_GPU_TESTS=1, e.g. `make gpu-check`): the device's output equals the CPU
     /// reference; without a device that variable makes this fail rather than pass vacuously.
     #[test]
@@ -459,5 +544,10 @@ mod tests {
                 "orientation {orientation}"
             );
         }
+        let (photo, shaper) = adobe_rgb();
+        assert_eq!(
+            resizer.to_srgb(&photo, &shaper).unwrap(),
+            shaper.apply(&photo)
+        );
     }
 }
