@@ -71,7 +71,8 @@ pub enum Backend {
 pub struct GpuBackend {
     /// The device.
     pub device: GpuDevice,
-    resizer: Arc<Mutex<CudaResizer>>,
+    /// The self-checked kernels; each worker thread's engine gets them on a stream of its own.
+    resizer: CudaResizer,
     /// nvJPEG, when it loaded and passed its self-check (else JPEGs decode on CPU threads).
     decoder: Option<Arc<DecodeService>>,
     /// nvJPEG's encoder, likewise (else JPEG derivatives encode on CPU threads).
@@ -102,23 +103,20 @@ impl DecodeService {
     }
 }
 
-/// [`Accelerator`] on the device, shared by all worker threads (calls are serialised per stream).
-struct SharedCuda {
-    resizer: Arc<Mutex<CudaResizer>>,
+/// [`Accelerator`] on the device for one worker thread: its own stream for the kernels (threads'
+/// transfers and kernels overlap), the process's shared nvJPEG decoder (batched) and encoder.
+struct CudaAccelerator {
+    resizer: CudaResizer,
     decoder: Option<Arc<DecodeService>>,
     encoder: Option<Arc<Mutex<NvJpegEncoder>>>,
 }
 
-impl Accelerator for SharedCuda {
+impl Accelerator for CudaAccelerator {
     fn name(&self) -> &str {
         "cuda"
     }
     fn resample(&mut self, source: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
-        let resizer = self
-            .resizer
-            .lock()
-            .map_err(|_| "CUDA resizer poisoned".to_string())?;
-        resizer.resize(source, width, height)
+        self.resizer.resize(source, width, height)
     }
     fn decode_jpeg(&mut self, bytes: &[u8]) -> Option<Result<Pixels, String>> {
         let service = self.decoder.as_ref()?;
@@ -140,17 +138,10 @@ impl Accelerator for SharedCuda {
         pixels: &Pixels,
         shaper: &imgpipe_core::colour::MatrixShaper,
     ) -> Option<Result<Pixels, String>> {
-        Some(match self.resizer.lock() {
-            Ok(resizer) => resizer.to_srgb(pixels, shaper),
-            Err(_) => Err("CUDA resizer poisoned".into()),
-        })
+        Some(self.resizer.to_srgb(pixels, shaper))
     }
     fn orient(&mut self, pixels: &Pixels, orientation: u8) -> Option<Result<Pixels, String>> {
-        let resizer = match self.resizer.lock() {
-            Ok(resizer) => resizer,
-            Err(_) => return Some(Err("CUDA resizer poisoned".into())),
-        };
-        Some(resizer.orient(pixels, orientation))
+        Some(self.resizer.orient(pixels, orientation))
     }
 }
 
@@ -196,15 +187,22 @@ impl Backend {
         }
     }
 
-    /// A resize engine for one worker thread: the GPU kernels (CPU when a call fails) or the CPU.
+    /// A resize engine for one worker thread: the device (its own stream; CPU when a call fails) or
+    /// the CPU.
     pub fn engine(&self) -> ResizeEngine {
         match self {
             Backend::Cpu { .. } => ResizeEngine::default(),
-            Backend::Gpu(gpu) => ResizeEngine::with_backend(Box::new(SharedCuda {
-                resizer: Arc::clone(&gpu.resizer),
-                decoder: gpu.decoder.clone(),
-                encoder: gpu.encoder.clone(),
-            })),
+            Backend::Gpu(gpu) => match gpu.resizer.on_new_stream() {
+                Ok(resizer) => ResizeEngine::with_backend(Box::new(CudaAccelerator {
+                    resizer,
+                    decoder: gpu.decoder.clone(),
+                    encoder: gpu.encoder.clone(),
+                })),
+                Err(reason) => {
+                    tracing::warn!(%reason, "no CUDA stream for this worker thread; it works on the CPU");
+                    ResizeEngine::default()
+                }
+            },
         }
     }
 }
@@ -283,7 +281,7 @@ fn gpu_backend() -> Result<Backend, String> {
     };
     Ok(Backend::Gpu(GpuBackend {
         device,
-        resizer: Arc::new(Mutex::new(resizer)),
+        resizer,
         decoder,
         encoder,
     }))

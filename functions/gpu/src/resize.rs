@@ -246,6 +246,26 @@ impl CudaResizer {
         })
     }
 
+    /// The same kernels on a new stream of the same device (one per worker thread).
+    pub fn on_new_stream(&self) -> Result<CudaResizer, String> {
+        let stream = self
+            .stream
+            .context()
+            .new_stream()
+            .map_err(cuda("new stream"))?;
+        Ok(Self {
+            stream,
+            _module: Arc::clone(&self._module),
+            box_shrink: self.box_shrink.clone(),
+            to_float: self.to_float.clone(),
+            rows: self.rows.clone(),
+            columns: self.columns.clone(),
+            to_u8: self.to_u8.clone(),
+            orient: self.orient.clone(),
+            to_srgb: self.to_srgb.clone(),
+        })
+    }
+
     /// Resizes `pixels` to `width`×`height` on the device; same result as the CPU reference.
     pub fn resize(&self, pixels: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
         let steps = resize_steps(pixels.width, pixels.height, width, height);
