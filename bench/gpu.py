@@ -18,8 +18,10 @@ CORES = os.cpu_count() or 2
 ITERATIONS = int(os.environ.get("GPU_BENCH_ITERATIONS", str(max(20, 4 * CORES))))
 
 
-def run(backend, presets):
+def run(backend, presets, compare=False):
     cmd = [BENCH, "--backend", backend, "--threads", str(CORES), "--iterations", str(ITERATIONS), PHOTO]
+    if compare:
+        cmd[1:1] = ["--compare-cpu"]
     if presets:
         cmd[1:1] = ["--presets", presets]
     out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
@@ -29,16 +31,19 @@ def run(backend, presets):
 def main():
     rows = {}
     for name, presets in [("jpeg-only", ROOT / "bench" / "presets" / "jpeg-only.toml"), ("default", None)]:
-        cpu, gpu = run("cpu", presets), run("gpu", presets)
+        cpu, gpu = run("cpu", presets), run("gpu", presets, compare=True)
         rows[name] = {"cpu_img_s": cpu["images_per_s"], "gpu_img_s": gpu["images_per_s"],
                       "gpu_vs_cpu": gpu["images_per_s"] / cpu["images_per_s"], "device": gpu.get("device"),
                       "jpeg_decoder": gpu.get("jpeg_decoder"), "jpeg_encoder": gpu.get("jpeg_encoder"),
                       "cpu_stage_ms": cpu["stage_median_ms"], "gpu_stage_ms": gpu["stage_median_ms"],
-                      "gpu_device_fallbacks": gpu["device_fallbacks"]}
+                      "gpu_device_fallbacks": gpu["device_fallbacks"], "vs_cpu": gpu["vs_cpu"]}
         print(f"{name:<10} CPU ({CORES} threads) {cpu['images_per_s']:8.2f} img/s   "
               f"GPU {gpu['images_per_s']:8.2f} img/s   x{rows[name]['gpu_vs_cpu']:.2f}   ({gpu.get('device')}, "
               f"decode {gpu.get('jpeg_decoder')}, encode {gpu.get('jpeg_encoder')}, "
               f"{gpu['device_fallbacks']} fallbacks)")
+        vs = gpu["vs_cpu"]
+        print(f"           GPU derivatives vs CPU: max {vs['max_levels']} levels "
+              f"(relative {vs['max_relative_error']:.4f}), mean {vs['mean_levels']:.3f}")
         for label, run_ in (("CPU", cpu), ("GPU", gpu)):
             st = run_["stage_median_ms"]
             print(f"           {label} median ms/image: decode {st['decode']:.1f}  resize {st['resize']:.1f}  "

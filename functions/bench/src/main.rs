@@ -45,6 +45,10 @@ struct Args {
     /// Threads encoding one image's derivatives at once (Options::encode_threads).
     #[arg(long, default_value_t = 1)]
     encode_threads: usize,
+    /// Also report how far this backend's derivatives are from the CPU backend's (decoded, per
+    /// pixel, over every file and derivative): `vs_cpu` in the JSON.
+    #[arg(long)]
+    compare_cpu: bool,
     /// Input images.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -80,6 +84,9 @@ fn main() -> anyhow::Result<()> {
     report["device"] = backend.device_name().into();
     report["jpeg_decoder"] = backend.jpeg_decoder().into();
     report["jpeg_encoder"] = backend.jpeg_encoder().into();
+    if args.compare_cpu {
+        report["vs_cpu"] = compare_with_cpu(&inputs, &presets, &options, &backend)?;
+    }
     println!("{report}");
     Ok(())
 }
@@ -102,6 +109,50 @@ fn one(
         .sum();
     let t = &processed.metadata.timings_ms;
     Ok((ms, output, [t.decode, t.resize, t.encode]))
+}
+
+/// Decodes every derivative made by `backend` and by the CPU and compares them pixel by pixel:
+/// the largest difference in levels, that over 255 (the max relative error), and the mean.
+fn compare_with_cpu(
+    inputs: &[Vec<u8>],
+    presets: &PresetSet,
+    options: &Options,
+    backend: &imgpipe_gpu::Backend,
+) -> anyhow::Result<serde_json::Value> {
+    let decode = |bytes: &[u8]| -> anyhow::Result<imgpipe_core::pixels::Pixels> {
+        let header = imgpipe_core::probe::probe(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        imgpipe_core::decode::decode(bytes, &header, 1, None, 1 << 30)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let (mut max, mut sum, mut count) = (0u8, 0f64, 0usize);
+    let mut engine = backend.engine();
+    for input in inputs {
+        let run = |engine: &mut ResizeEngine| {
+            process(input, &SourceRef::default(), presets, options, engine)
+                .map_err(|failed| anyhow::anyhow!("{}", failed.error))
+        };
+        let (device, cpu) = (run(&mut engine)?, run(&mut ResizeEngine::default())?);
+        for (d, c) in device.derivatives.iter().zip(&cpu.derivatives) {
+            let (d, c) = (decode(&d.bytes)?, decode(&c.bytes)?);
+            anyhow::ensure!(
+                (d.width, d.height, d.channels) == (c.width, c.height, c.channels),
+                "derivative sizes differ"
+            );
+            max = max.max(imgpipe_core::kernel::max_difference(&d, &c));
+            sum += d
+                .data
+                .iter()
+                .zip(&c.data)
+                .map(|(a, b)| f64::from(a.abs_diff(*b)))
+                .sum::<f64>();
+            count += d.data.len();
+        }
+    }
+    Ok(serde_json::json!({
+        "max_levels": max,
+        "max_relative_error": f64::from(max) / 255.0,
+        "mean_levels": sum / count.max(1) as f64,
+    }))
 }
 
 /// Median decode / resize / encode milliseconds over `stages`.
