@@ -138,6 +138,19 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
     assert_eq!(summary["queued"], 1, "{summary}");
     assert_eq!(summary["missing"], 1, "{summary}");
     assert_eq!(summary["rejected"], 1, "{summary}");
+    // Each queued item names where its outcome is: the document read above.
+    let queued: Vec<_> = summary["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "queued")
+        .collect();
+    assert_eq!(queued[0]["metadata_key"], old_key, "{summary}");
+    assert_eq!(
+        summary["output_bucket"],
+        stack.derivatives.as_str(),
+        "{summary}"
+    );
 
     // Routing happened as configured: the CPU worker processed one image and forwarded two jobs.
     stack.wait_until_drained().await;

@@ -353,8 +353,8 @@ impl Handler {
 
     /// Reads a manifest, sends one GPU job per listed object that exists (with its size and ETag, so
     /// the GPU worker's idempotency check applies), and writes `summary.json` beside the outputs:
-    /// per item `queued`, `missing` or `rejected` with the reason. Each item's final status is its
-    /// own metadata.json.
+    /// per item `queued` (with the key of the metadata.json that will hold its outcome), `missing` or
+    /// `rejected` with the reason.
     async fn fan_out(
         &self,
         record: &ObjectEvent,
@@ -400,7 +400,13 @@ impl Handler {
         let mut items: Vec<serde_json::Value> = statuses
             .iter()
             .map(|(item, status)| {
-                serde_json::json!({"bucket": item.bucket, "key": item.key, "status": status})
+                let mut entry =
+                    serde_json::json!({"bucket": item.bucket, "key": item.key, "status": status});
+                if *status == "queued" {
+                    // Where the item's outcome will be: its own metadata document.
+                    entry["metadata_key"] = config.layout.metadata_key(&item.key).into();
+                }
+                entry
             })
             .collect();
         items.extend(parsed.rejected.iter().map(
@@ -410,6 +416,7 @@ impl Handler {
         let summary = serde_json::json!({
             "schema": "imgpipe.manifest-summary/v1",
             "manifest": {"bucket": record.bucket, "key": record.key, "etag": record.etag},
+            "output_bucket": config.output_bucket,
             "queued": queued,
             "missing": statuses.len() - queued,
             "rejected": parsed.rejected.len(),
