@@ -641,6 +641,8 @@ impl NvJpegEncoder {
                     raw,
                 ),
             )?;
+            // NVIDIA's encode sample synchronises here, before the buffer-filling call.
+            self.stream.synchronize().map_err(cuda("synchronize"))?;
             let mut bytes = vec![0u8; length];
             check(
                 "nvjpegEncodeRetrieveBitstream",
