@@ -197,18 +197,30 @@ fn run(
     let plan = plan::plan(&header, exif.orientation, presets);
     limits.check_decode_bytes(plan.decode_bytes)?;
     let max_alloc = limits.max_decode_bytes;
-    let decoded = match engine.decode_jpeg(bytes, &header, max_alloc) {
-        Some(pixels) => pixels,
-        None => decode::decode(
-            bytes,
-            &header,
-            plan.decode_denominator,
-            profile.as_ref(),
-            max_alloc,
-        )?,
+    let fused = engine.decode_upright(
+        bytes,
+        &header,
+        profile.as_ref(),
+        exif.orientation,
+        max_alloc,
+    );
+    let upright = match fused {
+        Some(upright) => upright,
+        None => {
+            let decoded = match engine.decode_jpeg(bytes, &header, max_alloc) {
+                Some(pixels) => pixels,
+                None => decode::decode(
+                    bytes,
+                    &header,
+                    plan.decode_denominator,
+                    profile.as_ref(),
+                    max_alloc,
+                )?,
+            };
+            let srgb = engine.to_srgb(decoded, profile.as_ref());
+            engine.orient(srgb, exif.orientation)
+        }
     };
-    let srgb = engine.to_srgb(decoded, profile.as_ref());
-    let upright = engine.orient(srgb, exif.orientation);
     metadata.timings_ms.decode = ms(decode_started);
 
     let resize_started = Instant::now();

@@ -22,6 +22,18 @@ pub trait Accelerator: Send {
     fn decode_jpeg(&mut self, _bytes: &[u8]) -> Option<Result<Pixels, String>> {
         None
     }
+    /// Decodes like [`Accelerator::decode_jpeg`], then converts with `shaper` (when given) and
+    /// applies `orientation` (2–8; others: none) without the pixels leaving the device in between:
+    /// one download instead of one per step. `None`: not offered (the engine runs the steps one by
+    /// one).
+    fn decode_jpeg_upright(
+        &mut self,
+        _bytes: &[u8],
+        _shaper: Option<&crate::colour::MatrixShaper>,
+        _orientation: u8,
+    ) -> Option<Result<Pixels, String>> {
+        None
+    }
     /// Encodes opaque RGB `pixels` as a JPEG with `preset`'s quality, progressiveness and chroma
     /// subsampling, no metadata. `None`: this accelerator has no JPEG encoder.
     fn encode_jpeg(
@@ -85,6 +97,50 @@ impl ResizeEngine {
     /// Calls the backend failed (and the CPU did instead), with the last error, for the caller to log.
     pub fn backend_failures(&self) -> (u64, Option<&str>) {
         (self.backend_failures, self.last_backend_error.as_deref())
+    }
+
+    /// Decode ⇒ sRGB ⇒ orientation of a JPEG in one accelerator call when it offers that and every
+    /// step can run there (the file suits the device decoder and fits `max_decode_bytes` at full
+    /// size; its profile, if any, is sRGB or a matrix-shaper). `None`: run the steps one by one
+    /// ([`ResizeEngine::decode_jpeg`], [`ResizeEngine::to_srgb`], [`ResizeEngine::orient`]).
+    pub fn decode_upright(
+        &mut self,
+        bytes: &[u8],
+        header: &crate::probe::Header,
+        profile: Option<&crate::colour::Profile>,
+        orientation: u8,
+        max_decode_bytes: u64,
+    ) -> Option<Pixels> {
+        let full_size = u64::from(header.width) * u64::from(header.height) * 3;
+        if !crate::decode::suits_device_decode(header) || full_size > max_decode_bytes {
+            return None;
+        }
+        let profile = profile.filter(|p| !p.is_srgb());
+        let shaper = profile.and_then(crate::colour::MatrixShaper::for_profile);
+        if profile.is_some() && shaper.is_none() {
+            return None; // gray/LUT profiles need moxcms between decode and orientation
+        }
+        let expected = if (5..=8).contains(&orientation) {
+            (header.height, header.width)
+        } else {
+            (header.width, header.height)
+        };
+        let backend = self.backend.as_mut()?;
+        match backend.decode_jpeg_upright(bytes, shaper.as_ref(), orientation)? {
+            Ok(pixels) if (pixels.width, pixels.height) == expected => Some(pixels),
+            Ok(pixels) => {
+                let error = format!(
+                    "upright decode gave {}×{}, expected {}×{}",
+                    pixels.width, pixels.height, expected.0, expected.1
+                );
+                self.count_failure(error);
+                None
+            }
+            Err(error) => {
+                self.count_failure(error);
+                None
+            }
+        }
     }
 
     /// Decodes a JPEG on the accelerator when it has a decoder and the file suits it
@@ -478,6 +534,76 @@ mod tests {
         assert_eq!(
             ResizeEngine::default().to_srgb(pixels.clone(), Some(&profile)),
             moxcms
+        );
+    }
+
+    /// Records what the fused call was given and answers with a flat image of `size`.
+    struct Upright {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<(bool, u8)>>>,
+        size: (u32, u32),
+    }
+    impl Accelerator for Upright {
+        fn name(&self) -> &str {
+            "upright"
+        }
+        fn resample(&mut self, _: &Pixels, _: u32, _: u32) -> Result<Pixels, String> {
+            Err("resample not under test".into())
+        }
+        fn decode_jpeg_upright(
+            &mut self,
+            _bytes: &[u8],
+            shaper: Option<&crate::colour::MatrixShaper>,
+            orientation: u8,
+        ) -> Option<Result<Pixels, String>> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((shaper.is_some(), orientation));
+            let (w, h) = self.size;
+            Some(Ok(Pixels::new(w, h, 3, vec![5; (w * h * 3) as usize])))
+        }
+    }
+
+    #[test]
+    fn decode_colour_and_orientation_fuse_into_one_device_call_when_all_can_run_there() {
+        let baseline = fixture("large_olympus-e-p3_12mp.jpg"); // 4032×3024, no profile
+        let header = crate::probe::probe(&baseline).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut engine = ResizeEngine::with_backend(Box::new(Upright {
+            seen: seen.clone(),
+            size: (3024, 4032),
+        }));
+        let upright = engine
+            .decode_upright(&baseline, &header, None, 6, 1 << 30)
+            .unwrap();
+        assert_eq!((upright.width, upright.height), (3024, 4032));
+        // The same answer for orientation 1 is the wrong size: counted, and the steps run apart.
+        assert!(
+            engine
+                .decode_upright(&baseline, &header, None, 1, 1 << 30)
+                .is_none()
+        );
+        assert_eq!(engine.backend_failures().0, 1);
+        // A matrix-shaper profile travels with the call as tables.
+        let adobe = fixture("crafted_icc_adobergb.jpg");
+        let adobe_header = crate::probe::probe(&adobe).unwrap();
+        let profile =
+            crate::colour::Profile::parse(adobe_header.icc_profile.as_deref().unwrap()).unwrap();
+        let _ = engine.decode_upright(&adobe, &adobe_header, Some(&profile), 1, 1 << 30);
+        assert_eq!(*seen.lock().unwrap(), [(false, 6), (false, 1), (true, 1)]);
+        // Progressive sources are never offered; nor is anything without an accelerator.
+        let progressive = fixture("progressive_nikon-d300_exif.jpeg");
+        let p_header = crate::probe::probe(&progressive).unwrap();
+        assert!(
+            engine
+                .decode_upright(&progressive, &p_header, None, 1, 1 << 30)
+                .is_none()
+        );
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        assert!(
+            ResizeEngine::default()
+                .decode_upright(&baseline, &header, None, 6, 1 << 30)
+                .is_none()
         );
     }
 }

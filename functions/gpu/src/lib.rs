@@ -20,7 +20,7 @@ use imgpipe_core::{Accelerator, ResizeEngine};
 
 use crate::batcher::Batcher;
 use crate::nvjpeg::{NvJpeg, NvJpegEncoder};
-use crate::resize::CudaResizer;
+use crate::resize::{CudaResizer, DeviceImage};
 
 /// What the operator asked for (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,11 +87,12 @@ const DECODE_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_milli
 /// nvJPEG behind a micro-batcher: worker threads decoding at the same time share one batched call.
 struct DecodeService {
     decoder: Mutex<NvJpeg>,
-    batcher: Batcher<Vec<u8>, Result<Pixels, String>>,
+    batcher: Batcher<Vec<u8>, Result<DeviceImage, String>>,
 }
 
 impl DecodeService {
-    fn decode(&self, bytes: &[u8]) -> Result<Pixels, String> {
+    /// Decodes `bytes` into device memory, batched with other threads' decodes.
+    fn decode(&self, bytes: &[u8]) -> Result<DeviceImage, String> {
         self.batcher
             .submit(bytes.to_vec(), |jpegs| match self.decoder.lock() {
                 Ok(mut decoder) => decoder.decode_batch(&jpegs),
@@ -120,7 +121,31 @@ impl Accelerator for CudaAccelerator {
     }
     fn decode_jpeg(&mut self, bytes: &[u8]) -> Option<Result<Pixels, String>> {
         let service = self.decoder.as_ref()?;
-        Some(service.decode(bytes))
+        Some(
+            service
+                .decode(bytes)
+                .and_then(|image| self.resizer.download(&image)),
+        )
+    }
+    fn decode_jpeg_upright(
+        &mut self,
+        bytes: &[u8],
+        shaper: Option<&imgpipe_core::colour::MatrixShaper>,
+        orientation: u8,
+    ) -> Option<Result<Pixels, String>> {
+        let service = self.decoder.as_ref()?;
+        let resizer = &self.resizer;
+        let run = || {
+            let mut image = service.decode(bytes)?;
+            if let Some(shaper) = shaper {
+                resizer.to_srgb_on_device(&mut image, shaper)?;
+            }
+            if (2..=8).contains(&orientation) {
+                image = resizer.orient_on_device(&image, orientation)?;
+            }
+            resizer.download(&image)
+        };
+        Some(run())
     }
     fn encode_jpeg(
         &mut self,
@@ -369,5 +394,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// On a GPU (IMGPIPE_GPU_TESTS=1): decode ⇒ orientation fused on the device equals the same
+    /// steps run one by one, and no call fell back to the CPU.
+    #[test]
+    fn fused_decode_equals_the_steps_on_a_gpu() {
+        if std::env::var_os("IMGPIPE_GPU_TESTS").is_none() {
+            return;
+        }
+        let backend = select(BackendChoice::Gpu).expect("IMGPIPE_GPU_TESTS set but no GPU");
+        assert!(
+            backend.jpeg_decoder().starts_with("nvjpeg"),
+            "nvJPEG not loaded"
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images/large_olympus-e-p3_12mp.jpg");
+        let bytes = std::fs::read(path).unwrap();
+        let header = imgpipe_core::probe::probe(&bytes).unwrap();
+        let mut engine = backend.engine();
+        let fused = engine
+            .decode_upright(&bytes, &header, None, 6, 1 << 30)
+            .expect("fused decode");
+        let decoded = engine.decode_jpeg(&bytes, &header, 1 << 30).unwrap();
+        let stepwise = engine.orient(decoded, 6);
+        assert_eq!(fused, stepwise);
+        assert_eq!(engine.backend_failures(), (0, None));
     }
 }

@@ -17,6 +17,7 @@ use imgpipe_core::pixels::Pixels;
 use libloading::Library;
 
 use crate::GpuDevice;
+use crate::resize::DeviceImage;
 
 /// Library names tried, newest first (the CUDA 12 and 11 runtimes' sonames, then the dev link).
 pub const LIBRARY_NAMES: [&str; 3] = ["libnvjpeg.so.12", "libnvjpeg.so.11", "libnvjpeg.so"];
@@ -277,6 +278,16 @@ impl NvJpeg {
 
     /// Decodes `bytes` to interleaved 8-bit RGB at full size.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Pixels, String> {
+        let image = self.decode_on_device(bytes)?;
+        let data = self
+            .stream
+            .clone_dtoh(&image.data)
+            .map_err(|e| format!("CUDA download: {e:?}"))?;
+        Ok(Pixels::new(image.width, image.height, 3, data))
+    }
+
+    /// Decodes `bytes` into device memory (interleaved RGB, full size), ready for the kernels.
+    pub fn decode_on_device(&mut self, bytes: &[u8]) -> Result<DeviceImage, String> {
         self.decode_many(&[bytes])?
             .pop()
             .ok_or_else(|| "nvJPEG returned no image".to_string())
@@ -285,7 +296,7 @@ impl NvJpeg {
     /// Decodes several JPEGs: with the hardware backend in one batched call (all of the GPU's JPEG
     /// engines at once); when that call fails, or on the GPU backend, one by one, so a bad file
     /// never fails the others.
-    pub fn decode_batch(&mut self, jpegs: &[Vec<u8>]) -> Vec<Result<Pixels, String>> {
+    pub fn decode_batch(&mut self, jpegs: &[Vec<u8>]) -> Vec<Result<DeviceImage, String>> {
         if jpegs.len() > 1 {
             let slices: Vec<&[u8]> = jpegs.iter().map(Vec::as_slice).collect();
             match self.decode_many(&slices) {
@@ -295,7 +306,10 @@ impl NvJpeg {
                 }
             }
         }
-        jpegs.iter().map(|jpeg| self.decode(jpeg)).collect()
+        jpegs
+            .iter()
+            .map(|jpeg| self.decode_on_device(jpeg))
+            .collect()
     }
 
     /// (Re)initialises the batched decoder for `size` images when it was set up for another size.
@@ -311,7 +325,7 @@ impl NvJpeg {
         Ok(())
     }
 
-    fn decode_many(&mut self, jpegs: &[&[u8]]) -> Result<Vec<Pixels>, String> {
+    fn decode_many(&mut self, jpegs: &[&[u8]]) -> Result<Vec<DeviceImage>, String> {
         let cuda = |what: &'static str| move |e| format!("CUDA {what}: {e:?}");
         self.context
             .bind_to_thread()
@@ -383,13 +397,18 @@ impl NvJpeg {
                 }
             }
         }
-        let mut decoded = Vec::with_capacity(outputs.len());
-        for (out, (width, height)) in outputs.iter().zip(sizes) {
-            let data = self.stream.clone_dtoh(out).map_err(cuda("download"))?;
-            decoded.push(Pixels::new(width, height, 3, data));
-        }
+        // Done before the images go to other streams (the kernels, the downloads).
         self.stream.synchronize().map_err(cuda("synchronize"))?;
-        Ok(decoded)
+        Ok(outputs
+            .into_iter()
+            .zip(sizes)
+            .map(|(data, (width, height))| DeviceImage {
+                data,
+                width,
+                height,
+                channels: 3,
+            })
+            .collect())
     }
 
     /// Width and height nvJPEG reads from the header of `bytes`.
@@ -754,12 +773,15 @@ mod tests {
             "nvJPEG batch of 3: {:.1} ms",
             started.elapsed().as_secs_f64() * 1e3
         );
-        assert_eq!(decoded[0].as_ref().unwrap(), &gpu);
-        assert_eq!(
-            decoded[1].as_ref().unwrap(),
-            &decoder.decode(&small).unwrap()
-        );
-        assert_eq!(decoded[2].as_ref().unwrap(), &gpu);
+        let small_alone = decoder.decode(&small).unwrap();
+        let host = |image: &Result<DeviceImage, String>| {
+            let image = image.as_ref().unwrap();
+            let data = decoder.stream.clone_dtoh(&image.data).unwrap();
+            Pixels::new(image.width, image.height, 3, data)
+        };
+        assert_eq!(host(&decoded[0]), gpu);
+        assert_eq!(host(&decoded[1]), small_alone);
+        assert_eq!(host(&decoded[2]), gpu);
         let with_bad = decoder.decode_batch(&[small.clone(), b"not a jpeg".to_vec()]);
         assert!(
             with_bad[0].is_ok() && with_bad[1].is_err(),

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
 use cudarc::nvrtc::CompileOptions;
 use imgpipe_core::colour::MatrixShaper;
 use imgpipe_core::kernel::{ResizeSteps, resize_steps};
@@ -77,9 +79,8 @@ unsafe extern "C" {
     );
 }
 
-/// Upright size and source map of `pixels` under EXIF `orientation` (2–8).
-fn orientation_map(pixels: &Pixels, orientation: u8) -> (u32, u32, SourceMap) {
-    let (w, h) = (pixels.width, pixels.height);
+/// Upright size and source map of a `w`×`h` image under EXIF `orientation` (2–8).
+fn orientation_map(w: u32, h: u32, orientation: u8) -> (u32, u32, SourceMap) {
     let (dw, dh) = if orientation >= 5 { (h, w) } else { (w, h) };
     (dw, dh, SourceMap::new(orientation, w as usize, h as usize))
 }
@@ -105,7 +106,7 @@ pub fn host_to_srgb(pixels: &Pixels, shaper: &MatrixShaper) -> Pixels {
 
 /// Runs the orientation kernel on the CPU (tests only), like [`host_resize`].
 pub fn host_orient(pixels: &Pixels, orientation: u8) -> Pixels {
-    let (dw, dh, map) = orientation_map(pixels, orientation);
+    let (dw, dh, map) = orientation_map(pixels.width, pixels.height, orientation);
     let mut out = vec![0u8; pixels.data.len()];
     // SAFETY: `out` has as many bytes as the source; the map stays inside the source (core tests).
     unsafe {
@@ -186,6 +187,19 @@ pub fn host_resize(pixels: &Pixels, width: u32, height: u32) -> Pixels {
         imgpipe_host_to_u8(columns.as_ptr(), out.as_mut_ptr(), int(width * height), ch);
     }
     Pixels::new(width, height, pixels.channels, out)
+}
+
+/// Interleaved 8-bit pixels in device memory.
+#[derive(Debug)]
+pub struct DeviceImage {
+    /// `width × height × channels` bytes.
+    pub data: CudaSlice<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// 3 (RGB) or 4 (RGBA).
+    pub channels: u8,
 }
 
 /// The resize kernels loaded on a device, with the stream they run on.
@@ -272,22 +286,54 @@ impl CudaResizer {
         self.run(pixels, &steps)
     }
 
+    /// Copies `pixels` to the device (on this resizer's stream).
+    pub fn upload(&self, pixels: &Pixels) -> Result<DeviceImage, String> {
+        Ok(DeviceImage {
+            data: self
+                .stream
+                .clone_htod(&pixels.data)
+                .map_err(cuda("upload"))?,
+            width: pixels.width,
+            height: pixels.height,
+            channels: pixels.channels,
+        })
+    }
+
+    /// Copies `image` back to the host.
+    pub fn download(&self, image: &DeviceImage) -> Result<Pixels, String> {
+        let data = self
+            .stream
+            .clone_dtoh(&image.data)
+            .map_err(cuda("download"))?;
+        Ok(Pixels::new(image.width, image.height, image.channels, data))
+    }
+
     /// Converts RGB/RGBA `pixels` to sRGB through `shaper` on the device; same result as
     /// [`MatrixShaper::apply`].
     pub fn to_srgb(&self, pixels: &Pixels, shaper: &MatrixShaper) -> Result<Pixels, String> {
+        let mut image = self.upload(pixels)?;
+        self.to_srgb_on_device(&mut image, shaper)?;
+        self.download(&image)
+    }
+
+    /// [`CudaResizer::to_srgb`] on an image already on the device, in place.
+    pub fn to_srgb_on_device(
+        &self,
+        image: &mut DeviceImage,
+        shaper: &MatrixShaper,
+    ) -> Result<(), String> {
         let s = &self.stream;
-        let mut data = s.clone_htod(&pixels.data).map_err(cuda("upload"))?;
         let linearize = s.clone_htod(&shaper.linearize).map_err(cuda("upload"))?;
         let matrix = s.clone_htod(&shaper.matrix[..]).map_err(cuda("upload"))?;
         let gamma = s.clone_htod(&shaper.gamma).map_err(cuda("upload"))?;
         let (count, ch, bins) = (
-            int(pixels.width * pixels.height),
-            int(pixels.channels),
+            int(image.width * image.height),
+            int(image.channels),
             int(shaper.gamma.len()),
         );
         let mut launch = s.launch_builder(&self.to_srgb);
         launch
-            .arg(&mut data)
+            .arg(&mut image.data)
             .arg(&count)
             .arg(&ch)
             .arg(&linearize)
@@ -295,30 +341,33 @@ impl CudaResizer {
             .arg(&gamma)
             .arg(&bins);
         // SAFETY: argument types and order match the kernel's signature; buffers are sized.
-        unsafe { launch.launch(LaunchConfig::for_num_elems(pixels.width * pixels.height)) }
-            .map_err(cuda("to_srgb"))?;
-        let out = s.clone_dtoh(&data).map_err(cuda("download"))?;
-        Ok(Pixels::new(
-            pixels.width,
-            pixels.height,
-            pixels.channels,
-            out,
-        ))
+        unsafe { launch.launch(LaunchConfig::for_num_elems(image.width * image.height)) }
+            .map_err(cuda("to_srgb"))
+            .map(|_| ())
     }
 
     /// Applies EXIF `orientation` (2–8) on the device; same result as `imgpipe_core::orient`.
     pub fn orient(&self, pixels: &Pixels, orientation: u8) -> Result<Pixels, String> {
+        let image = self.upload(pixels)?;
+        self.download(&self.orient_on_device(&image, orientation)?)
+    }
+
+    /// [`CudaResizer::orient`] on an image already on the device.
+    pub fn orient_on_device(
+        &self,
+        image: &DeviceImage,
+        orientation: u8,
+    ) -> Result<DeviceImage, String> {
         let s = &self.stream;
-        let (dw, dh, map) = orientation_map(pixels, orientation);
-        let source = s.clone_htod(&pixels.data).map_err(cuda("upload"))?;
+        let (dw, dh, map) = orientation_map(image.width, image.height, orientation);
         let mut out = s
-            .alloc_zeros::<u8>(pixels.data.len())
+            .alloc_zeros::<u8>(image.data.len())
             .map_err(cuda("alloc"))?;
-        let (idw, idh, ch) = (int(dw), int(dh), int(pixels.channels));
+        let (idw, idh, ch) = (int(dw), int(dh), int(image.channels));
         let (origin, step_x, step_y) = (map.origin as i64, map.step_x as i64, map.step_y as i64);
         let mut launch = s.launch_builder(&self.orient);
         launch
-            .arg(&source)
+            .arg(&image.data)
             .arg(&mut out)
             .arg(&idw)
             .arg(&idh)
@@ -328,8 +377,12 @@ impl CudaResizer {
             .arg(&step_y);
         // SAFETY: argument types and order match the kernel's signature; buffers are sized.
         unsafe { launch.launch(grid_2d(dw, dh)) }.map_err(cuda("orient"))?;
-        let data = s.clone_dtoh(&out).map_err(cuda("download"))?;
-        Ok(Pixels::new(dw, dh, pixels.channels, data))
+        Ok(DeviceImage {
+            data: out,
+            width: dw,
+            height: dh,
+            channels: image.channels,
+        })
     }
 
     fn run(&self, pixels: &Pixels, steps: &ResizeSteps) -> Result<Pixels, String> {
