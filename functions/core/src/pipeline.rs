@@ -157,7 +157,11 @@ pub fn process(
         },
         presets.hash(),
     );
-    match run(bytes, presets, options, engine, &mut metadata) {
+    // Whatever the accelerator keeps on the device belongs to one image: none before, none after.
+    engine.release_image();
+    let result = run(bytes, presets, options, engine, &mut metadata);
+    engine.release_image();
+    match result {
         Ok(derivatives) => {
             metadata.timings_ms.total = ms(started);
             Ok(Processed {
@@ -308,7 +312,11 @@ fn resize_all(
             .rev()
             .find(|p| source_is_enough(p.width, p.height, target))
             .unwrap_or(&upright);
-        let mut resized = engine.resize(source, target.crop, target.width, target.height)?;
+        let mut resized = if std::ptr::eq(source, &upright) {
+            engine.resize_upright(source, target.crop, target.width, target.height)?
+        } else {
+            engine.resize(source, target.crop, target.width, target.height)?
+        };
         if target.reusable {
             intermediates.push(resized.clone());
         }
@@ -473,6 +481,79 @@ mod tests {
                 Ok(b"device jpeg".to_vec())
             })
         }
+    }
+
+    /// Counts the calls of the device-resident path: fused decode (a real full-size CPU decode),
+    /// resamples of the upright frame (declined, so the CPU resizes), releases.
+    #[derive(Default)]
+    struct Calls {
+        fused: usize,
+        upright_resamples: usize,
+        other_resamples: usize,
+        releases: usize,
+    }
+    struct Resident(std::sync::Arc<std::sync::Mutex<Calls>>);
+    impl crate::Accelerator for Resident {
+        fn name(&self) -> &str {
+            "resident"
+        }
+        fn resample(&mut self, _: &Pixels, _: u32, _: u32) -> std::result::Result<Pixels, String> {
+            self.0.lock().unwrap().other_resamples += 1;
+            Err("declined".into())
+        }
+        fn resample_upright(
+            &mut self,
+            _: &Pixels,
+            _: u32,
+            _: u32,
+        ) -> std::result::Result<Pixels, String> {
+            self.0.lock().unwrap().upright_resamples += 1;
+            Err("declined".into())
+        }
+        fn release_image(&mut self) {
+            self.0.lock().unwrap().releases += 1;
+        }
+        fn decode_jpeg_upright(
+            &mut self,
+            bytes: &[u8],
+            _: Option<&crate::colour::MatrixShaper>,
+            orientation: u8,
+        ) -> Option<std::result::Result<Pixels, String>> {
+            self.0.lock().unwrap().fused += 1;
+            let header = probe::probe(bytes).unwrap();
+            let pixels = decode::decode(bytes, &header, 1, None, 1 << 30).unwrap();
+            Some(Ok(crate::orient::orient(pixels, orientation)))
+        }
+    }
+
+    #[test]
+    fn the_fused_decode_feeds_whole_frame_resamples_of_the_upright_frame_and_is_released() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/images/camera_canon-sx60hs_orient6.jpg");
+        let bytes = std::fs::read(path).unwrap();
+        let source = SourceRef::default();
+        let presets = PresetSet::default_set();
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Calls::default()));
+        let mut engine = ResizeEngine::with_backend(Box::new(Resident(calls.clone())));
+        let done = process(&bytes, &source, &presets, &Options::default(), &mut engine).unwrap();
+        let cpu = process(
+            &bytes,
+            &source,
+            &presets,
+            &Options::default(),
+            &mut ResizeEngine::default(),
+        )
+        .unwrap();
+        let sizes = |p: &Processed| -> Vec<(u32, u32)> {
+            p.derivatives.iter().map(|d| (d.width, d.height)).collect()
+        };
+        assert_eq!(sizes(&done), sizes(&cpu));
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.fused, 1);
+        // Resamples from the upright frame are marked as such; those from intermediates are not.
+        assert!(calls.upright_resamples >= 1);
+        assert!(calls.upright_resamples + calls.other_resamples >= presets.presets().len() - 1);
+        assert_eq!(calls.releases, 2, "released before and after the image");
     }
 
     #[test]

@@ -22,6 +22,20 @@ pub trait Accelerator: Send {
     fn decode_jpeg(&mut self, _bytes: &[u8]) -> Option<Result<Pixels, String>> {
         None
     }
+    /// Resamples the current image's upright frame (the one [`Accelerator::decode_jpeg_upright`]
+    /// returned, when it did), whole: an accelerator that kept that frame on the device may resample
+    /// its own copy instead of uploading `source` again. Same result as [`Accelerator::resample`].
+    fn resample_upright(
+        &mut self,
+        source: &Pixels,
+        width: u32,
+        height: u32,
+    ) -> Result<Pixels, String> {
+        self.resample(source, width, height)
+    }
+    /// Drops whatever the accelerator kept on the device for the current image (called before and
+    /// after each image).
+    fn release_image(&mut self) {}
     /// Decodes like [`Accelerator::decode_jpeg`], then converts with `shaper` (when given) and
     /// applies `orientation` (2–8; others: none) without the pixels leaving the device in between:
     /// one download instead of one per step. `None`: not offered (the engine runs the steps one by
@@ -246,6 +260,37 @@ impl ResizeEngine {
         width: u32,
         height: u32,
     ) -> Result<Pixels> {
+        self.resize_from(source, false, crop, width, height)
+    }
+
+    /// [`ResizeEngine::resize`] of the current image's upright frame: a whole-frame resample goes to
+    /// [`Accelerator::resample_upright`], which may use a copy already on the device.
+    pub fn resize_upright(
+        &mut self,
+        upright: &Pixels,
+        crop: CropFraction,
+        width: u32,
+        height: u32,
+    ) -> Result<Pixels> {
+        self.resize_from(upright, true, crop, width, height)
+    }
+
+    /// Tells the accelerator the current image is finished (or a new one begins): it drops what it
+    /// kept on the device for it.
+    pub fn release_image(&mut self) {
+        if let Some(backend) = self.backend.as_mut() {
+            backend.release_image();
+        }
+    }
+
+    fn resize_from(
+        &mut self,
+        source: &Pixels,
+        is_upright: bool,
+        crop: CropFraction,
+        width: u32,
+        height: u32,
+    ) -> Result<Pixels> {
         if crop.is_full() && source.width == width && source.height == height {
             return Ok(source.clone());
         }
@@ -257,7 +302,12 @@ impl ResizeEngine {
                 cropped = cut(source, crop);
                 &cropped
             };
-            match backend.resample(whole, width, height) {
+            let resampled = if is_upright && crop.is_full() {
+                backend.resample_upright(whole, width, height)
+            } else {
+                backend.resample(whole, width, height)
+            };
+            match resampled {
                 Ok(pixels) => return Ok(pixels),
                 Err(e) => self.count_failure(e),
             }

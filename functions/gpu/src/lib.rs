@@ -108,6 +108,9 @@ impl DecodeService {
 /// transfers and kernels overlap), the process's shared nvJPEG decoder (batched) and encoder.
 struct CudaAccelerator {
     resizer: CudaResizer,
+    /// The current image's upright frame, kept on the device by the fused decode for the first
+    /// whole-frame resample; dropped between images.
+    upright: Option<DeviceImage>,
     decoder: Option<Arc<DecodeService>>,
     encoder: Option<Arc<Mutex<NvJpegEncoder>>>,
 }
@@ -118,6 +121,25 @@ impl Accelerator for CudaAccelerator {
     }
     fn resample(&mut self, source: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
         self.resizer.resize(source, width, height)
+    }
+    fn resample_upright(
+        &mut self,
+        source: &Pixels,
+        width: u32,
+        height: u32,
+    ) -> Result<Pixels, String> {
+        match &self.upright {
+            Some(kept)
+                if (kept.width, kept.height, kept.channels)
+                    == (source.width, source.height, source.channels) =>
+            {
+                self.resizer.resize_on_device(kept, width, height)
+            }
+            _ => self.resizer.resize(source, width, height),
+        }
+    }
+    fn release_image(&mut self) {
+        self.upright = None;
     }
     fn decode_jpeg(&mut self, bytes: &[u8]) -> Option<Result<Pixels, String>> {
         let service = self.decoder.as_ref()?;
@@ -143,9 +165,12 @@ impl Accelerator for CudaAccelerator {
             if (2..=8).contains(&orientation) {
                 image = resizer.orient_on_device(&image, orientation)?;
             }
-            resizer.download(&image)
+            resizer.download(&image).map(|pixels| (pixels, image))
         };
-        Some(run())
+        Some(run().map(|(pixels, image)| {
+            self.upright = Some(image);
+            pixels
+        }))
     }
     fn encode_jpeg(
         &mut self,
@@ -220,6 +245,7 @@ impl Backend {
             Backend::Gpu(gpu) => match gpu.resizer.on_new_stream() {
                 Ok(resizer) => ResizeEngine::with_backend(Box::new(CudaAccelerator {
                     resizer,
+                    upright: None,
                     decoder: gpu.decoder.clone(),
                     encoder: gpu.encoder.clone(),
                 })),

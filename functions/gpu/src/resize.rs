@@ -282,8 +282,18 @@ impl CudaResizer {
 
     /// Resizes `pixels` to `width`×`height` on the device; same result as the CPU reference.
     pub fn resize(&self, pixels: &Pixels, width: u32, height: u32) -> Result<Pixels, String> {
-        let steps = resize_steps(pixels.width, pixels.height, width, height);
-        self.run(pixels, &steps)
+        self.resize_on_device(&self.upload(pixels)?, width, height)
+    }
+
+    /// [`CudaResizer::resize`] of an image already on the device (only the result comes back).
+    pub fn resize_on_device(
+        &self,
+        image: &DeviceImage,
+        width: u32,
+        height: u32,
+    ) -> Result<Pixels, String> {
+        let steps = resize_steps(image.width, image.height, width, height);
+        self.run(image, &steps)
     }
 
     /// Copies `pixels` to the device (on this resizer's stream).
@@ -385,7 +395,7 @@ impl CudaResizer {
         })
     }
 
-    fn run(&self, pixels: &Pixels, steps: &ResizeSteps) -> Result<Pixels, String> {
+    fn run(&self, pixels: &DeviceImage, steps: &ResizeSteps) -> Result<Pixels, String> {
         let s = &self.stream;
         let ch = int(pixels.channels);
         let c = pixels.channels as usize;
@@ -395,7 +405,8 @@ impl CudaResizer {
             steps.width,
             steps.height,
         );
-        let source = s.clone_htod(&pixels.data).map_err(cuda("upload"))?;
+        let source = &pixels.data;
+        let box_shrunk;
         let shrunk = if steps.box_x > 1 || steps.box_y > 1 {
             let mut out = s
                 .alloc_zeros::<u8>((sw * sh) as usize * c)
@@ -404,7 +415,7 @@ impl CudaResizer {
             let (fx, fy) = (int(steps.box_x), int(steps.box_y));
             let mut launch = s.launch_builder(&self.box_shrink);
             launch
-                .arg(&source)
+                .arg(source)
                 .arg(&pw)
                 .arg(&ph)
                 .arg(&ch)
@@ -415,7 +426,8 @@ impl CudaResizer {
                 .arg(&fy);
             // SAFETY: argument types and order match the kernel's signature; buffers are sized.
             unsafe { launch.launch(grid_2d(sw, sh)) }.map_err(cuda("box_shrink"))?;
-            out
+            box_shrunk = out;
+            &box_shrunk
         } else {
             source
         };
@@ -425,7 +437,7 @@ impl CudaResizer {
             .map_err(cuda("alloc"))?;
         let mut launch = s.launch_builder(&self.to_float);
         launch
-            .arg(&shrunk)
+            .arg(shrunk)
             .arg(&mut float)
             .arg(&shrunk_pixels)
             .arg(&ch);
