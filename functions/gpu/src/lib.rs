@@ -423,7 +423,7 @@ mod tests {
     }
 
     /// On a GPU (IMGPIPE_GPU_TESTS=1): decode ⇒ orientation fused on the device equals the same
-    /// steps run one by one, and no call fell back to the CPU.
+    /// steps run one by one, its kept frame resamples like an uploaded one, and no call fell back.
     #[test]
     fn fused_decode_equals_the_steps_on_a_gpu() {
         if std::env::var_os("IMGPIPE_GPU_TESTS").is_none() {
@@ -442,6 +442,12 @@ mod tests {
         let fused = engine
             .decode_upright(&bytes, &header, None, 6, 1 << 30)
             .expect("fused decode");
+        // The kept upright frame resamples like an upload of the downloaded one.
+        let full = imgpipe_core::plan::CropFraction::FULL;
+        let kept = engine.resize_upright(&fused, full, 900, 1200).unwrap();
+        let uploaded = engine.resize(&fused, full, 900, 1200).unwrap();
+        assert_eq!(kept, uploaded);
+        engine.release_image();
         let decoded = engine.decode_jpeg(&bytes, &header, 1 << 30).unwrap();
         let stepwise = engine.orient(decoded, 6);
         assert_eq!(fused, stepwise);
