@@ -125,8 +125,7 @@ impl ResizeEngine {
         orientation: u8,
         max_decode_bytes: u64,
     ) -> Option<Pixels> {
-        let full_size = u64::from(header.width) * u64::from(header.height) * 3;
-        if !crate::decode::suits_device_decode(header) || full_size > max_decode_bytes {
+        if self.backend.is_none() || !device_decodable(header, max_decode_bytes) {
             return None;
         }
         let profile = profile.filter(|p| !p.is_srgb());
@@ -139,22 +138,11 @@ impl ResizeEngine {
         } else {
             (header.width, header.height)
         };
-        let backend = self.backend.as_mut()?;
-        match backend.decode_jpeg_upright(bytes, shaper.as_ref(), orientation)? {
-            Ok(pixels) if (pixels.width, pixels.height) == expected => Some(pixels),
-            Ok(pixels) => {
-                let error = format!(
-                    "upright decode gave {}×{}, expected {}×{}",
-                    pixels.width, pixels.height, expected.0, expected.1
-                );
-                self.count_failure(error);
-                None
-            }
-            Err(error) => {
-                self.count_failure(error);
-                None
-            }
-        }
+        let offered =
+            self.backend
+                .as_mut()?
+                .decode_jpeg_upright(bytes, shaper.as_ref(), orientation);
+        self.settle_pixels(offered, expected, "upright decode")
     }
 
     /// Decodes a JPEG on the accelerator when it has a decoder and the file suits it
@@ -166,28 +154,11 @@ impl ResizeEngine {
         header: &crate::probe::Header,
         max_decode_bytes: u64,
     ) -> Option<Pixels> {
-        let full_size = u64::from(header.width) * u64::from(header.height) * 3;
-        if !crate::decode::suits_device_decode(header) || full_size > max_decode_bytes {
+        if !device_decodable(header, max_decode_bytes) {
             return None;
         }
-        let backend = self.backend.as_mut()?;
-        match backend.decode_jpeg(bytes)? {
-            Ok(pixels) if (pixels.width, pixels.height) == (header.width, header.height) => {
-                Some(pixels)
-            }
-            Ok(pixels) => {
-                let error = format!(
-                    "decoded {}×{}, header says {}×{}",
-                    pixels.width, pixels.height, header.width, header.height
-                );
-                self.count_failure(error);
-                None
-            }
-            Err(error) => {
-                self.count_failure(error);
-                None
-            }
-        }
+        let offered = self.backend.as_mut()?.decode_jpeg(bytes);
+        self.settle_pixels(offered, (header.width, header.height), "decode")
     }
 
     /// Encodes a JPEG derivative on the accelerator when it has an encoder (RGBA is flattened onto
@@ -199,32 +170,26 @@ impl ResizeEngine {
         background: [u8; 3],
     ) -> Option<Vec<u8>> {
         let backend = self.backend.as_mut()?;
-        let result = if pixels.has_alpha() {
-            backend.encode_jpeg(&pixels.clone().flatten(background), preset)?
+        let offered = if pixels.has_alpha() {
+            backend.encode_jpeg(&pixels.clone().flatten(background), preset)
         } else {
-            backend.encode_jpeg(pixels, preset)?
+            backend.encode_jpeg(pixels, preset)
         };
-        match result {
-            Ok(bytes) => Some(bytes),
-            Err(error) => {
-                self.count_failure(error);
-                None
-            }
-        }
+        self.settle(offered)
     }
 
     /// Converts decoded pixels described by `profile` to sRGB: on the accelerator for RGB
     /// matrix-shaper profiles when it offers it (within a level of moxcms), else with moxcms on the CPU
     /// ([`crate::colour::rgb_to_srgb`], which also handles gray and LUT profiles).
     pub fn to_srgb(&mut self, pixels: Pixels, profile: Option<&crate::colour::Profile>) -> Pixels {
-        let shaper = profile.and_then(crate::colour::MatrixShaper::for_profile);
-        if let (Some(backend), Some(shaper)) = (self.backend.as_mut(), shaper)
+        // The tables are built only when there is a device to take them (never on the CPU path).
+        if let Some(backend) = self.backend.as_mut()
             && pixels.channels >= 3
+            && let Some(shaper) = profile.and_then(crate::colour::MatrixShaper::for_profile)
         {
-            match backend.to_srgb(&pixels, &shaper) {
-                Some(Ok(srgb)) => return srgb,
-                Some(Err(error)) => self.count_failure(error),
-                None => {}
+            let offered = backend.to_srgb(&pixels, &shaper);
+            if let Some(srgb) = self.settle(offered) {
+                return srgb;
             }
         }
         crate::colour::rgb_to_srgb(pixels, profile)
@@ -236,13 +201,46 @@ impl ResizeEngine {
             return pixels;
         }
         if let Some(backend) = self.backend.as_mut() {
-            match backend.orient(&pixels, orientation) {
-                Some(Ok(upright)) => return upright,
-                Some(Err(error)) => self.count_failure(error),
-                None => {}
+            let offered = backend.orient(&pixels, orientation);
+            if let Some(upright) = self.settle(offered) {
+                return upright;
             }
         }
         crate::orient::orient(pixels, orientation)
+    }
+
+    /// What an accelerator call came to: its output, or `None` when it was not offered or failed
+    /// (the failure is counted).
+    fn settle<T>(&mut self, offered: Option<Result<T, String>>) -> Option<T> {
+        match offered? {
+            Ok(output) => Some(output),
+            Err(error) => {
+                self.count_failure(error);
+                None
+            }
+        }
+    }
+
+    /// [`ResizeEngine::settle`] for decoded pixels, which must have the `expected` size.
+    fn settle_pixels(
+        &mut self,
+        offered: Option<Result<Pixels, String>>,
+        expected: (u32, u32),
+        what: &str,
+    ) -> Option<Pixels> {
+        let checked = offered.map(|result| {
+            result.and_then(|pixels| {
+                if (pixels.width, pixels.height) == expected {
+                    Ok(pixels)
+                } else {
+                    Err(format!(
+                        "{what} gave {}×{}, expected {}×{}",
+                        pixels.width, pixels.height, expected.0, expected.1
+                    ))
+                }
+            })
+        });
+        self.settle(checked)
     }
 
     fn count_failure(&mut self, error: String) {
@@ -307,9 +305,8 @@ impl ResizeEngine {
             } else {
                 backend.resample(whole, width, height)
             };
-            match resampled {
-                Ok(pixels) => return Ok(pixels),
-                Err(e) => self.count_failure(e),
+            if let Some(pixels) = self.settle(Some(resampled)) {
+                return Ok(pixels);
             }
         }
         self.resize_on_cpu(source, crop, width, height, FilterType::Lanczos3)
@@ -355,6 +352,12 @@ impl ResizeEngine {
             .map_err(|e| PipelineError::internal(format!("resize: {e}")))?;
         Ok(Pixels::new(width, height, source.channels, dst.into_vec()))
     }
+}
+
+/// Whether the device decoder may take this file: it suits it and its full-size RGB fits the limit.
+fn device_decodable(header: &crate::probe::Header, max_decode_bytes: u64) -> bool {
+    let full_size = u64::from(header.width) * u64::from(header.height) * 3;
+    crate::decode::suits_device_decode(header) && full_size <= max_decode_bytes
 }
 
 /// Copies the `crop` region of `source` (rounded to whole pixels, at least 1×1).
