@@ -139,12 +139,8 @@ fn compare_with_cpu(
                 "derivative sizes differ"
             );
             max = max.max(imgpipe_core::kernel::max_difference(&d, &c));
-            sum += d
-                .data
-                .iter()
-                .zip(&c.data)
-                .map(|(a, b)| f64::from(a.abs_diff(*b)))
-                .sum::<f64>();
+            // Weighted by size, so the mean is over every channel value of every derivative.
+            sum += imgpipe_core::kernel::mean_difference(&d, &c) * d.data.len() as f64;
             count += d.data.len();
         }
     }

@@ -229,6 +229,18 @@ pub fn max_difference(a: &Pixels, b: &Pixels) -> u8 {
         .unwrap_or(0)
 }
 
+/// Mean absolute difference per channel value (0 for empty images); shapes must match, as
+/// [`max_difference`] reports.
+pub fn mean_difference(a: &Pixels, b: &Pixels) -> f64 {
+    let sum: f64 = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| f64::from(x.abs_diff(*y)))
+        .sum();
+    sum / a.data.len().max(1) as f64
+}
+
 /// Round half up and clamp to 0..=255, as the CUDA kernel's `__float2int_rd(v + 0.5f)` + clamp.
 pub fn round_to_u8(v: f32) -> u8 {
     (v + 0.5).floor().clamp(0.0, 255.0) as u8
@@ -293,13 +305,7 @@ mod tests {
             (a.width, a.height, a.channels),
             (b.width, b.height, b.channels)
         );
-        let sum: f64 = a
-            .data
-            .iter()
-            .zip(&b.data)
-            .map(|(x, y)| f64::from(x.abs_diff(*y)))
-            .sum();
-        (max_difference(a, b), sum / a.data.len() as f64)
+        (max_difference(a, b), mean_difference(a, b))
     }
 
     /// Same math as fast_image_resize where no pre-shrink applies: it rounds and clamps the

@@ -1,7 +1,8 @@
 //! The pipeline, top to bottom in one place:
 //!
 //! `check size ⇒ probe header ⇒ check limits (pixels, frames) ⇒ read EXIF ⇒ plan ⇒ check decode budget ⇒
-//! decode (shrink-on-load, or the engine's device decoder; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient ⇒ resize ×N (largest first, cascading)
+//! decode (shrink-on-load, or the engine's device decoder; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient
+//! (decode, ICC and orient fused on the device when it can) ⇒ resize ×N (largest first, cascading)
 //! ⇒ blur placeholders ⇒ ThumbHash + colours ⇒ encode ×N ⇒ animated WebP (presets that keep animation)
 //! ⇒ metadata`
 //!

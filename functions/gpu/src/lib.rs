@@ -86,6 +86,8 @@ const DECODE_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_milli
 
 /// nvJPEG behind a micro-batcher: worker threads decoding at the same time share one batched call.
 struct DecodeService {
+    /// `nvjpeg-hardware` or `nvjpeg-gpu`, read without taking the decoder's lock.
+    name: &'static str,
     decoder: Mutex<NvJpeg>,
     batcher: Batcher<Vec<u8>, Result<DeviceImage, String>>,
 }
@@ -223,17 +225,13 @@ impl Backend {
     }
 
     /// Who decodes baseline JPEGs: `nvjpeg-hardware`, `nvjpeg-gpu` or `cpu`.
-    pub fn jpeg_decoder(&self) -> String {
+    pub fn jpeg_decoder(&self) -> &'static str {
         match self {
             Backend::Gpu(GpuBackend {
                 decoder: Some(decoder),
                 ..
-            }) => decoder
-                .decoder
-                .lock()
-                .map(|d| format!("nvjpeg-{}", d.backend()))
-                .unwrap_or_else(|_| "cpu".into()),
-            _ => "cpu".into(),
+            }) => decoder.name,
+            _ => "cpu",
         }
     }
 
@@ -315,6 +313,11 @@ fn gpu_backend() -> Result<Backend, String> {
     let resizer = load_and_check(&device)?;
     let decoder = match NvJpeg::load(&device).and_then(|mut d| d.check().map(|()| d)) {
         Ok(decoder) => Some(Arc::new(DecodeService {
+            name: if decoder.backend() == "hardware" {
+                "nvjpeg-hardware"
+            } else {
+                "nvjpeg-gpu"
+            },
             decoder: Mutex::new(decoder),
             batcher: Batcher::new(DECODE_BATCH_MAX, DECODE_BATCH_WINDOW),
         })),
@@ -371,7 +374,7 @@ pub fn select(choice: BackendChoice) -> Result<Backend, String> {
         BackendChoice::Auto => match gpu_backend() {
             Ok(backend) => {
                 if let Backend::Gpu(gpu) = &backend {
-                    tracing::info!(device = %gpu.device.name, memory_mib = gpu.device.memory_bytes >> 20, jpeg_decoder = %backend.jpeg_decoder(), jpeg_encoder = backend.jpeg_encoder(), "GPU backend: kernels loaded and checked");
+                    tracing::info!(device = %gpu.device.name, memory_mib = gpu.device.memory_bytes >> 20, jpeg_decoder = backend.jpeg_decoder(), jpeg_encoder = backend.jpeg_encoder(), "GPU backend: kernels loaded and checked");
                 }
                 Ok(backend)
             }

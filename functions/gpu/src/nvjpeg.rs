@@ -485,13 +485,7 @@ fn compare(what: &str, got: &Pixels, want: &Pixels, max: u8, mean: f64) -> Resul
         ));
     }
     let largest = imgpipe_core::kernel::max_difference(got, want);
-    let average = got
-        .data
-        .iter()
-        .zip(&want.data)
-        .map(|(a, b)| f64::from(a.abs_diff(*b)))
-        .sum::<f64>()
-        / got.data.len().max(1) as f64;
+    let average = imgpipe_core::kernel::mean_difference(got, want);
     if largest > max || average > mean {
         return Err(format!(
             "self-check, {what}: differs by up to {largest} levels (mean {average:.2})"
