@@ -17,7 +17,7 @@ use imgpipe_core::pixels::Pixels;
 use libloading::Library;
 
 use crate::GpuDevice;
-use crate::resize::DeviceImage;
+use crate::resize::{DeviceImage, cuda};
 
 /// Library names tried, newest first (the CUDA 12 and 11 runtimes' sonames, then the dev link).
 pub const LIBRARY_NAMES: [&str; 3] = ["libnvjpeg.so.12", "libnvjpeg.so.11", "libnvjpeg.so"];
@@ -42,6 +42,17 @@ const ENCODING_PROGRESSIVE: c_int = 0xc2;
 struct Image {
     channel: [*mut c_uchar; 4],
     pitch: [usize; 4],
+}
+
+impl Image {
+    /// Interleaved 8-bit RGB in the first plane at `pointer`, rows `pitch` bytes apart.
+    fn interleaved(pointer: u64, pitch: usize) -> Self {
+        let none = std::ptr::null_mut();
+        Self {
+            channel: [pointer as *mut c_uchar, none, none, none],
+            pitch: [pitch, 0, 0, 0],
+        }
+    }
 }
 
 type CreateEx =
@@ -163,6 +174,33 @@ impl Api {
     }
 }
 
+/// nvJPEG's entry points and a stream of its own on `device` (whose context is bound to this thread).
+fn open_on(device: &GpuDevice) -> Result<(Api, Arc<CudaStream>), String> {
+    let api = Api::load()?;
+    device
+        .context
+        .bind_to_thread()
+        .map_err(cuda("bind context"))?;
+    let stream = device.context.new_stream().map_err(cuda("new stream"))?;
+    Ok((api, stream))
+}
+
+/// A new nvJPEG handle on `backend`, with nvJPEG's default allocators.
+fn create_handle(api: &Api, backend: c_int) -> Result<Handle, String> {
+    let mut handle: Handle = std::ptr::null_mut();
+    // SAFETY: an out-pointer to a local; null allocators select the defaults; flags must be 0.
+    check("nvjpegCreateEx", unsafe {
+        (api.create_ex)(
+            backend,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            &mut handle,
+        )
+    })?;
+    Ok(handle)
+}
+
 fn check(what: &str, status: Status) -> Result<(), String> {
     if status == STATUS_SUCCESS {
         return Ok(());
@@ -203,15 +241,7 @@ unsafe impl Send for NvJpeg {}
 impl NvJpeg {
     /// Opens nvJPEG on `device`: the hardware backend when the GPU has one, else the default.
     pub fn load(device: &GpuDevice) -> Result<Self, String> {
-        let api = Api::load()?;
-        device
-            .context
-            .bind_to_thread()
-            .map_err(|e| format!("CUDA context: {e:?}"))?;
-        let stream = device
-            .context
-            .new_stream()
-            .map_err(|e| format!("CUDA stream: {e:?}"))?;
+        let (api, stream) = open_on(device)?;
         let (handle, state, hardware) = match Self::open(&api, true) {
             Ok(opened) => opened,
             Err(hardware_error) => {
@@ -236,20 +266,10 @@ impl NvJpeg {
         } else {
             BACKEND_DEFAULT
         };
-        let mut handle: Handle = std::ptr::null_mut();
+        let handle = create_handle(api, backend)?;
         let mut state: State = std::ptr::null_mut();
-        // SAFETY: out-pointers to locals; null allocators select nvJPEG's defaults; flags 0.
+        // SAFETY: an out-pointer to a local; on failure what was created is destroyed.
         unsafe {
-            check(
-                "nvjpegCreateEx",
-                (api.create_ex)(
-                    backend,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    0,
-                    &mut handle,
-                ),
-            )?;
             if let Err(e) = check(
                 "nvjpegJpegStateCreate",
                 (api.state_create)(handle, &mut state),
@@ -282,7 +302,7 @@ impl NvJpeg {
         let data = self
             .stream
             .clone_dtoh(&image.data)
-            .map_err(|e| format!("CUDA download: {e:?}"))?;
+            .map_err(cuda("download"))?;
         Ok(Pixels::new(image.width, image.height, 3, data))
     }
 
@@ -326,7 +346,6 @@ impl NvJpeg {
     }
 
     fn decode_many(&mut self, jpegs: &[&[u8]]) -> Result<Vec<DeviceImage>, String> {
-        let cuda = |what: &'static str| move |e| format!("CUDA {what}: {e:?}");
         self.context
             .bind_to_thread()
             .map_err(cuda("bind context"))?;
@@ -354,15 +373,7 @@ impl NvJpeg {
             let mut images: Vec<Image> = guards
                 .iter()
                 .zip(&sizes)
-                .map(|((pointer, _), (width, _))| Image {
-                    channel: [
-                        *pointer as *mut c_uchar,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                    ],
-                    pitch: [*width as usize * 3, 0, 0, 0],
-                })
+                .map(|((pointer, _), (width, _))| Image::interleaved(*pointer, *width as usize * 3))
                 .collect();
             let data: Vec<*const c_uchar> = jpegs.iter().map(|j| j.as_ptr()).collect();
             let lengths: Vec<usize> = jpegs.iter().map(|j| j.len()).collect();
@@ -512,32 +523,14 @@ unsafe impl Send for NvJpegEncoder {}
 impl NvJpegEncoder {
     /// Opens nvJPEG's encoder on `device`.
     pub fn load(device: &GpuDevice) -> Result<Self, String> {
-        let api = Api::load()?;
-        device
-            .context
-            .bind_to_thread()
-            .map_err(|e| format!("CUDA context: {e:?}"))?;
-        let stream = device
-            .context
-            .new_stream()
-            .map_err(|e| format!("CUDA stream: {e:?}"))?;
+        let (api, stream) = open_on(device)?;
         let raw = stream.cu_stream() as Stream;
-        let mut handle: Handle = std::ptr::null_mut();
+        let handle = create_handle(&api, BACKEND_DEFAULT)?;
         let mut state: EncoderState = std::ptr::null_mut();
         let mut params: EncoderParams = std::ptr::null_mut();
-        // SAFETY: out-pointers to locals; default allocators; on failure everything created so
-        // far is destroyed before returning.
+        // SAFETY: out-pointers to locals; on failure everything created so far is destroyed
+        // before returning.
         unsafe {
-            check(
-                "nvjpegCreateEx",
-                (api.create_ex)(
-                    BACKEND_DEFAULT,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    0,
-                    &mut handle,
-                ),
-            )?;
             if let Err(e) = check(
                 "nvjpegEncoderStateCreate",
                 (api.encoder_state_create)(handle, &mut state, raw),
@@ -576,7 +569,6 @@ impl NvJpegEncoder {
                 pixels.channels
             ));
         }
-        let cuda = |what: &'static str| move |e| format!("CUDA {what}: {e:?}");
         self.context
             .bind_to_thread()
             .map_err(cuda("bind context"))?;
@@ -616,15 +608,7 @@ impl NvJpegEncoder {
             .map_err(cuda("upload"))?;
         {
             let (pointer, _sync) = source.device_ptr_mut(&self.stream);
-            let image = Image {
-                channel: [
-                    pointer as *mut c_uchar,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                ],
-                pitch: [pixels.width as usize * 3, 0, 0, 0],
-            };
+            let image = Image::interleaved(pointer, pixels.width as usize * 3);
             // SAFETY: the source plane holds width × 3 × height bytes of device memory on this
             // context; the call enqueues work on `raw`.
             check("nvjpegEncodeImage", unsafe {

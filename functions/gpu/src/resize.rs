@@ -215,7 +215,8 @@ pub struct CudaResizer {
     to_srgb: CudaFunction,
 }
 
-fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> String + '_ {
+/// Maps a CUDA driver error to a message naming what failed.
+pub(crate) fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> String + '_ {
     move |e| format!("CUDA {what}: {e:?}")
 }
 
