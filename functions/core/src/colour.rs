@@ -318,13 +318,7 @@ fn options(profile: &ColorProfile) -> TransformOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images")
-            .join(name);
-        std::fs::read(path).unwrap()
-    }
+    use crate::testing::fixture;
 
     /// The device's table-and-matrix form of Adobe RGB → sRGB stays within one level of moxcms on a
     /// real photo and on every extreme of the cube; sRGB and gray profiles have no such form.

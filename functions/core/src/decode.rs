@@ -154,10 +154,7 @@ mod tests {
     use super::*;
 
     fn fixture_header(name: &str) -> Header {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images")
-            .join(name);
-        crate::probe::probe(&std::fs::read(path).unwrap()).unwrap()
+        crate::probe::probe(&crate::testing::fixture(name)).unwrap()
     }
 
     #[test]

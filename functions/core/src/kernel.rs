@@ -290,11 +290,7 @@ mod tests {
     }
 
     fn photo(scale: u32) -> Pixels {
-        let bytes = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../tests/fixtures/images/large_olympus-e-p3_12mp.jpg"),
-        )
-        .unwrap();
+        let bytes = crate::testing::fixture("large_olympus-e-p3_12mp.jpg");
         let header = crate::probe::probe(&bytes).unwrap();
         crate::decode::decode(&bytes, &header, scale, None, 1 << 30).unwrap()
     }

@@ -39,6 +39,8 @@ pub mod preset;
 pub mod probe;
 pub mod resize;
 pub mod route;
+#[cfg(test)]
+mod testing;
 
 pub use error::{ErrorKind, PipelineError};
 pub use layout::OutputLayout;

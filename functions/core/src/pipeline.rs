@@ -529,9 +529,7 @@ mod tests {
 
     #[test]
     fn the_fused_decode_feeds_whole_frame_resamples_of_the_upright_frame_and_is_released() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images/camera_canon-sx60hs_orient6.jpg");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
         let source = SourceRef::default();
         let presets = PresetSet::default_set();
         let calls = std::sync::Arc::new(std::sync::Mutex::new(Calls::default()));
@@ -559,9 +557,7 @@ mod tests {
 
     #[test]
     fn jpeg_derivatives_go_to_the_device_encoder_and_the_rest_stay_on_the_cpu() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images/Landscape_2.jpg");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture("Landscape_2.jpg");
         let source = SourceRef {
             bucket: "b".into(),
             key: "k.jpg".into(),

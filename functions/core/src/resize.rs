@@ -379,6 +379,7 @@ fn cut(source: &Pixels, crop: CropFraction) -> Pixels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fixture;
 
     #[test]
     fn resizes_a_flat_colour_to_the_same_colour() {
@@ -505,13 +506,6 @@ mod tests {
                 Ok(crate::orient::orient(pixels.clone(), orientation))
             })
         }
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images")
-            .join(name);
-        std::fs::read(path).unwrap()
     }
 
     #[test]

@@ -151,10 +151,7 @@ mod tests {
     use super::*;
 
     fn fixture_head(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images")
-            .join(name);
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture(name);
         bytes[..bytes.len().min(HEADER_PROBE_BYTES as usize)].to_vec()
     }
 

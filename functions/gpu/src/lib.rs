@@ -11,6 +11,8 @@
 pub mod batcher;
 pub mod nvjpeg;
 pub mod resize;
+#[cfg(test)]
+mod testing;
 
 use std::sync::{Arc, Mutex};
 
@@ -437,9 +439,7 @@ mod tests {
             backend.jpeg_decoder().starts_with("nvjpeg"),
             "nvJPEG not loaded"
         );
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images/large_olympus-e-p3_12mp.jpg");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture("large_olympus-e-p3_12mp.jpg");
         let header = imgpipe_core::probe::probe(&bytes).unwrap();
         let mut engine = backend.engine();
         let fused = engine

@@ -723,9 +723,7 @@ mod tests {
         let device = crate::find_device().expect("IMGPIPE_GPU_TESTS set but no GPU");
         let mut decoder = NvJpeg::load(&device).expect("nvJPEG");
         decoder.check().unwrap();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images/large_olympus-e-p3_12mp.jpg");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture("large_olympus-e-p3_12mp.jpg");
         let header = imgpipe_core::probe::probe(&bytes).unwrap();
         let cpu = imgpipe_core::decode::decode(&bytes, &header, 1, None, 1 << 30).unwrap();
         let started = std::time::Instant::now();
@@ -739,11 +737,7 @@ mod tests {
 
         // A batch (one call on the hardware backend) decodes each file as a lone decode does, and
         // a file nvJPEG cannot read fails alone.
-        let small = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../tests/fixtures/images/Landscape_2.jpg"),
-        )
-        .unwrap();
+        let small = crate::testing::fixture("Landscape_2.jpg");
         let batch = vec![bytes.clone(), small.clone(), bytes.clone()];
         let started = std::time::Instant::now();
         let decoded = decoder.decode_batch(&batch);

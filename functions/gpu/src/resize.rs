@@ -509,9 +509,7 @@ mod tests {
     use imgpipe_core::kernel::resize_reference;
 
     fn photo(denominator: u32) -> Pixels {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images/large_olympus-e-p3_12mp.jpg");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture("large_olympus-e-p3_12mp.jpg");
         let header = imgpipe_core::probe::probe(&bytes).unwrap();
         imgpipe_core::decode::decode(&bytes, &header, denominator, None, 1 << 30).unwrap()
     }
@@ -585,9 +583,7 @@ mod tests {
     }
 
     fn adobe_rgb() -> (Pixels, MatrixShaper) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images/crafted_icc_adobergb.jpg");
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = crate::testing::fixture("crafted_icc_adobergb.jpg");
         let header = imgpipe_core::probe::probe(&bytes).unwrap();
         let profile =
             imgpipe_core::colour::Profile::parse(header.icc_profile.as_deref().unwrap()).unwrap();
