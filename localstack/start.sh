@@ -29,7 +29,7 @@ else
   GATEWAY_LISTEN="127.0.0.1:${port}" \
   LOCALSTACK_HOST="127.0.0.1:${port}" \
   AWS_DEFAULT_REGION=us-east-1 \
-  SERVICES=s3,sqs,iam,sts,cloudformation,cloudwatch,logs \
+  SERVICES=s3,sqs,sns,ssm,iam,sts,cloudformation,cloudwatch,logs \
   DISABLE_EVENTS=1 \
   SQS_ENDPOINT_STRATEGY=path \
   S3_SKIP_SIGNATURE_VALIDATION=0 \

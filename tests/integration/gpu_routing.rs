@@ -239,6 +239,7 @@ async fn the_gpu_worker_gathers_one_batch_and_settles_each_message_on_its_own() 
             key: key.into(),
             size: None,
             etag: None,
+            batch: None,
         }
         .to_body()
     };

@@ -48,6 +48,9 @@ pub struct Config {
     pub endpoint_url: Option<String>,
     /// GPU routing; `None` (the default, no `IMGPIPE_GPU_QUEUE_URL`) processes everything here.
     pub routing: Option<Routing>,
+    /// `IMGPIPE_EVENTS_TOPIC_ARN` (default: none, no events): SNS topic that receives
+    /// `imgpipe.image.done` / `imgpipe.image.failed` / `imgpipe.batch.done`.
+    pub events_topic_arn: Option<String>,
 }
 
 /// Where heavy jobs go, and which are heavy.
@@ -206,6 +209,7 @@ impl Config {
             encode_threads: number("IMGPIPE_ENCODE_THREADS", 1)?.clamp(1, 64) as usize,
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
             routing,
+            events_topic_arn: lookup("IMGPIPE_EVENTS_TOPIC_ARN"),
         })
     }
 

@@ -9,6 +9,8 @@
 
 use serde::Deserialize;
 
+use crate::progress::BatchItem;
+
 /// What one SQS message body says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
@@ -31,6 +33,8 @@ pub struct ObjectEvent {
     pub size: Option<u64>,
     /// Object ETag from the event (no quotes), if present.
     pub etag: Option<String>,
+    /// On a job fanned out from a manifest: which manifest, and which of its queued items.
+    pub batch: Option<BatchItem>,
 }
 
 impl ObjectEvent {
@@ -53,14 +57,15 @@ impl ObjectEvent {
         if let Some(etag) = &self.etag {
             object["eTag"] = etag.clone().into();
         }
-        serde_json::json!({
-            "Records": [{
-                "eventSource": "aws:s3",
-                "eventName": self.event_name,
-                "s3": { "bucket": { "name": self.bucket }, "object": object },
-            }]
-        })
-        .to_string()
+        let mut record = serde_json::json!({
+            "eventSource": "aws:s3",
+            "eventName": self.event_name,
+            "s3": { "bucket": { "name": self.bucket }, "object": object },
+        });
+        if let Some(batch) = &self.batch {
+            record["imgpipe"] = serde_json::json!({ "batch": batch });
+        }
+        serde_json::json!({ "Records": [record] }).to_string()
     }
 
     /// True for `ObjectCreated:*` events (Put, Post, Copy, CompleteMultipartUpload).
@@ -93,6 +98,13 @@ struct Body {
 struct Record {
     event_name: Option<String>,
     s3: Option<S3Entity>,
+    /// imgpipe's own addition on jobs it sends itself (manifest items); S3 never writes it.
+    imgpipe: Option<Extension>,
+}
+
+#[derive(Deserialize)]
+struct Extension {
+    batch: Option<BatchItem>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +171,7 @@ fn to_event(index: usize, record: Record) -> Result<ObjectEvent, EventError> {
             .e_tag
             .map(|e| e.trim_matches('"').to_string())
             .filter(|e| !e.is_empty()),
+        batch: record.imgpipe.and_then(|x| x.batch),
     })
 }
 
@@ -300,12 +313,29 @@ mod tests {
             key: "uploads/a b+c%/é 漢字&.jpg".into(),
             size: Some(42),
             etag: Some("abc".into()),
+            batch: None,
         };
         let body = event.to_body();
         assert!(body.contains("uploads/a%20b%2Bc%25/"), "{body}");
         assert_eq!(
             parse_body(&body).unwrap(),
-            Notification::Records(vec![event])
+            Notification::Records(vec![event.clone()])
+        );
+        // A manifest item keeps its manifest and index through the queue.
+        let item = ObjectEvent {
+            batch: Some(BatchItem {
+                manifest: imgpipe_core::events::ManifestRef {
+                    bucket: "ingest".into(),
+                    key: "manifests/m.csv".into(),
+                    etag: Some("m1".into()),
+                },
+                item: 7,
+            }),
+            ..event
+        };
+        assert_eq!(
+            parse_body(&item.to_body()).unwrap(),
+            Notification::Records(vec![item])
         );
     }
 }

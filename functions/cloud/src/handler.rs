@@ -3,80 +3,58 @@
 //! Per message: `parse body ⇒ for each record: skip test events, non-creations and output keys ⇒
 //! skip if already done (same ETag, same preset hash) ⇒ route (when a GPU queue is configured:
 //! forward heavy jobs, fan manifests out) ⇒ fetch ⇒ process (blocking pool) ⇒ put derivatives ⇒ put
-//! metadata.json last`. Permanent failures write a `failed` metadata document and
-//! go to the DLQ with the reason; transient ones are retried with exponential backoff until
-//! `max_attempts`, then dead-lettered with the last reason.
+//! metadata.json last ⇒ announce (publish the image event; for a manifest item, record its end and
+//! publish `imgpipe.batch.done` after the last one)`. Permanent failures write a `failed` metadata
+//! document, go to the DLQ with the reason, then are announced; transient ones are retried with
+//! exponential backoff until `max_attempts`, then dead-lettered with the last reason. A record found
+//! already done (or already failed for good) is announced again, with the same event id: that is
+//! how a worker killed between writing metadata.json and publishing still gets its event out.
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::sqs::SqsMessage;
 use futures::StreamExt;
+use imgpipe_core::events::{self, ManifestRef, ObjectRef, OutputRef};
+use imgpipe_core::metadata::Status;
 use imgpipe_core::route::{HEADER_PROBE_BYTES, Route};
 use imgpipe_core::{Metadata, ResizeEngine, SourceRef};
 
+use crate::batch::{BatchFunction, MessageResult, Outcome};
 use crate::config::{Config, Routing};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::manifest;
+use crate::notify::Notifier;
+use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress};
 use crate::queue::{self, DeadLetter};
 use crate::store;
 
-/// What happened to one message. The driver deletes every message except [`Outcome::Retry`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// All records processed, forwarded or already done.
-    Done {
-        /// Records processed now.
-        processed: usize,
-        /// Records skipped because a `done` document for the same ETag and presets exists.
-        skipped: usize,
-        /// Records forwarded to the GPU queue (heavy sources, manifests fanned out).
-        forwarded: usize,
-    },
-    /// Nothing to do (s3:TestEvent, deletions, keys under the output location).
-    Ignored {
-        /// Why.
-        reason: String,
-    },
-    /// Failed permanently or ran out of attempts; sent to the DLQ with `failure`.
-    DeadLettered {
-        /// The reason written to the DLQ.
-        failure: Failure,
-    },
-    /// Failed transiently; the message becomes visible again after `delay`.
-    Retry {
-        /// The reason.
-        failure: Failure,
-        /// Backoff before the next receive.
-        delay: Duration,
-    },
-}
-
-impl Outcome {
-    /// True when the driver must leave the message on the queue.
-    pub fn keeps_message(&self) -> bool {
-        matches!(self, Outcome::Retry { .. })
-    }
-}
-
-/// One message's result.
-#[derive(Debug, Clone)]
-pub struct MessageResult {
-    /// SQS message id (the Lambda batch item identifier).
-    pub message_id: String,
-    /// Receipt handle (for delete / visibility).
-    pub receipt_handle: Option<String>,
-    /// What happened.
-    pub outcome: Outcome,
-}
-
 enum RecordDone {
-    Processed,
-    Skipped,
+    /// Processed now: the metadata document written.
+    Processed(Box<Metadata>),
+    /// Already done for this ETag and preset set: the existing document.
+    Skipped(Box<Metadata>),
+    /// Already failed for good (and dead-lettered) for this ETag: the existing document.
+    AlreadyFailed(Box<Metadata>),
     Forwarded,
     Ignored(String),
+}
+
+/// A record that did not finish, with the `failed` metadata document when one was written.
+struct RecordError {
+    failure: Failure,
+    metadata: Option<Box<Metadata>>,
+}
+
+impl From<Failure> for RecordError {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            metadata: None,
+        }
+    }
 }
 
 /// Makes the resize engine of one blocking-pool thread (the CPU one, or the GPU worker's).
@@ -86,6 +64,7 @@ pub type EngineFactory = Arc<dyn Fn() -> ResizeEngine + Send + Sync>;
 pub struct Handler {
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
+    notifier: Notifier,
     config: Arc<Config>,
     engines: EngineFactory,
 }
@@ -98,10 +77,16 @@ thread_local! {
 
 impl Handler {
     /// Builds the handler from ready clients.
-    pub fn new(s3: aws_sdk_s3::Client, sqs: aws_sdk_sqs::Client, config: Config) -> Self {
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        sqs: aws_sdk_sqs::Client,
+        sns: aws_sdk_sns::Client,
+        config: Config,
+    ) -> Self {
         Self {
             s3,
             sqs,
+            notifier: Notifier::new(sns, config.events_topic_arn.clone()),
             config: Arc::new(config),
             engines: Arc::new(ResizeEngine::default),
         }
@@ -121,7 +106,8 @@ impl Handler {
             .await;
         let s3 = store::client(&shared, config.endpoint_url.is_some());
         let sqs = aws_sdk_sqs::Client::new(&shared);
-        Self::new(s3, sqs, config)
+        let sns = aws_sdk_sns::Client::new(&shared);
+        Self::new(s3, sqs, sns, config)
     }
 
     /// The configuration.
@@ -137,34 +123,6 @@ impl Handler {
     /// The S3 client.
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         &self.s3
-    }
-
-    /// Handles a batch: messages run concurrently (up to `concurrency`), each independently.
-    pub async fn handle_batch(&self, messages: Vec<SqsMessage>) -> Vec<MessageResult> {
-        futures::stream::iter(messages)
-            .map(|message| async move {
-                let outcome = self.handle_message(&message).await;
-                MessageResult {
-                    message_id: message.message_id.clone().unwrap_or_default(),
-                    receipt_handle: message.receipt_handle.clone(),
-                    outcome,
-                }
-            })
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await
-    }
-
-    /// Applies retry backoff to the messages that stay on `queue_url` (both drivers call this).
-    pub async fn apply_backoff(&self, queue_url: &str, results: &[MessageResult]) {
-        for result in results {
-            if let (Outcome::Retry { delay, .. }, Some(handle)) =
-                (&result.outcome, &result.receipt_handle)
-                && let Err(e) = queue::set_visibility(&self.sqs, queue_url, handle, *delay).await
-            {
-                tracing::warn!(message_id = %result.message_id, error = %e, "could not set retry backoff; the queue's visibility timeout applies");
-            }
-        }
     }
 
     async fn handle_message(&self, message: &SqsMessage) -> Outcome {
@@ -190,16 +148,47 @@ impl Handler {
             }
         };
         let (mut processed, mut skipped, mut forwarded, mut ignored) = (0, 0, 0, Vec::new());
-        let mut permanent: Option<(Failure, ObjectEvent)> = None;
+        let mut permanent: Vec<(RecordError, ObjectEvent)> = Vec::new();
         let mut transient: Option<(Failure, ObjectEvent)> = None;
+        // The record ended (metadata written) but its announcement failed: retry the message, never
+        // fail the image.
+        let mut unannounced: Option<Failure> = None;
         for record in records {
-            match self.handle_record(&record).await {
-                Ok(RecordDone::Processed) => processed += 1,
-                Ok(RecordDone::Skipped) => skipped += 1,
-                Ok(RecordDone::Forwarded) => forwarded += 1,
-                Ok(RecordDone::Ignored(reason)) => ignored.push(reason),
-                Err(f) if f.retryable => transient = transient.or(Some((f, record))),
-                Err(f) => permanent = permanent.or(Some((f, record))),
+            let ended = match self.handle_record(&record).await {
+                Ok(RecordDone::Processed(metadata)) => {
+                    processed += 1;
+                    metadata
+                }
+                Ok(RecordDone::Skipped(metadata)) => {
+                    skipped += 1;
+                    metadata
+                }
+                Ok(RecordDone::AlreadyFailed(metadata)) => {
+                    ignored.push(format!(
+                        "{} already failed permanently and was dead-lettered",
+                        record.key
+                    ));
+                    metadata
+                }
+                Ok(RecordDone::Forwarded) => {
+                    forwarded += 1;
+                    continue;
+                }
+                Ok(RecordDone::Ignored(reason)) => {
+                    ignored.push(reason);
+                    continue;
+                }
+                Err(e) if e.failure.retryable => {
+                    transient = transient.or(Some((e.failure, record)));
+                    continue;
+                }
+                Err(e) => {
+                    permanent.push((e, record));
+                    continue;
+                }
+            };
+            if let Err(failure) = self.announce(&record, &ended).await {
+                unannounced = unannounced.or(Some(failure));
             }
         }
         if let Some((failure, record)) = transient {
@@ -213,14 +202,39 @@ impl Handler {
                 message: format!("gave up after {receive_count} attempts; last error: {failure}"),
                 retryable: true,
             };
-            self.write_failed_metadata(&record, &failure).await;
-            return self
+            let metadata = Box::new(self.write_failed_metadata(&record, &failure).await);
+            let outcome = self
                 .dead_letter(body, failure, Some(&record), receive_count, message_id)
                 .await;
-        }
-        if let Some((failure, record)) = permanent {
             return self
-                .dead_letter(body, failure, Some(&record), receive_count, message_id)
+                .announce_failures(outcome, &[(record, metadata)], receive_count)
+                .await;
+        }
+        if let Some((first, record)) = permanent.first() {
+            let outcome = self
+                .dead_letter(
+                    body,
+                    first.failure.clone(),
+                    Some(record),
+                    receive_count,
+                    message_id,
+                )
+                .await;
+            let mut failed = Vec::with_capacity(permanent.len());
+            for (e, record) in permanent {
+                let metadata = match e.metadata {
+                    Some(metadata) => metadata,
+                    None => Box::new(self.failed_metadata(&record, &e.failure)),
+                };
+                failed.push((record, metadata));
+            }
+            return self
+                .announce_failures(outcome, &failed, receive_count)
+                .await;
+        }
+        if let Some(failure) = unannounced {
+            return self
+                .retry_announcement(body, failure, receive_count, message_id)
                 .await;
         }
         if processed + skipped + forwarded == 0 {
@@ -233,6 +247,115 @@ impl Handler {
             skipped,
             forwarded,
         }
+    }
+
+    /// After a message was dead-lettered, announces each failed record; when that fails the message
+    /// is retried, and the retry finds the records already failed and announces them again.
+    async fn announce_failures(
+        &self,
+        outcome: Outcome,
+        failed: &[(ObjectEvent, Box<Metadata>)],
+        receive_count: u32,
+    ) -> Outcome {
+        if !matches!(outcome, Outcome::DeadLettered { .. }) {
+            return outcome;
+        }
+        for (record, metadata) in failed {
+            if let Err(failure) = self.announce(record, metadata).await {
+                let delay = self.config.retry_delay(receive_count);
+                tracing::warn!(key = %record.key, error = %failure, "failure recorded and dead-lettered, but not announced; will retry the announcement");
+                return Outcome::Retry { failure, delay };
+            }
+        }
+        outcome
+    }
+
+    /// Every record ended but an announcement failed: retry with backoff, and after `max_attempts`
+    /// dead-letter the message (`announce_failed`) so a redrive announces it; metadata stays as
+    /// written.
+    async fn retry_announcement(
+        &self,
+        body: &str,
+        failure: Failure,
+        receive_count: u32,
+        message_id: &str,
+    ) -> Outcome {
+        if receive_count < self.config.max_attempts {
+            let delay = self.config.retry_delay(receive_count);
+            tracing::warn!(message_id, receive_count, delay_s = delay.as_secs(), error = %failure, "outputs written but the event was not published; will retry");
+            return Outcome::Retry { failure, delay };
+        }
+        let failure = Failure {
+            kind: "announce_failed".into(),
+            message: format!(
+                "outputs and metadata.json are written, but the event could not be published after {receive_count} attempts (redrive this message to publish it); last error: {failure}"
+            ),
+            retryable: true,
+        };
+        self.dead_letter(body, failure, None, receive_count, message_id)
+            .await
+    }
+
+    /// Tells the world that `record` ended as `metadata` says: publishes its image event and, for a
+    /// manifest item, records the item's end and publishes `imgpipe.batch.done` after the last one.
+    /// Deterministic ids make repeating this harmless.
+    async fn announce(&self, record: &ObjectEvent, metadata: &Metadata) -> Result<(), Failure> {
+        let config = &self.config;
+        let metadata_key = config.layout.metadata_key(&record.key);
+        let event = events::image_event(
+            metadata,
+            &OutputRef {
+                bucket: &config.output_bucket,
+                metadata_key: &metadata_key,
+                cdn_base_url: config.cdn_base_url.as_deref(),
+            },
+        );
+        self.notifier.publish(&event).await?;
+        let Some(batch) = &record.batch else {
+            return Ok(());
+        };
+        let end = match metadata.status {
+            Status::Done => ItemEnd::Done,
+            Status::Failed => ItemEnd::Failed,
+        };
+        let key = self.progress_key(&batch.manifest.key);
+        if let Some(completion) =
+            progress::record_end(&self.s3, &config.output_bucket, &key, batch, end).await?
+        {
+            self.publish_batch_done(&batch.manifest, &completion)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_batch_done(
+        &self,
+        manifest: &ManifestRef,
+        completion: &Completion,
+    ) -> Result<(), Failure> {
+        let config = &self.config;
+        let summary_key = config
+            .layout
+            .derivative_key(&manifest.key, "summary", "json");
+        let summary = ObjectRef {
+            url: config
+                .cdn_base_url
+                .as_deref()
+                .map(|base| imgpipe_core::pipeline::public_url(base, &summary_key)),
+            bucket: config.output_bucket.clone(),
+            key: summary_key,
+        };
+        let event = events::batch_event(manifest, summary, completion.counts, &completion.ended_at);
+        if completion.first {
+            tracing::info!(manifest = %manifest.key, done = completion.counts.done, failed = completion.counts.failed, "every item of the manifest ended");
+        }
+        self.notifier.publish(&event).await
+    }
+
+    fn progress_key(&self, manifest_key: &str) -> String {
+        self.config
+            .layout
+            .derivative_key(manifest_key, "progress", "json")
     }
 
     async fn dead_letter(
@@ -263,7 +386,7 @@ impl Handler {
         }
     }
 
-    async fn handle_record(&self, record: &ObjectEvent) -> Result<RecordDone, Failure> {
+    async fn handle_record(&self, record: &ObjectEvent) -> Result<RecordDone, RecordError> {
         let config = &self.config;
         if !record.is_created() {
             return Ok(RecordDone::Ignored(format!(
@@ -285,13 +408,10 @@ impl Handler {
         {
             if existing.is_done_for(etag, config.presets.hash()) {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
-                return Ok(RecordDone::Skipped);
+                return Ok(RecordDone::Skipped(Box::new(existing)));
             }
             if existing.is_failed_permanently_for(etag, config.presets.hash()) {
-                return Ok(RecordDone::Ignored(format!(
-                    "{} already failed permanently and was dead-lettered",
-                    record.key
-                )));
+                return Ok(RecordDone::AlreadyFailed(Box::new(existing)));
             }
         }
         if let Some(routing) = &config.routing {
@@ -330,36 +450,17 @@ impl Handler {
         Ok(routing.rule.route(&record.key, size, Some(&head)))
     }
 
-    /// Sends one manifest item to the GPU queue; `missing` when the object does not exist.
-    async fn queue_item(
-        &self,
-        item: &manifest::Item,
-        queue_url: &str,
-        reason: &str,
-    ) -> Result<&'static str, Failure> {
-        let Some((size, etag)) = store::head(&self.s3, &item.bucket, &item.key).await? else {
-            return Ok("missing");
-        };
-        let job = ObjectEvent {
-            event_name: "ObjectCreated:Manifest".into(),
-            bucket: item.bucket.clone(),
-            key: item.key.clone(),
-            size: Some(size),
-            etag,
-        };
-        queue::forward(&self.sqs, queue_url, &job.to_body(), reason).await?;
-        Ok("queued")
-    }
-
-    /// Reads a manifest, sends one GPU job per listed object that exists (with its size and ETag, so
-    /// the GPU worker's idempotency check applies), and writes `summary.json` beside the outputs:
-    /// per item `queued` (with the key of the metadata.json that will hold its outcome), `missing` or
-    /// `rejected` with the reason.
+    /// Reads a manifest and fans it out: looks up every listed object (size and ETag, so the GPU
+    /// worker's idempotency check applies), writes the manifest's progress and `summary.json` (per
+    /// item `queued` with the key of the metadata.json that will hold its outcome, `missing`, or
+    /// `rejected` with the reason), then sends one GPU job per existing object, each carrying the
+    /// manifest and its index so its end is counted. Progress and summary exist before any job is
+    /// sent, so no item can end before them. A manifest with nothing to queue is done at once.
     async fn fan_out(
         &self,
         record: &ObjectEvent,
         routing: &Routing,
-    ) -> Result<RecordDone, Failure> {
+    ) -> Result<RecordDone, RecordError> {
         let config = &self.config;
         let (bytes, total) = store::get_head(
             &self.s3,
@@ -380,46 +481,114 @@ impl Handler {
             Ok(parsed) => parsed,
             Err(message) => {
                 let failure = Failure::permanent("bad_manifest", message);
-                self.write_failed_metadata(record, &failure).await;
-                return Err(failure);
+                let metadata = self.write_failed_metadata(record, &failure).await;
+                return Err(RecordError {
+                    failure,
+                    metadata: Some(Box::new(metadata)),
+                });
             }
         };
-        let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
-        let mut statuses = Vec::with_capacity(parsed.items.len());
+        let mut found = Vec::with_capacity(parsed.items.len());
         for chunk in parsed.items.chunks(16) {
-            let sent = futures::future::join_all(
+            let heads = futures::future::join_all(
                 chunk
                     .iter()
-                    .map(|item| self.queue_item(item, &routing.gpu_queue_url, &reason)),
+                    .map(|item| store::head(&self.s3, &item.bucket, &item.key)),
             )
             .await;
-            for (item, status) in chunk.iter().zip(sent) {
-                statuses.push((item, status?));
+            for (item, head) in chunk.iter().zip(heads) {
+                found.push((item, head?));
             }
         }
-        let mut items: Vec<serde_json::Value> = statuses
+        let manifest_ref = ManifestRef {
+            bucket: record.bucket.clone(),
+            key: record.key.clone(),
+            etag: record.etag.clone(),
+        };
+        let queued = found.iter().filter(|(_, head)| head.is_some()).count();
+        let missing = found.len() - queued;
+        let started = progress::start(
+            &self.s3,
+            &config.output_bucket,
+            &self.progress_key(&record.key),
+            Progress::new(
+                manifest_ref.clone(),
+                (parsed.items.len() + parsed.rejected.len()) as u64,
+                queued as u64,
+                missing as u64,
+                parsed.rejected.len() as u64,
+            ),
+        )
+        .await?;
+        self.write_summary(record, &found, &parsed.rejected).await?;
+        let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
+        let jobs: Vec<ObjectEvent> = found
             .iter()
-            .map(|(item, status)| {
-                let mut entry =
-                    serde_json::json!({"bucket": item.bucket, "key": item.key, "status": status});
-                if *status == "queued" {
+            .filter_map(|(item, head)| head.as_ref().map(|head| (item, head)))
+            .enumerate()
+            .map(|(index, (item, (size, etag)))| ObjectEvent {
+                event_name: "ObjectCreated:Manifest".into(),
+                bucket: item.bucket.clone(),
+                key: item.key.clone(),
+                size: Some(*size),
+                etag: etag.clone(),
+                batch: Some(BatchItem {
+                    manifest: manifest_ref.clone(),
+                    item: index as u64,
+                }),
+            })
+            .collect();
+        for chunk in jobs.chunks(16) {
+            let bodies: Vec<String> = chunk.iter().map(ObjectEvent::to_body).collect();
+            let sent = futures::future::join_all(
+                bodies
+                    .iter()
+                    .map(|body| queue::forward(&self.sqs, &routing.gpu_queue_url, body, &reason)),
+            )
+            .await;
+            sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
+        }
+        tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len(), "manifest fanned out to the GPU queue");
+        if let Some(completion) = started {
+            self.publish_batch_done(&manifest_ref, &completion).await?;
+        }
+        Ok(RecordDone::Forwarded)
+    }
+
+    /// `summary.json` of a manifest: what happened to each entry at fan-out.
+    async fn write_summary(
+        &self,
+        record: &ObjectEvent,
+        found: &[(&manifest::Item, Option<(u64, Option<String>)>)],
+        rejected: &[manifest::Rejected],
+    ) -> Result<(), Failure> {
+        let config = &self.config;
+        let mut items: Vec<serde_json::Value> = found
+            .iter()
+            .map(|(item, head)| {
+                let mut entry = serde_json::json!({"bucket": item.bucket, "key": item.key});
+                if head.is_some() {
+                    entry["status"] = "queued".into();
                     // Where the item's outcome will be: its own metadata document.
                     entry["metadata_key"] = config.layout.metadata_key(&item.key).into();
+                } else {
+                    entry["status"] = "missing".into();
                 }
                 entry
             })
             .collect();
-        items.extend(parsed.rejected.iter().map(
+        items.extend(rejected.iter().map(
             |r| serde_json::json!({"entry": r.entry, "status": "rejected", "reason": r.reason}),
         ));
-        let queued = statuses.iter().filter(|(_, s)| *s == "queued").count();
+        let queued = found.iter().filter(|(_, head)| head.is_some()).count();
         let summary = serde_json::json!({
             "schema": "imgpipe.manifest-summary/v1",
             "manifest": {"bucket": record.bucket, "key": record.key, "etag": record.etag},
             "output_bucket": config.output_bucket,
             "queued": queued,
-            "missing": statuses.len() - queued,
-            "rejected": parsed.rejected.len(),
+            "missing": found.len() - queued,
+            "rejected": rejected.len(),
+            "progress_key": self.progress_key(&record.key),
             "items": items,
             "written_at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         });
@@ -432,26 +601,26 @@ impl Handler {
             "application/json",
             &config.metadata_cache_control,
         )
-        .await?;
-        tracing::info!(manifest = %record.key, queued, rejected = parsed.rejected.len(), "manifest fanned out to the GPU queue");
-        Ok(RecordDone::Forwarded)
+        .await
     }
 
     async fn process_record(
         &self,
         record: &ObjectEvent,
         metadata_key: &str,
-    ) -> Result<RecordDone, Failure> {
+    ) -> Result<RecordDone, RecordError> {
         let config = Arc::clone(&self.config);
         let started = Instant::now();
         let fetched =
             match store::get_source(&self.s3, &record.bucket, &record.key, &config.limits).await {
                 Ok(fetched) => fetched,
+                Err(failure) if failure.retryable => return Err(failure.into()),
                 Err(failure) => {
-                    if !failure.retryable {
-                        self.write_failed_metadata(record, &failure).await;
-                    }
-                    return Err(failure);
+                    let metadata = self.write_failed_metadata(record, &failure).await;
+                    return Err(RecordError {
+                        failure,
+                        metadata: Some(Box::new(metadata)),
+                    });
                 }
             };
         let fetch_ms = elapsed_ms(started);
@@ -488,8 +657,11 @@ impl Handler {
             Err(failed) => {
                 let mut metadata = failed.metadata;
                 metadata.timings_ms.fetch = fetch_ms;
-                self.put_metadata(metadata_key, metadata).await?;
-                return Err(Failure::from(&failed.error));
+                self.put_metadata(metadata_key, &mut metadata).await?;
+                return Err(RecordError {
+                    failure: Failure::from(&failed.error),
+                    metadata: Some(Box::new(metadata)),
+                });
             }
         };
         let put_started = Instant::now();
@@ -515,12 +687,24 @@ impl Handler {
         metadata.timings_ms.put = elapsed_ms(put_started);
         metadata.timings_ms.total = elapsed_ms(started);
         // Written last: its presence with status `done` is what makes a duplicate event a no-op.
-        self.put_metadata(metadata_key, metadata).await?;
+        self.put_metadata(metadata_key, &mut metadata).await?;
         tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
-        Ok(RecordDone::Processed)
+        Ok(RecordDone::Processed(Box::new(metadata)))
     }
 
-    async fn write_failed_metadata(&self, record: &ObjectEvent, failure: &Failure) {
+    /// Writes the `failed` document of `record` (logged, not returned, when the write fails: the
+    /// message goes to the DLQ with the reason either way) and returns it.
+    async fn write_failed_metadata(&self, record: &ObjectEvent, failure: &Failure) -> Metadata {
+        let mut metadata = self.failed_metadata(record, failure);
+        let key = self.config.layout.metadata_key(&record.key);
+        if let Err(e) = self.put_metadata(&key, &mut metadata).await {
+            tracing::warn!(key, error = %e, "could not write the failed metadata document");
+        }
+        metadata
+    }
+
+    /// The `failed` document of `record`, from what the event says about the source.
+    fn failed_metadata(&self, record: &ObjectEvent, failure: &Failure) -> Metadata {
         let source = imgpipe_core::metadata::SourceInfo {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
@@ -530,16 +714,14 @@ impl Handler {
         };
         let mut metadata = Metadata::new(source, self.config.presets.hash());
         metadata.fail(&failure.kind, &failure.message, failure.retryable);
-        let key = self.config.layout.metadata_key(&record.key);
-        if let Err(e) = self.put_metadata(&key, metadata).await {
-            tracing::warn!(key, error = %e, "could not write the failed metadata document");
-        }
+        metadata.processed_at = Some(now());
+        metadata
     }
 
-    async fn put_metadata(&self, key: &str, mut metadata: Metadata) -> Result<(), Failure> {
-        metadata.processed_at =
-            Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
-        let json = serde_json::to_vec_pretty(&metadata).expect("metadata serialises");
+    /// Stamps `processed_at` and writes the document.
+    async fn put_metadata(&self, key: &str, metadata: &mut Metadata) -> Result<(), Failure> {
+        metadata.processed_at = Some(now());
+        let json = serde_json::to_vec_pretty(&*metadata).expect("metadata serialises");
         store::put(
             &self.s3,
             &self.config.output_bucket,
@@ -550,6 +732,32 @@ impl Handler {
         )
         .await
     }
+}
+
+impl BatchFunction for Handler {
+    fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+
+    /// Handles a batch: messages run concurrently (up to `concurrency`), each independently.
+    async fn handle_batch(&self, messages: Vec<SqsMessage>) -> Vec<MessageResult> {
+        futures::stream::iter(messages)
+            .map(|message| async move {
+                let outcome = self.handle_message(&message).await;
+                MessageResult {
+                    message_id: message.message_id.clone().unwrap_or_default(),
+                    receipt_handle: message.receipt_handle.clone(),
+                    outcome,
+                }
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 fn elapsed_ms(since: Instant) -> f64 {

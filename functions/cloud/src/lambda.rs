@@ -7,7 +7,8 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 
-use crate::handler::{Handler, MessageResult};
+use crate::batch::{BatchFunction, MessageResult};
+use crate::queue;
 
 /// Turns batch results into the Lambda response.
 pub fn batch_response(results: &[MessageResult]) -> SqsBatchResponse {
@@ -25,21 +26,21 @@ pub fn batch_response(results: &[MessageResult]) -> SqsBatchResponse {
 }
 
 /// Handles one invocation; `queue_url` is where retry backoff is applied.
-pub async fn handle_event(
-    handler: &Handler,
+pub async fn handle_event<H: BatchFunction>(
+    handler: &H,
     queue_url: Option<&str>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     let results = handler.handle_batch(event.records).await;
     if let Some(queue_url) = queue_url {
-        handler.apply_backoff(queue_url, &results).await;
+        queue::apply_backoff(handler.sqs(), queue_url, &results).await;
     }
     batch_response(&results)
 }
 
 /// Runs the Lambda runtime loop with one shared handler (clients reused across invocations).
-pub async fn run(
-    handler: Arc<Handler>,
+pub async fn run<H: BatchFunction>(
+    handler: Arc<H>,
     queue_url: Option<String>,
 ) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -47,7 +48,7 @@ pub async fn run(
         let queue_url = queue_url.clone();
         async move {
             Ok::<_, lambda_runtime::Error>(
-                handle_event(&handler, queue_url.as_deref(), event.payload).await,
+                handle_event(&*handler, queue_url.as_deref(), event.payload).await,
             )
         }
     }))
@@ -57,8 +58,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Outcome;
     use crate::failure::Failure;
-    use crate::handler::Outcome;
     use std::time::Duration;
 
     fn result(id: &str, outcome: Outcome) -> MessageResult {

@@ -6,7 +6,10 @@
 //! # Layout
 //! - [`config`]: environment configuration with documented defaults, validated at start-up.
 //! - [`event`]: SQS body → S3 notification → object events (key decoding, test events, SNS envelopes).
-//! - [`handler`]: the batch function both drivers call; permanent vs transient decisions.
+//! - [`batch`]: what the drivers run ([`batch::BatchFunction`]) and the per-message [`Outcome`].
+//! - [`handler`]: the image batch function; permanent vs transient decisions; announcing outcomes.
+//! - [`notify`]: events to the SNS topic; [`progress`]: which manifest items ended (compare-and-swap).
+//! - [`webhook`] and [`webhook_sender`]: Standard Webhooks signing and the retrying webhook sender.
 //! - [`store`] and [`queue`]: S3 and SQS operations.
 //! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime); [`process`]:
 //!   logging and shutdown signal for the binaries.
@@ -14,16 +17,22 @@
 //! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod config;
 pub mod event;
 pub mod failure;
 pub mod handler;
 pub mod lambda;
 pub mod manifest;
+pub mod notify;
 pub mod process;
+pub mod progress;
 pub mod queue;
 pub mod store;
+pub mod webhook;
+pub mod webhook_sender;
 pub mod worker;
 
+pub use batch::{BatchFunction, MessageResult, Outcome};
 pub use config::Config;
-pub use handler::{Handler, Outcome};
+pub use handler::Handler;

@@ -6,6 +6,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue};
 
+use crate::batch::{MessageResult, Outcome};
 use crate::failure::Failure;
 
 /// Message attribute names written on dead-lettered messages.
@@ -43,7 +44,8 @@ pub struct DeadLetter<'a> {
     pub message_id: &'a str,
 }
 
-fn string_attribute(value: &str) -> MessageAttributeValue {
+/// A String message attribute, cut to 1 024 characters (readable in consoles; SQS allows 256 KiB).
+pub fn string_attribute(value: &str) -> MessageAttributeValue {
     // SQS attribute values are limited to 256 KiB; keep messages readable in consoles too.
     let value: String = value.chars().take(1024).collect();
     MessageAttributeValue::builder()
@@ -188,4 +190,17 @@ pub async fn delete_all(sqs: &Client, queue_url: &str, receipt_handles: &[String
         }
     }
     failed
+}
+
+/// Hides each message whose outcome is a retry for its backoff delay (both drivers call this; under
+/// Lambda the message is also reported as a batch item failure, so it stays on the queue).
+pub async fn apply_backoff(sqs: &Client, queue_url: &str, results: &[MessageResult]) {
+    for result in results {
+        if let (Outcome::Retry { delay, .. }, Some(handle)) =
+            (&result.outcome, &result.receipt_handle)
+            && let Err(e) = set_visibility(sqs, queue_url, handle, *delay).await
+        {
+            tracing::warn!(message_id = %result.message_id, error = %e, "could not set retry backoff; the queue's visibility timeout applies");
+        }
+    }
 }

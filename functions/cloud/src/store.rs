@@ -177,3 +177,64 @@ pub async fn put(
         })?;
     Ok(())
 }
+
+/// Reads `bucket/key` with its ETag (quoted, as S3 returns it); `None` when absent.
+pub async fn get_with_etag(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(Vec<u8>, String)>, Failure> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(response) => {
+            let etag = response.e_tag().unwrap_or_default().to_string();
+            Ok(Some((read_body(bucket, key, response.body).await?, etag)))
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(Failure::transient(
+            "s3_get",
+            format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
+        )),
+    }
+}
+
+/// Writes `bucket/key` only if its ETag is still `etag` (an S3 conditional write); `Ok(false)` when
+/// another writer changed it first (412 Precondition Failed, or 409 for a concurrent conditional
+/// write), so the caller re-reads and tries again.
+pub async fn put_if_match(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+    cache_control: &str,
+    etag: &str,
+) -> Result<bool, Failure> {
+    let result = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(bytes))
+        .content_type(content_type)
+        .cache_control(cache_control)
+        .if_match(etag)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.raw_response().map(|r| r.status().as_u16()),
+                Some(412 | 409)
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Failure::transient(
+            "s3_put",
+            format!(
+                "PutObject (If-Match) s3://{bucket}/{key}: {}",
+                DisplayErrorContext(&e)
+            ),
+        )),
+    }
+}

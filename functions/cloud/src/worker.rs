@@ -15,7 +15,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::handler::{Handler, MessageResult, Outcome};
+use crate::batch::{BatchFunction, MessageResult, Outcome};
 use crate::queue;
 
 /// Worker settings (flags of `derive` in worker mode).
@@ -103,8 +103,8 @@ impl WorkerStats {
 }
 
 /// Runs until `shutdown` resolves, then finishes in-flight messages and returns the counts.
-pub async fn run(
-    handler: Arc<Handler>,
+pub async fn run<H: BatchFunction>(
+    handler: Arc<H>,
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> WorkerStats {
@@ -185,7 +185,7 @@ pub async fn run(
         let handler = Arc::clone(&handler);
         let queue_url = options.queue_url.clone();
         in_flight.spawn(async move {
-            let results = process_batch(&handler, &queue_url, messages, visibility).await;
+            let results = process_batch(&*handler, &queue_url, messages, visibility).await;
             drop(held);
             gauges.in_flight.fetch_sub(size, Ordering::Relaxed);
             results
@@ -251,8 +251,8 @@ fn record(stats: &mut WorkerStats, done: Result<Vec<MessageResult>, tokio::task:
     }
 }
 
-async fn process_batch(
-    handler: &Handler,
+async fn process_batch<H: BatchFunction>(
+    handler: &H,
     queue_url: &str,
     messages: Vec<Message>,
     visibility: Duration,
@@ -271,7 +271,7 @@ async fn process_batch(
             _ = heartbeat => unreachable!("heartbeat never ends"),
         }
     };
-    handler.apply_backoff(queue_url, &results).await;
+    queue::apply_backoff(handler.sqs(), queue_url, &results).await;
     let finished: Vec<String> = results
         .iter()
         .filter(|r| !r.outcome.keeps_message())

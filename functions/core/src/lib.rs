@@ -13,6 +13,7 @@
 //!   [`animation`] for presets that keep an animation; [`placeholder`] for ThumbHash and colours.
 //! - [`preset`]: preset files, validation and the preset-set hash.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
+//! - [`events`]: the `imgpipe.image.*` / `imgpipe.batch.done` events built from what was written.
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
 //! - [`route`]: CPU or GPU queue for a job, from key, size and a ranged read of the header.
 //! - [`kernel`]: the GPU backend's resize math on the CPU (its reference in tests).
@@ -24,6 +25,7 @@ pub mod colour;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod events;
 pub mod exif;
 pub mod format;
 pub mod kernel;

@@ -1,0 +1,72 @@
+//! What both drivers (the long-poll [`worker`](crate::worker) and the [`lambda`](crate::lambda)
+//! runtime) run: a [`BatchFunction`] over SQS messages, and what it says about each message. The
+//! image [`Handler`](crate::Handler) is one; the webhook sender is another.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsMessage;
+
+use crate::failure::Failure;
+
+/// A function from a batch of SQS messages to one result per message. Each message is settled on
+/// its own: the driver deletes it unless its outcome is [`Outcome::Retry`], whose backoff it applies.
+pub trait BatchFunction: Send + Sync + 'static {
+    /// The SQS client (deletes, visibility).
+    fn sqs(&self) -> &aws_sdk_sqs::Client;
+
+    /// Handles `messages`; one result per message, in any order.
+    fn handle_batch(
+        &self,
+        messages: Vec<SqsMessage>,
+    ) -> impl Future<Output = Vec<MessageResult>> + Send;
+}
+
+/// What happened to one message. The driver deletes every message except [`Outcome::Retry`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// All records processed, forwarded or already done.
+    Done {
+        /// Records processed now (webhook sender: endpoints delivered to).
+        processed: usize,
+        /// Records skipped because a `done` document for the same ETag and presets exists.
+        skipped: usize,
+        /// Records forwarded to another queue (GPU queue; webhook retries per endpoint).
+        forwarded: usize,
+    },
+    /// Nothing to do (s3:TestEvent, deletions, keys under the output location).
+    Ignored {
+        /// Why.
+        reason: String,
+    },
+    /// Failed permanently or ran out of attempts; sent to the DLQ with `failure`.
+    DeadLettered {
+        /// The reason written to the DLQ.
+        failure: Failure,
+    },
+    /// Failed transiently; the message becomes visible again after `delay`.
+    Retry {
+        /// The reason.
+        failure: Failure,
+        /// Backoff before the next receive.
+        delay: Duration,
+    },
+}
+
+impl Outcome {
+    /// True when the driver must leave the message on the queue.
+    pub fn keeps_message(&self) -> bool {
+        matches!(self, Outcome::Retry { .. })
+    }
+}
+
+/// One message's result.
+#[derive(Debug, Clone)]
+pub struct MessageResult {
+    /// SQS message id (the Lambda batch item identifier).
+    pub message_id: String,
+    /// Receipt handle (for delete / visibility).
+    pub receipt_handle: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+}

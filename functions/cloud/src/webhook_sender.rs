@@ -1,0 +1,654 @@
+//! The webhook sender: a [`BatchFunction`] over the webhook queue, an SQS subscription of the
+//! events topic with raw message delivery.
+//!
+//! `event from the topic ⇒ signed POST to every endpoint (attempt 1) ⇒ each endpoint that did not
+//! answer 2xx gets its own retry message ⇒ retried on the schedule (visibility backoff, same
+//! webhook-id) ⇒ after the last attempt: the webhook DLQ, with the endpoint and the last status`
+//!
+//! Retries are per endpoint, so one endpoint that is down never re-sends to those that answered.
+//! A retry message is `{"webhook_retry": {"endpoint", "attempts", "event"}}`: `attempts` made before
+//! it was enqueued (the SQS receive count adds the rest). The dead-lettered body is the same
+//! envelope with `attempts` 0, so redriving it to the webhook queue starts that endpoint's schedule
+//! afresh (`imgpipe-webhooks` never re-sends to other endpoints for it).
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsMessage;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{BatchFunction, MessageResult, Outcome};
+use crate::failure::Failure;
+use crate::queue;
+use crate::webhook::{self, Attempt, Signer};
+
+/// Message attributes on dead-lettered webhook deliveries.
+pub mod attributes {
+    /// The endpoint that never answered 2xx.
+    pub const URL: &str = "imgpipe.webhook_url";
+    /// What its last attempt got (`HTTP 500 …`, `timed out`, `no answer: …`).
+    pub const LAST_STATUS: &str = "imgpipe.webhook_last_status";
+    /// Attempts made.
+    pub const ATTEMPTS: &str = "imgpipe.webhook_attempts";
+    /// The event's id (= the `webhook-id` header).
+    pub const EVENT_ID: &str = "imgpipe.event_id";
+    /// The event's type.
+    pub const EVENT_TYPE: &str = "imgpipe.event_type";
+}
+
+/// The sender's configuration, read at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `IMGPIPE_WEBHOOK_URLS` (required; comma-separated http(s) URLs): where every event goes.
+    pub endpoints: Vec<String>,
+    /// `IMGPIPE_WEBHOOK_SECRET` (`whsec_…`, several separated by spaces while rotating), or
+    /// `IMGPIPE_WEBHOOK_SECRET_PARAMETER`: the name of an SSM SecureString holding it (AWS).
+    pub secret: SecretSource,
+    /// `IMGPIPE_WEBHOOK_RETRY_SCHEDULE` (default `5s,5m,30m,2h,5h,10h,10h`, Standard Webhooks'
+    /// suggested schedule): the wait before each retry, so attempts = 1 + entries. The first entry
+    /// is at most 15 min (SQS message delay), the others at most 12 h (visibility timeout).
+    pub schedule: Vec<Duration>,
+    /// `IMGPIPE_WEBHOOK_TIMEOUT_SECONDS` (default 15): how long one attempt waits for an answer.
+    pub timeout: Duration,
+    /// `IMGPIPE_WEBHOOK_QUEUE_URL` (required): the webhook queue (per-endpoint retries go there).
+    pub queue_url: String,
+    /// `IMGPIPE_WEBHOOK_DLQ_URL` (required): where undeliverable events end, with the last status.
+    pub dlq_url: String,
+    /// `IMGPIPE_CONCURRENCY` (default 16): events handled at once.
+    pub concurrency: usize,
+}
+
+/// Where the signing secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The secret itself (local runs).
+    Value(String),
+    /// The name of an SSM SecureString parameter, read with decryption at start-up.
+    SsmParameter(String),
+}
+
+impl WebhookConfig {
+    /// Default retry schedule (Standard Webhooks' suggestion): attempts at 0, 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h and 10 h later; 8 attempts over about 28 hours.
+    pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let error = |variable: &'static str, message: String| ConfigError { variable, message };
+        let required = |variable: &'static str| {
+            lookup(variable).ok_or_else(|| error(variable, "is required".into()))
+        };
+        let endpoints: Vec<String> = required("IMGPIPE_WEBHOOK_URLS")?
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        if endpoints.is_empty() {
+            return Err(error("IMGPIPE_WEBHOOK_URLS", "lists no URL".into()));
+        }
+        for url in &endpoints {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => {
+                    return Err(error(
+                        "IMGPIPE_WEBHOOK_URLS",
+                        format!("'{url}' is not an http(s) URL"),
+                    ));
+                }
+            }
+        }
+        let secret = match (
+            lookup("IMGPIPE_WEBHOOK_SECRET"),
+            lookup("IMGPIPE_WEBHOOK_SECRET_PARAMETER"),
+        ) {
+            (Some(value), None) => {
+                Signer::new(&value).map_err(|m| error("IMGPIPE_WEBHOOK_SECRET", m))?;
+                SecretSource::Value(value)
+            }
+            (None, Some(name)) => SecretSource::SsmParameter(name),
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    "IMGPIPE_WEBHOOK_SECRET",
+                    "set either it or IMGPIPE_WEBHOOK_SECRET_PARAMETER, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(error(
+                    "IMGPIPE_WEBHOOK_SECRET",
+                    "is required (or IMGPIPE_WEBHOOK_SECRET_PARAMETER, an SSM SecureString name)"
+                        .into(),
+                ));
+            }
+        };
+        let schedule_text = lookup("IMGPIPE_WEBHOOK_RETRY_SCHEDULE")
+            .unwrap_or_else(|| Self::DEFAULT_SCHEDULE.into());
+        let schedule = parse_schedule(&schedule_text)
+            .map_err(|m| error("IMGPIPE_WEBHOOK_RETRY_SCHEDULE", m))?;
+        let number = |variable: &'static str, default: u64| match lookup(variable) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| error(variable, format!("'{v}' is not a whole number"))),
+        };
+        let timeout = number("IMGPIPE_WEBHOOK_TIMEOUT_SECONDS", 15)?;
+        if !(1..=300).contains(&timeout) {
+            return Err(error(
+                "IMGPIPE_WEBHOOK_TIMEOUT_SECONDS",
+                "must be 1–300".into(),
+            ));
+        }
+        Ok(Self {
+            endpoints,
+            secret,
+            schedule,
+            timeout: Duration::from_secs(timeout),
+            queue_url: required("IMGPIPE_WEBHOOK_QUEUE_URL")?,
+            dlq_url: required("IMGPIPE_WEBHOOK_DLQ_URL")?,
+            concurrency: number("IMGPIPE_CONCURRENCY", 16)?.max(1) as usize,
+        })
+    }
+
+    /// Attempts per endpoint: the first plus one per schedule entry.
+    pub fn max_attempts(&self) -> u32 {
+        1 + self.schedule.len() as u32
+    }
+}
+
+/// `5s,5m,30m,2h` → durations; each at least 1 s, the first at most 15 min, the rest at most 12 h.
+fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    let schedule: Vec<Duration> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| humantime::parse_duration(p).map_err(|e| format!("'{p}': {e}")))
+        .collect::<Result<_, _>>()?;
+    for (i, delay) in schedule.iter().enumerate() {
+        let most = if i == 0 { 15 * 60 } else { 12 * 3600 };
+        if delay.as_secs() < 1 || delay.as_secs() > most {
+            return Err(format!(
+                "entry {} ({}) must be between 1 s and {}",
+                i + 1,
+                humantime::format_duration(*delay),
+                if i == 0 {
+                    "15 min (the first retry is an SQS message delay)"
+                } else {
+                    "12 h (SQS visibility timeout)"
+                }
+            ));
+        }
+    }
+    Ok(schedule)
+}
+
+/// A per-endpoint retry (and, with `attempts` 0, a dead-lettered delivery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// The one endpoint to deliver to.
+    pub endpoint: String,
+    /// Attempts already made when this message was enqueued.
+    pub attempts: u32,
+    /// The event JSON, exactly as signed and sent.
+    pub event: String,
+}
+
+#[derive(Deserialize, Serialize)]
+struct RetryEnvelope {
+    webhook_retry: Retry,
+}
+
+/// The identity of an event, read from its JSON.
+#[derive(Deserialize)]
+struct EventHead {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+}
+
+/// What a message of the webhook queue asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delivery {
+    /// A fresh event: every endpoint, attempt 1.
+    Fresh { event: String },
+    /// One endpoint, after `attempts` attempts.
+    Retry(Retry),
+}
+
+fn parse_message(body: &str) -> Result<Delivery, String> {
+    if let Ok(envelope) = serde_json::from_str::<RetryEnvelope>(body) {
+        return Ok(Delivery::Retry(envelope.webhook_retry));
+    }
+    #[derive(Deserialize)]
+    struct Sns {
+        #[serde(rename = "Type")]
+        kind: String,
+        #[serde(rename = "Message")]
+        message: String,
+    }
+    // A subscription without raw message delivery wraps the event in an SNS envelope.
+    if let Ok(sns) = serde_json::from_str::<Sns>(body)
+        && sns.kind == "Notification"
+    {
+        return parse_message(&sns.message);
+    }
+    serde_json::from_str::<EventHead>(body)
+        .map_err(|e| format!("not an imgpipe event or webhook retry: {e}"))?;
+    Ok(Delivery::Fresh {
+        event: body.to_string(),
+    })
+}
+
+/// The sender: configuration, a signer, an HTTP client and an SQS client.
+pub struct Sender {
+    sqs: aws_sdk_sqs::Client,
+    http: reqwest::Client,
+    signer: Signer,
+    config: WebhookConfig,
+}
+
+impl Sender {
+    /// Builds the sender from ready parts.
+    pub fn new(sqs: aws_sdk_sqs::Client, signer: Signer, config: WebhookConfig) -> Self {
+        Self {
+            http: webhook::client(config.timeout),
+            sqs,
+            signer,
+            config,
+        }
+    }
+
+    /// Loads AWS configuration from the environment, reads the secret (from SSM when configured)
+    /// and builds the sender. Fails with the reason when the secret cannot be read.
+    pub async fn from_config(config: WebhookConfig) -> Result<Self, String> {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let secret = match &config.secret {
+            SecretSource::Value(value) => value.clone(),
+            SecretSource::SsmParameter(name) => {
+                let ssm = aws_sdk_ssm::Client::new(&shared);
+                let out = ssm
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "SSM GetParameter {name}: {} (does the parameter exist, and may this role read and decrypt it?)",
+                            aws_sdk_ssm::error::DisplayErrorContext(&e)
+                        )
+                    })?;
+                out.parameter
+                    .and_then(|p| p.value)
+                    .ok_or_else(|| format!("SSM parameter {name} has no value"))?
+            }
+        };
+        let signer = Signer::new(&secret).map_err(|e| format!("webhook secret: {e}"))?;
+        Ok(Self::new(aws_sdk_sqs::Client::new(&shared), signer, config))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WebhookConfig {
+        &self.config
+    }
+
+    async fn handle_message(&self, message: &SqsMessage) -> Outcome {
+        let body = message.body.as_deref().unwrap_or("");
+        let receive_count: u32 = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        match parse_message(body) {
+            Ok(Delivery::Fresh { event }) => self.deliver_fresh(&event).await,
+            Ok(Delivery::Retry(retry)) => self.deliver_retry(retry, receive_count).await,
+            Err(reason) => {
+                let failure = Failure::permanent("bad_message", reason);
+                let letter = queue::DeadLetter {
+                    body,
+                    failure: &failure,
+                    source: None,
+                    receive_count,
+                    message_id: message.message_id.as_deref().unwrap_or(""),
+                };
+                match queue::send_to_dlq(&self.sqs, &self.config.dlq_url, &letter).await {
+                    Ok(()) => Outcome::DeadLettered { failure },
+                    Err(failure) => Outcome::Retry {
+                        failure,
+                        delay: Duration::from_secs(30),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Attempt 1 to every endpoint; each failure becomes its own retry message.
+    async fn deliver_fresh(&self, event: &str) -> Outcome {
+        let id = event_head(event).map(|h| h.id).unwrap_or_default();
+        let attempts = futures::future::join_all(
+            self.config
+                .endpoints
+                .iter()
+                .map(|url| webhook::deliver(&self.http, &self.signer, url, &id, event)),
+        )
+        .await;
+        let (mut delivered, mut retried) = (0, 0);
+        for (url, attempt) in self.config.endpoints.iter().zip(attempts) {
+            match attempt {
+                Attempt::Delivered(status) => {
+                    delivered += 1;
+                    tracing::info!(event_id = %id, url, status, attempt = 1, "webhook delivered");
+                }
+                Attempt::Failed { status } => {
+                    let retry = Retry {
+                        endpoint: url.clone(),
+                        attempts: 1,
+                        event: event.to_string(),
+                    };
+                    let settled = if self.config.max_attempts() <= 1 {
+                        self.dead_letter(retry, &status).await
+                    } else {
+                        tracing::warn!(event_id = %id, url, status, attempt = 1, "webhook not delivered; will retry");
+                        self.enqueue_retry(&retry, self.config.schedule[0]).await
+                    };
+                    if let Err(failure) = settled {
+                        // Nothing is lost: the whole event comes back (endpoints that answered get
+                        // it again with the same webhook-id, which they dedupe on).
+                        return Outcome::Retry {
+                            failure,
+                            delay: self
+                                .config
+                                .schedule
+                                .first()
+                                .copied()
+                                .unwrap_or(Duration::from_secs(5)),
+                        };
+                    }
+                    retried += 1;
+                }
+            }
+        }
+        Outcome::Done {
+            processed: delivered,
+            skipped: 0,
+            forwarded: retried,
+        }
+    }
+
+    /// One more attempt to one endpoint; backoff or the DLQ when it fails.
+    async fn deliver_retry(&self, retry: Retry, receive_count: u32) -> Outcome {
+        let id = event_head(&retry.event).map(|h| h.id).unwrap_or_default();
+        let attempt = retry.attempts + receive_count;
+        match webhook::deliver(&self.http, &self.signer, &retry.endpoint, &id, &retry.event).await {
+            Attempt::Delivered(status) => {
+                tracing::info!(event_id = %id, url = %retry.endpoint, status, attempt, "webhook delivered");
+                Outcome::Done {
+                    processed: 1,
+                    skipped: 0,
+                    forwarded: 0,
+                }
+            }
+            Attempt::Failed { status } if attempt < self.config.max_attempts() => {
+                let delay = self.config.schedule[attempt as usize - 1];
+                tracing::warn!(event_id = %id, url = %retry.endpoint, status, attempt, next_in_s = delay.as_secs(), "webhook not delivered; will retry");
+                Outcome::Retry {
+                    failure: Failure::transient("webhook", status),
+                    delay,
+                }
+            }
+            Attempt::Failed { status } => match self
+                .dead_letter(
+                    Retry {
+                        attempts: attempt,
+                        ..retry
+                    },
+                    &status,
+                )
+                .await
+            {
+                Ok(()) => Outcome::DeadLettered {
+                    failure: Failure::transient("webhook_undeliverable", status),
+                },
+                Err(failure) => Outcome::Retry {
+                    failure,
+                    delay: Duration::from_secs(60),
+                },
+            },
+        }
+    }
+
+    async fn enqueue_retry(&self, retry: &Retry, delay: Duration) -> Result<(), Failure> {
+        let body = serde_json::to_string(&RetryEnvelope {
+            webhook_retry: retry.clone(),
+        })
+        .expect("retry serialises");
+        self.sqs
+            .send_message()
+            .queue_url(&self.config.queue_url)
+            .message_body(body)
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::transient(
+                    "sqs_send",
+                    format!(
+                        "SendMessage (webhook retry) to {}: {}",
+                        self.config.queue_url,
+                        DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Sends an undeliverable event to the webhook DLQ: the retry envelope with `attempts` reset
+    /// (so a redrive starts the endpoint's schedule afresh) and the last status as attributes.
+    async fn dead_letter(&self, retry: Retry, last_status: &str) -> Result<(), Failure> {
+        let head = event_head(&retry.event);
+        let attempts = retry.attempts;
+        let body = serde_json::to_string(&RetryEnvelope {
+            webhook_retry: Retry {
+                attempts: 0,
+                ..retry.clone()
+            },
+        })
+        .expect("retry serialises");
+        let attribute = queue::string_attribute;
+        let mut request = self
+            .sqs
+            .send_message()
+            .queue_url(&self.config.dlq_url)
+            .message_body(body)
+            .message_attributes(
+                queue::attributes::ERROR_KIND,
+                attribute("webhook_undeliverable"),
+            )
+            .message_attributes(
+                queue::attributes::ERROR_MESSAGE,
+                attribute(&format!(
+                    "{} did not answer 2xx in {attempts} attempts; last: {last_status}",
+                    retry.endpoint
+                )),
+            )
+            .message_attributes(attributes::URL, attribute(&retry.endpoint))
+            .message_attributes(attributes::LAST_STATUS, attribute(last_status))
+            .message_attributes(attributes::ATTEMPTS, attribute(&attempts.to_string()));
+        if let Some(head) = head {
+            request = request
+                .message_attributes(attributes::EVENT_ID, attribute(&head.id))
+                .message_attributes(attributes::EVENT_TYPE, attribute(&head.event_type));
+        }
+        request.send().await.map_err(|e| {
+            Failure::transient(
+                "sqs_send",
+                format!(
+                    "SendMessage to the webhook DLQ {}: {}",
+                    self.config.dlq_url,
+                    DisplayErrorContext(&e)
+                ),
+            )
+        })?;
+        tracing::error!(url = %retry.endpoint, attempts, last_status, "webhook undeliverable; sent to the webhook DLQ");
+        Ok(())
+    }
+}
+
+fn event_head(event: &str) -> Option<EventHead> {
+    serde_json::from_str(event).ok()
+}
+
+impl BatchFunction for Sender {
+    fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+
+    async fn handle_batch(&self, messages: Vec<SqsMessage>) -> Vec<MessageResult> {
+        futures::stream::iter(messages)
+            .map(|message| async move {
+                let outcome = self.handle_message(&message).await;
+                MessageResult {
+                    message_id: message.message_id.clone().unwrap_or_default(),
+                    receipt_handle: message.receipt_handle.clone(),
+                    outcome,
+                }
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<WebhookConfig, crate::config::ConfigError> {
+        let mut map: HashMap<&str, &str> = [
+            (
+                "IMGPIPE_WEBHOOK_URLS",
+                "https://a.example/hook, http://127.0.0.1:9/x",
+            ),
+            (
+                "IMGPIPE_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("IMGPIPE_WEBHOOK_QUEUE_URL", "http://q"),
+            ("IMGPIPE_WEBHOOK_DLQ_URL", "http://dlq"),
+        ]
+        .into_iter()
+        .collect();
+        map.extend(pairs.iter().copied());
+        WebhookConfig::from_lookup(|k| map.get(k).map(|v| v.to_string()).filter(|v| !v.is_empty()))
+    }
+
+    #[test]
+    fn defaults_give_eight_attempts_over_more_than_a_day() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.endpoints,
+            ["https://a.example/hook", "http://127.0.0.1:9/x"]
+        );
+        assert_eq!(c.max_attempts(), 8);
+        let total: Duration = c.schedule.iter().sum();
+        assert!(total >= Duration::from_secs(3600), "{total:?}");
+        assert_eq!(
+            total.as_secs(),
+            5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000
+        );
+        assert_eq!(c.timeout, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let variable = |pairs: &[(&str, &str)]| config(pairs).unwrap_err().variable;
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_URLS", "ftp://x")]),
+            "IMGPIPE_WEBHOOK_URLS"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_URLS", " , ")]),
+            "IMGPIPE_WEBHOOK_URLS"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_SECRET", "whsec_c2hvcnQ=")]),
+            "IMGPIPE_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_SECRET_PARAMETER", "/imgpipe/secret")]),
+            "IMGPIPE_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_RETRY_SCHEDULE", "1s,soon")]),
+            "IMGPIPE_WEBHOOK_RETRY_SCHEDULE"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_RETRY_SCHEDULE", "1h")]),
+            "IMGPIPE_WEBHOOK_RETRY_SCHEDULE"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_RETRY_SCHEDULE", "1s,13h")]),
+            "IMGPIPE_WEBHOOK_RETRY_SCHEDULE"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_TIMEOUT_SECONDS", "0")]),
+            "IMGPIPE_WEBHOOK_TIMEOUT_SECONDS"
+        );
+        assert_eq!(
+            variable(&[("IMGPIPE_WEBHOOK_DLQ_URL", "")]),
+            "IMGPIPE_WEBHOOK_DLQ_URL"
+        );
+        let ssm = config(&[
+            ("IMGPIPE_WEBHOOK_SECRET", ""),
+            ("IMGPIPE_WEBHOOK_SECRET_PARAMETER", "/s"),
+        ])
+        .unwrap();
+        assert_eq!(ssm.secret, SecretSource::SsmParameter("/s".into()));
+    }
+
+    #[test]
+    fn messages_are_fresh_events_retries_or_refused() {
+        let event = r#"{"schema":"imgpipe.event/v1","id":"evt_1","type":"imgpipe.image.done","timestamp":"t","data":{}}"#;
+        assert_eq!(
+            parse_message(event),
+            Ok(Delivery::Fresh {
+                event: event.into()
+            })
+        );
+        let wrapped = serde_json::json!({"Type": "Notification", "Message": event}).to_string();
+        assert_eq!(
+            parse_message(&wrapped),
+            Ok(Delivery::Fresh {
+                event: event.into()
+            })
+        );
+        let retry = Retry {
+            endpoint: "https://a.example/hook".into(),
+            attempts: 3,
+            event: event.into(),
+        };
+        let body = serde_json::to_string(&RetryEnvelope {
+            webhook_retry: retry.clone(),
+        })
+        .unwrap();
+        assert_eq!(parse_message(&body), Ok(Delivery::Retry(retry)));
+        assert!(
+            parse_message("{}")
+                .unwrap_err()
+                .contains("not an imgpipe event")
+        );
+        assert!(parse_message("nope").is_err());
+    }
+}
