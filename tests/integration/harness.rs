@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
+use imgpipe_cloud::webhook_sender::{Sender, WebhookConfig};
 use imgpipe_cloud::worker::{self, WorkerOptions, WorkerStats};
 use imgpipe_cloud::{Config, Handler};
 use imgpipe_core::Metadata;
@@ -45,8 +46,13 @@ pub struct Stack {
     pub dlq_url: String,
     pub gpu_queue_url: String,
     pub gpu_dlq_url: String,
+    pub events_topic: String,
+    pub webhook_queue_url: String,
+    pub webhook_dlq_url: String,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 /// Deploys `infra/template.yaml` (LocalMode) as a stack named after the test.
@@ -106,8 +112,13 @@ pub async fn setup(test_name: &str) -> Stack {
         dlq_url: outputs["DlqUrl"].clone(),
         gpu_queue_url: outputs["GpuJobsQueueUrl"].clone(),
         gpu_dlq_url: outputs["GpuDlqUrl"].clone(),
+        events_topic: outputs["EventsTopicArn"].clone(),
+        webhook_queue_url: outputs["WebhookQueueUrl"].clone(),
+        webhook_dlq_url: outputs["WebhookDlqUrl"].clone(),
         s3: imgpipe_cloud::store::client(&shared, true),
         sqs: aws_sdk_sqs::Client::new(&shared),
+        sns: aws_sdk_sns::Client::new(&shared),
+        ssm: aws_sdk_ssm::Client::new(&shared),
     }
 }
 
@@ -132,6 +143,7 @@ impl Stack {
             ("IMGPIPE_QUEUE_URL", self.queue_url.clone()),
             ("IMGPIPE_RETRY_BASE_SECONDS", "1".into()),
             ("IMGPIPE_CONCURRENCY", "2".into()),
+            ("IMGPIPE_EVENTS_TOPIC_ARN", self.events_topic.clone()),
             ("AWS_ENDPOINT_URL", endpoint()),
         ]
         .into_iter()
@@ -145,11 +157,21 @@ impl Stack {
 
     /// Starts the in-process worker with this stack's resources and `overrides` of its environment.
     pub async fn start_worker_with(&self, overrides: &[(&str, &str)]) -> RunningWorker {
+        self.start_worker_on(&self.queue_url, overrides).await
+    }
+
+    /// Starts the in-process worker on `queue_url` (the jobs queue, or the GPU queue).
+    pub async fn start_worker_on(
+        &self,
+        queue_url: &str,
+        overrides: &[(&str, &str)],
+    ) -> RunningWorker {
         let vars = self.worker_env(overrides);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
+        let config = Config::from_lookup(|k| vars.get(k).filter(|v| !v.is_empty()).cloned())
+            .expect("config");
         let handler = Arc::new(Handler::from_config(config).await);
         let options = WorkerOptions {
-            queue_url: self.queue_url.clone(),
+            queue_url: queue_url.to_string(),
             concurrency: 2,
             wait_time_seconds: 1,
             gather: None,
@@ -160,6 +182,140 @@ impl Stack {
             let _ = stopped.await;
         }));
         RunningWorker { stop, task }
+    }
+
+    /// Starts the webhook sender in process (the same `worker::run` the `webhooks` binary calls) on
+    /// this stack's webhook queue, delivering to `urls`.
+    pub async fn start_webhook_sender(
+        &self,
+        urls: &str,
+        overrides: &[(&str, &str)],
+    ) -> RunningWorker {
+        let mut vars: HashMap<String, String> = [
+            ("IMGPIPE_WEBHOOK_URLS", urls.to_string()),
+            ("IMGPIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()),
+            ("IMGPIPE_WEBHOOK_QUEUE_URL", self.webhook_queue_url.clone()),
+            ("IMGPIPE_WEBHOOK_DLQ_URL", self.webhook_dlq_url.clone()),
+            ("IMGPIPE_WEBHOOK_RETRY_SCHEDULE", "1s,1s,1s,1s".into()),
+            ("IMGPIPE_WEBHOOK_TIMEOUT_SECONDS", "5".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in overrides {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = WebhookConfig::from_lookup(|k| vars.get(k).filter(|v| !v.is_empty()).cloned())
+            .expect("webhook config");
+        let sender = Arc::new(Sender::from_config(config).await.expect("webhook sender"));
+        let options = WorkerOptions {
+            queue_url: self.webhook_queue_url.clone(),
+            concurrency: 4,
+            wait_time_seconds: 1,
+            gather: None,
+            gauges: Default::default(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker::run(sender, options, async move {
+            let _ = stopped.await;
+        }));
+        RunningWorker { stop, task }
+    }
+
+    /// A new SQS queue subscribed to the events topic with raw delivery (a "done queue"); with
+    /// `event_type`, an SNS filter policy keeps only that type.
+    pub async fn subscribe_queue(&self, name: &str, event_type: Option<&str>) -> String {
+        self.subscribe_queue_to(&self.events_topic, name, event_type)
+            .await
+    }
+
+    /// Like [`Stack::subscribe_queue`], on the topic `topic_arn`.
+    pub async fn subscribe_queue_to(
+        &self,
+        topic_arn: &str,
+        name: &str,
+        event_type: Option<&str>,
+    ) -> String {
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(format!("{name}-{}", std::process::id()))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        let mut subscribe = self
+            .sns
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true");
+        if let Some(event_type) = event_type {
+            subscribe = subscribe.attributes(
+                "FilterPolicy",
+                serde_json::json!({ "imgpipe.event_type": [event_type] }).to_string(),
+            );
+        }
+        subscribe.send().await.unwrap();
+        url
+    }
+
+    /// Receives (and deletes) messages from `queue_url` until `expected` arrived, or `quiet` passed
+    /// with nothing new after that; every body must be an event valid under the event schema.
+    pub async fn events(
+        &self,
+        queue_url: &str,
+        expected: usize,
+        quiet: Duration,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut events = Vec::new();
+        let mut last_new = Instant::now();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for message in out.messages.unwrap_or_default() {
+                let body = message.body().unwrap();
+                assert_valid_event(body);
+                events.push(serde_json::from_str(body).unwrap());
+                last_new = Instant::now();
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            if events.len() >= expected && last_new.elapsed() >= quiet {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {expected} events within 90 s: {events:?}",
+                events.len()
+            );
+        }
     }
 
     /// Starts the worker writing its outputs to `output_bucket` (for misconfiguration tests).
@@ -344,6 +500,27 @@ pub fn event_body(bucket: &str, key: &str, etag: &str, size: usize) -> String {
         "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
         "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "00"}}}]})
     .to_string()
+}
+
+/// The webhook signing secret the tests configure (Standard Webhooks' `whsec_` + base64).
+pub const WEBHOOK_SECRET: &str = "whsec_C2FtcGxlLXNlY3JldC1mb3ItaW1ncGlwZS10ZXN0cw==";
+
+/// Panics unless `body` is an event valid under the repository's event JSON Schema.
+pub fn assert_valid_event(body: &str) {
+    let schema: serde_json::Value =
+        serde_json::from_str(imgpipe_core::events::JSON_SCHEMA).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let event: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("event is not JSON: {e}: {body}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&event)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "event violates the event schema:\n{}\n{body}",
+        errors.join("\n")
+    );
 }
 
 /// Panics unless `bytes` is a metadata document valid under the repository's JSON Schema.

@@ -3,9 +3,13 @@
 //! deploys its own stack, so buckets and queues are unique per test.
 
 mod harness;
+mod receiver;
 
 /// A JPEG upload yields every default derivative with the right size and headers, and `done` metadata.
 mod derive_default_presets;
+/// Done/failed events on the SNS topic: one per outcome, the same id for a duplicate, published on
+/// redelivery when a worker wrote metadata but did not publish.
+mod events;
 /// Bad files go to the DLQ with their reason and a `failed` document, once, never retried.
 mod failures;
 /// Heavy sources and manifests routed to the GPU queue and processed by the real `gpu-worker`
@@ -17,3 +21,6 @@ mod no_extra_work;
 mod process_modes;
 /// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
 mod upload_paths;
+/// Signed webhooks: retries keep the id, the Python library verifies them, undeliverable ones end
+/// in the webhook DLQ with the last status.
+mod webhooks;
