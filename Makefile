@@ -41,7 +41,7 @@ build: setup ## build all binaries (debug)
 test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalStack started and stopped here
 	cargo test --workspace --exclude imgpipe-it
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
-	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks
 	cargo build -p imgpipe-it --tests
 	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
 

@@ -458,6 +458,11 @@ pub fn derive_binary() -> PathBuf {
     binary("derive", "imgpipe-derive")
 }
 
+/// The `api` binary built next to this test binary (`make test` builds it).
+pub fn api_binary() -> PathBuf {
+    binary("api", "imgpipe-api")
+}
+
 /// The `gpu-worker` binary built next to this test binary (`make test` builds it).
 pub fn gpu_worker_binary() -> PathBuf {
     binary("gpu-worker", "imgpipe-gpu-worker")

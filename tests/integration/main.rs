@@ -3,6 +3,10 @@
 //! deploys its own stack, so buckets and queues are unique per test.
 
 mod harness;
+
+/// The upload API against S3: POST policy conditions enforced by S3, PUT's signed Content-Type,
+/// status pending → done / failed, the `api` binary's health and 4xx answers.
+mod api;
 mod receiver;
 
 /// A JPEG upload yields every default derivative with the right size and headers, and `done` metadata.

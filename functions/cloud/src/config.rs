@@ -82,47 +82,11 @@ impl Config {
 
     /// Reads configuration through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |variable: &'static str| {
-            lookup(variable).ok_or_else(|| ConfigError {
-                variable,
-                message: "is required".into(),
-            })
-        };
-        let number = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match lookup(variable) {
-                None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError {
-                    variable,
-                    message: format!("'{v}' is not a whole number"),
-                }),
-            }
-        };
-        let presets = match lookup("IMGPIPE_PRESETS_FILE") {
-            None => PresetSet::default_set(),
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
-                    variable: "IMGPIPE_PRESETS_FILE",
-                    message: format!("cannot read {path}: {e}"),
-                })?;
-                PresetSet::from_file_text(&path, &text).map_err(|e| ConfigError {
-                    variable: "IMGPIPE_PRESETS_FILE",
-                    message: format!("{path}: {}", e.message),
-                })?
-            }
-        };
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_source_bytes: number("IMGPIPE_MAX_SOURCE_BYTES", defaults.max_source_bytes)?,
-            max_pixels: number("IMGPIPE_MAX_PIXELS", defaults.max_pixels)?,
-            max_width: number("IMGPIPE_MAX_WIDTH", u64::from(defaults.max_width))?
-                .min(u64::from(u32::MAX)) as u32,
-            max_height: number("IMGPIPE_MAX_HEIGHT", u64::from(defaults.max_height))?
-                .min(u64::from(u32::MAX)) as u32,
-            max_frames: number("IMGPIPE_MAX_FRAMES", u64::from(defaults.max_frames))?
-                .min(u64::from(u32::MAX)) as u32,
-            max_decode_bytes: number("IMGPIPE_MAX_DECODE_MIB", defaults.max_decode_bytes >> 20)?
-                .saturating_mul(1 << 20),
-        };
+        let lookup: &dyn Fn(&str) -> Option<String> = &lookup;
+        let required = |variable| read_required(lookup, variable);
+        let number = |variable, default| read_number(lookup, variable, default);
+        let presets = read_presets(lookup)?;
+        let limits = read_limits(lookup)?;
         let gps = match lookup("IMGPIPE_GPS").as_deref() {
             None | Some("include") => GpsPolicy::Include,
             Some("coarse") => GpsPolicy::Coarse,
@@ -134,15 +98,7 @@ impl Config {
                 });
             }
         };
-        let cdn_base_url = lookup("IMGPIPE_CDN_BASE_URL");
-        if let Some(url) = &cdn_base_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(ConfigError {
-                variable: "IMGPIPE_CDN_BASE_URL",
-                message: format!("'{url}' is not an http(s) URL"),
-            });
-        }
+        let cdn_base_url = read_cdn_base_url(lookup)?;
         let background = match lookup("IMGPIPE_JPEG_BACKGROUND") {
             None => [255, 255, 255],
             Some(v) => parse_hex_colour(&v).ok_or_else(|| ConfigError {
@@ -232,6 +188,80 @@ impl Config {
             .unwrap_or(u32::MAX);
         self.retry_base.saturating_mul(factor).min(self.retry_max)
     }
+}
+
+/// An environment lookup: the process environment in production, a map in tests.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A variable that must be set.
+pub fn read_required(lookup: Lookup<'_>, variable: &'static str) -> Result<String, ConfigError> {
+    lookup(variable).ok_or_else(|| ConfigError {
+        variable,
+        message: "is required".into(),
+    })
+}
+
+/// A whole number, `default` when unset.
+pub fn read_number(
+    lookup: Lookup<'_>,
+    variable: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match lookup(variable) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError {
+            variable,
+            message: format!("'{v}' is not a whole number"),
+        }),
+    }
+}
+
+/// `IMGPIPE_PRESETS_FILE` (TOML or JSON), or the built-in set; validated.
+pub fn read_presets(lookup: Lookup<'_>) -> Result<PresetSet, ConfigError> {
+    let Some(path) = lookup("IMGPIPE_PRESETS_FILE") else {
+        return Ok(PresetSet::default_set());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+        variable: "IMGPIPE_PRESETS_FILE",
+        message: format!("cannot read {path}: {e}"),
+    })?;
+    PresetSet::from_file_text(&path, &text).map_err(|e| ConfigError {
+        variable: "IMGPIPE_PRESETS_FILE",
+        message: format!("{path}: {}", e.message),
+    })
+}
+
+/// `IMGPIPE_MAX_SOURCE_BYTES`, `IMGPIPE_MAX_PIXELS`, `IMGPIPE_MAX_WIDTH`, `IMGPIPE_MAX_HEIGHT`,
+/// `IMGPIPE_MAX_FRAMES`, `IMGPIPE_MAX_DECODE_MIB`, each defaulting to [`Limits::default`].
+pub fn read_limits(lookup: Lookup<'_>) -> Result<Limits, ConfigError> {
+    let number = |variable, default| read_number(lookup, variable, default);
+    let defaults = Limits::default();
+    Ok(Limits {
+        max_source_bytes: number("IMGPIPE_MAX_SOURCE_BYTES", defaults.max_source_bytes)?,
+        max_pixels: number("IMGPIPE_MAX_PIXELS", defaults.max_pixels)?,
+        max_width: number("IMGPIPE_MAX_WIDTH", u64::from(defaults.max_width))?
+            .min(u64::from(u32::MAX)) as u32,
+        max_height: number("IMGPIPE_MAX_HEIGHT", u64::from(defaults.max_height))?
+            .min(u64::from(u32::MAX)) as u32,
+        max_frames: number("IMGPIPE_MAX_FRAMES", u64::from(defaults.max_frames))?
+            .min(u64::from(u32::MAX)) as u32,
+        max_decode_bytes: number("IMGPIPE_MAX_DECODE_MIB", defaults.max_decode_bytes >> 20)?
+            .saturating_mul(1 << 20),
+    })
+}
+
+/// `IMGPIPE_CDN_BASE_URL`: an http(s) URL, or none.
+pub fn read_cdn_base_url(lookup: Lookup<'_>) -> Result<Option<String>, ConfigError> {
+    let url = lookup("IMGPIPE_CDN_BASE_URL");
+    if let Some(url) = &url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ConfigError {
+            variable: "IMGPIPE_CDN_BASE_URL",
+            message: format!("'{url}' is not an http(s) URL"),
+        });
+    }
+    Ok(url)
 }
 
 fn parse_hex_colour(v: &str) -> Option<[u8; 3]> {

@@ -204,3 +204,44 @@ pub async fn apply_backoff(sqs: &Client, queue_url: &str, results: &[MessageResu
         }
     }
 }
+
+/// How many messages of a queue wait (`visible`) and are being worked on (`in_flight`), as SQS's
+/// approximate counts say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Depth {
+    /// `ApproximateNumberOfMessages`.
+    pub visible: u64,
+    /// `ApproximateNumberOfMessagesNotVisible`.
+    pub in_flight: u64,
+}
+
+/// The depth of `queue_url`.
+pub async fn depth(sqs: &Client, queue_url: &str) -> Result<Depth, Failure> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::transient(
+                "sqs_attributes",
+                format!(
+                    "GetQueueAttributes {queue_url}: {}",
+                    DisplayErrorContext(&e)
+                ),
+            )
+        })?;
+    let get = |name: A| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(Depth {
+        visible: get(A::ApproximateNumberOfMessages),
+        in_flight: get(A::ApproximateNumberOfMessagesNotVisible),
+    })
+}

@@ -82,11 +82,11 @@ impl WebhookConfig {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, crate::config::ConfigError> {
-        use crate::config::ConfigError;
+        use crate::config::{ConfigError, read_number, read_required};
+        let lookup: crate::config::Lookup<'_> = &lookup;
         let error = |variable: &'static str, message: String| ConfigError { variable, message };
-        let required = |variable: &'static str| {
-            lookup(variable).ok_or_else(|| error(variable, "is required".into()))
-        };
+        let required = |variable| read_required(lookup, variable);
+        let number = |variable, default| read_number(lookup, variable, default);
         let endpoints: Vec<String> = required("IMGPIPE_WEBHOOK_URLS")?
             .split(',')
             .map(str::trim)
@@ -134,13 +134,6 @@ impl WebhookConfig {
             .unwrap_or_else(|| Self::DEFAULT_SCHEDULE.into());
         let schedule = parse_schedule(&schedule_text)
             .map_err(|m| error("IMGPIPE_WEBHOOK_RETRY_SCHEDULE", m))?;
-        let number = |variable: &'static str, default: u64| match lookup(variable) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| error(variable, format!("'{v}' is not a whole number"))),
-        };
         let timeout = number("IMGPIPE_WEBHOOK_TIMEOUT_SECONDS", 15)?;
         if !(1..=300).contains(&timeout) {
             return Err(error(

@@ -134,30 +134,11 @@ async fn health(
     gauges: &worker::Gauges,
     queue_url: &str,
 ) -> serde_json::Value {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let attributes = handler
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await;
-    let (depth, in_flight, queue_error) = match attributes {
-        Ok(out) => {
-            let get = |name: A| {
-                out.attributes()
-                    .and_then(|a| a.get(&name))
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            (
-                get(A::ApproximateNumberOfMessages),
-                get(A::ApproximateNumberOfMessagesNotVisible),
-                None,
-            )
-        }
-        Err(e) => (None, None, Some(e.to_string())),
-    };
+    let (depth, in_flight, queue_error) =
+        match imgpipe_cloud::queue::depth(handler.sqs(), queue_url).await {
+            Ok(d) => (Some(d.visible), Some(d.in_flight), None),
+            Err(e) => (None, None, Some(e.message)),
+        };
     serde_json::json!({
         "status": if queue_error.is_none() { "ok" } else { "degraded" },
         "backend": backend.kind(),
