@@ -9,6 +9,9 @@ mod harness;
 mod api;
 mod receiver;
 
+/// Manifests: one `imgpipe.batch.done` after the last item, repeated with the same id; the
+/// compare-and-swap progress counts racing item ends once each.
+mod batches;
 /// A JPEG upload yields every default derivative with the right size and headers, and `done` metadata.
 mod derive_default_presets;
 /// Done/failed events on the SNS topic: one per outcome, the same id for a duplicate, published on

@@ -237,3 +237,60 @@ async fn worker_binary_finishes_in_flight_images_on_sigterm() {
         "message left on the queue"
     );
 }
+
+/// An API Gateway HTTP API (payload 2.0) event for `POST /v1/uploads`, as Lambda delivers it.
+fn api_gateway_upload_event(body: &str) -> String {
+    serde_json::json!({
+        "version": "2.0", "routeKey": "ANY /v1/{proxy+}", "rawPath": "/v1/uploads", "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com",
+                    "x-forwarded-proto": "https", "content-length": body.len().to_string()},
+        "requestContext": {"accountId": "000000000000", "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com", "domainPrefix": "abc123",
+            "http": {"method": "POST", "path": "/v1/uploads", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test"},
+            "requestId": "req-1", "routeKey": "ANY /v1/{proxy+}", "stage": "$default",
+            "time": "30/Nov/2026:16:00:00 +0000", "timeEpoch": 1796054400000u64},
+        "body": body, "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_api_gateway_http_api_events_under_lambda() {
+    let stack = setup("api-lambda-mode").await;
+    let event = api_gateway_upload_event(
+        r#"{"filename": "from lambda.jpg", "content_type": "image/webp", "bytes": 4096}"#,
+    );
+    let (address, responses) = runtime_api_stub(event);
+    let mut child = Command::new(crate::harness::api_binary())
+        .envs(crate::harness::aws_env())
+        .envs([
+            ("IMGPIPE_INGEST_BUCKET", stack.ingest.as_str()),
+            ("IMGPIPE_OUTPUT_BUCKET", stack.derivatives.as_str()),
+            ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "api"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/api"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (path, body) = responses
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no response from the api function within 60 s");
+    child.kill().unwrap();
+    assert_eq!(path, "/2018-06-01/runtime/invocation/req-1/response");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(response["statusCode"], 201, "{response}");
+    let upload: serde_json::Value =
+        serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let id = upload["id"].as_str().unwrap();
+    assert_eq!(upload["key"], format!("uploads/{id}/from lambda.jpg"));
+    assert_eq!(upload["upload"]["fields"]["Content-Type"], "image/webp");
+    // Behind API Gateway the status URL is the public https one.
+    assert_eq!(
+        upload["status_url"],
+        format!("https://abc123.execute-api.us-east-1.amazonaws.com/v1/images/{id}")
+    );
+}

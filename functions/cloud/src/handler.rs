@@ -27,7 +27,7 @@ use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::manifest;
 use crate::notify::Notifier;
-use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress};
+use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress, Started};
 use crate::queue::{self, DeadLetter};
 use crate::store;
 
@@ -505,23 +505,6 @@ impl Handler {
             key: record.key.clone(),
             etag: record.etag.clone(),
         };
-        let queued = found.iter().filter(|(_, head)| head.is_some()).count();
-        let missing = found.len() - queued;
-        let started = progress::start(
-            &self.s3,
-            &config.output_bucket,
-            &self.progress_key(&record.key),
-            Progress::new(
-                manifest_ref.clone(),
-                (parsed.items.len() + parsed.rejected.len()) as u64,
-                queued as u64,
-                missing as u64,
-                parsed.rejected.len() as u64,
-            ),
-        )
-        .await?;
-        self.write_summary(record, &found, &parsed.rejected).await?;
-        let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
         let jobs: Vec<ObjectEvent> = found
             .iter()
             .filter_map(|(item, head)| head.as_ref().map(|head| (item, head)))
@@ -538,6 +521,34 @@ impl Handler {
                 }),
             })
             .collect();
+        let (queued, missing) = (jobs.len(), found.len() - jobs.len());
+        let started = progress::start(
+            &self.s3,
+            &config.output_bucket,
+            &self.progress_key(&record.key),
+            Progress::new(
+                manifest_ref.clone(),
+                (parsed.items.len() + parsed.rejected.len()) as u64,
+                jobs.iter().map(|j| (j.bucket.as_str(), j.key.as_str())),
+                missing as u64,
+                parsed.rejected.len() as u64,
+            ),
+        )
+        .await?;
+        let completed = match started {
+            // A redelivered manifest whose items all ended: only its event is repeated.
+            Started::Resumed(Some(completion)) => {
+                tracing::info!(manifest = %record.key, "manifest already fanned out and complete; batch event repeated");
+                self.publish_batch_done(&manifest_ref, &completion).await?;
+                return Ok(RecordDone::Forwarded);
+            }
+            Started::Resumed(None) => None,
+            Started::Fresh(completion) => {
+                self.write_summary(record, &found, &parsed.rejected).await?;
+                completion
+            }
+        };
+        let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
         for chunk in jobs.chunks(16) {
             let bodies: Vec<String> = chunk.iter().map(ObjectEvent::to_body).collect();
             let sent = futures::future::join_all(
@@ -549,7 +560,7 @@ impl Handler {
             sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
         }
         tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len(), "manifest fanned out to the GPU queue");
-        if let Some(completion) = started {
+        if let Some(completion) = completed {
             self.publish_batch_done(&manifest_ref, &completion).await?;
         }
         Ok(RecordDone::Forwarded)
