@@ -71,8 +71,8 @@ worker: deploy ## run the derive handler as a long-polling worker on the deploye
 	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
 	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && target/debug/derive
 
-demo: setup ## LocalStack + template + worker; upload the samples (one by pre-signed PUT) and print the results
-	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
+demo: setup ## LocalStack + template + worker, API, webhook sender; the app's upload flow and the samples, with webhooks
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
 	@echo "LocalStack is still running (make down stops it)."
