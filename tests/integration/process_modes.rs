@@ -280,6 +280,7 @@ async fn api_answers_api_gateway_http_api_events_under_lambda() {
         .recv_timeout(Duration::from_secs(60))
         .expect("no response from the api function within 60 s");
     child.kill().unwrap();
+    child.wait().unwrap();
     assert_eq!(path, "/2018-06-01/runtime/invocation/req-1/response");
     let response: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(response["statusCode"], 201, "{response}");

@@ -182,11 +182,22 @@ async fn a_put_upload_signs_the_content_type_and_says_it_cannot_limit_size() {
     );
 }
 
+/// method, path, Content-Type, body → status, error code, field.
+type Case = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    String,
+    u16,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test]
 async fn every_bad_request_is_a_4xx_naming_its_field() {
     let app = app(&[]).await;
     let ok = r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 10}"#;
-    let cases: Vec<(&str, &str, Option<&str>, String, u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/uploads",

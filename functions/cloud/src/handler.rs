@@ -570,7 +570,7 @@ impl Handler {
     async fn write_summary(
         &self,
         record: &ObjectEvent,
-        found: &[(&manifest::Item, Option<(u64, Option<String>)>)],
+        found: &[(&manifest::Item, Option<store::Head>)],
         rejected: &[manifest::Rejected],
     ) -> Result<(), Failure> {
         let config = &self.config;

@@ -111,12 +111,11 @@ pub async fn get_head(
     Ok((read_body(bucket, key, response.body).await?, total))
 }
 
+/// An object's size and ETag (no quotes), from HeadObject.
+pub type Head = (u64, Option<String>);
+
 /// Size and ETag of `bucket/key`, `None` when it does not exist.
-pub async fn head(
-    s3: &Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<(u64, Option<String>)>, Failure> {
+pub async fn head(s3: &Client, bucket: &str, key: &str) -> Result<Option<Head>, Failure> {
     match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(r) => Ok(Some((
             r.content_length().unwrap_or(0).max(0) as u64,
