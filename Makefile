@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-lambda gpu-check clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-api bench-events bench-lambda gpu-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,7 +83,14 @@ bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modu
 bench-stages: setup ## criterion micro-benchmarks of each pipeline stage (target/criterion)
 	cargo bench -p imgpipe-core --bench stages
 
-bench-lambda: setup ## derive binary size, init time under a Runtime API stub, cost per 1 M images (after make bench)
+bench-api: setup ## criterion: latency of POST /v1/uploads in process (POST policy and PUT pre-signing)
+	cargo bench -p imgpipe-api --bench uploads
+
+bench-events: setup ## on LocalStack: events and webhooks for N uploads (delivery latency, counts, duplicates)
+	cargo build --release -q -p imgpipe-derive -p imgpipe-webhooks
+	./localstack/with.sh $(PY) bench/events.py
+
+bench-lambda: setup ## derive/api binary size, cold start under a Runtime API stub, cost per 1 M images (after make bench)
 	python3 bench/lambda.py
 
 gpu-check: setup ## on a GPU machine: CUDA kernels vs the CPU reference, then images/s GPU vs all CPU cores
