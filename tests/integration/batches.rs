@@ -1,37 +1,23 @@
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use imgpipe_cloud::progress::{self, BatchItem, ItemEnd, Progress};
 use imgpipe_core::events::ManifestRef;
 
-use crate::harness::{event_body, fixture, setup};
+use crate::harness::{event_body, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_sends_one_batch_done_after_its_last_item_and_repeats_it_with_the_same_id() {
     let stack = setup("batch-done").await;
-    let archive = format!("it-batch-archive-{}", std::process::id());
-    stack
-        .s3
-        .create_bucket()
-        .bucket(&archive)
-        .send()
-        .await
-        .unwrap();
-    for (key, file) in [
-        ("2020/a.jpg", "Landscape_1.jpg"),
-        ("2020/b b.jpg", "Landscape_2.jpg"),
-        ("2020/broken.jpg", "truncated_canon-sx60hs_20000bytes.jpg"),
-    ] {
-        stack
-            .s3
-            .put_object()
-            .bucket(&archive)
-            .key(key)
-            .body(ByteStream::from(fixture(file)))
-            .send()
-            .await
-            .unwrap();
-    }
+    let archive = stack
+        .archive_bucket(
+            "batch-archive",
+            &[
+                ("2020/a.jpg", "Landscape_1.jpg"),
+                ("2020/b b.jpg", "Landscape_2.jpg"),
+                ("2020/broken.jpg", "truncated_canon-sx60hs_20000bytes.jpg"),
+            ],
+        )
+        .await;
     let events = stack.subscribe_queue("batch-events", None).await;
     let cpu = stack
         .start_worker_with(&[

@@ -1,7 +1,6 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
 use imgpipe_core::metadata::Status;
 use imgpipe_core::{Options, PresetSet, ResizeEngine, SourceRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,24 +59,12 @@ fn start_gpu_worker(stack: &Stack, port: u16, extra_args: &[&str]) -> tokio::pro
 async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata() {
     let stack = setup("gpu_routing").await;
     // A second bucket with old photos and no notifications: the backfill's source.
-    let archive = format!("it-archive-{}", std::process::id());
-    stack
-        .s3
-        .create_bucket()
-        .bucket(&archive)
-        .send()
-        .await
-        .unwrap();
-    let old_photo = fixture("camera_nokia-8-3-5g_gps_9mp.jpg");
-    stack
-        .s3
-        .put_object()
-        .bucket(&archive)
-        .key("2019/old photo.jpg")
-        .body(ByteStream::from(old_photo))
-        .send()
-        .await
-        .unwrap();
+    let archive = stack
+        .archive_bucket(
+            "archive",
+            &[("2019/old photo.jpg", "camera_nokia-8-3-5g_gps_9mp.jpg")],
+        )
+        .await;
 
     // CPU side: sources of ≥ 10 MP and manifests go to the GPU queue.
     let cpu = stack
@@ -206,14 +193,6 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gpu_worker_gathers_one_batch_and_settles_each_message_on_its_own() {
     let stack = setup("gpu_batch").await;
-    let archive = format!("it-batch-{}", std::process::id());
-    stack
-        .s3
-        .create_bucket()
-        .bucket(&archive)
-        .send()
-        .await
-        .unwrap();
     let sources = [
         ("a/portrait 1.jpg", "Portrait_1.jpg"),
         ("a/landscape 2.jpg", "Landscape_2.jpg"),
@@ -221,17 +200,7 @@ async fn the_gpu_worker_gathers_one_batch_and_settles_each_message_on_its_own() 
         ("a/landscape 4.jpg", "Landscape_4.jpg"),
         ("a/corrupt.jpg", "corrupt_olympus-u1020_entropy.jpg"),
     ];
-    for (key, name) in sources {
-        stack
-            .s3
-            .put_object()
-            .bucket(&archive)
-            .key(key)
-            .body(ByteStream::from(fixture(name)))
-            .send()
-            .await
-            .unwrap();
-    }
+    let archive = stack.archive_bucket("batch", &sources).await;
     let job = |key: &str| {
         ObjectEvent {
             event_name: "ObjectCreated:Put".into(),

@@ -329,6 +329,28 @@ impl Stack {
             .await
     }
 
+    /// A new bucket with no notification (a backfill's source), holding `files` (key, fixture name).
+    pub async fn archive_bucket(&self, name: &str, files: &[(&str, &str)]) -> String {
+        let bucket = format!("it-{name}-{}", std::process::id());
+        self.s3
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        for (key, file) in files {
+            self.s3
+                .put_object()
+                .bucket(&bucket)
+                .key(*key)
+                .body(ByteStream::from(fixture(file)))
+                .send()
+                .await
+                .unwrap();
+        }
+        bucket
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>) {
         self.s3
             .put_object()

@@ -88,6 +88,18 @@ fn serve(
     }
 }
 
+/// What Lambda sets for function `name`, with its Runtime API at `address`.
+fn lambda_env(name: &str, address: &str) -> [(&'static str, String); 6] {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", address.to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", name.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769".to_string()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "test".to_string()),
+    ]
+}
+
 fn sqs_record(id: &str, body: &str) -> serde_json::Value {
     serde_json::json!({
         "messageId": id, "receiptHandle": format!("handle-{id}"), "body": body,
@@ -123,14 +135,7 @@ async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
     let mut child = Command::new(derive_binary())
         .envs(crate::harness::aws_env())
         .envs(stack.worker_env(&[]))
-        .envs([
-            ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "derive"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769"),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/derive"),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
-        ])
+        .envs(lambda_env("derive", &address))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -266,13 +271,8 @@ async fn api_answers_api_gateway_http_api_events_under_lambda() {
         .envs([
             ("IMGPIPE_INGEST_BUCKET", stack.ingest.as_str()),
             ("IMGPIPE_OUTPUT_BUCKET", stack.derivatives.as_str()),
-            ("AWS_LAMBDA_RUNTIME_API", address.as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "api"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/api"),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
         ])
+        .envs(lambda_env("api", &address))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

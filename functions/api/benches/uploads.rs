@@ -21,14 +21,24 @@ fn app(runtime: &tokio::runtime::Runtime) -> axum::Router {
     let shared = runtime.block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new("AKIDBENCH", "secret", Some("token".into()), None, "bench"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDBENCH",
+                "secret",
+                Some("token".into()),
+                None,
+                "bench",
+            ))
             .load(),
     );
-    router(Arc::new(AppState::from_sdk_config(config, &shared).unwrap()))
+    router(Arc::new(
+        AppState::from_sdk_config(config, &shared).unwrap(),
+    ))
 }
 
 fn request(method: &str) -> Request<Body> {
-    let body = format!(r#"{{"filename": "holiday photo 1.jpg", "content_type": "image/jpeg", "bytes": 2500000, "method": "{method}"}}"#);
+    let body = format!(
+        r#"{{"filename": "holiday photo 1.jpg", "content_type": "image/jpeg", "bytes": 2500000, "method": "{method}"}}"#
+    );
     Request::builder()
         .method("POST")
         .uri("/v1/uploads")
@@ -39,12 +49,17 @@ fn request(method: &str) -> Request<Body> {
 }
 
 fn uploads(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let app = app(&runtime);
     for method in ["POST", "PUT"] {
         c.bench_function(&format!("post_v1_uploads/{method}"), |b| {
             b.iter(|| {
-                let response = runtime.block_on(app.clone().oneshot(request(method))).unwrap();
+                let response = runtime
+                    .block_on(app.clone().oneshot(request(method)))
+                    .unwrap();
                 assert_eq!(response.status(), 201);
             })
         });

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use imgpipe_api::{ApiConfig, AppState, router};
-use imgpipe_cloud::process::{init_logging, shutdown_signal};
+use imgpipe_cloud::process::{init_logging, shutdown_signal, under_lambda};
 
 /// imgpipe upload API: pre-signed uploads with enforced limits, image status, health.
 #[derive(Parser, Debug)]
@@ -23,15 +23,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    init_logging(args.json_logs || under_lambda);
+    init_logging(args.json_logs || under_lambda());
     let config =
         ApiConfig::from_env().context("invalid configuration; see README.md 'Upload API'")?;
     let state = AppState::from_config(config)
         .await
         .map_err(anyhow::Error::msg)?;
     let app = router(Arc::new(state));
-    if under_lambda {
+    if under_lambda() {
         return lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e));
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -193,29 +193,39 @@ type Case = (
     &'static str,
 );
 
+/// A `POST /v1/uploads` with a JSON body that must be refused with `status`, `code`, `field`.
+fn json_case(body: &str, status: u16, code: &'static str, field: &'static str) -> Case {
+    (
+        "POST",
+        "/v1/uploads",
+        Some("application/json"),
+        body.to_string(),
+        status,
+        code,
+        field,
+    )
+}
+
+/// A request with no body that must be refused.
+fn bare_case(
+    method: &'static str,
+    path: &'static str,
+    status: u16,
+    code: &'static str,
+    field: &'static str,
+) -> Case {
+    (method, path, None, String::new(), status, code, field)
+}
+
 #[tokio::test]
 async fn every_bad_request_is_a_4xx_naming_its_field() {
     let app = app(&[]).await;
     let ok = r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 10}"#;
+    let upload =
+        |fields: &str| format!(r#"{{"content_type": "image/jpeg", "bytes": 1, {fields}}}"#);
     let cases: Vec<Case> = vec![
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            "{".into(),
-            400,
-            "invalid_json",
-            "body",
-        ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            "".into(),
-            400,
-            "invalid_json",
-            "body",
-        ),
+        json_case("{", 400, "invalid_json", "body"),
+        json_case("", 400, "invalid_json", "body"),
         (
             "POST",
             "/v1/uploads",
@@ -234,162 +244,89 @@ async fn every_bad_request_is_a_4xx_naming_its_field() {
             "unsupported_media_type",
             "Content-Type",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"content_type": "image/jpeg", "bytes": 1}"#.into(),
+        json_case(
+            r#"{"content_type": "image/jpeg", "bytes": 1}"#,
             400,
             "missing_field",
             "filename",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a.jpg", "bytes": 1}"#.into(),
+        json_case(
+            r#"{"filename": "a.jpg", "bytes": 1}"#,
             400,
             "missing_field",
             "content_type",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a.jpg", "content_type": "image/svg+xml", "bytes": 1}"#.into(),
+        json_case(
+            r#"{"filename": "a.jpg", "content_type": "image/svg+xml", "bytes": 1}"#,
             400,
             "unsupported_content_type",
             "content_type",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 0}"#.into(),
+        json_case(
+            r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 0}"#,
             400,
             "invalid_field",
             "bytes",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 1000001}"#.into(),
+        json_case(
+            r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 1000001}"#,
             400,
             "too_large",
             "bytes",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "../a.jpg", "content_type": "image/jpeg", "bytes": 1}"#.into(),
+        json_case(
+            &upload(r#""filename": "../a.jpg""#),
             400,
             "invalid_field",
             "filename",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a/b.jpg", "content_type": "image/jpeg", "bytes": 1}"#.into(),
+        json_case(
+            &upload(r#""filename": "a/b.jpg""#),
             400,
             "invalid_field",
             "filename",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a\\b.jpg", "content_type": "image/jpeg", "bytes": 1}"#.into(),
+        json_case(
+            &upload(r#""filename": "a\\b.jpg""#),
             400,
             "invalid_field",
             "filename",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a\u0007.jpg", "content_type": "image/jpeg", "bytes": 1}"#.into(),
+        json_case(
+            &upload(r#""filename": "a\u0007.jpg""#),
             400,
             "invalid_field",
             "filename",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            format!(
-                r#"{{"filename": "{}.jpg", "content_type": "image/jpeg", "bytes": 1}}"#,
-                "x".repeat(252)
-            ),
+        json_case(
+            &upload(&format!(r#""filename": "{}.jpg""#, "x".repeat(252))),
             400,
             "invalid_field",
             "filename",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            format!(
-                r#"{{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 1, "pad": "{}"}}"#,
+        json_case(
+            &upload(&format!(
+                r#""filename": "a.jpg", "pad": "{}""#,
                 "x".repeat(20_000)
-            ),
+            )),
             413,
             "too_large",
             "body",
         ),
-        (
-            "POST",
-            "/v1/uploads",
-            Some("application/json"),
-            r#"{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 1, "extra": 1}"#.into(),
+        json_case(
+            &upload(r#""filename": "a.jpg", "extra": 1"#),
             400,
             "unknown_field",
             "extra",
         ),
-        (
-            "GET",
-            "/v1/uploads",
-            None,
-            String::new(),
-            405,
-            "method_not_allowed",
-            "method",
-        ),
-        (
-            "DELETE",
-            "/v1/health",
-            None,
-            String::new(),
-            405,
-            "method_not_allowed",
-            "method",
-        ),
-        (
-            "GET",
-            "/v2/uploads",
-            None,
-            String::new(),
-            404,
-            "not_found",
-            "path",
-        ),
-        ("GET", "/", None, String::new(), 404, "not_found", "path"),
-        (
-            "GET",
-            "/v1/images/not-an-id",
-            None,
-            String::new(),
-            400,
-            "invalid_field",
-            "id",
-        ),
-        (
+        bare_case("GET", "/v1/uploads", 405, "method_not_allowed", "method"),
+        bare_case("DELETE", "/v1/health", 405, "method_not_allowed", "method"),
+        bare_case("GET", "/v2/uploads", 404, "not_found", "path"),
+        bare_case("GET", "/", 404, "not_found", "path"),
+        bare_case("GET", "/v1/images/not-an-id", 400, "invalid_field", "id"),
+        bare_case(
             "GET",
             "/v1/images/01ARZ3NDEKTSV4RRFFQ69G5FA%2F",
-            None,
-            String::new(),
             400,
             "invalid_field",
             "id",

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsMessage;
+use futures::StreamExt;
 
 use crate::failure::Failure;
 
@@ -15,11 +16,39 @@ pub trait BatchFunction: Send + Sync + 'static {
     /// The SQS client (deletes, visibility).
     fn sqs(&self) -> &aws_sdk_sqs::Client;
 
-    /// Handles `messages`; one result per message, in any order.
+    /// Messages handled at once within a batch.
+    fn concurrency(&self) -> usize;
+
+    /// Handles one message.
+    fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Outcome> + Send;
+
+    /// Handles `messages`, up to [`BatchFunction::concurrency`] at once, each on its own; one result
+    /// per message, in any order.
     fn handle_batch(
         &self,
         messages: Vec<SqsMessage>,
-    ) -> impl Future<Output = Vec<MessageResult>> + Send;
+    ) -> impl Future<Output = Vec<MessageResult>> + Send {
+        futures::stream::iter(messages)
+            .map(move |message| async move {
+                let outcome = self.handle_message(&message).await;
+                MessageResult {
+                    message_id: message.message_id.clone().unwrap_or_default(),
+                    receipt_handle: message.receipt_handle.clone(),
+                    outcome,
+                }
+            })
+            .buffer_unordered(self.concurrency().max(1))
+            .collect()
+    }
+}
+
+/// How many times SQS has handed this message out (`ApproximateReceiveCount`; 1 when absent).
+pub fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 /// What happened to one message. The driver deletes every message except [`Outcome::Retry`].

@@ -11,17 +11,17 @@
 //! how a worker killed between writing metadata.json and publishing still gets its event out.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::sqs::SqsMessage;
-use futures::StreamExt;
 use imgpipe_core::events::{self, ManifestRef, ObjectRef, OutputRef};
 use imgpipe_core::metadata::Status;
 use imgpipe_core::route::{HEADER_PROBE_BYTES, Route};
 use imgpipe_core::{Metadata, ResizeEngine, SourceRef};
 
-use crate::batch::{BatchFunction, MessageResult, Outcome};
+use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
@@ -125,14 +125,10 @@ impl Handler {
         &self.s3
     }
 
-    async fn handle_message(&self, message: &SqsMessage) -> Outcome {
+    async fn settle(&self, message: &SqsMessage) -> Outcome {
         let message_id = message.message_id.as_deref().unwrap_or("");
         let body = message.body.as_deref().unwrap_or("");
-        let receive_count: u32 = message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
+        let receive_count = batch::receive_count(message);
         let records = match parse_body(body) {
             Ok(Notification::Test) => {
                 return Outcome::Ignored {
@@ -750,20 +746,12 @@ impl BatchFunction for Handler {
         &self.sqs
     }
 
-    /// Handles a batch: messages run concurrently (up to `concurrency`), each independently.
-    async fn handle_batch(&self, messages: Vec<SqsMessage>) -> Vec<MessageResult> {
-        futures::stream::iter(messages)
-            .map(|message| async move {
-                let outcome = self.handle_message(&message).await;
-                MessageResult {
-                    message_id: message.message_id.clone().unwrap_or_default(),
-                    receipt_handle: message.receipt_handle.clone(),
-                    outcome,
-                }
-            })
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await
+    fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+
+    fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Outcome> + Send {
+        self.settle(message)
     }
 }
 

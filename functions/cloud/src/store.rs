@@ -138,17 +138,9 @@ pub async fn get_metadata(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Metadata>, Failure> {
-    match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(response) => {
-            let body = read_body(bucket, key, response.body).await?;
-            Ok(serde_json::from_slice(&body).ok())
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(Failure::transient(
-            "s3_get",
-            format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
-        )),
-    }
+    Ok(get_with_etag(s3, bucket, key)
+        .await?
+        .and_then(|(body, _)| serde_json::from_slice(&body).ok()))
 }
 
 /// Writes one output object with its Content-Type and Cache-Control.

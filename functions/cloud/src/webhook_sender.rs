@@ -11,14 +11,14 @@
 //! envelope with `attempts` 0, so redriving it to the webhook queue starts that endpoint's schedule
 //! afresh (`imgpipe-webhooks` never re-sends to other endpoints for it).
 
+use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsMessage;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{BatchFunction, MessageResult, Outcome};
+use crate::batch::{self, BatchFunction, Outcome};
 use crate::failure::Failure;
 use crate::queue;
 use crate::webhook::{self, Attempt, Signer};
@@ -217,9 +217,18 @@ enum Delivery {
     Retry(Retry),
 }
 
-fn parse_message(body: &str) -> Result<Delivery, String> {
+/// What `body` asks for. A retry is only honoured for an endpoint that is still configured: the
+/// sender never POSTs, with imgpipe's signature, to a URL a queue message names on its own.
+fn parse_message(body: &str, endpoints: &[String]) -> Result<Delivery, String> {
     if let Ok(envelope) = serde_json::from_str::<RetryEnvelope>(body) {
-        return Ok(Delivery::Retry(envelope.webhook_retry));
+        let retry = envelope.webhook_retry;
+        if !endpoints.contains(&retry.endpoint) {
+            return Err(format!(
+                "a retry for {}, which is not in IMGPIPE_WEBHOOK_URLS (any more); add it back and redrive, or drop the message",
+                retry.endpoint
+            ));
+        }
+        return Ok(Delivery::Retry(retry));
     }
     #[derive(Deserialize)]
     struct Sns {
@@ -232,7 +241,7 @@ fn parse_message(body: &str) -> Result<Delivery, String> {
     if let Ok(sns) = serde_json::from_str::<Sns>(body)
         && sns.kind == "Notification"
     {
-        return parse_message(&sns.message);
+        return parse_message(&sns.message, endpoints);
     }
     serde_json::from_str::<EventHead>(body)
         .map_err(|e| format!("not an imgpipe event or webhook retry: {e}"))?;
@@ -296,14 +305,10 @@ impl Sender {
         &self.config
     }
 
-    async fn handle_message(&self, message: &SqsMessage) -> Outcome {
+    async fn settle(&self, message: &SqsMessage) -> Outcome {
         let body = message.body.as_deref().unwrap_or("");
-        let receive_count: u32 = message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        match parse_message(body) {
+        let receive_count = batch::receive_count(message);
+        match parse_message(body, &self.config.endpoints) {
             Ok(Delivery::Fresh { event }) => self.deliver_fresh(&event).await,
             Ok(Delivery::Retry(retry)) => self.deliver_retry(retry, receive_count).await,
             Err(reason) => {
@@ -507,19 +512,12 @@ impl BatchFunction for Sender {
         &self.sqs
     }
 
-    async fn handle_batch(&self, messages: Vec<SqsMessage>) -> Vec<MessageResult> {
-        futures::stream::iter(messages)
-            .map(|message| async move {
-                let outcome = self.handle_message(&message).await;
-                MessageResult {
-                    message_id: message.message_id.clone().unwrap_or_default(),
-                    receipt_handle: message.receipt_handle.clone(),
-                    outcome,
-                }
-            })
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await
+    fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+
+    fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Outcome> + Send {
+        self.settle(message)
     }
 }
 
@@ -613,6 +611,8 @@ mod tests {
 
     #[test]
     fn messages_are_fresh_events_retries_or_refused() {
+        let endpoints = ["https://a.example/hook".to_string()];
+        let parse_message = |body: &str| parse_message(body, &endpoints);
         let event = r#"{"schema":"imgpipe.event/v1","id":"evt_1","type":"imgpipe.image.done","timestamp":"t","data":{}}"#;
         assert_eq!(
             parse_message(event),
@@ -636,7 +636,21 @@ mod tests {
             webhook_retry: retry.clone(),
         })
         .unwrap();
-        assert_eq!(parse_message(&body), Ok(Delivery::Retry(retry)));
+        assert_eq!(parse_message(&body), Ok(Delivery::Retry(retry.clone())));
+        // A retry naming an endpoint that is not configured is refused, never POSTed to.
+        let elsewhere = Retry {
+            endpoint: "http://169.254.169.254/latest/meta-data".into(),
+            ..retry
+        };
+        let body = serde_json::to_string(&RetryEnvelope {
+            webhook_retry: elsewhere,
+        })
+        .unwrap();
+        assert!(
+            parse_message(&body)
+                .unwrap_err()
+                .contains("not in IMGPIPE_WEBHOOK_URLS")
+        );
         assert!(
             parse_message("{}")
                 .unwrap_err()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use imgpipe_cloud::process::{init_logging, shutdown_signal};
-use imgpipe_cloud::{Config, Handler, lambda, worker};
+use imgpipe_cloud::process::{init_logging, run_queue_consumer, under_lambda};
+use imgpipe_cloud::{Config, Handler};
 
 /// imgpipe derive handler: S3 upload events from SQS → derivatives + metadata JSON.
 #[derive(Parser, Debug)]
@@ -29,8 +29,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    init_logging(args.json_logs || under_lambda);
+    init_logging(args.json_logs || under_lambda());
     let mut config =
         Config::from_env().context("invalid configuration; see README.md 'Configuration'")?;
     if let Some(concurrency) = args.concurrency {
@@ -38,21 +37,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(presets = config.presets.presets().len(), preset_set_hash = config.presets.hash(), output_bucket = %config.output_bucket, "configuration loaded");
     let handler = Arc::new(Handler::from_config(config).await);
-    if under_lambda {
-        return lambda::run(handler, args.queue_url)
-            .await
-            .map_err(|e| anyhow::anyhow!(e));
-    }
-    let queue_url = args
-        .queue_url
-        .context("--queue-url (or IMGPIPE_QUEUE_URL) is required outside Lambda")?;
-    let options = worker::WorkerOptions {
-        queue_url,
-        concurrency: handler.config().concurrency,
-        wait_time_seconds: args.wait_seconds,
-        gather: None,
-        gauges: Default::default(),
-    };
-    worker::run(handler, options, shutdown_signal()).await;
-    Ok(())
+    run_queue_consumer(handler, args.queue_url, args.wait_seconds)
+        .await
+        .map_err(anyhow::Error::msg)
 }

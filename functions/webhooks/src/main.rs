@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use imgpipe_cloud::process::{init_logging, shutdown_signal};
+use imgpipe_cloud::process::{init_logging, run_queue_consumer, under_lambda};
 use imgpipe_cloud::webhook_sender::{Sender, WebhookConfig};
-use imgpipe_cloud::{lambda, worker};
 
 /// imgpipe webhook sender: events → signed POSTs (Standard Webhooks), retried, DLQ at the end.
 #[derive(Parser, Debug)]
@@ -25,10 +24,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    init_logging(args.json_logs || under_lambda);
-    let config =
-        WebhookConfig::from_env().context("invalid configuration; see README.md 'Webhooks'")?;
+    init_logging(args.json_logs || under_lambda());
+    let config = WebhookConfig::from_env()
+        .context("invalid configuration; see README.md 'Events and webhooks'")?;
     tracing::info!(
         endpoints = config.endpoints.len(),
         attempts = config.max_attempts(),
@@ -40,18 +38,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
     );
     let queue_url = sender.config().queue_url.clone();
-    if under_lambda {
-        return lambda::run(sender, Some(queue_url))
-            .await
-            .map_err(|e| anyhow::anyhow!(e));
-    }
-    let options = worker::WorkerOptions {
-        queue_url,
-        concurrency: sender.config().concurrency,
-        wait_time_seconds: args.wait_seconds,
-        gather: None,
-        gauges: Default::default(),
-    };
-    worker::run(sender, options, shutdown_signal()).await;
-    Ok(())
+    run_queue_consumer(sender, Some(queue_url), args.wait_seconds)
+        .await
+        .map_err(anyhow::Error::msg)
 }
