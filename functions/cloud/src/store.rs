@@ -152,21 +152,34 @@ pub async fn put(
     content_type: &str,
     cache_control: &str,
 ) -> Result<(), Failure> {
+    put_request(s3, bucket, key, bytes, content_type, cache_control)
+        .send()
+        .await
+        .map_err(|e| put_error(bucket, key, &e))?;
+    Ok(())
+}
+
+fn put_request(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+    cache_control: &str,
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
     s3.put_object()
         .bucket(bucket)
         .key(key)
         .body(ByteStream::from(bytes))
         .content_type(content_type)
         .cache_control(cache_control)
-        .send()
-        .await
-        .map_err(|e| {
-            Failure::transient(
-                "s3_put",
-                format!("PutObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
-            )
-        })?;
-    Ok(())
+}
+
+fn put_error(bucket: &str, key: &str, e: &dyn std::error::Error) -> Failure {
+    Failure::transient(
+        "s3_put",
+        format!("PutObject s3://{bucket}/{key}: {}", DisplayErrorContext(e)),
+    )
 }
 
 /// Reads `bucket/key` with its ETag (quoted, as S3 returns it); `None` when absent.
@@ -200,13 +213,7 @@ pub async fn put_if_match(
     cache_control: &str,
     etag: &str,
 ) -> Result<bool, Failure> {
-    let result = s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(bytes))
-        .content_type(content_type)
-        .cache_control(cache_control)
+    let result = put_request(s3, bucket, key, bytes, content_type, cache_control)
         .if_match(etag)
         .send()
         .await;
@@ -220,12 +227,6 @@ pub async fn put_if_match(
         {
             Ok(false)
         }
-        Err(e) => Err(Failure::transient(
-            "s3_put",
-            format!(
-                "PutObject (If-Match) s3://{bucket}/{key}: {}",
-                DisplayErrorContext(&e)
-            ),
-        )),
+        Err(e) => Err(put_error(bucket, key, &e)),
     }
 }
