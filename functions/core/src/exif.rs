@@ -2,6 +2,11 @@
 //!
 //! Malformed EXIF never fails an image: a source whose EXIF cannot be parsed is processed as if it had
 //! none (orientation 1, no camera facts). Derivatives never carry EXIF, so nothing here leaks.
+//!
+//! WebP `EXIF` and PNG `eXIf` chunks are found here rather than by kamadak-exif, so that a payload
+//! starting with JPEG APP1's `Exif\0\0` header is read too: both specifications say raw TIFF, but
+//! several writers copy the APP1 payload whole, and kamadak-exif then reads nothing (the photo came
+//! out sideways, without GPS or camera).
 
 use std::io::Cursor;
 
@@ -63,11 +68,19 @@ pub struct ExifData {
     pub gps: Option<GpsPosition>,
 }
 
-/// Reads EXIF from any container kamadak-exif knows (JPEG, TIFF, PNG, WebP). Never fails.
+/// Reads EXIF from JPEG, TIFF, PNG (`eXIf`) and WebP (`EXIF`), with or without an `Exif\0\0` header
+/// before the TIFF data. Never fails.
 pub fn read(bytes: &[u8]) -> ExifData {
     let mut reader = exif::Reader::new();
     reader.continue_on_error(true);
-    let parsed = match reader.read_from_container(&mut Cursor::new(bytes)) {
+    let result = match chunk_payload(bytes) {
+        Some(payload) => {
+            let tiff = payload.strip_prefix(APP1_HEADER).unwrap_or(payload);
+            reader.read_raw(tiff.to_vec())
+        }
+        None => reader.read_from_container(&mut Cursor::new(bytes)),
+    };
+    let parsed = match result {
         Ok(exif) => exif,
         Err(exif::Error::PartialResult(partial)) => partial.into_inner().0,
         Err(_) => {
@@ -120,6 +133,50 @@ pub fn read(bytes: &[u8]) -> ExifData {
         camera,
         gps,
     }
+}
+
+/// What JPEG's APP1 segment puts before the TIFF data.
+const APP1_HEADER: &[u8] = b"Exif\0\0";
+
+/// The payload of a WebP file's `EXIF` chunk or a PNG file's `eXIf` chunk; `None` for other formats
+/// and files without one. Reads only chunk headers; stops at anything out of bounds.
+fn chunk_payload(bytes: &[u8]) -> Option<&[u8]> {
+    let read_u32 = |at: usize, little: bool| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        } as usize)
+    };
+    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        // RIFF chunks: fourcc, little-endian size, data padded to an even length.
+        let mut at = 12;
+        while let Some(size) = read_u32(at + 4, true) {
+            let data = at + 8;
+            let end = data.checked_add(size)?;
+            if &bytes[at..at + 4] == b"EXIF" {
+                return bytes.get(data..end);
+            }
+            at = end.checked_add(size % 2)?;
+        }
+        return None;
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        // PNG chunks: big-endian length, type, data, CRC; eXIf may come before or after IDAT.
+        let mut at = 8;
+        while let Some(size) = read_u32(at, false) {
+            let kind = bytes.get(at + 4..at + 8)?;
+            let data = at + 8;
+            let end = data.checked_add(size)?;
+            match kind {
+                b"eXIf" => return bytes.get(data..end),
+                b"IEND" => return None,
+                _ => at = end.checked_add(4)?,
+            }
+        }
+    }
+    None
 }
 
 fn read_gps(parsed: &exif::Exif) -> Option<GpsPosition> {
@@ -264,6 +321,43 @@ fn exif_date_to_iso(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fixture;
+
+    #[test]
+    fn webp_and_png_exif_is_read_with_or_without_the_app1_header() {
+        for file in [
+            "crafted_webp_exif-prefixed_orient6_gps.webp",
+            "crafted_webp_exif-raw_orient6_gps.webp",
+            "crafted_png_exif_orient6_gps.png",
+        ] {
+            let exif = read(&fixture(file));
+            assert_eq!(exif.orientation, 6, "{file}");
+            assert_eq!(exif.camera.make.as_deref(), Some("imgpipe craft"), "{file}");
+            let gps = exif.gps.unwrap_or_else(|| panic!("{file}: no GPS"));
+            assert!((gps.latitude - 48.8583).abs() < 1e-3, "{file}: {gps:?}");
+            assert!((gps.longitude - 2.2945).abs() < 1e-3, "{file}: {gps:?}");
+            assert_eq!(gps.altitude_m, Some(35.0), "{file}");
+        }
+    }
+
+    #[test]
+    fn damaged_chunk_tables_never_panic_and_read_as_no_exif() {
+        let whole = fixture("crafted_webp_exif-prefixed_orient6_gps.webp");
+        for cut in [5, 12, 16, 20, 40, whole.len() - 3] {
+            let exif = read(&whole[..cut]);
+            assert!(exif.orientation <= 8);
+        }
+        // A chunk size pointing past the end, and one near usize::MAX.
+        let mut huge = whole.clone();
+        huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(read(&huge).orientation, 1);
+        let png = fixture("crafted_png_exif_orient6_gps.png");
+        let mut bad = png.clone();
+        bad[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(read(&bad).orientation, 1);
+        assert_eq!(chunk_payload(b"RIFF\0\0\0\0WEBP"), None);
+        assert_eq!(chunk_payload(b"\x89PNG\r\n\x1a\n"), None);
+    }
 
     #[test]
     fn formats_lens_specification() {
