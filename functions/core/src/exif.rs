@@ -73,9 +73,9 @@ pub struct ExifData {
 pub fn read(bytes: &[u8]) -> ExifData {
     let mut reader = exif::Reader::new();
     reader.continue_on_error(true);
-    let result = match chunk_payload(bytes) {
+    let result = match chunk_payload(bytes).map(<[u8]>::to_vec).or_else(|| box_payload(bytes)) {
         Some(payload) => {
-            let tiff = payload.strip_prefix(APP1_HEADER).unwrap_or(payload);
+            let tiff = payload.strip_prefix(APP1_HEADER).unwrap_or(&payload);
             reader.read_raw(tiff.to_vec())
         }
         None => reader.read_from_container(&mut Cursor::new(bytes)),
@@ -177,6 +177,21 @@ fn chunk_payload(bytes: &[u8]) -> Option<&[u8]> {
         }
     }
     None
+}
+
+/// The EXIF of an ISO-BMFF file, from the TIFF header on: a HEIC/AVIF `Exif` item (found through
+/// the HEIF boxes) or a JPEG XL container's `Exif` box; both start with a 4-byte offset to the TIFF
+/// header, which is honoured.
+fn box_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.get(4..8) != Some(b"ftyp") && !bytes.starts_with(b"\0\0\0\x0cJXL ") {
+        return None;
+    }
+    if bytes.get(4..8) == Some(b"ftyp") {
+        return crate::heif::parse(bytes).ok()?.exif();
+    }
+    let body = crate::heif::top_level_box(bytes, b"Exif")?;
+    let offset = u32::from_be_bytes(body.get(0..4)?.try_into().ok()?) as usize;
+    body.get(4usize.checked_add(offset)?..).map(<[u8]>::to_vec)
 }
 
 fn read_gps(parsed: &exif::Exif) -> Option<GpsPosition> {

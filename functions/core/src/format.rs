@@ -18,6 +18,12 @@ pub enum SourceFormat {
     Tiff,
     /// Windows bitmap.
     Bmp,
+    /// HEIC/HEIF (HEVC stills; grids, 10-bit, alpha).
+    Heic,
+    /// AVIF (AV1 stills; 8/10/12-bit, alpha, HDR).
+    Avif,
+    /// JPEG XL (codestream or container).
+    Jxl,
 }
 
 impl SourceFormat {
@@ -30,6 +36,9 @@ impl SourceFormat {
             SourceFormat::Gif => "gif",
             SourceFormat::Tiff => "tiff",
             SourceFormat::Bmp => "bmp",
+            SourceFormat::Heic => "heic",
+            SourceFormat::Avif => "avif",
+            SourceFormat::Jxl => "jxl",
         }
     }
 }
@@ -64,22 +73,43 @@ pub fn sniff(bytes: &[u8]) -> Result<SourceFormat> {
     if starts(b"BM") && bytes.len() >= 26 {
         return Ok(SourceFormat::Bmp);
     }
+    if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        return Ok(SourceFormat::Jxl);
+    }
+    if let Some(format) = heif_format(bytes) {
+        return Ok(format);
+    }
     Err(PipelineError::unsupported(format!(
-        "{} is not a supported image format; supported inputs are JPEG, PNG, WebP, GIF, TIFF and BMP",
+        "{} is not a supported image format; supported inputs are JPEG, PNG, WebP, GIF, TIFF, BMP, \
+         HEIC, AVIF and JPEG XL",
         describe_unknown(bytes)
     )))
+}
+
+/// AVIF or HEIC from the `ftyp` brands (major or compatible): an AVIF brand wins, since AVIF files
+/// also list `mif1`; a HEIF file whose item turns out to be AV1 is still decoded as AVIF.
+fn heif_format(bytes: &[u8]) -> Option<SourceFormat> {
+    if bytes.get(4..8) != Some(b"ftyp") {
+        return None;
+    }
+    let brands = crate::heif::brands(bytes);
+    let has = |names: &[&[u8; 4]]| brands.iter().any(|b| names.contains(&b));
+    if has(&[b"avif", b"avis"]) {
+        Some(SourceFormat::Avif)
+    } else if has(&[
+        b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
+    ]) {
+        Some(SourceFormat::Heic)
+    } else {
+        None
+    }
 }
 
 /// Names what an unsupported file most likely is, for the error message.
 fn describe_unknown(bytes: &[u8]) -> String {
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         let brand = String::from_utf8_lossy(&bytes[8..12]).to_string();
-        let what = match brand.as_str() {
-            "avif" | "avis" => "AVIF image",
-            "heic" | "heix" | "hevc" | "hevx" | "mif1" | "msf1" => "HEIC/HEIF image",
-            _ => "ISO media file",
-        };
-        return format!("{what} (brand '{brand}')");
+        return format!("ISO media file (brand '{brand}')");
     }
     if bytes.starts_with(b"%PDF") {
         return "PDF document".into();
@@ -91,9 +121,6 @@ fn describe_unknown(bytes: &[u8]) -> String {
         || bytes.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
     {
         return "JPEG 2000 image".into();
-    }
-    if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(b"\0\0\0\x0cJXL ") {
-        return "JPEG XL image".into();
     }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
     let text = head.trim_start_matches('\u{feff}').trim_start();
@@ -137,6 +164,24 @@ mod tests {
             sniff(b"BM01234567890123456789012345").unwrap(),
             SourceFormat::Bmp
         );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic").unwrap(),
+            SourceFormat::Heic
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic").unwrap(),
+            SourceFormat::Heic
+        );
+        // AVIF files also list mif1; the AVIF brand decides, major or compatible.
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypmif1\0\0\0\0mif1avifmiaf").unwrap(),
+            SourceFormat::Avif
+        );
+        assert_eq!(sniff(&[0xFF, 0x0A, 0xFA]).unwrap(), SourceFormat::Jxl);
+        assert_eq!(
+            sniff(b"\0\0\0\x0cJXL \r\n\x87\n\0\0").unwrap(),
+            SourceFormat::Jxl
+        );
     }
 
     #[test]
@@ -148,10 +193,8 @@ mod tests {
         assert!(err.message.contains("HTML"), "{}", err.message);
         let err = sniff(b"<?xml version=\"1.0\"?><svg xmlns=...>").unwrap_err();
         assert!(err.message.contains("SVG"), "{}", err.message);
-        let err = sniff(b"\0\0\0\x18ftypheic\0\0\0\0").unwrap_err();
-        assert!(err.message.contains("HEIC"), "{}", err.message);
-        let err = sniff(b"\0\0\0\x18ftypavif\0\0\0\0").unwrap_err();
-        assert!(err.message.contains("AVIF"), "{}", err.message);
+        let err = sniff(b"\0\0\0\x14ftypqt  \0\0\0\0qt  ").unwrap_err();
+        assert!(err.message.contains("ISO media"), "{}", err.message);
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //!
 //! # Layout
 //! - [`pipeline`]: the steps in order ([`process`] is the entry point).
-//! - [`format`] and [`probe`]: magic-byte sniffing and header-only dimensions.
+//! - [`format`] and [`probe`]: magic-byte sniffing and header-only dimensions; [`heif`] reads the
+//!   HEIF boxes of HEIC and AVIF; [`gain_map`] spots Ultra HDR JPEGs.
 //! - [`limits`]: byte and pixel limits checked before decoding.
 //! - [`exif`]: orientation, camera facts and GPS.
 //! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order.
-//! - [`decode`], [`colour`], [`orient`], [`resize`], [`blur`], [`encode`]: the pixel steps;
+//! - [`decode`] (one file per format), [`colour`] (ICC) and [`cicp`] (code points, HDR tone-map),
+//!   [`orient`], [`resize`], [`blur`], [`encode`]: the pixel steps;
 //!   [`animation`] for presets that keep an animation; [`placeholder`] for ThumbHash and colours.
 //! - [`preset`]: preset files, validation and the preset-set hash.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
@@ -21,6 +23,7 @@
 
 pub mod animation;
 pub mod blur;
+pub mod cicp;
 pub mod colour;
 pub mod decode;
 pub mod encode;
@@ -28,6 +31,8 @@ pub mod error;
 pub mod events;
 pub mod exif;
 pub mod format;
+pub mod gain_map;
+pub mod heif;
 pub mod kernel;
 pub mod layout;
 pub mod limits;

@@ -46,7 +46,8 @@ pub struct SourceInfo {
     pub width: Option<u32>,
     /// Height after EXIF orientation.
     pub height: Option<u32>,
-    /// Raw EXIF orientation tag (1–8; 1 when absent).
+    /// Orientation applied (1–8; 1 when absent): the EXIF tag, or for HEIC/AVIF/JPEG XL the
+    /// container's own (`irot`/`imir` as the equivalent EXIF value), which wins over EXIF.
     pub orientation: Option<u8>,
     /// How colour is stored: `rgb`, `gray`, `indexed` or `cmyk`.
     pub color_space: Option<String>,
@@ -60,6 +61,30 @@ pub struct SourceInfo {
     pub frames: Option<u32>,
     /// Progressive JPEG.
     pub progressive: Option<bool>,
+    /// Colour code points (HEIC/AVIF `nclx`) when they, not an ICC profile, describe the colour.
+    /// Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cicp: Option<CicpInfo>,
+    /// `pq` or `hlg` for HDR sources (tone-mapped to SDR sRGB). Absent for SDR sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdr: Option<String>,
+    /// True when a JPEG carries an Ultra HDR / ISO 21496-1 gain map (the primary image is used).
+    /// Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gain_map: Option<bool>,
+}
+
+/// ITU-T H.273 code points of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CicpInfo {
+    /// Colour primaries (1 BT.709, 9 BT.2020, 12 Display P3, …).
+    pub primaries: u16,
+    /// Transfer characteristics (13 sRGB, 16 PQ, 18 HLG, …).
+    pub transfer: u16,
+    /// Matrix coefficients (0 identity, 1 BT.709, 6 BT.601, 9 BT.2020, …).
+    pub matrix: u16,
+    /// Full-range samples.
+    pub full_range: bool,
 }
 
 /// Placeholder facts for showing something before the image loads.

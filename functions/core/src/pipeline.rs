@@ -198,15 +198,18 @@ fn run(
     limits.check_dimensions(header.width, header.height)?;
     limits.check_frames(header.frames)?;
     let exif = exif::read(bytes);
-    record_exif(metadata, &exif, &header, options);
-    let plan = plan::plan(&header, exif.orientation, presets);
+    // HEIF's irot/imir (and JPEG XL's header) are the transform; an EXIF tag beside them only
+    // describes the same turn and must not rotate again.
+    let orientation = header.orientation.unwrap_or(exif.orientation);
+    record_exif(metadata, &exif, orientation, &header, options);
+    let plan = plan::plan(&header, orientation, presets);
     limits.check_decode_bytes(plan.decode_bytes)?;
     let max_alloc = limits.max_decode_bytes;
     let fused = engine.decode_upright(
         bytes,
         &header,
         profile.as_ref(),
-        exif.orientation,
+        orientation,
         max_alloc,
     );
     let upright = match fused {
@@ -223,7 +226,7 @@ fn run(
                 )?,
             };
             let srgb = engine.to_srgb(decoded, profile.as_ref());
-            engine.orient(srgb, exif.orientation)
+            engine.orient(srgb, orientation)
         }
     };
     metadata.timings_ms.decode = ms(decode_started);
@@ -244,7 +247,7 @@ fn run(
         let input = AnimationInput {
             header: &header,
             profile: profile.as_ref(),
-            orientation: exif.orientation,
+            orientation,
             max_frames: limits.max_frames,
             max_alloc,
         };
@@ -284,11 +287,27 @@ fn record_header(
     source.bit_depth = Some(header.bit_depth);
     source.alpha = Some(header.alpha);
     source.frames = Some(header.frames);
+    source.cicp = header.cicp.map(|c| crate::metadata::CicpInfo {
+        primaries: c.primaries,
+        transfer: c.transfer,
+        matrix: c.matrix,
+        full_range: c.full_range,
+    });
+    source.hdr = header.cicp.filter(crate::cicp::is_hdr).map(|c| {
+        if c.transfer == 16 { "pq" } else { "hlg" }.to_string()
+    });
+    source.gain_map = header.gain_map.then_some(true);
 }
 
-fn record_exif(metadata: &mut Metadata, exif: &ExifData, header: &Header, options: &Options) {
-    metadata.source.orientation = Some(exif.orientation);
-    if exif.orientation >= 5 {
+fn record_exif(
+    metadata: &mut Metadata,
+    exif: &ExifData,
+    orientation: u8,
+    header: &Header,
+    options: &Options,
+) {
+    metadata.source.orientation = Some(orientation);
+    if orientation >= 5 {
         metadata.source.width = Some(header.height);
         metadata.source.height = Some(header.width);
     }

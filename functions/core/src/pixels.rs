@@ -72,6 +72,21 @@ impl Pixels {
         Pixels::new(self.width, self.height, 3, rgb)
     }
 
+    /// Turns premultiplied RGBA (colour already multiplied by alpha) into straight alpha.
+    pub fn unpremultiply(mut self) -> Pixels {
+        if self.has_alpha() {
+            for px in self.data.chunks_exact_mut(4) {
+                let a = u32::from(px[3]);
+                if a > 0 && a < 255 {
+                    for c in &mut px[..3] {
+                        *c = ((u32::from(*c) * 255 + a / 2) / a).min(255) as u8;
+                    }
+                }
+            }
+        }
+        self
+    }
+
     /// Drops a fully opaque alpha channel (saves work downstream); keeps real transparency.
     pub fn drop_opaque_alpha(self) -> Pixels {
         if self.has_alpha() && self.data.chunks_exact(4).all(|px| px[3] == 255) {
@@ -91,6 +106,12 @@ mod tests {
         let flat = px.flatten([255, 255, 255]);
         assert_eq!(flat.channels, 3);
         assert_eq!(flat.data, vec![255, 255, 255, 0, 0, 0]);
+    }
+
+    #[test]
+    fn unpremultiply_restores_straight_colour() {
+        let px = Pixels::new(2, 1, 4, vec![64, 32, 0, 128, 9, 9, 9, 0]).unpremultiply();
+        assert_eq!(px.data, vec![128, 64, 0, 128, 9, 9, 9, 0]);
     }
 
     #[test]

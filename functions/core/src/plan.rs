@@ -109,14 +109,17 @@ fn decode_bytes(header: &Header, denominator: u32) -> u64 {
     let full = u64::from(header.width) * u64::from(header.height);
     let scaled = u64::from(header.width.div_ceil(denominator))
         * u64::from(header.height.div_ceil(denominator));
-    let coefficients = (full as f64 * header.coefficient_bytes_per_pixel) as u64;
-    // Stored samples (CMYK 4, 16-bit doubles them), then the 8-bit RGBA working copy.
-    let stored = if header.format == SourceFormat::Jpeg {
+    let working = (full as f64 * header.working_bytes_per_pixel) as u64;
+    // Decoder working memory, stored samples (CMYK 4, 16-bit doubles them), then the 8-bit RGBA copy.
+    let stored = if matches!(
+        header.format,
+        SourceFormat::Jpeg | SourceFormat::Heic | SourceFormat::Avif | SourceFormat::Jxl
+    ) {
         4
     } else {
         4 * u64::from(header.bit_depth.div_ceil(8))
     };
-    coefficients + scaled * (stored + 4)
+    working + scaled * (stored + 4)
 }
 
 /// True when an upright source of `width`×`height` has enough pixels to make `target` well.
@@ -196,7 +199,10 @@ mod tests {
             bit_depth: 8,
             alpha: false,
             frames: 1,
-            coefficient_bytes_per_pixel: 0.0,
+            working_bytes_per_pixel: 0.0,
+            cicp: None,
+            orientation: None,
+            gain_map: false,
             icc_profile: None,
         }
     }
@@ -208,7 +214,7 @@ mod tests {
         let baseline = plan(&h, 1, &set);
         assert_eq!(baseline.decode_denominator, 2);
         h.progressive = true;
-        h.coefficient_bytes_per_pixel = 3.0; // 4:2:0
+        h.working_bytes_per_pixel = 3.0; // 4:2:0
         let progressive = plan(&h, 1, &set);
         // 24 MP × 3 bytes of coefficients = 72 MB on top of the 1/2-scale buffers.
         assert_eq!(progressive.decode_bytes - baseline.decode_bytes, 72_000_000);

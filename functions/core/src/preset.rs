@@ -36,6 +36,8 @@ pub enum OutputFormat {
     Webp,
     /// PNG (lossless). Alpha is kept.
     Png,
+    /// AVIF (AV1) via rav1e: 8-bit 4:2:0, sRGB signalled (`nclx` 1/13/6). Alpha is kept.
+    Avif,
 }
 
 impl OutputFormat {
@@ -45,6 +47,7 @@ impl OutputFormat {
             OutputFormat::Jpeg => "jpg",
             OutputFormat::Webp => "webp",
             OutputFormat::Png => "png",
+            OutputFormat::Avif => "avif",
         }
     }
 
@@ -54,6 +57,7 @@ impl OutputFormat {
             OutputFormat::Jpeg => "image/jpeg",
             OutputFormat::Webp => "image/webp",
             OutputFormat::Png => "image/png",
+            OutputFormat::Avif => "image/avif",
         }
     }
 
@@ -63,6 +67,7 @@ impl OutputFormat {
             OutputFormat::Jpeg => "jpeg",
             OutputFormat::Webp => "webp",
             OutputFormat::Png => "png",
+            OutputFormat::Avif => "avif",
         }
     }
 }
@@ -97,7 +102,7 @@ pub struct Preset {
     /// Output format. Default: `jpeg`.
     #[serde(default = "default_format")]
     pub format: OutputFormat,
-    /// Encoder quality 1–100 (JPEG and WebP; ignored for PNG). Default: 80.
+    /// Encoder quality 1–100 (JPEG, WebP and AVIF; ignored for PNG). Default: 80.
     #[serde(default = "default_quality")]
     pub quality: u8,
     /// Progressive JPEG. Default: false.
@@ -109,6 +114,10 @@ pub struct Preset {
     /// libwebp effort 0 (fast) – 6 (small). Default: 4.
     #[serde(default = "default_webp_method")]
     pub webp_method: u8,
+    /// AVIF encoder speed 1 (slowest, smallest) – 10 (fastest). Default: 6 ([`DEFAULT_AVIF_SPEED`]).
+    /// AVIF presets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<u8>,
     /// Gaussian blur sigma in output pixels, for placeholders. Default: none.
     #[serde(default)]
     pub blur: Option<f32>,
@@ -120,6 +129,9 @@ pub struct Preset {
     #[serde(default)]
     pub animated: bool,
 }
+
+/// AVIF encoder speed when a preset sets none: rav1e speed 6 (see README's AVIF row for ms and bytes).
+pub const DEFAULT_AVIF_SPEED: u8 = 6;
 
 fn default_format() -> OutputFormat {
     OutputFormat::Jpeg
@@ -271,6 +283,14 @@ fn validate(p: &Preset) -> Result<()> {
     {
         return fail("blur", format!("{sigma} is outside (0, 100]"));
     }
+    if let Some(speed) = p.speed {
+        if p.format != OutputFormat::Avif {
+            return fail("speed", "only AVIF output has a speed; set format = \"avif\"".into());
+        }
+        if !(1..=10).contains(&speed) {
+            return fail("speed", format!("{speed} is outside 1..=10"));
+        }
+    }
     if p.progressive && p.format != OutputFormat::Jpeg {
         return fail("progressive", "only JPEG output can be progressive".into());
     }
@@ -347,6 +367,22 @@ mod tests {
         }
         let unknown = PresetSet::from_toml("[[preset]]\nname='x'\nwidht=1").unwrap_err();
         assert!(unknown.message.contains("widht"), "{}", unknown.message);
+    }
+
+    #[test]
+    fn avif_presets_take_a_speed_and_others_refuse_it() {
+        let set =
+            PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='avif'\nspeed=8").unwrap();
+        assert_eq!(set.presets()[0].speed, Some(8));
+        let err = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='webp'\nspeed=8")
+            .unwrap_err();
+        assert!(err.message.contains("speed"), "{}", err.message);
+        let err = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='avif'\nspeed=11")
+            .unwrap_err();
+        assert!(err.message.contains("1..=10"), "{}", err.message);
+        // Presets without a speed hash as before the field existed.
+        let plain = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10").unwrap();
+        assert!(!serde_json::to_string(plain.presets()).unwrap().contains("speed"));
     }
 
     #[test]

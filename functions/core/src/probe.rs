@@ -31,19 +31,36 @@ pub struct Header {
     pub alpha: bool,
     /// Number of frames (1 for still images; GIF and WebP animations count theirs).
     pub frames: u32,
-    /// Bytes per pixel of coefficient storage a progressive JPEG decode needs at full size (0 otherwise).
-    pub coefficient_bytes_per_pixel: f64,
+    /// Decoder working memory per full-size stored pixel beyond the 8-bit output: a progressive JPEG's
+    /// coefficients, HEVC/AV1 sample planes, JPEG XL's f32 frame (0 for the rest).
+    pub working_bytes_per_pixel: f64,
     /// Embedded ICC profile, when the file has one.
     pub icc_profile: Option<Vec<u8>>,
+    /// Colour code points (HEIF/AVIF `nclx`) when they, not an ICC profile, describe the colour.
+    pub cicp: Option<crate::heif::Cicp>,
+    /// Orientation the container itself declares (HEIF `irot`/`imir`, JPEG XL's header), as the
+    /// equivalent EXIF value. When set it is the one applied, and an EXIF Orientation tag in the
+    /// same file is informational only (iPhones write both, describing the same turn).
+    pub orientation: Option<u8>,
+    /// An Ultra HDR / ISO 21496-1 gain map is present (JPEG); only the primary image is decoded.
+    pub gain_map: bool,
 }
 
 /// Sniffs the format and reads the header only.
 pub fn probe(bytes: &[u8]) -> Result<Header> {
-    let format = sniff(bytes)?;
-    if format == SourceFormat::Jpeg {
-        return probe_jpeg(bytes);
+    match sniff(bytes)? {
+        SourceFormat::Jpeg => probe_jpeg(bytes),
+        SourceFormat::Heic => crate::decode::heic::probe(bytes),
+        SourceFormat::Avif => crate::decode::avif::probe(bytes),
+        SourceFormat::Jxl => crate::decode::jxl::probe(bytes),
+        raster => probe_raster(bytes, raster),
     }
-    let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
+}
+
+fn probe_raster(bytes: &[u8], format: SourceFormat) -> Result<Header> {
+    let image_format = image_format(format)
+        .ok_or_else(|| PipelineError::internal(format!("{format:?} is not an image-crate format")))?;
+    let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decoder = reader.into_decoder().map_err(|e| image_error(format, e))?;
     let (width, height) = decoder.dimensions();
     let original = decoder.original_color_type();
@@ -72,8 +89,11 @@ pub fn probe(bytes: &[u8]) -> Result<Header> {
         bit_depth,
         alpha,
         frames,
-        coefficient_bytes_per_pixel: 0.0,
+        working_bytes_per_pixel: 0.0,
         icc_profile,
+        cicp: None,
+        orientation: None,
+        gain_map: false,
     })
 }
 
@@ -104,7 +124,7 @@ fn probe_jpeg(bytes: &[u8]) -> Result<Header> {
         Subsamp::Sub4x1 | Subsamp::Sub1x4 => 0.25,
         _ => 1.0,
     };
-    let coefficient_bytes_per_pixel = if header.is_progressive {
+    let working_bytes_per_pixel = if header.is_progressive {
         2.0 * (1.0 + (components - 1.0) * chroma_share)
     } else {
         0.0
@@ -119,8 +139,11 @@ fn probe_jpeg(bytes: &[u8]) -> Result<Header> {
         bit_depth: 8,
         alpha: false,
         frames: 1,
-        coefficient_bytes_per_pixel,
+        working_bytes_per_pixel,
         icc_profile: jpeg_icc_profile(bytes),
+        cicp: None,
+        orientation: None,
+        gain_map: crate::gain_map::has_gain_map(bytes),
     })
 }
 
@@ -186,15 +209,15 @@ pub fn webp_frame_count(bytes: &[u8]) -> u32 {
     frames.max(1)
 }
 
-/// The `image` crate's format for a non-JPEG source.
-pub(crate) fn image_format(format: SourceFormat) -> image::ImageFormat {
+/// The `image` crate's format for a source it decodes (None for those with their own decoder).
+pub(crate) fn image_format(format: SourceFormat) -> Option<image::ImageFormat> {
     match format {
-        SourceFormat::Jpeg => image::ImageFormat::Jpeg,
-        SourceFormat::Png => image::ImageFormat::Png,
-        SourceFormat::Webp => image::ImageFormat::WebP,
-        SourceFormat::Gif => image::ImageFormat::Gif,
-        SourceFormat::Tiff => image::ImageFormat::Tiff,
-        SourceFormat::Bmp => image::ImageFormat::Bmp,
+        SourceFormat::Png => Some(image::ImageFormat::Png),
+        SourceFormat::Webp => Some(image::ImageFormat::WebP),
+        SourceFormat::Gif => Some(image::ImageFormat::Gif),
+        SourceFormat::Tiff => Some(image::ImageFormat::Tiff),
+        SourceFormat::Bmp => Some(image::ImageFormat::Bmp),
+        SourceFormat::Jpeg | SourceFormat::Heic | SourceFormat::Avif | SourceFormat::Jxl => None,
     }
 }
 
