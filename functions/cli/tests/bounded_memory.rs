@@ -52,7 +52,10 @@ fn rejected_files_fail_cleanly_within_a_small_memory_bound() {
         ("crafted_png_ztxt_bomb.png", true),
         ("truncated_canon-sx60hs_20000bytes.jpg", false),
         ("corrupt_olympus-u1020_entropy.jpg", false),
-        ("heic_iphone11promax_gps_p3.heic", false),
+        ("bomb_avif_ispe_17000x17000.avif", false),
+        ("bomb_jxl_header_100000x100000.jxl", false),
+        ("truncated_heic_grid_60pct.heic", false),
+        ("truncated_avif_70pct.avif", false),
         ("crafted_svg_document_named.png", false),
         ("zero_bytes.jpg", false),
     ] {

@@ -325,6 +325,23 @@ fn check_metadata(row: &Row, meta: &imgpipe_core::Metadata, fail: &mut impl FnMu
     if row.check("alpha").is_some() && meta.source.alpha != Some(true) {
         fail("alpha not reported".into());
     }
+    if row.check("gain_map").is_some() && meta.source.gain_map != Some(true) {
+        fail("gain map not reported".into());
+    }
+    if let Some(hdr) = row.check("hdr")
+        && meta.source.hdr.as_deref() != Some(hdr)
+    {
+        fail(format!("hdr {:?}, expected {hdr}", meta.source.hdr));
+    }
+    if let Some(cicp) = row.check("cicp") {
+        let got = meta
+            .source
+            .cicp
+            .map(|c| format!("{}/{}/{}", c.primaries, c.transfer, c.matrix));
+        if got.as_deref() != Some(cicp) {
+            fail(format!("cicp {got:?}, expected {cicp}"));
+        }
+    }
     match &meta.placeholder {
         Some(p) if p.thumbhash.len() >= 8 => {}
         other => fail(format!("placeholder {other:?}")),
@@ -503,7 +520,11 @@ fn reference_image(file: &str) -> image::DynamicImage {
 
 /// The crafted files with transparency were made from an opaque reference: give it their alpha.
 fn copy_alpha_from(reference: &mut image::Rgba32FImage, file: &str) {
-    let source = image::load_from_memory(&bytes_of(file)).unwrap();
+    // HEIC/AVIF sources are not decodable by the `image` crate: their alpha reference is an RGBA
+    // PNG already.
+    let Ok(source) = image::load_from_memory(&bytes_of(file)) else {
+        return;
+    };
     if !source.color().has_alpha() || source.width() != reference.width() {
         return;
     }
