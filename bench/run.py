@@ -36,6 +36,21 @@ TASKS = [
      [FIXTURES / "png_rgba_blackbug_2048x1536.png"], None, "default", 10),
     ("d", "default presets on a 24 MP progressive JPEG",
      [INPUTS / "progressive_6000x4000_24mp.jpg"], None, "default", 5),
+    ("e", "default presets on a 12 MP iPhone-style HEIC (4032x3024 grid of 512 px x265 tiles)",
+     [INPUTS / "photo_4032x3024.heic"], None, "default", 3),
+    ("f", "default presets on a 12 MP AVIF (4032x3024, 8-bit 4:2:0, libaom)",
+     [INPUTS / "photo_4032x3024.avif"], None, "default", 3),
+]
+
+# Encoder only, 1200x900, one thread (imgpipe: the encode stage's median; sharp: encode from raw).
+ENCODE_INPUT = INPUTS / "photo_1200x900.jpg"
+ENCODERS = [
+    # label, imgpipe preset file, sharp pipeline
+    ("WebP q80 (effort 4)", BENCH / "presets" / "encode-webp.toml", "encode-webp"),
+    ("AVIF q60 speed 6 (imgpipe default) / effort 4 (sharp default)", BENCH / "presets" / "encode-avif.toml",
+     "encode-avif"),
+    ("AVIF q60 speed 8", BENCH / "presets" / "encode-avif-s8.toml", None),
+    ("AVIF q60 speed 4", BENCH / "presets" / "encode-avif-s4.toml", None),
 ]
 
 
@@ -49,20 +64,39 @@ def prepare():
     if not (BENCH / "node_modules" / "sharp").exists():
         sh(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH)
     INPUTS.mkdir(parents=True, exist_ok=True)
-    if not (INPUTS / "progressive_6000x4000_24mp.jpg").exists():
+    if not (INPUTS / "photo_1200x900.jpg").exists():
         sh(["node", BENCH / "make-inputs.mjs", FIXTURES / "large_olympus-e-p3_12mp.jpg", INPUTS])
+    if not (INPUTS / "photo_4032x3024.heic").exists():
+        venv = ROOT / ".venv" / "bin" / "python"
+        sh([venv, "-m", "pip", "install", "-q", "pillow==12.0.0", "numpy", "pypng", "pillow-heif==1.8.1"])
+        sh([venv, BENCH / "make-heic-input.py", FIXTURES / "large_olympus-e-p3_12mp.jpg",
+            INPUTS / "photo_4032x3024.heic"])
 
 
-def child(cmd, env=None):
-    """Runs cmd; returns (stdout, wall seconds, peak RSS MiB)."""
+class Unsupported(Exception):
+    """The tool cannot do the task (sharp's prebuilt libvips has no HEVC decoder)."""
+
+
+def child(cmd, env=None, may_fail=False):
+    """Runs cmd; returns (stdout, wall seconds, peak RSS MiB). A failure ends the run, unless
+    `may_fail`, where it raises Unsupported."""
     started = time.perf_counter()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE if may_fail else None,
+                            env=env, cwd=ROOT)
     out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode() if may_fail else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
+        if may_fail:
+            raise Unsupported(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
         sys.exit(f"failed ({proc.returncode}): {cmd}")
     return out, time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def one_thread_env(threads):
+    """At 1 thread, rayon (HEIC grid tiles, JPEG XL) gets one thread too: an honest 1-thread figure."""
+    return dict(os.environ, RAYON_NUM_THREADS="1") if threads == 1 else None
 
 
 def run_lib(task, threads):
@@ -70,7 +104,7 @@ def run_lib(task, threads):
     cmd = [RELEASE / "imgpipe-bench", "--iterations", iterations, "--threads", threads]
     if presets:
         cmd += ["--presets", presets]
-    out, _, rss = child(cmd + files)
+    out, _, rss = child(cmd + files, env=one_thread_env(threads))
     return json.loads(out), rss
 
 
@@ -79,7 +113,7 @@ def run_sharp(task, threads):
     env = dict(os.environ, UV_THREADPOOL_SIZE=str(max(threads, 1)))
     cmd = ["node", BENCH / "sharp-bench.mjs", "--pipeline", pipeline, "--iterations", iterations,
            "--threads", threads]
-    out, _, rss = child(cmd + files, env=env)
+    out, _, rss = child(cmd + files, env=env, may_fail=True)
     return json.loads(out), rss
 
 
@@ -98,7 +132,8 @@ def run_cli(task, threads):
         while jobs or running:
             while jobs and len(running) < threads:
                 job = jobs.pop(0)
-                running.append((subprocess.Popen([str(c) for c in job], stdout=subprocess.DEVNULL, cwd=ROOT),
+                running.append((subprocess.Popen([str(c) for c in job], stdout=subprocess.DEVNULL, cwd=ROOT,
+                                                 env=one_thread_env(threads)),
                                 time.perf_counter()))
             pid, status, usage = os.wait4(-1, 0)
             for entry in running:
@@ -124,20 +159,62 @@ def main():
         for task in TASKS:
             for tool, runner in TOOLS:
                 for threads in (1, CORES):
-                    data, rss = runner(task, threads)
+                    try:
+                        data, rss = runner(task, threads)
+                    except Unsupported as e:
+                        results.setdefault(task[0], {})[tool] = {"unsupported": str(e)}
+                        print(f"round {round_ + 1} task {task[0]} {tool:<14} not supported: {e}", flush=True)
+                        break
                     entry = results.setdefault(task[0], {}).setdefault(tool, {}).setdefault(threads, [])
                     entry.append({**data, "peak_rss_mib": rss})
                     print(f"round {round_ + 1} task {task[0]} {tool:<14} {threads} thr: "
                           f"{data.get('median_ms', 0):8.1f} ms  {data['images_per_s']:7.2f} img/s  "
                           f"{rss:6.1f} MiB", flush=True)
     summary = summarise(results)
+    encoders = encode_rows()
     OUT.mkdir(parents=True, exist_ok=True)
     machine = {"cores": CORES, "cpu": cpu_name(), "rounds": ROUNDS,
                "sharp": sharp_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (OUT / "results.json").write_text(json.dumps({"machine": machine, "summary": summary, "raw": results},
-                                                 indent=2))
+    (OUT / "results.json").write_text(json.dumps({"machine": machine, "summary": summary, "encoders": encoders,
+                                                  "raw": results}, indent=2))
     print_table(summary, machine)
+    print_encoders(encoders)
     print(f"\nJSON: {OUT / 'results.json'}")
+
+
+def encode_rows():
+    """AVIF vs WebP encode time and bytes at 1200x900 on one thread, imgpipe and sharp."""
+    rows = []
+    iterations = 5
+    for label, presets, sharp_pipeline in ENCODERS:
+        cmd = [RELEASE / "imgpipe-bench", "--iterations", iterations, "--threads", 1, "--presets", presets,
+               ENCODE_INPUT]
+        out, _, _ = child(cmd, env=one_thread_env(1))
+        data = json.loads(out)
+        row = {"encoder": label, "imgpipe_ms": data["stage_median_ms"]["encode"],
+               "imgpipe_bytes": data["output_bytes"]}
+        if sharp_pipeline:
+            try:
+                out, _, _ = child(["node", BENCH / "sharp-bench.mjs", "--pipeline", sharp_pipeline, "--iterations",
+                                   iterations, "--threads", 1, ENCODE_INPUT],
+                                  env=dict(os.environ, UV_THREADPOOL_SIZE="1"), may_fail=True)
+                sharp = json.loads(out)
+                row["sharp_ms"], row["sharp_bytes"] = sharp["median_ms"], sharp["output_bytes"]
+            except Unsupported as e:
+                row["sharp_ms"] = f"not supported ({e})"
+        rows.append(row)
+        print(f"encode 1200x900 {label}: imgpipe {row['imgpipe_ms']:.1f} ms", flush=True)
+    return rows
+
+
+def print_encoders(rows):
+    print("\nencoders at 1200x900, one thread (encode only)")
+    print(f"{'encoder':<64}{'imgpipe ms':>11}{'KiB':>8}{'sharp ms':>10}{'KiB':>8}")
+    for r in rows:
+        sharp_ms = r.get("sharp_ms")
+        sharp_ms = f"{sharp_ms:10.1f}" if isinstance(sharp_ms, float) else f"{'-':>10}"
+        sharp_kib = f"{r['sharp_bytes'] / 1024:8.1f}" if "sharp_bytes" in r else f"{'-':>8}"
+        print(f"{r['encoder']:<64}{r['imgpipe_ms']:11.1f}{r['imgpipe_bytes'] / 1024:8.1f}{sharp_ms}{sharp_kib}")
 
 
 def summarise(results):
@@ -145,6 +222,9 @@ def summarise(results):
     for task in TASKS:
         rows = {}
         for tool, _ in TOOLS:
+            if "unsupported" in results[task[0]][tool]:
+                rows[tool] = {"unsupported": results[task[0]][tool]["unsupported"]}
+                continue
             one = results[task[0]][tool][1]
             many = results[task[0]][tool][CORES]
             rows[tool] = {
@@ -157,6 +237,8 @@ def summarise(results):
             }
         sharp = rows["sharp"]
         for tool, row in rows.items():
+            if "unsupported" in row or "unsupported" in sharp:
+                continue
             row["speedup_1_thread_vs_sharp"] = row["img_s_1_thread"] / sharp["img_s_1_thread"]
             row[f"speedup_{CORES}_threads_vs_sharp"] = row[f"img_s_{CORES}_threads"] / sharp[f"img_s_{CORES}_threads"]
             row["rss_vs_sharp"] = row["peak_rss_mib_1_thread"] / sharp["peak_rss_mib_1_thread"]
@@ -175,6 +257,14 @@ def print_table(summary, machine):
     print("-" * len(head))
     for name, task in summary.items():
         for tool, r in task["tools"].items():
+            if "unsupported" in r:
+                print(f"{name:<5}{tool:<15}not supported ({r['unsupported'][:70]})")
+                continue
+            if "speedup_1_thread_vs_sharp" not in r:
+                print(f"{name:<5}{tool:<15}{r['ms_1_thread']:10.1f}{r['img_s_1_thread']:10.2f}"
+                      f"{r[f'img_s_{CORES}_threads']:10.2f}{r['peak_rss_mib_1_thread']:9.1f}"
+                      f"{r['output_bytes'] / 1024:9.1f}   (sharp: not supported)")
+                continue
             out = f"{r['output_bytes'] / 1024:9.1f}" if r["output_bytes"] else f"{'-':>9}"
             ratio = f"{r['output_bytes_vs_sharp']:12.3f}" if "output_bytes_vs_sharp" in r else f"{'-':>12}"
             print(f"{name:<5}{tool:<15}{r['ms_1_thread']:10.1f}{r['img_s_1_thread']:10.2f}"

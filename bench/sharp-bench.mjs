@@ -1,6 +1,6 @@
 // The sharp side of `make bench`: the same work as imgpipe-bench, written to be as fast as sharp allows.
 //
-//   node sharp-bench.mjs --pipeline default|sharp-task --iterations N --threads T FILE...
+//   node sharp-bench.mjs --pipeline default|sharp-task|encode-avif|encode-webp --iterations N --threads T FILE...
 //
 // - libvips operation cache off, `sharp.concurrency(1)` (one libvips thread per image); the threads
 //   figure runs T images at once on a libuv pool of T threads (set by run.py: UV_THREADPOOL_SIZE=T).
@@ -51,7 +51,27 @@ async function defaultSet(input) {
   return sizes.reduce((a, b) => a + b, 0);
 }
 
-const run = pipeline === "sharp-task" ? sharpTask : defaultSet;
+// Encoder-only comparison at 1200×900 (`make bench`'s AVIF vs WebP rows): each input is decoded to
+// raw pixels once, outside the timing; only the encode is timed. AVIF q60 at libheif/aom's default
+// effort 4, WebP q80 effort 4 (the default set's WebP).
+const raw = new Map();
+async function rawOf(input) {
+  if (!raw.has(input)) raw.set(input, await sharp(input).raw().toBuffer({ resolveWithObject: true }));
+  return raw.get(input);
+}
+async function encodeOnly(input, encode) {
+  const { data, info } = await rawOf(input);
+  const out = await encode(sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })).toBuffer();
+  return out.length;
+}
+const pipelines = {
+  "sharp-task": sharpTask,
+  default: defaultSet,
+  "encode-avif": (input) => encodeOnly(input, (s) => s.avif({ quality: 60, effort: 4 })),
+  "encode-webp": (input) => encodeOnly(input, (s) => s.webp({ quality: 80, effort: 4 })),
+};
+const run = pipelines[pipeline];
+if (!run) throw new Error(`unknown pipeline ${pipeline}`);
 
 function median(values) {
   const v = [...values].sort((a, b) => a - b);

@@ -18,6 +18,10 @@ pub const ACCEPTED_CONTENT_TYPES: &[&str] = &[
     "image/gif",
     "image/tiff",
     "image/bmp",
+    "image/heic",
+    "image/heif",
+    "image/avif",
+    "image/jxl",
 ];
 
 /// Longest filename, in UTF-8 bytes (a common filesystem limit; S3 keys allow 1 024 in all).
