@@ -2,7 +2,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use imgpipe_core::metadata::Status;
-use imgpipe_core::{Options, PresetSet, ResizeEngine, SourceRef};
+use imgpipe_core::{Engine, Options, PresetSet, SourceRef};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -155,7 +155,7 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
         },
         &PresetSet::default_set(),
         &Options::default(),
-        &mut ResizeEngine::default(),
+        &mut Engine::default(),
     )
     .unwrap();
     assert_eq!(big_meta.derivatives, reference.metadata.derivatives);

@@ -4,7 +4,7 @@
 //!
 //! - `--threads 1`: every file `--iterations` times in turn, after one warm-up pass; reports the median
 //!   milliseconds per file and overall.
-//! - `--threads N`: N threads (one `ResizeEngine` each) take images from a shared counter until
+//! - `--threads N`: N threads (one `Engine` each) take images from a shared counter until
 //!   `files × iterations` images are done; reports images per second over the wall time, and the
 //!   resident set size after every `--rss-every` images (allocator experiments: RSS growth over 1 000
 //!   images with glibc malloc, `--features mimalloc` or `--features jemalloc`).
@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use imgpipe_core::{Options, PresetSet, ResizeEngine, SourceRef, process};
+use imgpipe_core::{Engine, Options, PresetSet, SourceRef, process};
 
 #[derive(Parser, Debug)]
 #[command(about = "Run the imgpipe core on files and print JSON timings")]
@@ -96,7 +96,7 @@ fn one(
     bytes: &[u8],
     presets: &PresetSet,
     options: &Options,
-    engine: &mut ResizeEngine,
+    engine: &mut Engine,
 ) -> anyhow::Result<(f64, u64, [f64; 3])> {
     let started = Instant::now();
     let processed = process(bytes, &SourceRef::default(), presets, options, engine)
@@ -127,11 +127,11 @@ fn compare_with_cpu(
     let (mut max, mut sum, mut count) = (0u8, 0f64, 0usize);
     let mut engine = backend.engine();
     for input in inputs {
-        let run = |engine: &mut ResizeEngine| {
+        let run = |engine: &mut Engine| {
             process(input, &SourceRef::default(), presets, options, engine)
                 .map_err(|failed| anyhow::anyhow!("{}", failed.error))
         };
-        let (device, cpu) = (run(&mut engine)?, run(&mut ResizeEngine::default())?);
+        let (device, cpu) = (run(&mut engine)?, run(&mut Engine::default())?);
         for (d, c) in device.derivatives.iter().zip(&cpu.derivatives) {
             let (d, c) = (decode(&d.bytes)?, decode(&c.bytes)?);
             anyhow::ensure!(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use imgpipe_core::{GpsPolicy, Limits, Options, OutputLayout, PresetSet, ResizeEngine, SourceRef};
+use imgpipe_core::{Engine, GpsPolicy, Limits, Options, OutputLayout, PresetSet, SourceRef};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -180,7 +180,7 @@ fn derive(
     presets: &PresetSet,
     options: &Options,
 ) -> anyhow::Result<()> {
-    let mut engine = ResizeEngine::default();
+    let mut engine = Engine::default();
     let mut failures = 0;
     for input in inputs {
         let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;

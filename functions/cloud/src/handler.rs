@@ -19,7 +19,7 @@ use aws_lambda_events::sqs::SqsMessage;
 use imgpipe_core::events::{self, ManifestRef, ObjectRef, OutputRef};
 use imgpipe_core::metadata::Status;
 use imgpipe_core::route::{HEADER_PROBE_BYTES, Route};
-use imgpipe_core::{Metadata, ResizeEngine, SourceRef};
+use imgpipe_core::{Engine, Metadata, SourceRef};
 
 use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
@@ -58,7 +58,7 @@ impl From<Failure> for RecordError {
 }
 
 /// Makes the resize engine of one blocking-pool thread (the CPU one, or the GPU worker's).
-pub type EngineFactory = Arc<dyn Fn() -> ResizeEngine + Send + Sync>;
+pub type EngineFactory = Arc<dyn Fn() -> Engine + Send + Sync>;
 
 /// Clients and configuration, built once per process and shared by every invocation.
 pub struct Handler {
@@ -72,7 +72,7 @@ pub struct Handler {
 thread_local! {
     /// One resize engine (with its scratch buffers) per blocking-pool thread, made on first use by
     /// the handler's [`EngineFactory`] (one backend per process).
-    static ENGINE: RefCell<Option<ResizeEngine>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
 }
 
 impl Handler {
@@ -88,7 +88,7 @@ impl Handler {
             sqs,
             notifier: Notifier::new(sns, config.events_topic_arn.clone()),
             config: Arc::new(config),
-            engines: Arc::new(ResizeEngine::default),
+            engines: Arc::new(Engine::default),
         }
     }
 

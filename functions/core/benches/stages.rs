@@ -8,7 +8,7 @@ use std::path::Path;
 use criterion::{Criterion, criterion_group, criterion_main};
 use imgpipe_core::colour::{self, Profile};
 use imgpipe_core::plan::CropFraction;
-use imgpipe_core::{PresetSet, ResizeEngine, decode, encode, orient, probe};
+use imgpipe_core::{Engine, PresetSet, decode, encode, orient, probe};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -71,7 +71,7 @@ fn stages(c: &mut Criterion) {
         })
     });
 
-    let mut engine = ResizeEngine::default();
+    let mut engine = Engine::default();
     for (name, w, h) in [
         ("1200x900", 1200, 900),
         ("800x600", 800, 600),

@@ -9,13 +9,13 @@ use image::{AnimationDecoder, ImageDecoder};
 
 use crate::colour::{self, Profile};
 use crate::encode::AnimatedWebp;
+use crate::engine::Engine;
 use crate::error::{PipelineError, Result};
 use crate::format::SourceFormat;
 use crate::pixels::Pixels;
 use crate::plan::Target;
 use crate::preset::PresetSet;
 use crate::probe::{Header, image_error};
-use crate::resize::ResizeEngine;
 use crate::{decode, orient};
 
 /// One animated derivative: preset index, encoded WebP and its frame count.
@@ -48,7 +48,7 @@ pub fn animate(
     input: &AnimationInput<'_>,
     targets: &[&Target],
     presets: &PresetSet,
-    engine: &mut ResizeEngine,
+    engine: &mut Engine,
 ) -> Result<Vec<Animated>> {
     let mut encoders = targets
         .iter()

@@ -80,9 +80,21 @@ fn invert(m: &Matrix) -> Matrix {
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     let c = |a: usize, b: usize, c: usize, d: usize| m[a][b] * m[c][d] - m[a][d] * m[c][b];
     [
-        [c(1, 1, 2, 2) / det, -c(0, 1, 2, 2) / det, c(0, 1, 1, 2) / det],
-        [-c(1, 0, 2, 2) / det, c(0, 0, 2, 2) / det, -c(0, 0, 1, 2) / det],
-        [c(1, 0, 2, 1) / det, -c(0, 0, 2, 1) / det, c(0, 0, 1, 1) / det],
+        [
+            c(1, 1, 2, 2) / det,
+            -c(0, 1, 2, 2) / det,
+            c(0, 1, 1, 2) / det,
+        ],
+        [
+            -c(1, 0, 2, 2) / det,
+            c(0, 0, 2, 2) / det,
+            -c(0, 0, 1, 2) / det,
+        ],
+        [
+            c(1, 0, 2, 1) / det,
+            -c(0, 0, 2, 1) / det,
+            c(0, 0, 1, 1) / det,
+        ],
     ]
 }
 
@@ -357,7 +369,11 @@ mod tests {
     #[test]
     fn pq_and_hlg_reference_points() {
         // PQ: 0.5806 ≈ 203 cd/m² (BT.2408), 1.0 = 10 000 cd/m².
-        assert!((pq_to_nits(0.5806) - 203.0).abs() < 1.0, "{}", pq_to_nits(0.5806));
+        assert!(
+            (pq_to_nits(0.5806) - 203.0).abs() < 1.0,
+            "{}",
+            pq_to_nits(0.5806)
+        );
         assert!((pq_to_nits(1.0) - 10_000.0).abs() < 1.0);
         assert_eq!(pq_to_nits(0.0), 0.0);
         // HLG: signal 0.5 is scene light 1/12; 1.0 is 1.0.

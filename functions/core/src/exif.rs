@@ -73,7 +73,10 @@ pub struct ExifData {
 pub fn read(bytes: &[u8]) -> ExifData {
     let mut reader = exif::Reader::new();
     reader.continue_on_error(true);
-    let result = match chunk_payload(bytes).map(<[u8]>::to_vec).or_else(|| box_payload(bytes)) {
+    let result = match chunk_payload(bytes)
+        .map(<[u8]>::to_vec)
+        .or_else(|| box_payload(bytes))
+    {
         Some(payload) => {
             let tiff = payload.strip_prefix(APP1_HEADER).unwrap_or(&payload);
             reader.read_raw(tiff.to_vec())

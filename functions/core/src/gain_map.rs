@@ -54,7 +54,10 @@ mod tests {
         assert!(has_gain_map(&jpeg_with(0xE1, xmp)));
         let directory = b"http://ns.adobe.com/xap/1.0/\0<Container:Item Item:Semantic=\"GainMap\" Item:Mime=\"image/jpeg\"/>";
         assert!(has_gain_map(&jpeg_with(0xE1, directory)));
-        assert!(has_gain_map(&jpeg_with(0xE2, b"urn:iso:std:iso:ts:21496:-1\0\0")));
+        assert!(has_gain_map(&jpeg_with(
+            0xE2,
+            b"urn:iso:std:iso:ts:21496:-1\0\0"
+        )));
         assert!(!has_gain_map(&jpeg_with(0xE2, b"MPF\0II*\0")));
         assert!(!has_gain_map(&jpeg_with(0xE1, b"Exif\0\0MM\0*")));
         // Truncated or garbage never panics.

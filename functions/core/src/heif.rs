@@ -110,6 +110,9 @@ pub struct Container<'a> {
     exif_id: Option<u32>,
 }
 
+/// One `iref` entry: reference type, from item, to items.
+type Reference = ([u8; 4], u32, Vec<u32>);
+
 #[derive(Debug, Clone, Default)]
 struct Location {
     construction_method: u8,
@@ -286,7 +289,7 @@ pub fn parse(file: &[u8]) -> Result<Container<'_>> {
     let mut primary_id = None;
     let mut locations = BTreeMap::new();
     let mut kinds: BTreeMap<u32, [u8; 4]> = BTreeMap::new();
-    let mut references: Vec<([u8; 4], u32, Vec<u32>)> = Vec::new();
+    let mut references: Vec<Reference> = Vec::new();
     let mut properties: Vec<([u8; 4], &[u8])> = Vec::new();
     let mut associations: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     let mut idat = None;
@@ -466,7 +469,7 @@ fn parse_iinf(body: &[u8]) -> Result<BTreeMap<u32, [u8; 4]>> {
     Ok(out)
 }
 
-fn parse_iref(body: &[u8]) -> Result<Vec<([u8; 4], u32, Vec<u32>)>> {
+fn parse_iref(body: &[u8]) -> Result<Vec<Reference>> {
     let mut r = Reader::new(body);
     let (version, _) = r.full()?;
     let wide = version != 0;
@@ -807,7 +810,11 @@ mod tests {
         infe.extend(b"av01\0");
         let mut iinf = vec![0, 1];
         iinf.extend(full(b"infe", 2, &infe));
-        let iloc = full(b"iloc", 0, &[0x44, 0x00, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let iloc = full(
+            b"iloc",
+            0,
+            &[0x44, 0x00, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+        );
         let mut meta = full(b"pitm", 0, &[0, 1]);
         meta.extend(full(b"iinf", 0, &iinf));
         meta.extend(iloc);

@@ -249,8 +249,8 @@ pub fn round_to_u8(v: f32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Engine;
     use crate::plan::CropFraction;
-    use crate::resize::ResizeEngine;
 
     #[test]
     fn weights_are_normalised_and_cover_the_support() {
@@ -311,7 +311,7 @@ mod tests {
     fn reference_matches_fast_image_resize_without_preshrink() {
         let source = photo(4); // 1008×756
         let ours = resize_reference(&source, 600, 450);
-        let fir = ResizeEngine::default()
+        let fir = Engine::default()
             .resize(&source, CropFraction::FULL, 600, 450)
             .unwrap();
         let (max, mean) = difference(&ours, &fir);
@@ -326,7 +326,7 @@ mod tests {
     fn reference_with_preshrink_stays_close_to_fast_image_resize() {
         let source = photo(4); // 1008×756 → 100×75: box factor 5
         let ours = resize_reference(&source, 100, 75);
-        let fir = ResizeEngine::default()
+        let fir = Engine::default()
             .resize(&source, CropFraction::FULL, 100, 75)
             .unwrap();
         let (max, mean) = difference(&ours, &fir);

@@ -11,7 +11,8 @@
 //! - [`exif`]: orientation, camera facts and GPS.
 //! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order.
 //! - [`decode`] (one file per format), [`colour`] (ICC) and [`cicp`] (code points, HDR tone-map),
-//!   [`orient`], [`resize`], [`blur`], [`encode`]: the pixel steps;
+//!   [`orient`], [`resize`] (CPU resampling), [`blur`], [`encode`]: the pixel steps;
+//! - [`engine`]: per-thread work state, offering steps to an [`accelerator`] (the GPU worker's device);
 //!   [`animation`] for presets that keep an animation; [`placeholder`] for ThumbHash and colours.
 //! - [`preset`]: preset files, validation and the preset-set hash.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
@@ -21,12 +22,14 @@
 //! - [`kernel`]: the GPU backend's resize math on the CPU (its reference in tests).
 #![warn(missing_docs)]
 
+pub mod accelerator;
 pub mod animation;
 pub mod blur;
 pub mod cicp;
 pub mod colour;
 pub mod decode;
 pub mod encode;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exif;
@@ -49,13 +52,14 @@ pub mod route;
 #[cfg(test)]
 mod testing;
 
+pub use accelerator::Accelerator;
+pub use engine::Engine;
 pub use error::{ErrorKind, PipelineError};
 pub use layout::OutputLayout;
 pub use limits::Limits;
 pub use metadata::Metadata;
 pub use pipeline::{Derivative, Failed, GpsPolicy, Options, Processed, SourceRef, process};
 pub use preset::{OutputFormat, Preset, PresetSet};
-pub use resize::{Accelerator, ResizeEngine};
 
 /// Version of the pipeline, part of every metadata document and of the preset-set hash.
 pub const PIPELINE_VERSION: &str = env!("CARGO_PKG_VERSION");

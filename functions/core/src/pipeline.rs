@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::animation::{AnimationInput, animate};
 use crate::colour::Profile;
+use crate::engine::Engine;
 use crate::error::{PipelineError, Result};
 use crate::exif::{ExifData, GpsPosition};
 use crate::layout::OutputLayout;
@@ -23,7 +24,6 @@ use crate::pixels::Pixels;
 use crate::plan::{Plan, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
-use crate::resize::ResizeEngine;
 use crate::{blur, decode, encode, exif, placeholder, plan, probe};
 
 /// What GPS goes into the metadata document. Derivatives never carry GPS (or any EXIF), whatever this says.
@@ -142,7 +142,7 @@ pub fn process(
     source: &SourceRef,
     presets: &PresetSet,
     options: &Options,
-    engine: &mut ResizeEngine,
+    engine: &mut Engine,
 ) -> Result<Processed, Box<Failed>> {
     let started = Instant::now();
     let mut metadata = Metadata::new(
@@ -186,7 +186,7 @@ fn run(
     bytes: &[u8],
     presets: &PresetSet,
     options: &Options,
-    engine: &mut ResizeEngine,
+    engine: &mut Engine,
     metadata: &mut Metadata,
 ) -> Result<Vec<Derivative>> {
     let decode_started = Instant::now();
@@ -205,13 +205,7 @@ fn run(
     let plan = plan::plan(&header, orientation, presets);
     limits.check_decode_bytes(plan.decode_bytes)?;
     let max_alloc = limits.max_decode_bytes;
-    let fused = engine.decode_upright(
-        bytes,
-        &header,
-        profile.as_ref(),
-        orientation,
-        max_alloc,
-    );
+    let fused = engine.decode_upright(bytes, &header, profile.as_ref(), orientation, max_alloc);
     let upright = match fused {
         Some(upright) => upright,
         None => {
@@ -293,9 +287,10 @@ fn record_header(
         matrix: c.matrix,
         full_range: c.full_range,
     });
-    source.hdr = header.cicp.filter(crate::cicp::is_hdr).map(|c| {
-        if c.transfer == 16 { "pq" } else { "hlg" }.to_string()
-    });
+    source.hdr = header
+        .cicp
+        .filter(crate::cicp::is_hdr)
+        .map(|c| if c.transfer == 16 { "pq" } else { "hlg" }.to_string());
     source.gain_map = header.gain_map.then_some(true);
 }
 
@@ -322,7 +317,7 @@ fn resize_all(
     upright: Pixels,
     plan: &Plan,
     presets: &PresetSet,
-    engine: &mut ResizeEngine,
+    engine: &mut Engine,
 ) -> Result<(Vec<(usize, Pixels)>, Pixels)> {
     let mut intermediates: Vec<Pixels> = Vec::new();
     let mut outputs = Vec::with_capacity(plan.targets.len());
@@ -364,7 +359,7 @@ fn encode_all(
     presets: &PresetSet,
     options: &Options,
     key: &str,
-    engine: &mut ResizeEngine,
+    engine: &mut Engine,
 ) -> Result<Vec<Derivative>> {
     let derivative = |index: usize, width: u32, height: u32, bytes: Vec<u8>| {
         let preset = &presets.presets()[index];
@@ -552,14 +547,14 @@ mod tests {
         let source = SourceRef::default();
         let presets = PresetSet::default_set();
         let calls = std::sync::Arc::new(std::sync::Mutex::new(Calls::default()));
-        let mut engine = ResizeEngine::with_backend(Box::new(Resident(calls.clone())));
+        let mut engine = Engine::with_backend(Box::new(Resident(calls.clone())));
         let done = process(&bytes, &source, &presets, &Options::default(), &mut engine).unwrap();
         let cpu = process(
             &bytes,
             &source,
             &presets,
             &Options::default(),
-            &mut ResizeEngine::default(),
+            &mut Engine::default(),
         )
         .unwrap();
         let sizes = |p: &Processed| -> Vec<(u32, u32)> {
@@ -587,15 +582,8 @@ mod tests {
             encode_threads: 2,
             ..Options::default()
         };
-        let cpu = process(
-            &bytes,
-            &source,
-            &presets,
-            &options,
-            &mut ResizeEngine::default(),
-        )
-        .unwrap();
-        let mut device = ResizeEngine::with_backend(Box::new(JpegDevice { fails: false }));
+        let cpu = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+        let mut device = Engine::with_backend(Box::new(JpegDevice { fails: false }));
         let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
         assert!(
             presets
@@ -614,7 +602,7 @@ mod tests {
                 assert_eq!(d.bytes, c.bytes, "{}", d.preset);
             }
         }
-        let mut failing = ResizeEngine::with_backend(Box::new(JpegDevice { fails: true }));
+        let mut failing = Engine::with_backend(Box::new(JpegDevice { fails: true }));
         let fallback = process(&bytes, &source, &presets, &options, &mut failing).unwrap();
         assert_eq!(fallback.derivatives, cpu.derivatives);
         let jpegs = presets

@@ -285,7 +285,10 @@ fn validate(p: &Preset) -> Result<()> {
     }
     if let Some(speed) = p.speed {
         if p.format != OutputFormat::Avif {
-            return fail("speed", "only AVIF output has a speed; set format = \"avif\"".into());
+            return fail(
+                "speed",
+                "only AVIF output has a speed; set format = \"avif\"".into(),
+            );
         }
         if !(1..=10).contains(&speed) {
             return fail("speed", format!("{speed} is outside 1..=10"));
@@ -382,7 +385,11 @@ mod tests {
         assert!(err.message.contains("1..=10"), "{}", err.message);
         // Presets without a speed hash as before the field existed.
         let plain = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10").unwrap();
-        assert!(!serde_json::to_string(plain.presets()).unwrap().contains("speed"));
+        assert!(
+            !serde_json::to_string(plain.presets())
+                .unwrap()
+                .contains("speed")
+        );
     }
 
     #[test]

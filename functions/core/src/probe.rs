@@ -58,8 +58,9 @@ pub fn probe(bytes: &[u8]) -> Result<Header> {
 }
 
 fn probe_raster(bytes: &[u8], format: SourceFormat) -> Result<Header> {
-    let image_format = image_format(format)
-        .ok_or_else(|| PipelineError::internal(format!("{format:?} is not an image-crate format")))?;
+    let image_format = image_format(format).ok_or_else(|| {
+        PipelineError::internal(format!("{format:?} is not an image-crate format"))
+    })?;
     let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decoder = reader.into_decoder().map_err(|e| image_error(format, e))?;
     let (width, height) = decoder.dimensions();

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use imgpipe_core::metadata::{JSON_SCHEMA, Status};
-use imgpipe_core::{ErrorKind, Limits, Options, PresetSet, ResizeEngine, SourceRef, process};
+use imgpipe_core::{Engine, ErrorKind, Limits, Options, PresetSet, SourceRef, process};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images")
@@ -99,7 +99,7 @@ fn run_with(
         &source,
         presets,
         options,
-        &mut ResizeEngine::default(),
+        &mut Engine::default(),
     )
 }
 
@@ -766,7 +766,7 @@ fn process_bytes(
         &SourceRef::default(),
         &PresetSet::default_set(),
         &options,
-        &mut ResizeEngine::default(),
+        &mut Engine::default(),
     )
 }
 

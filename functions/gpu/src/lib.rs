@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::CudaContext;
 use imgpipe_core::pixels::Pixels;
-use imgpipe_core::{Accelerator, ResizeEngine};
+use imgpipe_core::{Accelerator, Engine};
 
 use crate::batcher::Batcher;
 use crate::nvjpeg::{NvJpeg, NvJpegEncoder};
@@ -239,11 +239,11 @@ impl Backend {
 
     /// A resize engine for one worker thread: the device (its own stream; CPU when a call fails) or
     /// the CPU.
-    pub fn engine(&self) -> ResizeEngine {
+    pub fn engine(&self) -> Engine {
         match self {
-            Backend::Cpu { .. } => ResizeEngine::default(),
+            Backend::Cpu { .. } => Engine::default(),
             Backend::Gpu(gpu) => match gpu.resizer.on_new_stream() {
-                Ok(resizer) => ResizeEngine::with_backend(Box::new(CudaAccelerator {
+                Ok(resizer) => Engine::with_backend(Box::new(CudaAccelerator {
                     resizer,
                     upright: None,
                     decoder: gpu.decoder.clone(),
@@ -251,7 +251,7 @@ impl Backend {
                 })),
                 Err(reason) => {
                     tracing::warn!(%reason, "no CUDA stream for this worker thread; it works on the CPU");
-                    ResizeEngine::default()
+                    Engine::default()
                 }
             },
         }

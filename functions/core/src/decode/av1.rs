@@ -151,7 +151,9 @@ pub fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame> {
     // SAFETY: dav1d_data_create allocates `obus.len()` bytes owned by `data` and returns them.
     let buffer = unsafe { dav1d_data_create(NonNull::new(&mut data.0), obus.len()) };
     if buffer.is_null() {
-        return Err(PipelineError::internal("AV1 decoder could not allocate its input"));
+        return Err(PipelineError::internal(
+            "AV1 decoder could not allocate its input",
+        ));
     }
     // SAFETY: `buffer` has room for exactly `obus.len()` bytes and does not overlap `obus`.
     unsafe { std::ptr::copy_nonoverlapping(obus.as_ptr(), buffer, obus.len()) };

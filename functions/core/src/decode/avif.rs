@@ -107,11 +107,7 @@ pub fn decode(bytes: &[u8], header: &Header) -> Result<Pixels> {
         )));
     }
     let mut rgba = Vec::with_capacity(colour.pixel_count() as usize * 4);
-    for (y, row) in colour
-        .data
-        .chunks_exact(colour.stride())
-        .enumerate()
-    {
+    for (y, row) in colour.data.chunks_exact(colour.stride()).enumerate() {
         let alpha_row = &alpha.values[y * alpha.width as usize..];
         for (x, px) in row.chunks_exact(3).enumerate() {
             rgba.extend_from_slice(px);

@@ -46,7 +46,8 @@ pub fn probe(bytes: &[u8]) -> Result<Header> {
         Some(_) => (info.coded_width, info.coded_height),
         None => (info.width, info.height), // clap: the decoder applies every transform
     };
-    let dim = |v: usize| u32::try_from(v).map_err(|_| PipelineError::corrupt("HEIC size overflows"));
+    let dim =
+        |v: usize| u32::try_from(v).map_err(|_| PipelineError::corrupt("HEIC size overflows"));
     let properties = &container.primary.properties;
     let (icc_profile, cicp) = colour_of(properties.colour.as_ref());
     // heic-decoder keeps every sample as i32: luma 4 bytes, chroma 2 (4:2:0) to 8 (4:4:4), alpha 4;
@@ -57,7 +58,13 @@ pub fn probe(bytes: &[u8]) -> Result<Header> {
         2 => 4.0,
         _ => 8.0,
     };
-    let planes = 4.0 + chroma + if info.alpha_bit_depth.is_some() { 4.0 } else { 0.0 };
+    let planes = 4.0
+        + chroma
+        + if info.alpha_bit_depth.is_some() {
+            4.0
+        } else {
+            0.0
+        };
     let grid = if container.grid.is_some() { 2.0 } else { 1.0 };
     Ok(Header {
         format: SourceFormat::Heic,

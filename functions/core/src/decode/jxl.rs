@@ -134,30 +134,6 @@ pub fn declared_size(bytes: &[u8]) -> Option<(u32, u32)> {
     Some((u32::try_from(width).ok()?, u32::try_from(height).ok()?))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_size_header_of_real_and_hostile_files() {
-        let fixture = crate::testing::fixture;
-        assert_eq!(
-            declared_size(&fixture("crafted_jxl_lossy.jxl")),
-            Some((640, 480))
-        );
-        assert_eq!(
-            declared_size(&fixture("bomb_jxl_header_100000x100000.jxl")),
-            Some((100_000, 100_000))
-        );
-        // "small" form (multiples of 8) with a 16:9 ratio: div8 1, h_div8 − 1 = 8 → 72; ratio 5.
-        let small = [0xFF, 0x0A, 0b0101_0001, 0b0000_0001];
-        assert_eq!(declared_size(&small), Some((128, 72)));
-        for cut in 0..6 {
-            let _ = declared_size(&fixture("crafted_jxl_lossy.jxl")[..cut]);
-        }
-    }
-}
-
 /// Decodes the first keyframe to sRGB, in stored (unturned) order.
 pub fn decode(bytes: &[u8], header: &Header, max_alloc: u64) -> Result<Pixels> {
     let budget = usize::try_from(max_alloc).unwrap_or(usize::MAX);
@@ -197,4 +173,28 @@ pub fn decode(bytes: &[u8], header: &Header, max_alloc: u64) -> Result<Pixels> {
         other => orient(pixels, other),
     };
     Ok(stored.drop_opaque_alpha())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_size_header_of_real_and_hostile_files() {
+        let fixture = crate::testing::fixture;
+        assert_eq!(
+            declared_size(&fixture("crafted_jxl_lossy.jxl")),
+            Some((640, 480))
+        );
+        assert_eq!(
+            declared_size(&fixture("bomb_jxl_header_100000x100000.jxl")),
+            Some((100_000, 100_000))
+        );
+        // "small" form (multiples of 8) with a 16:9 ratio: div8 1, h_div8 − 1 = 8 → 72; ratio 5.
+        let small = [0xFF, 0x0A, 0b0101_0001, 0b0000_0001];
+        assert_eq!(declared_size(&small), Some((128, 72)));
+        for cut in 0..6 {
+            let _ = declared_size(&fixture("crafted_jxl_lossy.jxl")[..cut]);
+        }
+    }
 }

@@ -24,8 +24,9 @@ pub(super) fn decode(
     header: &Header,
     max_alloc: u64,
 ) -> Result<Pixels> {
-    let image_format = image_format(format)
-        .ok_or_else(|| PipelineError::internal(format!("{format:?} is not an image-crate format")))?;
+    let image_format = image_format(format).ok_or_else(|| {
+        PipelineError::internal(format!("{format:?} is not an image-crate format"))
+    })?;
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(image_limits(header, max_alloc));
     let decoded = reader.decode().map_err(|e| image_error(format, e))?;
