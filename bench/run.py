@@ -89,7 +89,10 @@ def child(cmd, env=None, may_fail=False):
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         if may_fail:
-            raise Unsupported(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+            lines = [line.strip() for line in err.splitlines() if line.strip()]
+            reason = next((line for line in reversed(lines) if "rror" in line and "Error()" not in line),
+                          lines[-1] if lines else f"exit {proc.returncode}")
+            raise Unsupported(reason)
         sys.exit(f"failed ({proc.returncode}): {cmd}")
     return out, time.perf_counter() - started, usage.ru_maxrss / 1024
 
@@ -261,9 +264,10 @@ def print_table(summary, machine):
                 print(f"{name:<5}{tool:<15}not supported ({r['unsupported'][:70]})")
                 continue
             if "speedup_1_thread_vs_sharp" not in r:
+                out = f"{r['output_bytes'] / 1024:9.1f}" if r["output_bytes"] else f"{'-':>9}"
                 print(f"{name:<5}{tool:<15}{r['ms_1_thread']:10.1f}{r['img_s_1_thread']:10.2f}"
                       f"{r[f'img_s_{CORES}_threads']:10.2f}{r['peak_rss_mib_1_thread']:9.1f}"
-                      f"{r['output_bytes'] / 1024:9.1f}   (sharp: not supported)")
+                      f"{out}   (sharp: not supported)")
                 continue
             out = f"{r['output_bytes'] / 1024:9.1f}" if r["output_bytes"] else f"{'-':>9}"
             ratio = f"{r['output_bytes_vs_sharp']:12.3f}" if "output_bytes_vs_sharp" in r else f"{'-':>12}"
