@@ -207,6 +207,15 @@ mod tests {
         parse_request(body.as_bytes(), 1000)
     }
 
+    #[test]
+    fn phone_and_modern_formats_are_accepted() {
+        for content_type in ["image/heic", "image/heif", "image/avif", "image/jxl"] {
+            let body =
+                format!(r#"{{"filename": "a.img", "content_type": "{content_type}", "bytes": 1}}"#);
+            assert_eq!(parse(&body).unwrap().content_type, content_type);
+        }
+    }
+
     fn refused(body: &str) -> (String, String, u16) {
         let e = parse(body).unwrap_err();
         (
@@ -254,7 +263,7 @@ mod tests {
                 ("invalid_field", "filename"),
             ),
             (
-                r#"{"filename": "a.jpg", "content_type": "image/heic", "bytes": 1}"#,
+                r#"{"filename": "a.jpg", "content_type": "image/svg+xml", "bytes": 1}"#,
                 ("unsupported_content_type", "content_type"),
             ),
             (

@@ -295,6 +295,7 @@ pub struct YcbcrToRgb {
 impl YcbcrToRgb {
     /// For `cicp`'s matrix and range at `bit_depth` bits.
     pub fn new(cicp: &Cicp, bit_depth: u8) -> Self {
+        let bit_depth = bit_depth.clamp(8, 15);
         let max = f32::from((1u16 << bit_depth) - 1);
         let unit = f32::from(1u16 << (bit_depth - 8));
         let (luma_offset, luma_scale, chroma_scale) = if cicp.full_range || cicp.matrix == 0 {

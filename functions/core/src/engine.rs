@@ -19,7 +19,6 @@ pub struct Engine {
     last_backend_error: Option<String>,
 }
 
-
 impl Engine {
     /// An engine that resamples with `backend`, and with fast_image_resize when it fails.
     pub fn with_backend(backend: Box<dyn Accelerator>) -> Self {

@@ -181,7 +181,7 @@ fn write_tile(
 ) {
     let (sx, sy) = frame.layout.shift();
     let (cw, _) = frame.chroma_size();
-    let mid = 1u16 << (frame.bit_depth - 1);
+    let mid = 1u16 << (frame.bit_depth.clamp(8, 15) - 1);
     let [luma, cb, cr] = &frame.planes;
     let visible_w = frame.width.min(width.saturating_sub(x0));
     let visible_h = frame.height.min(height.saturating_sub(y0));
@@ -216,8 +216,9 @@ fn decode_alpha(container: &Container<'_>, item: &Item, budget: u64) -> Result<A
         ));
     }
     let frame = av1::decode(&container.data(item.id)?, budget)?;
-    let max = f32::from((1u16 << frame.bit_depth) - 1);
-    let unit = f32::from(1u16 << (frame.bit_depth - 8));
+    let depth = frame.bit_depth.clamp(8, 15);
+    let max = f32::from((1u16 << depth) - 1);
+    let unit = f32::from(1u16 << (depth - 8));
     let (offset, scale) = if frame.cicp.full_range {
         (0.0, 255.0 / max)
     } else {
