@@ -38,7 +38,8 @@ $(VENV)/.stamp: localstack/requirements.txt
 build: setup ## build all binaries (debug)
 	cargo build --workspace
 
-test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalStack started and stopped here
+test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integration tests on a LocalStack started and stopped here
+	node --test infra/cloudfront/negotiate.test.mjs
 	cargo test --workspace --exclude imgpipe-it
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks
@@ -46,6 +47,7 @@ test: setup ## unit + corpus tests, cfn-lint, then integration tests on a LocalS
 	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
 
 unit: ## unit + corpus tests only (no LocalStack)
+	node --test infra/cloudfront/negotiate.test.mjs
 	cargo test --workspace --exclude imgpipe-it
 
 lint: setup ## rustfmt check, clippy -D warnings, cfn-lint

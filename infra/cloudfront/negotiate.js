@@ -1,0 +1,122 @@
+// imgpipe edge format negotiation: a CloudFront Function (runtime cloudfront-js-2.0), viewer request.
+//
+// A request for a variant group without an extension, e.g. /derived/photos/cat.jpg/preview, is
+// rewritten to the best derivative the browser accepts: AVIF when the group has an AVIF preset, else
+// WebP, else JPEG (/derived/photos/cat.jpg/webp.webp). The Accept header is replaced by the one chosen
+// type, so the cache (keyed on the normalised Accept) holds at most three variants per group.
+// Requests for a file (with an extension, or metadata.json) pass unchanged. Paths with dot segments,
+// encoded slashes or backslashes, NUL or control characters are refused with 400 before anything else.
+//
+// Rules for Accept (RFC 9110 §12.5.1): a type is acceptable when listed explicitly with q > 0; JPEG is
+// also acceptable through image/*, */*, or no Accept at all, and is the fallback whatever the header
+// says (every browser decodes it). q=0 refuses a type even when a wildcard would allow it.
+//
+// GROUPS maps a group name to the preset that holds each format; it mirrors the preset set
+// (functions/core/presets/default.toml: `preview` is JPEG, `webp` is the same box as WebP). Tests:
+// negotiate.test.mjs runs this very file against cases.json.
+var GROUPS = {
+    preview: { jpeg: 'preview.jpg', webp: 'webp.webp' },
+    thumbnail: { jpeg: 'thumbnail.jpg' },
+    'low-quality': { jpeg: 'low-quality.jpg' },
+    blur: { webp: 'blur.webp' }
+};
+
+var PREFERENCE = ['avif', 'webp', 'jpeg'];
+var MIME = { avif: 'image/avif', webp: 'image/webp', jpeg: 'image/jpeg' };
+
+function badRequest(why) {
+    return {
+        statusCode: 400,
+        statusDescription: 'Bad Request',
+        headers: { 'content-type': { value: 'text/plain' }, 'cache-control': { value: 'no-store' } },
+        body: { encoding: 'text', data: why + '\n' }
+    };
+}
+
+// q-value of each listed media type (lower-case), e.g. {"image/webp": 1, "*/*": 0.8}.
+function parseAccept(header) {
+    var weights = {};
+    if (!header) {
+        return weights;
+    }
+    var parts = header.toLowerCase().split(',');
+    for (var i = 0; i < parts.length; i++) {
+        var fields = parts[i].split(';');
+        var type = fields[0].trim();
+        if (!type) {
+            continue;
+        }
+        var q = 1;
+        for (var j = 1; j < fields.length; j++) {
+            var param = fields[j].trim();
+            if (param.indexOf('q=') === 0) {
+                var value = parseFloat(param.substring(2));
+                q = isNaN(value) ? 0 : Math.max(0, Math.min(1, value));
+            }
+        }
+        weights[type] = Math.max(weights[type] === undefined ? 0 : weights[type], q);
+    }
+    return weights;
+}
+
+function acceptable(format, weights, hasAccept) {
+    var explicit = weights[MIME[format]];
+    if (explicit !== undefined) {
+        return explicit > 0;
+    }
+    if (format !== 'jpeg') {
+        return false; // AVIF and WebP only when named: a bare */* client may not decode them
+    }
+    if (!hasAccept) {
+        return true;
+    }
+    var wildcard = weights['image/*'] !== undefined ? weights['image/*'] : weights['*/*'];
+    return wildcard === undefined || wildcard > 0;
+}
+
+function unsafePath(uri) {
+    if (uri.charAt(0) !== '/') {
+        return true;
+    }
+    // Control characters (including NUL), backslashes, and encoded slashes, backslashes or dots.
+    if (/[\u0000-\u001f\u007f\\]/.test(uri) || /%(2f|5c|2e|00)/i.test(uri)) {
+        return true;
+    }
+    var segments = uri.split('/');
+    for (var i = 1; i < segments.length; i++) {
+        if (segments[i] === '.' || segments[i] === '..') {
+            return true;
+        }
+    }
+    return false;
+}
+
+function handler(event) {
+    var request = event.request;
+    var uri = request.uri;
+    if (unsafePath(uri)) {
+        return badRequest('path refused');
+    }
+    var slash = uri.lastIndexOf('/');
+    var last = uri.substring(slash + 1);
+    var group = GROUPS.hasOwnProperty(last) ? GROUPS[last] : null;
+    if (!group || slash === 0) {
+        return request; // a file (derivative, metadata.json) or not a group: unchanged
+    }
+    var accept = request.headers.accept ? request.headers.accept.value : '';
+    var weights = parseAccept(accept);
+    var chosen = null;
+    for (var i = 0; i < PREFERENCE.length && !chosen; i++) {
+        var format = PREFERENCE[i];
+        if (group[format] && acceptable(format, weights, accept !== '')) {
+            chosen = format;
+        }
+    }
+    if (!chosen) {
+        // Nothing the client named is available: JPEG when the group has one, else its only format.
+        chosen = group.jpeg ? 'jpeg' : Object.keys(group)[0];
+    }
+    request.uri = uri.substring(0, slash + 1) + group[chosen];
+    request.headers.accept = { value: MIME[chosen] };
+    return request;
+}
