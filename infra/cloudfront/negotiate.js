@@ -7,22 +7,21 @@
 // Requests for a file (with an extension, or metadata.json) pass unchanged. Paths with dot segments,
 // encoded slashes or backslashes, NUL or control characters are refused with 400 before anything else.
 //
-// Rules for Accept (RFC 9110 §12.5.1): a type is acceptable when listed explicitly with q > 0; JPEG is
-// also acceptable through image/*, */*, or no Accept at all, and is the fallback whatever the header
-// says (every browser decodes it). q=0 refuses a type even when a wildcard would allow it.
+// Rules for Accept (RFC 9110 §12.5.1): a type is acceptable when listed explicitly with q > 0; JPEG and
+// PNG are also acceptable through image/*, */*, or no Accept at all, and are the fallback whatever the
+// header says (every browser decodes them). q=0 refuses a type even when a wildcard would allow it.
 //
-// GROUPS maps a group name to the preset that holds each format; it mirrors the preset set
-// (functions/core/presets/default.toml: `preview` is JPEG, `webp` is the same box as WebP). Tests:
-// negotiate.test.mjs runs this very file against cases.json.
-var GROUPS = {
-    preview: { jpeg: 'preview.jpg', webp: 'webp.webp' },
-    thumbnail: { jpeg: 'thumbnail.jpg' },
-    'low-quality': { jpeg: 'low-quality.jpg' },
-    blur: { webp: 'blur.webp' }
-};
+// GROUPS maps a group name to the preset file of each format, for the default preset set
+// (functions/core/presets/default.toml: `preview` is JPEG, its group also holds the `webp` preset).
+// It is JSON on one line: `imgpipe edge-groups [--presets FILE]` prints it for another preset set, and
+// a Rust test keeps it equal to the default set's groups. Tests: negotiate.test.mjs runs this very file
+// against cases.json.
+var GROUPS = {"blur":{"webp":"blur.webp"},"low-quality":{"jpeg":"low-quality.jpg"},"preview":{"jpeg":"preview.jpg","webp":"webp.webp"},"thumbnail":{"jpeg":"thumbnail.jpg"}};
 
-var PREFERENCE = ['avif', 'webp', 'jpeg'];
-var MIME = { avif: 'image/avif', webp: 'image/webp', jpeg: 'image/jpeg' };
+var PREFERENCE = ['avif', 'webp', 'jpeg', 'png'];
+// When the client names nothing the group has: what every browser decodes first.
+var FALLBACK = ['jpeg', 'png', 'webp', 'avif'];
+var MIME = { avif: 'image/avif', webp: 'image/webp', jpeg: 'image/jpeg', png: 'image/png' };
 
 function badRequest(why) {
     return {
@@ -64,7 +63,7 @@ function acceptable(format, weights, hasAccept) {
     if (explicit !== undefined) {
         return explicit > 0;
     }
-    if (format !== 'jpeg') {
+    if (format !== 'jpeg' && format !== 'png') {
         return false; // AVIF and WebP only when named: a bare */* client may not decode them
     }
     if (!hasAccept) {
@@ -112,9 +111,11 @@ function handler(event) {
             chosen = format;
         }
     }
-    if (!chosen) {
-        // Nothing the client named is available: JPEG when the group has one, else its only format.
-        chosen = group.jpeg ? 'jpeg' : Object.keys(group)[0];
+    for (var k = 0; k < FALLBACK.length && !chosen; k++) {
+        // Nothing the client accepts is available: the most widely decoded format the group has.
+        if (group[FALLBACK[k]]) {
+            chosen = FALLBACK[k];
+        }
     }
     request.uri = uri.substring(0, slash + 1) + group[chosen];
     request.headers.accept = { value: MIME[chosen] };

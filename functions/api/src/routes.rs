@@ -109,10 +109,13 @@ async fn create_upload(
     let request = upload::parse_request(&body, config.max_source_bytes)?;
     let id = ulid::Ulid::new().to_string();
     let key = upload::upload_key(&config.upload_prefix, &id, &request.filename);
+    // Ladder rungs are named by the width actually made, known once the source is: they are in
+    // metadata.json (derivatives and groups), not predicted here.
     let derivatives: Vec<serde_json::Value> = config
         .presets
         .presets()
         .iter()
+        .filter(|p| p.widths.is_none())
         .map(|p| {
             let key = config
                 .layout

@@ -20,8 +20,8 @@ use crate::{decode, orient};
 
 /// One animated derivative: preset index, encoded WebP and its frame count.
 pub struct Animated {
-    /// Index of the preset in the set.
-    pub preset: usize,
+    /// Output name of the target (see [`Target::name`]).
+    pub name: String,
     /// The animated WebP file.
     pub bytes: Vec<u8>,
     /// Frames in it.
@@ -79,7 +79,7 @@ pub fn animate(
             // libwebp merges frames that come out identical, so count what the file holds.
             let frames = crate::probe::webp_frame_count(&bytes);
             Ok(Animated {
-                preset: target.preset,
+                name: target.name.clone(),
                 bytes,
                 frames,
             })

@@ -301,6 +301,7 @@ mod tests {
         let mut m = Metadata::new(source, "0123456789abcdef");
         m.derivatives.push(DerivativeInfo {
             preset: "thumbnail".into(),
+            group: Some("thumbnail".into()),
             key: "derived/uploads/01J/a b.jpg/thumbnail.jpg".into(),
             format: "jpeg".into(),
             content_type: "image/jpeg".into(),

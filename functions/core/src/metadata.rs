@@ -1,6 +1,8 @@
 //! The metadata document written next to the derivatives (`metadata.json`), schema version 1.
 //! README.md documents every field; change [`SCHEMA`] when a field changes meaning or goes away.
 
+use std::collections::BTreeMap;
+
 use crate::exif::{CameraInfo, GpsPosition};
 
 /// Schema identifier written into every document.
@@ -103,9 +105,13 @@ pub struct Placeholder {
 pub struct DerivativeInfo {
     /// Preset name.
     pub preset: String,
+    /// Variant group of the preset (its `group`, or its name). Absent in documents written before
+    /// groups existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Output object key.
     pub key: String,
-    /// `jpeg`, `webp` or `png`.
+    /// `jpeg`, `webp`, `png` or `avif`.
     pub format: String,
     /// MIME type set as Content-Type.
     pub content_type: String,
@@ -121,6 +127,35 @@ pub struct DerivativeInfo {
     pub url: Option<String>,
     /// Source bytes ÷ derivative bytes (how many times smaller the derivative is).
     pub compression_ratio: f64,
+}
+
+/// One variant group of the derivatives, ready for HTML.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupInfo {
+    /// Width of the group's widest output: with `height`, the intrinsic size for `width`/`height`
+    /// attributes, so the page does not shift when the image arrives.
+    pub width: u32,
+    /// Height of that output.
+    pub height: u32,
+    /// `sizes` hint: full viewport width up to the widest output, e.g. `(max-width: 1600px) 100vw, 1600px`.
+    pub sizes: String,
+    /// One entry per format, best first (AVIF, WebP, JPEG, PNG): `<picture>`'s `<source>`s in order,
+    /// the last one as the `<img>`.
+    pub variants: Vec<GroupVariant>,
+}
+
+/// The outputs of one format in a group.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupVariant {
+    /// `avif`, `webp`, `jpeg` or `png`.
+    pub format: String,
+    /// Its media type, for `<source type>`.
+    pub content_type: String,
+    /// `srcset` value: each output's URL (without a CDN base URL, its root-relative path: `/` and the
+    /// percent-encoded key) and width, narrowest first, e.g. `…/hero-320w.webp 320w, …/hero-640w.webp 640w`.
+    pub srcset: String,
+    /// URL (or root-relative path) of the widest output, for `src`.
+    pub src: String,
 }
 
 /// Wall-clock milliseconds per stage.
@@ -162,8 +197,12 @@ pub struct Metadata {
     pub gps: Option<GpsPosition>,
     /// ThumbHash and colours for placeholders (absent on failure).
     pub placeholder: Option<Placeholder>,
-    /// Derivatives, in preset order.
+    /// Derivatives, in preset order (a ladder's rungs narrowest first).
     pub derivatives: Vec<DerivativeInfo>,
+    /// Per variant group, what an `<img srcset sizes>` or `<picture>` needs (absent on failure, and
+    /// in documents written before groups existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupInfo>,
     /// Per-stage timings.
     pub timings_ms: Timings,
     /// When the document was written (RFC 3339, UTC); filled by the cloud edge.
@@ -184,6 +223,7 @@ impl Metadata {
             gps: None,
             placeholder: None,
             derivatives: Vec::new(),
+            groups: BTreeMap::new(),
             timings_ms: Timings::default(),
             processed_at: None,
         }
@@ -198,6 +238,7 @@ impl Metadata {
             retryable,
         });
         self.derivatives.clear();
+        self.groups.clear();
         self.placeholder = None;
     }
 

@@ -21,7 +21,7 @@ use crate::layout::OutputLayout;
 use crate::limits::Limits;
 use crate::metadata::{DerivativeInfo, Metadata, SourceInfo, Status};
 use crate::pixels::Pixels;
-use crate::plan::{Plan, source_is_enough};
+use crate::plan::{Plan, Target, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
 use crate::{blur, decode, encode, exif, placeholder, plan, probe};
@@ -104,6 +104,10 @@ pub struct SourceRef {
 pub struct Derivative {
     /// Preset name.
     pub preset: String,
+    /// Output name: the preset's, or `<preset>-<width>w` for a ladder rung.
+    pub name: String,
+    /// Variant group of the preset.
+    pub group: String,
     /// Output key.
     pub key: String,
     /// Output format.
@@ -246,9 +250,10 @@ fn run(
             max_alloc,
         };
         for animation in animate(bytes, &input, &animated, presets, engine)? {
-            let derivative = &mut derivatives[animation.preset];
-            derivative.bytes = animation.bytes;
-            derivative.frames = animation.frames;
+            if let Some(derivative) = derivatives.iter_mut().find(|d| d.name == animation.name) {
+                derivative.bytes = animation.bytes;
+                derivative.frames = animation.frames;
+            }
         }
     }
     metadata.timings_ms.encode = ms(encode_started);
@@ -256,6 +261,7 @@ fn run(
         .iter()
         .map(|d| describe(d, bytes.len(), options.cdn_base_url.as_deref()))
         .collect();
+    metadata.groups = crate::groups::groups(&metadata.derivatives);
     metadata.status = Status::Done;
     Ok(derivatives)
 }
@@ -318,7 +324,7 @@ fn resize_all(
     plan: &Plan,
     presets: &PresetSet,
     engine: &mut Engine,
-) -> Result<(Vec<(usize, Pixels)>, Pixels)> {
+) -> Result<(Vec<(Target, Pixels)>, Pixels)> {
     let mut intermediates: Vec<Pixels> = Vec::new();
     let mut outputs = Vec::with_capacity(plan.targets.len());
     for target in &plan.targets {
@@ -338,9 +344,9 @@ fn resize_all(
         if let Some(sigma) = presets.presets()[target.preset].blur {
             resized = blur::blur(resized, sigma);
         }
-        outputs.push((target.preset, resized));
+        outputs.push((target.clone(), resized));
     }
-    outputs.sort_by_key(|(preset, _)| *preset);
+    outputs.sort_by_key(|(target, _)| (target.preset, target.width));
     let (width, height) = placeholder::size_for(upright.width, upright.height);
     let source = intermediates
         .iter()
@@ -355,19 +361,21 @@ fn resize_all(
 /// the rest run on `options.encode_threads` threads when there is more than one: the costliest first
 /// (WebP, then by pixels), so the longest job never starts last.
 fn encode_all(
-    resized: Vec<(usize, Pixels)>,
+    resized: Vec<(Target, Pixels)>,
     presets: &PresetSet,
     options: &Options,
     key: &str,
     engine: &mut Engine,
 ) -> Result<Vec<Derivative>> {
-    let derivative = |index: usize, width: u32, height: u32, bytes: Vec<u8>| {
-        let preset = &presets.presets()[index];
+    let derivative = |target: &Target, width: u32, height: u32, bytes: Vec<u8>| {
+        let preset = &presets.presets()[target.preset];
         Derivative {
             preset: preset.name.clone(),
+            name: target.name.clone(),
+            group: preset.group_name().to_string(),
             key: options
                 .layout
-                .derivative_key(key, &preset.name, preset.format.extension()),
+                .derivative_key(key, &target.name, preset.format.extension()),
             format: preset.format,
             width,
             height,
@@ -375,24 +383,24 @@ fn encode_all(
             bytes,
         }
     };
-    let encode_one = |(index, pixels): (usize, Pixels)| -> Result<Derivative> {
+    let encode_one = |(target, pixels): (Target, Pixels)| -> Result<Derivative> {
         let (width, height) = (pixels.width, pixels.height);
-        let bytes = encode::encode(pixels, &presets.presets()[index], options.background)?;
-        Ok(derivative(index, width, height, bytes))
+        let bytes = encode::encode(pixels, &presets.presets()[target.preset], options.background)?;
+        Ok(derivative(&target, width, height, bytes))
     };
     let count = resized.len();
     let mut results: Vec<Option<Result<Derivative>>> = (0..count).map(|_| None).collect();
-    let mut jobs: Vec<(usize, (usize, Pixels))> = Vec::with_capacity(count);
-    for (slot, (index, pixels)) in resized.into_iter().enumerate() {
-        let preset = &presets.presets()[index];
+    let mut jobs: Vec<(usize, (Target, Pixels))> = Vec::with_capacity(count);
+    for (slot, (target, pixels)) in resized.into_iter().enumerate() {
+        let preset = &presets.presets()[target.preset];
         let on_device = (preset.format == OutputFormat::Jpeg)
             .then(|| engine.encode_jpeg(&pixels, preset, options.background))
             .flatten();
         match on_device {
             Some(bytes) => {
-                results[slot] = Some(Ok(derivative(index, pixels.width, pixels.height, bytes)))
+                results[slot] = Some(Ok(derivative(&target, pixels.width, pixels.height, bytes)))
             }
-            None => jobs.push((slot, (index, pixels))),
+            None => jobs.push((slot, (target, pixels))),
         }
     }
     let threads = options.encode_threads.clamp(1, jobs.len().max(1));
@@ -401,8 +409,8 @@ fn encode_all(
             results[slot] = Some(encode_one(job));
         }
     } else {
-        jobs.sort_by_key(|(_, (index, pixels))| {
-            let weight = match presets.presets()[*index].format {
+        jobs.sort_by_key(|(_, (target, pixels))| {
+            let weight = match presets.presets()[target.preset].format {
                 OutputFormat::Webp => 8,
                 _ => 1,
             };
@@ -438,6 +446,7 @@ fn describe(
     let url = cdn_base_url.map(|base| public_url(base, &derivative.key));
     DerivativeInfo {
         preset: derivative.preset.clone(),
+        group: Some(derivative.group.clone()),
         key: derivative.key.clone(),
         format: derivative.format.as_str().into(),
         content_type: derivative.format.content_type().into(),
@@ -614,6 +623,45 @@ mod tests {
         let (failures, last) = failing.backend_failures();
         assert!(failures >= jpegs, "{failures}");
         assert!(last.unwrap().starts_with("jpeg-device: "), "{last:?}");
+    }
+
+    #[test]
+    fn a_responsive_ladder_yields_named_rungs_and_a_srcset_per_format() {
+        let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
+        let source = SourceRef {
+            bucket: "b".into(),
+            key: "a b.jpg".into(),
+            etag: None,
+        };
+        let presets = PresetSet::from_toml(include_str!("../presets/responsive.toml")).unwrap();
+        let done = process(&bytes, &source, &presets, &Options::default(), &mut Engine::default())
+            .unwrap();
+        let hero: Vec<(&str, u32, &str)> = done
+            .derivatives
+            .iter()
+            .filter(|d| d.group == "hero")
+            .map(|d| (d.name.as_str(), d.width, d.key.as_str()))
+            .collect();
+        // 1536×2048 upright (EXIF 6): the height cap of 1600 makes the 1600 rung 1200 wide.
+        assert_eq!(hero.len(), 8, "{hero:?}");
+        assert!(hero.contains(&("hero-640w", 640, "derived/a b.jpg/hero-640w.webp")));
+        assert!(hero.contains(&("hero-jpeg-1200w", 1200, "derived/a b.jpg/hero-jpeg-1200w.jpg")));
+        let group = &done.metadata.groups["hero"];
+        assert_eq!((group.width, group.height), (1200, 1600));
+        assert_eq!(group.sizes, "(max-width: 1200px) 100vw, 1200px");
+        let formats: Vec<&str> = group.variants.iter().map(|v| v.format.as_str()).collect();
+        assert_eq!(formats, ["webp", "jpeg"]);
+        assert!(
+            group.variants[0]
+                .srcset
+                .starts_with("/derived/a%20b.jpg/hero-320w.webp 320w, /derived/a%20b.jpg/hero-640w.webp 640w"),
+            "{}",
+            group.variants[0].srcset
+        );
+        let preview = &done.metadata.groups["preview"];
+        let formats: Vec<&str> = preview.variants.iter().map(|v| v.format.as_str()).collect();
+        assert_eq!(formats, ["webp", "jpeg"]);
+        crate::testing::assert_valid_metadata(&done.metadata);
     }
 
     #[test]

@@ -44,6 +44,8 @@ impl CropFraction {
 pub struct Target {
     /// Index of the preset in the preset set.
     pub preset: usize,
+    /// Output name in keys and metadata: the preset's name, or `<name>-<width>w` for a ladder rung.
+    pub name: String,
     /// Output width in pixels.
     pub width: u32,
     /// Output height in pixels.
@@ -81,7 +83,7 @@ pub fn plan(header: &Header, orientation: u8, presets: &PresetSet) -> Plan {
         .presets()
         .iter()
         .enumerate()
-        .map(|(i, p)| target_for(i, p, w, h))
+        .flat_map(|(i, p)| targets_for(i, p, w, h))
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(u64::from(t.width) * u64::from(t.height)));
     let decode_denominator = if header.format == SourceFormat::Jpeg && !header.lossless {
@@ -128,9 +130,28 @@ pub fn source_is_enough(width: u32, height: u32, target: &Target) -> bool {
         && f64::from(height) * target.crop.height >= MIN_PRESHRINK_MARGIN * f64::from(target.height)
 }
 
-fn target_for(index: usize, preset: &Preset, w: u32, h: u32) -> Target {
+/// The targets of one preset: one, or one per distinct rung of a `widths` ladder (rungs the source is
+/// too small for come out the same size as the last one that fits, and are dropped).
+fn targets_for(index: usize, preset: &Preset, w: u32, h: u32) -> Vec<Target> {
+    let Some(widths) = &preset.widths else {
+        return vec![target_for(index, preset, preset.width, w, h)];
+    };
+    let mut targets: Vec<Target> = Vec::with_capacity(widths.len());
+    for &rung in widths {
+        let target = target_for(index, preset, Some(rung), w, h);
+        let repeat = targets
+            .last()
+            .is_some_and(|last| (last.width, last.height) == (target.width, target.height));
+        if !repeat {
+            targets.push(target);
+        }
+    }
+    targets
+}
+
+fn target_for(index: usize, preset: &Preset, box_width: Option<u32>, w: u32, h: u32) -> Target {
     let (wf, hf) = (f64::from(w), f64::from(h));
-    let bw = preset.width.map(f64::from);
+    let bw = box_width.map(f64::from);
     let bh = preset.height.map(f64::from);
     let px = |v: f64| (v.round() as u32).max(1);
     let (width, height, crop) = match preset.fit {
@@ -177,6 +198,7 @@ fn target_for(index: usize, preset: &Preset, w: u32, h: u32) -> Target {
     let reusable = preset.fit == Fit::Inside && preset.blur.is_none() && width < w;
     Target {
         preset: index,
+        name: preset.output_name(width),
         width,
         height,
         crop,
@@ -340,5 +362,49 @@ mod tests {
             .map(|t| u64::from(t.width) * u64::from(t.height))
             .collect();
         assert!(areas.windows(2).all(|w| w[0] >= w[1]), "{areas:?}");
+    }
+
+    fn names(toml: &str, width: u32, height: u32) -> Vec<(String, u32, u32)> {
+        let set = PresetSet::from_toml(toml).unwrap();
+        let mut targets = plan(&header(SourceFormat::Png, width, height), 1, &set).targets;
+        targets.sort_by_key(|t| t.width);
+        targets.into_iter().map(|t| (t.name, t.width, t.height)).collect()
+    }
+
+    #[test]
+    fn a_ladder_makes_one_output_per_rung_named_by_its_width() {
+        let ladder = "[[preset]]\nname='r'\nwidths=[320, 640, 1024, 1600]\nformat='webp'";
+        let got = names(ladder, 4032, 3024);
+        assert_eq!(
+            got,
+            [
+                ("r-320w".into(), 320, 240),
+                ("r-640w".into(), 640, 480),
+                ("r-1024w".into(), 1024, 768),
+                ("r-1600w".into(), 1600, 1200)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ladder_never_upscales_and_drops_rungs_the_source_cannot_fill() {
+        let ladder = "[[preset]]\nname='r'\nwidths=[320, 640, 1024, 1600]";
+        let got = names(ladder, 800, 600);
+        assert_eq!(
+            got,
+            [
+                ("r-320w".into(), 320, 240),
+                ("r-640w".into(), 640, 480),
+                ("r-800w".into(), 800, 600)
+            ]
+        );
+        // A source narrower than the first rung: one output at its own size.
+        assert_eq!(names(ladder, 200, 100), [("r-200w".into(), 200, 100)]);
+        // `height` caps every rung: portrait rungs past the cap collapse too.
+        let capped = "[[preset]]\nname='r'\nwidths=[320, 640, 1024]\nheight=600";
+        assert_eq!(
+            names(capped, 3000, 4000),
+            [("r-320w".into(), 320, 427), ("r-450w".into(), 450, 600)]
+        );
     }
 }

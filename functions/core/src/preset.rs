@@ -1,7 +1,7 @@
 //! Presets: what derivatives to make. Parsed and validated once at start-up, so a bad preset stops the
 //! deploy with a message naming the preset and the field, not the thousandth image.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -128,7 +128,37 @@ pub struct Preset {
     /// frames). Default: false, the derivative is the first frame.
     #[serde(default)]
     pub animated: bool,
+    /// Variant group this preset belongs to: presets of one group show the same picture in different
+    /// formats (e.g. `preview` = JPEG + WebP), so the edge can pick one per browser and metadata gives
+    /// one `srcset` per format. Default: the preset's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Responsive ladder: one derivative per width (ascending, at most [`MAX_WIDTHS`]), named
+    /// `<name>-<width>w` by the width actually made. Never upscaled: rungs wider than the source
+    /// collapse into one at the source's width. Replaces `width`; `height` stays a cap; fit `inside`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widths: Option<Vec<u32>>,
 }
+
+impl Preset {
+    /// The variant group: `group`, or the preset's name.
+    pub fn group_name(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The name of one output of this preset `width` pixels wide: the preset's name, or for a
+    /// responsive ladder `<name>-<width>w`.
+    pub fn output_name(&self, width: u32) -> String {
+        if self.widths.is_some() {
+            format!("{}-{width}w", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// Most rungs a responsive ladder may have.
+pub const MAX_WIDTHS: usize = 16;
 
 /// AVIF encoder speed when a preset sets none: rav1e speed 6 (see README's AVIF row for ms and bytes).
 pub const DEFAULT_AVIF_SPEED: u8 = 6;
@@ -206,6 +236,7 @@ impl PresetSet {
                 )));
             }
         }
+        validate_groups(&presets)?;
         let canonical = serde_json::to_vec(&presets).expect("presets serialise");
         let mut hasher = Sha256::new();
         hasher.update(crate::PIPELINE_VERSION.as_bytes());
@@ -223,6 +254,70 @@ impl PresetSet {
     pub fn hash(&self) -> &str {
         &self.hash
     }
+
+    /// What the edge negotiates: group name → output format (`jpeg`, `webp`, `avif`, `png`) → file
+    /// name under the source's output prefix, for the presets without a `widths` ladder. This is the
+    /// `GROUPS` table of `infra/cloudfront/negotiate.js` (a test keeps the two equal for the default
+    /// set).
+    pub fn edge_groups(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut groups: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for preset in self.presets.iter().filter(|p| p.widths.is_none()) {
+            groups.entry(preset.group_name().to_string()).or_default().insert(
+                preset.format.as_str().to_string(),
+                format!("{}.{}", preset.name, preset.format.extension()),
+            );
+        }
+        groups
+    }
+}
+
+/// One format per group (a group is one picture in several formats), group names like preset
+/// names, and no preset named like another's ladder output (`<ladder>-<digits>w`).
+fn validate_groups(presets: &[Preset]) -> Result<()> {
+    let mut formats: HashMap<(&str, OutputFormat), &str> = HashMap::new();
+    for p in presets {
+        if let Some(group) = &p.group
+            && !valid_name(group)
+        {
+            return Err(PipelineError::config(format!(
+                "preset '{}': group: use 1–64 lower-case letters, digits, '-' or '_'",
+                p.name
+            )));
+        }
+        if let Some(other) = formats.insert((p.group_name(), p.format), &p.name) {
+            return Err(PipelineError::config(format!(
+                "preset '{}': group: '{}' already has a {} preset ('{other}'); a group holds one preset per format",
+                p.name,
+                p.group_name(),
+                p.format.as_str()
+            )));
+        }
+    }
+    for ladder in presets.iter().filter(|p| p.widths.is_some()) {
+        for p in presets {
+            let clash = p
+                .name
+                .strip_prefix(ladder.name.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|rest| rest.strip_suffix('w'))
+                .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+            if clash {
+                return Err(PipelineError::config(format!(
+                    "preset '{}': name: clashes with the outputs of ladder '{}' (named '{}-<width>w')",
+                    p.name, ladder.name, ladder.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn validate(p: &Preset) -> Result<()> {
@@ -232,13 +327,7 @@ fn validate(p: &Preset) -> Result<()> {
             p.name
         )))
     };
-    if p.name.is_empty()
-        || p.name.len() > 64
-        || !p
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
+    if !valid_name(&p.name) {
         return fail(
             "name",
             "use 1–64 lower-case letters, digits, '-' or '_'".into(),
@@ -257,7 +346,29 @@ fn validate(p: &Preset) -> Result<()> {
             return fail(field, format!("{v} is outside 1..={MAX_PRESET_DIMENSION}"));
         }
     }
-    if p.width.is_none() && p.height.is_none() {
+    if let Some(widths) = &p.widths {
+        if p.width.is_some() {
+            return fail(
+                "widths",
+                "a ladder sets the width of each rung; remove `width`".into(),
+            );
+        }
+        if p.fit != Fit::Inside {
+            return fail("widths", "a ladder needs fit = \"inside\"".into());
+        }
+        if widths.is_empty() || widths.len() > MAX_WIDTHS {
+            return fail("widths", format!("list 1 to {MAX_WIDTHS} widths"));
+        }
+        if let Some(v) = widths.iter().find(|v| !(1..=MAX_PRESET_DIMENSION).contains(*v)) {
+            return fail("widths", format!("{v} is outside 1..={MAX_PRESET_DIMENSION}"));
+        }
+        if widths.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return fail(
+                "widths",
+                "list the widths in ascending order, each once".into(),
+            );
+        }
+    } else if p.width.is_none() && p.height.is_none() {
         return fail("width", "set width, height or both".into());
     }
     if matches!(p.fit, Fit::Cover | Fit::Fill) && (p.width.is_none() || p.height.is_none()) {
@@ -402,5 +513,44 @@ mod tests {
         );
         assert!(PresetSet::from_json(r#"[{"name":"a","width":10}]"#).is_ok());
         assert!(PresetSet::from_file_text("p.json", "{").is_err());
+    }
+
+    #[test]
+    fn ladders_and_groups_are_checked() {
+        let cases = [
+            ("[[preset]]\nname='r'\nwidths=[640, 320]", "ascending"),
+            ("[[preset]]\nname='r'\nwidths=[320, 320]", "ascending"),
+            ("[[preset]]\nname='r'\nwidths=[]", "list 1 to 16"),
+            ("[[preset]]\nname='r'\nwidths=[0]", "outside"),
+            ("[[preset]]\nname='r'\nwidth=100\nwidths=[320]", "remove `width`"),
+            (
+                "[[preset]]\nname='r'\nwidths=[320]\nheight=100\nfit='cover'",
+                "fit = \"inside\"",
+            ),
+            (
+                "[[preset]]\nname='a'\nwidth=1\n[[preset]]\nname='b'\nwidth=2\ngroup='a'",
+                "group: 'a' already has a jpeg preset ('a')",
+            ),
+            ("[[preset]]\nname='a'\nwidth=1\ngroup='Big'", "group: use"),
+            (
+                "[[preset]]\nname='r'\nwidths=[320]\n[[preset]]\nname='r-640w'\nwidth=640",
+                "clashes with the outputs of ladder 'r'",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = PresetSet::from_toml(text).unwrap_err();
+            assert!(err.message.contains(expected), "{text:?} gave {}", err.message);
+        }
+    }
+
+    #[test]
+    fn edge_groups_leave_ladders_out_and_the_responsive_set_is_valid() {
+        let set = PresetSet::from_toml(include_str!("../presets/responsive.toml")).unwrap();
+        let groups = set.edge_groups();
+        assert_eq!(groups["preview"]["webp"], "webp.webp");
+        assert_eq!(groups["preview"]["jpeg"], "preview.jpg");
+        assert!(!groups.contains_key("hero"));
+        // The default set's hash moves only through `group` on its webp preset.
+        assert_ne!(set.hash(), PresetSet::default_set().hash());
     }
 }
