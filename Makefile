@@ -42,12 +42,14 @@ test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integrat
 	node --test infra/cloudfront/negotiate.test.mjs
 	cargo test --workspace --exclude imgpipe-it
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
+	$(PY) -m unittest discover -s infra -p 'test_*.py'
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks
 	cargo build -p imgpipe-it --tests
 	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
 
-unit: ## unit + corpus tests only (no LocalStack)
+unit: setup ## unit + corpus tests only (no LocalStack)
 	node --test infra/cloudfront/negotiate.test.mjs
+	$(PY) -m unittest discover -s infra -p 'test_*.py'
 	cargo test --workspace --exclude imgpipe-it
 
 lint: setup ## rustfmt check, clippy -D warnings, cfn-lint

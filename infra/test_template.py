@@ -1,0 +1,145 @@
+"""Checks on infra/template.yaml that cfn-lint does not make: the CDN keeps the derivatives bucket
+private and HTTPS-only, and CloudFront runs the same negotiation code the node tests run.
+
+    .venv/bin/python -m unittest discover -s infra -p 'test_*.py'     (make test / make unit)
+
+The template is read with cfn-lint's own loader (it understands !Ref, !If, !Join ...).
+"""
+
+import unittest
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+INFRA = Path(__file__).resolve().parent
+CDN_CONDITION = "DeployCdn"
+
+
+def load():
+    template, errors = decode(str(INFRA / "template.yaml"))
+    assert not errors, errors
+    return template
+
+
+def refs(value):
+    """Every Ref / GetAtt target inside `value`."""
+    found = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref":
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add(v[0] if isinstance(v, list) else v.split(".")[0])
+            else:
+                found |= refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= refs(v)
+    return found
+
+
+class Cdn(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.t = load()
+        cls.r = cls.t["Resources"]
+        cls.dist = cls.r["Distribution"]["Properties"]["DistributionConfig"]
+
+    def behaviors(self):
+        return [self.dist["DefaultCacheBehavior"], *self.dist["CacheBehaviors"]]
+
+    def test_cdn_resources_are_left_out_in_local_mode(self):
+        conditions = self.t["Conditions"]
+        self.assertIn("DeployFunction", str(conditions[CDN_CONDITION]))
+        self.assertIn("LocalMode", str(conditions["DeployFunction"]))
+        for name, resource in self.r.items():
+            if resource["Type"].startswith("AWS::CloudFront::") or name == "DerivativesBucketPolicy":
+                self.assertEqual(resource.get("Condition"), CDN_CONDITION, name)
+
+    def test_the_derivatives_bucket_stays_private(self):
+        bucket = self.r["DerivativesBucket"]["Properties"]
+        self.assertEqual(
+            bucket["PublicAccessBlockConfiguration"],
+            {"BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        )
+        self.assertNotIn("AccessControl", bucket)
+        self.assertNotIn("WebsiteConfiguration", bucket)
+        policies = [r for r in self.r.values() if r["Type"] == "AWS::S3::BucketPolicy"
+                    and refs(r["Properties"]["Bucket"]) == {"DerivativesBucket"}]
+        self.assertEqual(len(policies), 1)
+        for statement in policies[0]["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            # Only CloudFront, only reads, only for this distribution.
+            self.assertEqual(statement["Principal"], {"Service": "cloudfront.amazonaws.com"}, statement)
+            self.assertEqual(statement["Action"], "s3:GetObject", statement)
+            source_arn = statement["Condition"]["StringEquals"]["AWS:SourceArn"]
+            self.assertIn("Distribution", refs(source_arn))
+            self.assertIn(":distribution/", str(source_arn))
+
+    def test_the_origin_is_signed_with_origin_access_control(self):
+        (origin,) = self.dist["Origins"]
+        self.assertEqual(refs(origin["DomainName"]), {"DerivativesBucket"})
+        self.assertEqual(refs(origin["OriginAccessControlId"]), {"DerivativesOriginAccessControl"})
+        self.assertEqual(origin["S3OriginConfig"]["OriginAccessIdentity"], "")
+        oac = self.r["DerivativesOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+        self.assertEqual((oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]),
+                         ("s3", "always", "sigv4"))
+
+    def test_https_only_http2_and_http3(self):
+        self.assertEqual(self.dist["HttpVersion"], "http2and3")
+        for behavior in self.behaviors():
+            self.assertEqual(behavior["ViewerProtocolPolicy"], "redirect-to-https", behavior.get("PathPattern"))
+            self.assertEqual(behavior["AllowedMethods"], ["GET", "HEAD"])
+
+    def test_group_paths_are_negotiated_and_keyed_on_accept_only(self):
+        default = self.dist["DefaultCacheBehavior"]
+        (association,) = default["FunctionAssociations"]
+        self.assertEqual(association["EventType"], "viewer-request")
+        self.assertEqual(refs(association["FunctionARN"]), {"EdgeNegotiationFunction"})
+        self.assertFalse(default["Compress"])
+        key = self.r[refs(default["CachePolicyId"]).pop()]["Properties"]["CachePolicyConfig"][
+            "ParametersInCacheKeyAndForwardedToOrigin"]
+        self.assertEqual(key["HeadersConfig"], {"HeaderBehavior": "whitelist", "Headers": ["Accept"]})
+        self.assertEqual(key["CookiesConfig"]["CookieBehavior"], "none")
+        self.assertEqual(key["QueryStringsConfig"]["QueryStringBehavior"], "none")
+        self.assertFalse(key["EnableAcceptEncodingGzip"] or key["EnableAcceptEncodingBrotli"])
+        headers = self.r[refs(default["ResponseHeadersPolicyId"]).pop()]["Properties"]["ResponseHeadersPolicyConfig"]
+        self.assertIn({"Header": "Vary", "Value": "Accept", "Override": True}, headers["CustomHeadersConfig"]["Items"])
+        self.assertTrue(headers["SecurityHeadersConfig"]["ContentTypeOptions"]["Override"])
+        names = {h["Header"].lower() for h in headers["CustomHeadersConfig"]["Items"]}
+        self.assertNotIn("cache-control", names, "Cache-Control comes from the object")
+
+    def test_files_are_cached_once_and_images_not_recompressed(self):
+        patterns = {b["PathPattern"]: b for b in self.dist["CacheBehaviors"]}
+        self.assertEqual(set(patterns), {"*.jpg", "*.webp", "*.avif", "*.png", "*.json"})
+        for pattern, behavior in patterns.items():
+            self.assertEqual(behavior["Compress"], pattern == "*.json", pattern)
+            self.assertNotIn("FunctionAssociations", behavior)
+            key = self.r[refs(behavior["CachePolicyId"]).pop()]["Properties"]["CachePolicyConfig"][
+                "ParametersInCacheKeyAndForwardedToOrigin"]
+            self.assertEqual(key["HeadersConfig"], {"HeaderBehavior": "none"}, pattern)
+            headers = self.r[refs(behavior["ResponseHeadersPolicyId"]).pop()]["Properties"]["ResponseHeadersPolicyConfig"]
+            self.assertTrue(headers["SecurityHeadersConfig"]["ContentTypeOptions"]["Override"])
+            self.assertNotIn("CustomHeadersConfig", headers, f"{pattern}: no Vary on files")
+
+    def test_cloudfront_runs_the_tested_file(self):
+        function = self.r["EdgeNegotiationFunction"]["Properties"]
+        self.assertEqual(function["FunctionConfig"]["Runtime"], "cloudfront-js-2.0")
+        code = (INFRA / "cloudfront" / "negotiate.js").read_text()
+        self.assertEqual(function["FunctionCode"], code,
+                         "template.yaml embeds an old negotiate.js: run python3 infra/cloudfront/embed.py")
+        self.assertLess(len(code.encode()), 10 * 1024, "CloudFront Functions are limited to 10 KB")
+
+    def test_handlers_get_the_distribution_url_unless_one_is_given(self):
+        for name in ("DeriveFunction", "ApiFunction"):
+            env = self.r[name]["Properties"]["Environment"]["Variables"]["IMGPIPE_CDN_BASE_URL"]
+            self.assertIn("CdnBaseUrl", refs(env), name)
+            self.assertIn("Distribution", refs(env), name)
+            self.assertIn("CdnDomainName", refs(env), name)
+        self.assertIn("CdnBaseUrl", self.t["Outputs"])
+        self.assertIn("CdnDistributionId", self.t["Outputs"])
+
+
+if __name__ == "__main__":
+    unittest.main()
