@@ -490,6 +490,11 @@ pub fn gpu_worker_binary() -> PathBuf {
     binary("gpu-worker", "imgpipe-gpu-worker")
 }
 
+/// The `imgpipe` command built next to this test binary (`make test` builds it).
+pub fn imgpipe_binary() -> PathBuf {
+    binary("imgpipe", "imgpipe-cli")
+}
+
 fn binary(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join(name);

@@ -19,6 +19,9 @@ mod derive_default_presets;
 mod events;
 /// Bad files go to the DLQ with their reason and a `failed` document, once, never retried.
 mod failures;
+/// The local edge gateway over real derivatives: the CloudFront Function's case table (negotiation,
+/// 404s, refused paths), conditional and HEAD requests, and `imgpipe serve` answering curl-style.
+mod gateway;
 /// Heavy sources and manifests routed to the GPU queue and processed by the real `gpu-worker`
 /// (`--backend auto`, which falls back to the CPU where there is no GPU).
 mod gpu_routing;

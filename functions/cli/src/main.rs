@@ -1,5 +1,7 @@
 //! `imgpipe`: run the pipeline on local files (same core as the cloud handler), check preset files,
-//! probe images.
+//! probe images; look at what a stack made (`gallery`, `serve`: [`delivery`]).
+
+mod delivery;
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +71,16 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Write one static HTML page of what a stack made: derivatives, placeholders, EXIF, failures.
+    Gallery(delivery::GalleryArgs),
+    /// Serve the derivatives bucket locally with the CloudFront Function's format negotiation.
+    Serve(delivery::ServeArgs),
+    /// Print the variant groups of a preset set as the CloudFront Function's GROUPS (JSON).
+    EdgeGroups {
+        /// Preset file (TOML or JSON); default: the built-in set.
+        #[arg(long)]
+        presets: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,6 +118,11 @@ fn main() -> anyhow::Result<()> {
             };
             derive(&inputs, &out, &presets, &options)
         }
+        Command::Gallery(args) => runtime()?.block_on(delivery::gallery(args)),
+        Command::Serve(args) => runtime()?.block_on(delivery::serve(args)),
+        Command::EdgeGroups { presets } => {
+            delivery::edge_groups(&load_presets(presets.as_deref())?)
+        }
         Command::Schema => {
             print!("{}", imgpipe_core::metadata::JSON_SCHEMA);
             Ok(())
@@ -113,10 +130,18 @@ fn main() -> anyhow::Result<()> {
         Command::Presets { file } => {
             let set = load_presets(file.as_deref())?;
             for p in set.presets() {
+                let width = match &p.widths {
+                    Some(widths) => widths
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => dim(p.width),
+                };
                 println!(
                     "{:<16} {:>5} x {:<5} {:<7} {:<5} q{}",
                     p.name,
-                    dim(p.width),
+                    width,
                     dim(p.height),
                     format!("{:?}", p.fit).to_lowercase(),
                     p.format.as_str(),
@@ -160,11 +185,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn dim(v: Option<u32>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
-fn load_presets(path: Option<&Path>) -> anyhow::Result<PresetSet> {
+pub(crate) fn load_presets(path: Option<&Path>) -> anyhow::Result<PresetSet> {
     let Some(path) = path else {
         return Ok(PresetSet::default_set());
     };

@@ -39,9 +39,8 @@ fn group_info(members: &[&DerivativeInfo]) -> GroupInfo {
             let mut outputs: Vec<&&DerivativeInfo> =
                 members.iter().filter(|d| d.format == format).collect();
             outputs.sort_by_key(|d| d.width);
-            let location = |d: &DerivativeInfo| {
-                d.url.clone().unwrap_or_else(|| public_url("", &d.key))
-            };
+            let location =
+                |d: &DerivativeInfo| d.url.clone().unwrap_or_else(|| public_url("", &d.key));
             GroupVariant {
                 format: format.to_string(),
                 content_type: outputs[0].content_type.clone(),
@@ -66,7 +65,13 @@ fn group_info(members: &[&DerivativeInfo]) -> GroupInfo {
 mod tests {
     use super::*;
 
-    fn output(preset: &str, group: &str, format: &str, width: u32, url: Option<&str>) -> DerivativeInfo {
+    fn output(
+        preset: &str,
+        group: &str,
+        format: &str,
+        width: u32,
+        url: Option<&str>,
+    ) -> DerivativeInfo {
         let ext = if format == "jpeg" { "jpg" } else { format };
         DerivativeInfo {
             preset: preset.into(),

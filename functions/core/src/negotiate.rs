@@ -131,7 +131,10 @@ fn unsafe_path(path: &str) -> bool {
         return true;
     }
     let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e", "%00"].iter().any(|e| lower.contains(e)) {
+    if ["%2f", "%5c", "%2e", "%00"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
         return true;
     }
     path.split('/').skip(1).any(|s| s == "." || s == "..")
@@ -159,7 +162,11 @@ mod tests {
         assert!(cases.len() >= 15);
         for case in cases {
             let name = case["name"].as_str().unwrap();
-            let groups = if case["groups"] == "avif" { &avif } else { &default };
+            let groups = if case["groups"] == "avif" {
+                &avif
+            } else {
+                &default
+            };
             let accept = case["accept"].as_str();
             let got = negotiate(case["uri"].as_str().unwrap(), accept, groups);
             let expect = &case["expect"];

@@ -385,7 +385,11 @@ fn encode_all(
     };
     let encode_one = |(target, pixels): (Target, Pixels)| -> Result<Derivative> {
         let (width, height) = (pixels.width, pixels.height);
-        let bytes = encode::encode(pixels, &presets.presets()[target.preset], options.background)?;
+        let bytes = encode::encode(
+            pixels,
+            &presets.presets()[target.preset],
+            options.background,
+        )?;
         Ok(derivative(&target, width, height, bytes))
     };
     let count = resized.len();
@@ -634,8 +638,14 @@ mod tests {
             etag: None,
         };
         let presets = PresetSet::from_toml(include_str!("../presets/responsive.toml")).unwrap();
-        let done = process(&bytes, &source, &presets, &Options::default(), &mut Engine::default())
-            .unwrap();
+        let done = process(
+            &bytes,
+            &source,
+            &presets,
+            &Options::default(),
+            &mut Engine::default(),
+        )
+        .unwrap();
         let hero: Vec<(&str, u32, &str)> = done
             .derivatives
             .iter()
@@ -645,16 +655,20 @@ mod tests {
         // 1536×2048 upright (EXIF 6): the height cap of 1600 makes the 1600 rung 1200 wide.
         assert_eq!(hero.len(), 8, "{hero:?}");
         assert!(hero.contains(&("hero-640w", 640, "derived/a b.jpg/hero-640w.webp")));
-        assert!(hero.contains(&("hero-jpeg-1200w", 1200, "derived/a b.jpg/hero-jpeg-1200w.jpg")));
+        assert!(hero.contains(&(
+            "hero-jpeg-1200w",
+            1200,
+            "derived/a b.jpg/hero-jpeg-1200w.jpg"
+        )));
         let group = &done.metadata.groups["hero"];
         assert_eq!((group.width, group.height), (1200, 1600));
         assert_eq!(group.sizes, "(max-width: 1200px) 100vw, 1200px");
         let formats: Vec<&str> = group.variants.iter().map(|v| v.format.as_str()).collect();
         assert_eq!(formats, ["webp", "jpeg"]);
         assert!(
-            group.variants[0]
-                .srcset
-                .starts_with("/derived/a%20b.jpg/hero-320w.webp 320w, /derived/a%20b.jpg/hero-640w.webp 640w"),
+            group.variants[0].srcset.starts_with(
+                "/derived/a%20b.jpg/hero-320w.webp 320w, /derived/a%20b.jpg/hero-640w.webp 640w"
+            ),
             "{}",
             group.variants[0].srcset
         );

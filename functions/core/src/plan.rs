@@ -368,7 +368,10 @@ mod tests {
         let set = PresetSet::from_toml(toml).unwrap();
         let mut targets = plan(&header(SourceFormat::Png, width, height), 1, &set).targets;
         targets.sort_by_key(|t| t.width);
-        targets.into_iter().map(|t| (t.name, t.width, t.height)).collect()
+        targets
+            .into_iter()
+            .map(|t| (t.name, t.width, t.height))
+            .collect()
     }
 
     #[test]

@@ -262,10 +262,13 @@ impl PresetSet {
     pub fn edge_groups(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         let mut groups: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for preset in self.presets.iter().filter(|p| p.widths.is_none()) {
-            groups.entry(preset.group_name().to_string()).or_default().insert(
-                preset.format.as_str().to_string(),
-                format!("{}.{}", preset.name, preset.format.extension()),
-            );
+            groups
+                .entry(preset.group_name().to_string())
+                .or_default()
+                .insert(
+                    preset.format.as_str().to_string(),
+                    format!("{}.{}", preset.name, preset.format.extension()),
+                );
         }
         groups
     }
@@ -300,7 +303,9 @@ fn validate_groups(presets: &[Preset]) -> Result<()> {
                 .strip_prefix(ladder.name.as_str())
                 .and_then(|rest| rest.strip_prefix('-'))
                 .and_then(|rest| rest.strip_suffix('w'))
-                .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+                .is_some_and(|digits| {
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                });
             if clash {
                 return Err(PipelineError::config(format!(
                     "preset '{}': name: clashes with the outputs of ladder '{}' (named '{}-<width>w')",
@@ -359,8 +364,14 @@ fn validate(p: &Preset) -> Result<()> {
         if widths.is_empty() || widths.len() > MAX_WIDTHS {
             return fail("widths", format!("list 1 to {MAX_WIDTHS} widths"));
         }
-        if let Some(v) = widths.iter().find(|v| !(1..=MAX_PRESET_DIMENSION).contains(*v)) {
-            return fail("widths", format!("{v} is outside 1..={MAX_PRESET_DIMENSION}"));
+        if let Some(v) = widths
+            .iter()
+            .find(|v| !(1..=MAX_PRESET_DIMENSION).contains(*v))
+        {
+            return fail(
+                "widths",
+                format!("{v} is outside 1..={MAX_PRESET_DIMENSION}"),
+            );
         }
         if widths.windows(2).any(|pair| pair[0] >= pair[1]) {
             return fail(
@@ -522,7 +533,10 @@ mod tests {
             ("[[preset]]\nname='r'\nwidths=[320, 320]", "ascending"),
             ("[[preset]]\nname='r'\nwidths=[]", "list 1 to 16"),
             ("[[preset]]\nname='r'\nwidths=[0]", "outside"),
-            ("[[preset]]\nname='r'\nwidth=100\nwidths=[320]", "remove `width`"),
+            (
+                "[[preset]]\nname='r'\nwidth=100\nwidths=[320]",
+                "remove `width`",
+            ),
             (
                 "[[preset]]\nname='r'\nwidths=[320]\nheight=100\nfit='cover'",
                 "fit = \"inside\"",
@@ -539,7 +553,11 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = PresetSet::from_toml(text).unwrap_err();
-            assert!(err.message.contains(expected), "{text:?} gave {}", err.message);
+            assert!(
+                err.message.contains(expected),
+                "{text:?} gave {}",
+                err.message
+            );
         }
     }
 

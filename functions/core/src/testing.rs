@@ -11,8 +11,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// Panics with every violation when `metadata` does not conform to the metadata JSON Schema.
 pub fn assert_valid_metadata(metadata: &crate::metadata::Metadata) {
     let value = serde_json::to_value(metadata).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(crate::metadata::JSON_SCHEMA).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(crate::metadata::JSON_SCHEMA).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&value)

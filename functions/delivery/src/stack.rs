@@ -1,0 +1,48 @@
+//! Where the derivatives are: read from a deployed CloudFormation stack's outputs, or given directly.
+
+use aws_sdk_cloudformation::error::DisplayErrorContext;
+
+/// The derivatives bucket and how its keys are laid out and served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// The derivatives bucket.
+    pub bucket: String,
+    /// Key prefix of every output (e.g. `derived/`).
+    pub prefix: String,
+    /// Public base URL (the CDN), when the stack has one.
+    pub cdn_base_url: Option<String>,
+}
+
+/// Reads `DerivativesBucketName`, `OutputPrefix` and `CdnBaseUrl` from stack `name`'s outputs.
+pub async fn outputs(shared: &aws_config::SdkConfig, name: &str) -> Result<Outputs, String> {
+    let cfn = aws_sdk_cloudformation::Client::new(shared);
+    let response = cfn
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "CloudFormation DescribeStacks {name}: {} (is the stack deployed in this region/account? make deploy)",
+                DisplayErrorContext(&e)
+            )
+        })?;
+    let stack = response
+        .stacks()
+        .first()
+        .ok_or_else(|| format!("stack {name} not found"))?;
+    let output = |key: &str| {
+        stack
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(key))
+            .and_then(|o| o.output_value())
+            .map(str::to_string)
+    };
+    Ok(Outputs {
+        bucket: output("DerivativesBucketName")
+            .ok_or_else(|| format!("stack {name} has no DerivativesBucketName output"))?,
+        prefix: output("OutputPrefix").unwrap_or_default(),
+        cdn_base_url: output("CdnBaseUrl"),
+    })
+}
