@@ -19,13 +19,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: .tools/system.stamp $(VENV)/.stamp ## install what the build and LocalStack need (cmake, nasm, venv)
+setup: .tools/system.stamp $(VENV)/.stamp ## install what the build, LocalStack and the browser test need (cmake, nasm, chromium, venv)
 
 .tools/system.stamp:
-	@if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null || ! command -v curl >/dev/null; then \
-	  echo "installing cmake, nasm, curl (libjpeg-turbo builds from source)"; \
+	@if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null || ! command -v curl >/dev/null \
+	    || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing cmake, nasm, curl (libjpeg-turbo builds from source), chromium + chromedriver (gallery browser test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake nasm curl >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake nasm curl chromium chromium-driver >/dev/null; \
 	fi
 	@mkdir -p .tools && touch $@
 
@@ -38,17 +39,17 @@ $(VENV)/.stamp: localstack/requirements.txt
 build: setup ## build all binaries (debug)
 	cargo build --workspace
 
-test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integration tests on a LocalStack started and stopped here
-	node --test infra/cloudfront/negotiate.test.mjs
+test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integration + gallery browser tests on a LocalStack started and stopped here
+	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
 	cargo test --workspace --exclude imgpipe-it
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
-	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks -p imgpipe-cli
 	cargo build -p imgpipe-it --tests
-	./localstack/with.sh cargo test -p imgpipe-it --test integration -- --test-threads 4
+	./localstack/with.sh bash -c 'cargo test -p imgpipe-it --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py'
 
 unit: setup ## unit + corpus tests only (no LocalStack)
-	node --test infra/cloudfront/negotiate.test.mjs
+	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
 	cargo test --workspace --exclude imgpipe-it
 
@@ -75,11 +76,12 @@ worker: deploy ## run the derive handler as a long-polling worker on the deploye
 	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
 	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && target/debug/derive
 
-demo: setup ## LocalStack + template + worker, API, webhook sender; the app's upload flow and the samples, with webhooks
-	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks
+demo: setup ## LocalStack + template + worker, API, webhook sender; uploads, webhooks, the edge gateway, and the gallery page
+	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks -p imgpipe-cli
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
-	@echo "LocalStack is still running (make down stops it)."
+	@echo "gallery: file://$(CURDIR)/target/gallery/index.html"
+	@echo "LocalStack and the edge gateway (http://127.0.0.1:8790/) are still running (make down stops them)."
 
 bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modules); table + target/bench/results.json
 	python3 bench/run.py

@@ -6,7 +6,13 @@ upload API, webhook sender) and a local webhook receiver, then:
    the status URL until `done`, and print the signed webhook the receiver got, its signature
    verified with the `standardwebhooks` library (independent of the Rust signer);
 2. the other samples (SDK PUT, a pre-signed PUT from the API, a text file named .jpg that fails):
-   their derivatives, metadata and webhooks.
+   their derivatives, metadata and webhooks;
+3. delivery: the local edge gateway (`imgpipe serve`, the CloudFront Function's negotiation) answers
+   `curl -H 'Accept: image/webp' …/<key>/preview` with the WebP and a JPEG-only client with the JPEG;
+   it keeps running after the demo (make down stops it, with LocalStack); then `imgpipe gallery`
+   writes target/gallery/index.html and the demo prints its path.
+
+The processes run with functions/core/presets/responsive.toml (the default set plus a srcset ladder).
 
 usage: demo.py STACK_NAME   (LocalStack must be running: localstack/start.sh)
 """
@@ -30,6 +36,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "tests", "fixtures", "images")
 BIN = os.path.join(ROOT, "target", "debug")
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+PRESETS = os.path.join(ROOT, "functions", "core", "presets", "responsive.toml")
+GATEWAY = os.environ.get("IMGPIPE_GATEWAY_LISTEN", "127.0.0.1:8790")
+GATEWAY_PID = os.path.join(ROOT, ".localstack", "gateway.pid")
 API = os.environ.get("IMGPIPE_API_LISTEN", "127.0.0.1:8787")
 # (file in tests/fixtures/images, key in the ingest bucket or API filename, how it is uploaded)
 APP_UPLOAD = ("camera_iphone6_gps-altitude_8mp.jpg", "iphone6 gps.jpg", "api-post")
@@ -81,7 +90,8 @@ def main() -> int:
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook_url = f"http://127.0.0.1:{receiver.server_port}/hooks/imgpipe"
 
-    base = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), IMGPIPE_OUTPUT_BUCKET=out["DerivativesBucketName"],
+    base = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), IMGPIPE_PRESETS_FILE=PRESETS,
+                IMGPIPE_OUTPUT_BUCKET=out["DerivativesBucketName"],
                 IMGPIPE_QUEUE_URL=out["JobsQueueUrl"], IMGPIPE_DLQ_URL=out["DlqUrl"],
                 IMGPIPE_WEBHOOK_QUEUE_URL=out["WebhookQueueUrl"], IMGPIPE_WEBHOOK_DLQ_URL=out["WebhookDlqUrl"])
     # Each process gets what the template gives its Lambda.
@@ -157,6 +167,7 @@ def main() -> int:
             print(f"   webhook: {hook['event']['type']} {hook['headers']['webhook-id']}, signature {hook['verdict']}")
         print(f"\n{len(Receiver.received)} webhooks received; "
               f"{sum(r['verdict'] == 'verified' for r in Receiver.received)} verified by the standardwebhooks library")
+        deliver(stack, out, keys[0])
     finally:
         for p in processes:
             p.send_signal(signal.SIGTERM)
@@ -164,6 +175,40 @@ def main() -> int:
             p.wait(timeout=60)
         receiver.shutdown()
     return 0
+
+
+def deliver(stack: str, out: dict, key: str) -> None:
+    """The local edge gateway (left running) and the gallery page."""
+    print("\n== delivery: the local edge gateway (same negotiation as the CloudFront Function)")
+    if os.path.exists(GATEWAY_PID):
+        try:
+            os.kill(int(open(GATEWAY_PID).read()), signal.SIGTERM)
+            time.sleep(0.5)
+        except (ProcessLookupError, ValueError):
+            pass
+    log = open(os.path.join(ROOT, ".localstack", "gateway.log"), "w")
+    gateway = subprocess.Popen([os.path.join(BIN, "imgpipe"), "serve", "--stack", stack, "--listen", GATEWAY,
+                                "--presets", PRESETS], stdout=log, stderr=log, start_new_session=True)
+    open(GATEWAY_PID, "w").write(str(gateway.pid))
+    path = "/" + requests.utils.quote(f"{out['OutputPrefix']}{key}") + "/preview"
+    url = f"http://{GATEWAY}{path}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            requests.get(f"http://{GATEWAY}/", timeout=1)
+            break
+        except requests.ConnectionError:
+            if time.time() > deadline or gateway.poll() is not None:
+                raise SystemExit(f"the gateway did not start; see {log.name}")
+            time.sleep(0.2)
+    for accept in ("image/avif,image/webp,*/*", "image/jpeg,*/*;q=0.8"):
+        r = requests.get(url, headers={"Accept": accept})
+        print(f"curl -H 'Accept: {accept}' {url}\n  -> HTTP {r.status_code} {r.headers.get('Content-Type')}, "
+              f"{len(r.content)} bytes, Vary: {r.headers.get('Vary')}")
+    print(f"the gateway keeps serving on http://{GATEWAY}/ (pid {gateway.pid}; make down stops it)")
+    page = os.path.join(ROOT, "target", "gallery", "index.html")
+    os.makedirs(os.path.dirname(page), exist_ok=True)
+    subprocess.run([os.path.join(BIN, "imgpipe"), "gallery", "--stack", stack, "-o", page], check=True)
 
 
 def wait_for_api(api: str, timeout: float = 30.0) -> None:

@@ -14,5 +14,10 @@ elif [ -f "$state/pid" ]; then
     kill -KILL "$pid" 2>/dev/null || true
   fi
 fi
+# make demo's edge gateway (imgpipe serve) reads from this LocalStack: stop it too.
+if [ -f "$state/gateway.pid" ]; then
+  kill -TERM "$(cat "$state/gateway.pid")" 2>/dev/null || true
+  rm -f "$state/gateway.pid"
+fi
 rm -f "$state/pid" "$state/mode"
 echo "LocalStack stopped"
