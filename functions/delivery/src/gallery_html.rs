@@ -68,9 +68,9 @@ fn render_entry(html: &mut String, entry: &Entry, page: &Page) {
     let metadata = match &entry.metadata {
         Ok(m) => m,
         Err(why) => {
-            let _ = write!(
+            let _ = writeln!(
                 html,
-                "<section class=\"source failed\"><h2>{}</h2><p class=\"error\">unreadable: {}</p></section>\n",
+                "<section class=\"source failed\"><h2>{}</h2><p class=\"error\">unreadable: {}</p></section>",
                 escape(&entry.metadata_key),
                 escape(why)
             );
@@ -89,9 +89,9 @@ fn render_entry(html: &mut String, entry: &Entry, page: &Page) {
         facts = facts(metadata, page.show_gps),
     );
     if let Some(error) = &metadata.error {
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<p class=\"error\"><b>{}</b>: {} <i>({})</i></p>\n",
+            "<p class=\"error\"><b>{}</b>: {} <i>({})</i></p>",
             escape(&error.kind),
             escape(&error.message),
             if error.retryable {
@@ -239,9 +239,9 @@ fn frame(
             escape(hash)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "{image}</div><figcaption>{caption}</figcaption></figure>\n"
+        "{image}</div><figcaption>{caption}</figcaption></figure>"
     );
 }
 
