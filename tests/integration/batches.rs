@@ -109,6 +109,8 @@ async fn a_manifest_sends_one_batch_done_after_its_last_item_and_repeats_it_with
             manifest: serde_json::from_value(batch["data"]["manifest"].clone()).unwrap(),
             item: 0,
         }),
+        sequencer: None,
+        version_id: None,
     };
     stack
         .sqs

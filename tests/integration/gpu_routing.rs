@@ -209,6 +209,8 @@ async fn the_gpu_worker_gathers_one_batch_and_settles_each_message_on_its_own() 
             size: None,
             etag: None,
             batch: None,
+            sequencer: None,
+            version_id: None,
         }
         .to_body()
     };

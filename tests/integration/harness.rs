@@ -512,7 +512,12 @@ pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
     (header.width, header.height)
 }
 
-/// An S3 event body for `bucket/key` with `etag`, as S3 would send it (key form-encoded).
+/// The `sequencer` LocalStack 4.13 puts in every S3 event (a constant): a replayed duplicate carries
+/// the same one as the original.
+pub const LOCALSTACK_SEQUENCER: &str = "0055AED6DCD90281E5";
+
+/// An `ObjectCreated:Put` body for `bucket/key` with `etag`, as S3 would send it (key form-encoded,
+/// LocalStack's sequencer).
 pub fn event_body(bucket: &str, key: &str, etag: &str, size: usize) -> String {
     let encoded: String = key
         .bytes()
@@ -530,7 +535,7 @@ pub fn event_body(bucket: &str, key: &str, etag: &str, size: usize) -> String {
         "userIdentity": {"principalId": "test"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
         "responseElements": {}, "s3": {"s3SchemaVersion": "1.0", "configurationId": "replay",
         "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-        "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "00"}}}]})
+        "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": LOCALSTACK_SEQUENCER}}}]})
     .to_string()
 }
 

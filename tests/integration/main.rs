@@ -12,6 +12,9 @@ mod receiver;
 /// Manifests: one `imgpipe.batch.done` after the last item, repeated with the same id; the
 /// compare-and-swap progress counts racing item ends once each.
 mod batches;
+/// Deleting a source deletes its outputs (only its own), announces it, and a re-upload brings them
+/// back; a late creation older than the deletion is ignored.
+mod deletion;
 /// A JPEG upload yields every default derivative with the right size and headers, and `done` metadata.
 mod derive_default_presets;
 /// Done/failed events on the SNS topic: one per outcome, the same id for a duplicate, published on

@@ -56,14 +56,15 @@ pub fn receive_count(message: &SqsMessage) -> u32 {
 pub enum Outcome {
     /// All records processed, forwarded or already done.
     Done {
-        /// Records processed now (webhook sender: endpoints delivered to).
+        /// Records acted on now: processed, or removed with their outputs (webhook sender: endpoints
+        /// delivered to).
         processed: usize,
         /// Records skipped because a `done` document for the same ETag and presets exists.
         skipped: usize,
         /// Records forwarded to another queue (GPU queue; webhook retries per endpoint).
         forwarded: usize,
     },
-    /// Nothing to do (s3:TestEvent, deletions, keys under the output location).
+    /// Nothing to do (s3:TestEvent, out-of-order events, keys under the output location).
     Ignored {
         /// Why.
         reason: String,

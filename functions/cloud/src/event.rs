@@ -9,6 +9,7 @@
 
 use serde::Deserialize;
 
+use crate::ordering::Change;
 use crate::progress::BatchItem;
 
 /// What one SQS message body says.
@@ -35,6 +36,10 @@ pub struct ObjectEvent {
     pub etag: Option<String>,
     /// On a job fanned out from a manifest: which manifest, and which of its queued items.
     pub batch: Option<BatchItem>,
+    /// S3's order of this key's events (hex; see [`crate::ordering`]); absent on jobs imgpipe sent.
+    pub sequencer: Option<String>,
+    /// Object version in a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 impl ObjectEvent {
@@ -57,6 +62,12 @@ impl ObjectEvent {
         if let Some(etag) = &self.etag {
             object["eTag"] = etag.clone().into();
         }
+        if let Some(sequencer) = &self.sequencer {
+            object["sequencer"] = sequencer.clone().into();
+        }
+        if let Some(version) = &self.version_id {
+            object["versionId"] = version.clone().into();
+        }
         let mut record = serde_json::json!({
             "eventSource": "aws:s3",
             "eventName": self.event_name,
@@ -70,8 +81,12 @@ impl ObjectEvent {
 
     /// True for `ObjectCreated:*` events (Put, Post, Copy, CompleteMultipartUpload).
     pub fn is_created(&self) -> bool {
-        self.event_name.starts_with("ObjectCreated:")
-            || self.event_name.starts_with("s3:ObjectCreated:")
+        self.change() == Change::Created
+    }
+
+    /// What the event says happened to the key.
+    pub fn change(&self) -> Change {
+        Change::of(&self.event_name, self.version_id.as_deref())
     }
 }
 
@@ -124,6 +139,8 @@ struct Object {
     key: Option<String>,
     size: Option<u64>,
     e_tag: Option<String>,
+    sequencer: Option<String>,
+    version_id: Option<String>,
 }
 
 /// Parses an SQS message body.
@@ -172,6 +189,8 @@ fn to_event(index: usize, record: Record) -> Result<ObjectEvent, EventError> {
             .map(|e| e.trim_matches('"').to_string())
             .filter(|e| !e.is_empty()),
         batch: record.imgpipe.and_then(|x| x.batch),
+        sequencer: object.sequencer.filter(|s| !s.is_empty()),
+        version_id: object.version_id.filter(|v| !v.is_empty()),
     })
 }
 
@@ -286,6 +305,8 @@ mod tests {
             panic!()
         };
         assert!(!records[0].is_created());
+        assert_eq!(records[0].change(), crate::ordering::Change::Removed);
+        assert_eq!(records[0].sequencer.as_deref(), Some("0A1B2C3D4E5F678901"));
     }
 
     #[test]
@@ -314,6 +335,8 @@ mod tests {
             size: Some(42),
             etag: Some("abc".into()),
             batch: None,
+            sequencer: Some("0055AED6DCD90281E5".into()),
+            version_id: Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into()),
         };
         let body = event.to_body();
         assert!(body.contains("uploads/a%20b%2Bc%25/"), "{body}");
@@ -331,6 +354,8 @@ mod tests {
                 },
                 item: 7,
             }),
+            sequencer: None,
+            version_id: None,
             ..event
         };
         assert_eq!(

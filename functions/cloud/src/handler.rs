@@ -1,7 +1,10 @@
 //! The batch handler both drivers call: SQS messages in, one [`Outcome`] per message out.
 //!
-//! Per message: `parse body ⇒ for each record: skip test events, non-creations and output keys ⇒
-//! skip if already done (same ETag, same preset hash) ⇒ route (when a GPU queue is configured:
+//! Per message: `parse body ⇒ for each record: skip test events, other event kinds and output keys ⇒
+//! read metadata.json (or the tombstone) ⇒ order (an event older than the recorded one is ignored;
+//! [`crate::ordering`]) ⇒ a removal deletes the outputs and writes a tombstone
+//! ([`crate::deletion`]), then announces `imgpipe.image.deleted` ⇒ a creation: skip if already done
+//! (same ETag, same preset hash) ⇒ route (when a GPU queue is configured:
 //! forward heavy jobs, fan manifests out) ⇒ fetch ⇒ process (blocking pool) ⇒ put derivatives ⇒ put
 //! metadata.json last ⇒ announce (publish the image event; for a manifest item, record its end and
 //! publish `imgpipe.batch.done` after the last one)`. Permanent failures write a `failed` metadata
@@ -23,10 +26,12 @@ use imgpipe_core::{Engine, Metadata, SourceRef};
 
 use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
+use crate::deletion::{self, Tombstone};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::manifest;
 use crate::notify::Notifier;
+use crate::ordering::{self, Change, Decision, Recorded};
 use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress, Started};
 use crate::queue::{self, DeadLetter};
 use crate::store;
@@ -34,6 +39,8 @@ use crate::store;
 enum RecordDone {
     /// Processed now: the metadata document written.
     Processed(Box<Metadata>),
+    /// The source was removed: its outputs deleted, the tombstone written (or found, on redelivery).
+    Deleted(Box<Tombstone>),
     /// Already done for this ETag and preset set: the existing document.
     Skipped(Box<Metadata>),
     /// Already failed for good (and dead-lettered) for this ETag: the existing document.
@@ -154,6 +161,13 @@ impl Handler {
                 Ok(RecordDone::Processed(metadata)) => {
                     processed += 1;
                     metadata
+                }
+                Ok(RecordDone::Deleted(tombstone)) => {
+                    processed += 1;
+                    if let Err(failure) = self.announce_deletion(&tombstone).await {
+                        unannounced = unannounced.or(Some(failure));
+                    }
+                    continue;
                 }
                 Ok(RecordDone::Skipped(metadata)) => {
                     skipped += 1;
@@ -324,6 +338,94 @@ impl Handler {
         Ok(())
     }
 
+    /// Publishes `imgpipe.image.deleted`, built from the tombstone alone, so a redelivered removal
+    /// repeats the same event.
+    async fn announce_deletion(&self, tombstone: &Tombstone) -> Result<(), Failure> {
+        let config = &self.config;
+        let metadata_key = config.layout.metadata_key(&tombstone.key);
+        let event = events::deleted_event(
+            events::DeletedSource {
+                bucket: tombstone.bucket.clone(),
+                key: tombstone.key.clone(),
+                sequencer: tombstone.sequencer.clone(),
+                version_id: tombstone.version_id.clone(),
+            },
+            tombstone.deleted_keys.clone(),
+            &OutputRef {
+                bucket: &config.output_bucket,
+                metadata_key: &metadata_key,
+                cdn_base_url: config.cdn_base_url.as_deref(),
+            },
+            &tombstone.deleted_at,
+        );
+        self.notifier.publish(&event).await
+    }
+
+    fn tombstone_key(&self, source_key: &str) -> String {
+        format!(
+            "{}{source_key}/{}",
+            self.config.layout.prefix,
+            deletion::TOMBSTONE
+        )
+    }
+
+    /// The removal `record` won (see [`ordering`]): deletes every output of the key and writes the
+    /// tombstone; a redelivery of the same removal keeps the tombstone it finds.
+    async fn delete_record(
+        &self,
+        record: &ObjectEvent,
+        existing: Option<Metadata>,
+        tombstone: Option<Tombstone>,
+    ) -> Result<RecordDone, RecordError> {
+        let config = &self.config;
+        let dir = format!("{}{}/", config.layout.prefix, record.key);
+        let tombstone_key = self.tombstone_key(&record.key);
+        let listed = existing
+            .iter()
+            .flat_map(|m| m.derivatives.iter().map(|d| d.key.clone()))
+            .collect::<Vec<_>>();
+        let deleted = deletion::delete_outputs(
+            &self.s3,
+            &config.output_bucket,
+            &dir,
+            listed,
+            &tombstone_key,
+        )
+        .await?;
+        let same_removal = tombstone.filter(|t| {
+            t.sequencer == record.sequencer
+                && t.version_id == record.version_id
+                && deleted.is_empty()
+        });
+        let tombstone = match same_removal {
+            Some(found) => found,
+            None => {
+                let tombstone = Tombstone {
+                    schema: deletion::TOMBSTONE_SCHEMA.into(),
+                    bucket: record.bucket.clone(),
+                    key: record.key.clone(),
+                    sequencer: record.sequencer.clone(),
+                    version_id: record.version_id.clone(),
+                    event_name: record.event_name.clone(),
+                    deleted_at: now(),
+                    deleted_keys: deleted,
+                };
+                store::put(
+                    &self.s3,
+                    &config.output_bucket,
+                    &tombstone_key,
+                    serde_json::to_vec_pretty(&tombstone).expect("tombstone serialises"),
+                    "application/json",
+                    &config.metadata_cache_control,
+                )
+                .await?;
+                tombstone
+            }
+        };
+        tracing::info!(key = %record.key, event = %record.event_name, deleted = tombstone.deleted_keys.len(), "source removed; its outputs deleted");
+        Ok(RecordDone::Deleted(Box::new(tombstone)))
+    }
+
     async fn publish_batch_done(
         &self,
         manifest: &ManifestRef,
@@ -384,9 +486,10 @@ impl Handler {
 
     async fn handle_record(&self, record: &ObjectEvent) -> Result<RecordDone, RecordError> {
         let config = &self.config;
-        if !record.is_created() {
+        let change = record.change();
+        if change == Change::Other {
             return Ok(RecordDone::Ignored(format!(
-                "{} is not an object creation",
+                "{} is not an object creation or removal",
                 record.event_name
             )));
         }
@@ -398,9 +501,44 @@ impl Handler {
             )));
         }
         let metadata_key = config.layout.metadata_key(&record.key);
+        let existing = store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?;
+        // A tombstone matters only without metadata, and only to an event with a sequencer or a removal.
+        let tombstone =
+            if existing.is_none() && (record.sequencer.is_some() || change != Change::Created) {
+                deletion::read_tombstone(
+                    &self.s3,
+                    &config.output_bucket,
+                    &self.tombstone_key(&record.key),
+                )
+                .await?
+            } else {
+                None
+            };
+        let recorded = match (&existing, &tombstone) {
+            (Some(m), _) => Recorded::Outputs {
+                sequencer: m.source.sequencer.as_deref(),
+                version_id: m.source.version_id.as_deref(),
+            },
+            (None, Some(t)) => Recorded::Deleted {
+                sequencer: t.sequencer.as_deref(),
+            },
+            (None, None) => Recorded::Nothing,
+        };
+        match ordering::decide(
+            change,
+            record.sequencer.as_deref(),
+            record.version_id.as_deref(),
+            recorded,
+        ) {
+            Decision::Ignore(reason) => {
+                tracing::info!(key = %record.key, event = %record.event_name, reason, "event ignored");
+                return Ok(RecordDone::Ignored(format!("{}: {reason}", record.key)));
+            }
+            Decision::Delete => return self.delete_record(record, existing, tombstone).await,
+            Decision::Process => {}
+        }
         if let Some(etag) = &record.etag
-            && let Some(existing) =
-                store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?
+            && let Some(existing) = existing
         {
             if existing.is_done_for(etag, config.presets.hash()) {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
@@ -428,7 +566,7 @@ impl Handler {
                 Route::Manifest => return self.fan_out(record, routing).await,
             }
         }
-        self.process_record(record, &metadata_key).await
+        self.process_record(record, &metadata_key, tombstone).await
     }
 
     /// Decides CPU or GPU for `record`; reads the first bytes of the object only when the pixel rule
@@ -515,6 +653,8 @@ impl Handler {
                     manifest: manifest_ref.clone(),
                     item: index as u64,
                 }),
+                sequencer: None,
+                version_id: None,
             })
             .collect();
         let (queued, missing) = (jobs.len(), found.len() - jobs.len());
@@ -615,6 +755,7 @@ impl Handler {
         &self,
         record: &ObjectEvent,
         metadata_key: &str,
+        tombstone: Option<Tombstone>,
     ) -> Result<RecordDone, RecordError> {
         let config = Arc::clone(&self.config);
         let started = Instant::now();
@@ -631,6 +772,7 @@ impl Handler {
                 }
             };
         let fetch_ms = elapsed_ms(started);
+        let version_id = fetched.version_id.clone();
         let source = SourceRef {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
@@ -663,6 +805,8 @@ impl Handler {
             Ok(processed) => processed,
             Err(failed) => {
                 let mut metadata = failed.metadata;
+                metadata.source.sequencer = record.sequencer.clone();
+                metadata.source.version_id = version_id;
                 metadata.timings_ms.fetch = fetch_ms;
                 self.put_metadata(metadata_key, &mut metadata).await?;
                 return Err(RecordError {
@@ -690,13 +834,55 @@ impl Handler {
         });
         futures::future::try_join_all(uploads).await?;
         let mut metadata = processed.metadata;
+        metadata.source.sequencer = record.sequencer.clone();
+        metadata.source.version_id = version_id;
+        if self.removed_meanwhile(record, tombstone.as_ref()).await? {
+            let keys: Vec<String> = metadata.derivatives.iter().map(|d| d.key.clone()).collect();
+            store::delete_keys(&self.s3, &config.output_bucket, &keys).await?;
+            tracing::info!(key = %record.key, "the source was removed while it was processed; its new outputs deleted");
+            return Ok(RecordDone::Ignored(format!(
+                "{} was removed while it was processed",
+                record.key
+            )));
+        }
         metadata.timings_ms.fetch = fetch_ms;
         metadata.timings_ms.put = elapsed_ms(put_started);
         metadata.timings_ms.total = elapsed_ms(started);
         // Written last: its presence with status `done` is what makes a duplicate event a no-op.
         self.put_metadata(metadata_key, &mut metadata).await?;
+        if tombstone.is_some() {
+            // A re-upload after a deletion: the tombstone has done its job.
+            store::delete_keys(
+                &self.s3,
+                &config.output_bucket,
+                &[self.tombstone_key(&record.key)],
+            )
+            .await?;
+        }
         tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
         Ok(RecordDone::Processed(Box::new(metadata)))
+    }
+
+    /// True when a removal of the key was recorded while `record` was being processed (a tombstone
+    /// that was not there, or not this one, when processing started) and `record` is not newer.
+    async fn removed_meanwhile(
+        &self,
+        record: &ObjectEvent,
+        seen: Option<&Tombstone>,
+    ) -> Result<bool, Failure> {
+        let now = deletion::read_tombstone(
+            &self.s3,
+            &self.config.output_bucket,
+            &self.tombstone_key(&record.key),
+        )
+        .await?;
+        Ok(match now {
+            Some(tombstone) if Some(&tombstone) != seen => {
+                !matches!((&record.sequencer, &tombstone.sequencer),
+                    (Some(ours), Some(theirs)) if ordering::compare(ours, theirs) == std::cmp::Ordering::Greater)
+            }
+            _ => false,
+        })
     }
 
     /// Writes the `failed` document of `record` (logged, not returned, when the write fails: the
@@ -717,6 +903,8 @@ impl Handler {
             key: record.key.clone(),
             etag: record.etag.clone(),
             bytes: record.size,
+            sequencer: record.sequencer.clone(),
+            version_id: record.version_id.clone(),
             ..Default::default()
         };
         let mut metadata = Metadata::new(source, self.config.presets.hash());

@@ -15,16 +15,20 @@
 //!   logging and shutdown signal for the binaries.
 //! - [`failure`]: failures with a kind, a message and whether a retry can help.
 //! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
+//! - [`ordering`]: which of a key's unordered, repeated S3 events acts (sequencers, versions);
+//!   [`deletion`]: removed sources take their outputs with them, leaving a tombstone.
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod config;
+pub mod deletion;
 pub mod event;
 pub mod failure;
 pub mod handler;
 pub mod lambda;
 pub mod manifest;
 pub mod notify;
+pub mod ordering;
 pub mod process;
 pub mod progress;
 pub mod queue;

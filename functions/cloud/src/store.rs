@@ -14,6 +14,8 @@ pub struct SourceObject {
     pub bytes: Vec<u8>,
     /// The object's current ETag (no quotes).
     pub etag: Option<String>,
+    /// The version read, in a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// Builds the S3 client; path-style addressing when an endpoint override (LocalStack) is set.
@@ -51,9 +53,14 @@ pub async fn get_source(
             .map_err(|e| Failure::from(&e))?;
     }
     let etag = response.e_tag().map(|e| e.trim_matches('"').to_string());
+    let version_id = response
+        .version_id()
+        .filter(|v| !v.is_empty() && *v != "null")
+        .map(str::to_string);
     Ok(SourceObject {
         bytes: read_body(bucket, key, response.body).await?,
         etag,
+        version_id,
     })
 }
 
@@ -229,4 +236,109 @@ pub async fn put_if_match(
         }
         Err(e) => Err(put_error(bucket, key, &e)),
     }
+}
+
+/// Keys of the objects directly under `dir` (ending with `/`; deeper keys are not listed).
+pub async fn list_children(s3: &Client, bucket: &str, dir: &str) -> Result<Vec<String>, Failure> {
+    Ok(list(s3, bucket, dir, Some("/"))
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect())
+}
+
+/// `(key, last modified, seconds since the epoch)` of every object under `prefix` (only those
+/// before the next `delimiter`, when given). Pages with continuation tokens and fails, instead of
+/// looping, when one comes back twice (LocalStack 4.13 does that on keys with spaces).
+pub async fn list(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Result<Vec<(String, i64)>, Failure> {
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::transient(
+                    "s3_list",
+                    format!(
+                        "ListObjectsV2 s3://{bucket}/{prefix}: {}",
+                        DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+        found.extend(page.contents().iter().filter_map(|o| {
+            let modified = o.last_modified().map_or(0, |t| t.secs());
+            o.key().map(|k| (k.to_string(), modified))
+        }));
+        match page.next_continuation_token() {
+            None => return Ok(found),
+            Some(next) if token.as_deref() == Some(next) => {
+                return Err(Failure::transient(
+                    "s3_list",
+                    format!(
+                        "ListObjectsV2 s3://{bucket}/{prefix} returned the same continuation token twice after {} keys (LocalStack does this for keys with spaces)",
+                        found.len()
+                    ),
+                ));
+            }
+            Some(next) => token = Some(next.to_string()),
+        }
+    }
+}
+
+/// Deletes `keys` (DeleteObjects, 1 000 per request); a key that is already gone counts as deleted.
+pub async fn delete_keys(s3: &Client, bucket: &str, keys: &[String]) -> Result<(), Failure> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    for chunk in keys.chunks(1000) {
+        let objects = chunk
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::permanent("internal", format!("DeleteObjects request: {e}")))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| Failure::permanent("internal", format!("DeleteObjects request: {e}")))?;
+        let response = s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::transient(
+                    "s3_delete",
+                    format!(
+                        "DeleteObjects s3://{bucket} ({} keys): {}",
+                        chunk.len(),
+                        DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+        if let Some(error) = response.errors().first() {
+            return Err(Failure::transient(
+                "s3_delete",
+                format!(
+                    "DeleteObjects s3://{bucket}/{}: {} {} ({} of {} keys not deleted)",
+                    error.key().unwrap_or_default(),
+                    error.code().unwrap_or_default(),
+                    error.message().unwrap_or_default(),
+                    response.errors().len(),
+                    chunk.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

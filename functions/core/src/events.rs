@@ -2,6 +2,7 @@
 //!
 //! - `imgpipe.image.done` / `imgpipe.image.failed`: one source finished, after its `metadata.json` was
 //!   written ([`image_event`]);
+//! - `imgpipe.image.deleted`: a source was deleted and its outputs with it ([`deleted_event`]);
 //! - `imgpipe.batch.done`: every item of a manifest ended ([`batch_event`]).
 //!
 //! Events are built from what was written (the metadata document, the manifest's progress), never
@@ -29,6 +30,8 @@ pub mod types {
     pub const IMAGE_DONE: &str = "imgpipe.image.done";
     /// A source failed for good (bad input, or retries exhausted); its metadata.json says why.
     pub const IMAGE_FAILED: &str = "imgpipe.image.failed";
+    /// A source was deleted (or expired, or hidden by a delete marker); its outputs are gone.
+    pub const IMAGE_DELETED: &str = "imgpipe.image.deleted";
     /// Every item of a manifest ended, done or failed.
     pub const BATCH_DONE: &str = "imgpipe.batch.done";
 }
@@ -54,6 +57,69 @@ pub struct Event<D> {
 pub type ImageEvent = Event<ImageData>;
 /// An `imgpipe.batch.done` event.
 pub type BatchEvent = Event<BatchData>;
+/// An `imgpipe.image.deleted` event.
+pub type DeletedEvent = Event<DeletedData>;
+
+/// What an `imgpipe.image.deleted` event says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedData {
+    /// Always `deleted`.
+    pub status: String,
+    /// The removed source.
+    pub source: DeletedSource,
+    /// Where metadata.json was.
+    pub metadata: ObjectRef,
+    /// Output keys deleted.
+    pub deleted_keys: Vec<String>,
+}
+
+/// The source of an `imgpipe.image.deleted` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedSource {
+    /// Ingest bucket.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// S3 sequencer of the removal event.
+    pub sequencer: Option<String>,
+    /// Version deleted (or the delete marker's), in a versioned bucket.
+    pub version_id: Option<String>,
+}
+
+/// The event for a deletion recorded at `deleted_at` (the tombstone's time, so a redelivered removal
+/// repeats the same event). The id hashes the type, source bucket, key, sequencer and version.
+pub fn deleted_event(
+    source: DeletedSource,
+    deleted_keys: Vec<String>,
+    output: &OutputRef<'_>,
+    deleted_at: &str,
+) -> DeletedEvent {
+    let id = event_id(&[
+        types::IMAGE_DELETED,
+        &source.bucket,
+        &source.key,
+        source.sequencer.as_deref().unwrap_or(""),
+        source.version_id.as_deref().unwrap_or(""),
+    ]);
+    Event {
+        schema: SCHEMA.into(),
+        id,
+        event_type: types::IMAGE_DELETED.into(),
+        timestamp: deleted_at.into(),
+        data: DeletedData {
+            status: "deleted".into(),
+            source,
+            metadata: ObjectRef {
+                bucket: output.bucket.into(),
+                key: output.metadata_key.into(),
+                url: output
+                    .cdn_base_url
+                    .map(|base| public_url(base, output.metadata_key)),
+            },
+            deleted_keys,
+        },
+    }
+}
 
 /// What an image event says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -440,5 +506,42 @@ mod tests {
             batch_event(&manifest, summary(), redriven, "2026-11-30T13:00:00.000Z").id,
             a.id
         );
+    }
+
+    #[test]
+    fn a_deletion_event_is_stable_and_validates() {
+        let source = || DeletedSource {
+            bucket: "in".into(),
+            key: "uploads/a b.jpg".into(),
+            sequencer: Some("0055AED6DCD90281E5".into()),
+            version_id: None,
+        };
+        let keys = vec!["derived/uploads/a b.jpg/preview.jpg".to_string()];
+        let a = deleted_event(
+            source(),
+            keys.clone(),
+            &output(Some("https://cdn/")),
+            "2026-11-30T12:00:00.000Z",
+        );
+        let b = deleted_event(
+            source(),
+            keys,
+            &output(Some("https://cdn/")),
+            "2026-11-30T12:00:00.000Z",
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.event_type, types::IMAGE_DELETED);
+        validate(&serde_json::to_value(&a).unwrap());
+        let later = deleted_event(
+            DeletedSource {
+                sequencer: Some("0055AED6DCD90281E6".into()),
+                ..source()
+            },
+            vec![],
+            &output(None),
+            "2026-11-30T12:00:01.000Z",
+        );
+        assert_ne!(a.id, later.id, "a new deletion of the key is a new event");
+        validate(&serde_json::to_value(&later).unwrap());
     }
 }

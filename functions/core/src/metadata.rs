@@ -74,6 +74,13 @@ pub struct SourceInfo {
     /// Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gain_map: Option<bool>,
+    /// S3 `sequencer` of the event these outputs answer: a later event of the key that is older is
+    /// ignored (see the cloud crate's `ordering`). Absent for jobs imgpipe sent itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    /// Version of the source object in a versioned bucket. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// ITU-T H.273 code points of a source.

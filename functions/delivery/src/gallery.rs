@@ -62,48 +62,17 @@ pub async fn collect(
     Ok(entries)
 }
 
-/// `(key, last modified seconds)` of every `…/metadata.json` under `prefix`. Pages with continuation
-/// tokens and stops with an error when one comes back twice (LocalStack 4.13 can return the same token
-/// for keys with spaces; looping would never end).
+/// `(key, last modified seconds)` of every `…/metadata.json` under `prefix`.
 async fn list_metadata(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<(String, i64)>, String> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "S3 ListObjectsV2 s3://{bucket}/{prefix}: {}",
-                    DisplayErrorContext(&e)
-                )
-            })?;
-        for object in page.contents() {
-            if let Some(key) = object.key().filter(|k| k.ends_with("/metadata.json")) {
-                let modified = object.last_modified().map_or(0, |t| t.secs());
-                found.push((key.to_string(), modified));
-            }
-        }
-        let next = page.next_continuation_token().map(str::to_string);
-        match next {
-            None => return Ok(found),
-            Some(next) if Some(&next) == token.as_ref() => {
-                return Err(format!(
-                    "S3 ListObjectsV2 s3://{bucket}/{prefix} returned the same continuation token twice after {} documents (LocalStack does this for keys with spaces); narrow --prefix",
-                    found.len()
-                ));
-            }
-            Some(next) => token = Some(next),
-        }
-    }
+    let mut found = imgpipe_cloud::store::list(s3, bucket, prefix, None)
+        .await
+        .map_err(|f| format!("{}: {}", f.kind, f.message))?;
+    found.retain(|(key, _)| key.ends_with("/metadata.json"));
+    Ok(found)
 }
 
 async fn read_metadata(
