@@ -38,6 +38,15 @@ def refs(value):
     return found
 
 
+def refs_statements(policy):
+    """IAM statements inside a SAM policy entry (plain, or under Fn::If)."""
+    if isinstance(policy, dict) and "Fn::If" in policy:
+        return [st for branch in policy["Fn::If"][1:] for st in refs_statements(branch)]
+    if isinstance(policy, dict) and "Statement" in policy:
+        return policy["Statement"]
+    return []
+
+
 class Cdn(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -139,6 +148,22 @@ class Cdn(unittest.TestCase):
             self.assertIn("CdnDomainName", refs(env), name)
         self.assertIn("CdnBaseUrl", self.t["Outputs"])
         self.assertIn("CdnDistributionId", self.t["Outputs"])
+
+    def test_the_handler_may_invalidate_this_distribution_only(self):
+        derive = self.r["DeriveFunction"]["Properties"]
+        env = derive["Environment"]["Variables"]["IMGPIPE_CDN_DISTRIBUTION_ID"]
+        self.assertEqual(refs(env), {"Distribution", "AWS::NoValue"})
+        statements = [st for p in derive["Policies"] for st in refs_statements(p)]
+        invalidations = [st for st in statements if st.get("Action") == ["cloudfront:CreateInvalidation"]]
+        self.assertEqual(len(invalidations), 1, statements)
+        self.assertIn("Distribution", refs(invalidations[0]["Resource"]))
+        self.assertIn(":distribution/", str(invalidations[0]["Resource"]))
+
+    def test_removals_reach_the_jobs_queue(self):
+        configs = self.r["IngestBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+        self.assertEqual({c["Event"] for c in configs},
+                         {"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"})
+        self.assertTrue(all(refs(c["Queue"]) == {"JobsQueue"} for c in configs))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ pub struct Config {
     pub gps: GpsPolicy,
     /// `IMGPIPE_CDN_BASE_URL` (default: none): public base URL of the derivatives; metadata lists URLs.
     pub cdn_base_url: Option<String>,
+    /// `IMGPIPE_CDN_DISTRIBUTION_ID` (default: none): CloudFront distribution whose cached copies of
+    /// deleted outputs are invalidated.
+    pub cdn_distribution_id: Option<String>,
     /// `IMGPIPE_JPEG_BACKGROUND` (default `#ffffff`): colour under transparent pixels in JPEG outputs.
     pub background: [u8; 3],
     /// `IMGPIPE_CACHE_CONTROL` (default `public, max-age=86400, s-maxage=31536000`): on derivatives.
@@ -153,6 +156,7 @@ impl Config {
             limits,
             gps,
             cdn_base_url,
+            cdn_distribution_id: lookup("IMGPIPE_CDN_DISTRIBUTION_ID"),
             background,
             cache_control: lookup("IMGPIPE_CACHE_CONTROL")
                 .unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),

@@ -71,6 +71,8 @@ pub type EngineFactory = Arc<dyn Fn() -> Engine + Send + Sync>;
 pub struct Handler {
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
+    /// Present when `IMGPIPE_CDN_DISTRIBUTION_ID` is set: invalidates deleted outputs.
+    cloudfront: Option<aws_sdk_cloudfront::Client>,
     notifier: Notifier,
     config: Arc<Config>,
     engines: EngineFactory,
@@ -93,6 +95,7 @@ impl Handler {
         Self {
             s3,
             sqs,
+            cloudfront: None,
             notifier: Notifier::new(sns, config.events_topic_arn.clone()),
             config: Arc::new(config),
             engines: Arc::new(Engine::default),
@@ -114,7 +117,14 @@ impl Handler {
         let s3 = store::client(&shared, config.endpoint_url.is_some());
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let sns = aws_sdk_sns::Client::new(&shared);
-        Self::new(s3, sqs, sns, config)
+        let cloudfront = config
+            .cdn_distribution_id
+            .is_some()
+            .then(|| aws_sdk_cloudfront::Client::new(&shared));
+        Self {
+            cloudfront,
+            ..Self::new(s3, sqs, sns, config)
+        }
     }
 
     /// The configuration.
@@ -156,6 +166,8 @@ impl Handler {
         // The record ended (metadata written) but its announcement failed: retry the message, never
         // fail the image.
         let mut unannounced: Option<Failure> = None;
+        // Paths of outputs deleted in this message, invalidated on the CDN in one request.
+        let mut stale: Vec<String> = Vec::new();
         for record in records {
             let ended = match self.handle_record(&record).await {
                 Ok(RecordDone::Processed(metadata)) => {
@@ -164,6 +176,13 @@ impl Handler {
                 }
                 Ok(RecordDone::Deleted(tombstone)) => {
                     processed += 1;
+                    let dir = format!("{}{}/", self.config.layout.prefix, tombstone.key);
+                    let groups = self.config.presets.edge_groups();
+                    stale.extend(crate::invalidation::paths(
+                        &tombstone.deleted_keys,
+                        &dir,
+                        groups.keys().map(String::as_str),
+                    ));
                     if let Err(failure) = self.announce_deletion(&tombstone).await {
                         unannounced = unannounced.or(Some(failure));
                     }
@@ -200,6 +219,9 @@ impl Handler {
             if let Err(failure) = self.announce(&record, &ended).await {
                 unannounced = unannounced.or(Some(failure));
             }
+        }
+        if let Err(failure) = self.invalidate(&stale).await {
+            unannounced = unannounced.or(Some(failure));
         }
         if let Some((failure, record)) = transient {
             if receive_count < self.config.max_attempts {
@@ -359,6 +381,21 @@ impl Handler {
             &tombstone.deleted_at,
         );
         self.notifier.publish(&event).await
+    }
+
+    /// Invalidates `paths` on the configured distribution (nothing without one, or no paths).
+    async fn invalidate(&self, paths: &[String]) -> Result<(), Failure> {
+        let (Some(cloudfront), Some(distribution)) =
+            (&self.cloudfront, &self.config.cdn_distribution_id)
+        else {
+            return Ok(());
+        };
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let ids = crate::invalidation::invalidate(cloudfront, distribution, paths).await?;
+        tracing::info!(distribution = %distribution, paths = paths.len(), invalidations = ?ids, "deleted outputs invalidated on the CDN");
+        Ok(())
     }
 
     fn tombstone_key(&self, source_key: &str) -> String {

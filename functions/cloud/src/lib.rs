@@ -16,7 +16,8 @@
 //! - [`failure`]: failures with a kind, a message and whether a retry can help.
 //! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
 //! - [`ordering`]: which of a key's unordered, repeated S3 events acts (sequencers, versions);
-//!   [`deletion`]: removed sources take their outputs with them, leaving a tombstone.
+//!   [`deletion`]: removed sources take their outputs with them, leaving a tombstone;
+//!   [`invalidation`]: and the CDN forgets them.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -25,6 +26,7 @@ pub mod deletion;
 pub mod event;
 pub mod failure;
 pub mod handler;
+pub mod invalidation;
 pub mod lambda;
 pub mod manifest;
 pub mod notify;
