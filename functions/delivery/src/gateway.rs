@@ -97,13 +97,6 @@ async fn fetch(
             }
         }
     };
-    let mut builder = Response::builder().status(StatusCode::OK);
-    let set = |builder: axum::http::response::Builder,
-               name: header::HeaderName,
-               value: Option<&str>| match value {
-        Some(v) => builder.header(name, v),
-        None => builder,
-    };
     if head_only {
         let object = gateway
             .s3
@@ -120,11 +113,13 @@ async fn fetch(
                     DisplayErrorContext(&e).to_string(),
                 )
             })?;
-        builder = set(builder, header::CONTENT_TYPE, object.content_type());
-        builder = set(builder, header::CACHE_CONTROL, object.cache_control());
-        builder = set(builder, header::ETAG, object.e_tag());
         let length = object.content_length().map(|l| l.to_string());
-        builder = set(builder, header::CONTENT_LENGTH, length.as_deref());
+        let builder = object_headers(&[
+            (header::CONTENT_TYPE, object.content_type()),
+            (header::CACHE_CONTROL, object.cache_control()),
+            (header::ETAG, object.e_tag()),
+            (header::CONTENT_LENGTH, length.as_deref()),
+        ]);
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
     let object = gateway
@@ -142,9 +137,11 @@ async fn fetch(
                 DisplayErrorContext(&e).to_string(),
             )
         })?;
-    builder = set(builder, header::CONTENT_TYPE, object.content_type());
-    builder = set(builder, header::CACHE_CONTROL, object.cache_control());
-    builder = set(builder, header::ETAG, object.e_tag());
+    let builder = object_headers(&[
+        (header::CONTENT_TYPE, object.content_type()),
+        (header::CACHE_CONTROL, object.cache_control()),
+        (header::ETAG, object.e_tag()),
+    ]);
     let bytes = object
         .body
         .collect()
@@ -152,6 +149,17 @@ async fn fetch(
         .map_err(|e| fail(None, "GetObject", format!("reading the body: {e}")))?
         .into_bytes();
     Ok(builder.body(Body::from(bytes)).expect("valid response"))
+}
+
+/// A 200 response carrying the object's headers that are present.
+fn object_headers(headers: &[(header::HeaderName, Option<&str>)]) -> axum::http::response::Builder {
+    headers
+        .iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .fold(
+            Response::builder().status(StatusCode::OK),
+            |b, (name, v)| b.header(name, v),
+        )
 }
 
 fn status_of<E, R: HasStatus>(e: &SdkError<E, R>) -> Option<u16> {
