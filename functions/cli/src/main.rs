@@ -1,7 +1,11 @@
 //! `imgpipe`: run the pipeline on local files (same core as the cloud handler), check preset files,
-//! probe images; look at what a stack made (`gallery`, `serve`: [`delivery`]).
+//! probe images; look at what a stack made (`gallery`, `serve`: [`delivery`]); operate a stack
+//! (`backfill`: [`backfill`]; `status`, `dlq`: [`queues`]; what they work on: [`resources`]).
 
+mod backfill;
 mod delivery;
+mod queues;
+mod resources;
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +79,13 @@ enum Command {
     Gallery(delivery::GalleryArgs),
     /// Serve the derivatives bucket locally with the CloudFront Function's format negotiation.
     Serve(delivery::ServeArgs),
+    /// After a preset change: enqueue jobs for the sources whose outputs are stale.
+    Backfill(backfill::BackfillArgs),
+    /// Queue depths, jobs in flight, dead letters by failure kind.
+    Status(queues::StatusArgs),
+    /// Dead-lettered jobs: list, redrive, purge.
+    #[command(subcommand)]
+    Dlq(queues::DlqCommand),
     /// Print the variant groups of a preset set as the CloudFront Function's GROUPS (JSON).
     EdgeGroups {
         /// Preset file (TOML or JSON); default: the built-in set.
@@ -120,6 +131,15 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Gallery(args) => runtime()?.block_on(delivery::gallery(args)),
         Command::Serve(args) => runtime()?.block_on(delivery::serve(args)),
+        Command::Backfill(args) => {
+            let code = runtime()?.block_on(backfill::run(args))?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Status(args) => runtime()?.block_on(queues::status(args)),
+        Command::Dlq(command) => runtime()?.block_on(queues::dlq(command)),
         Command::EdgeGroups { presets } => {
             delivery::edge_groups(&load_presets(presets.as_deref())?)
         }

@@ -37,8 +37,12 @@ use crate::queue::{self, DeadLetter};
 use crate::store;
 
 enum RecordDone {
-    /// Processed now: the metadata document written.
-    Processed(Box<Metadata>),
+    /// Processed now: the metadata document written. `replaced`: the keys of an earlier upload's
+    /// outputs that were overwritten or deleted, whose cached copies the CDN must forget.
+    Processed {
+        metadata: Box<Metadata>,
+        replaced: Vec<String>,
+    },
     /// The source was removed: its outputs deleted, the tombstone written (or found, on redelivery).
     Deleted(Box<Tombstone>),
     /// Already done for this ETag and preset set: the existing document.
@@ -170,8 +174,17 @@ impl Handler {
         let mut stale: Vec<String> = Vec::new();
         for record in records {
             let ended = match self.handle_record(&record).await {
-                Ok(RecordDone::Processed(metadata)) => {
+                Ok(RecordDone::Processed { metadata, replaced }) => {
                     processed += 1;
+                    if !replaced.is_empty() {
+                        let dir = format!("{}{}/", self.config.layout.prefix, record.key);
+                        let groups = self.config.presets.edge_groups();
+                        stale.extend(crate::invalidation::paths(
+                            &replaced,
+                            &dir,
+                            groups.keys().map(String::as_str),
+                        ));
+                    }
                     metadata
                 }
                 Ok(RecordDone::Deleted(tombstone)) => {
@@ -575,14 +588,14 @@ impl Handler {
             Decision::Process => {}
         }
         if let Some(etag) = &record.etag
-            && let Some(existing) = existing
+            && let Some(existing) = &existing
         {
             if existing.is_done_for(etag, config.presets.hash()) {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
-                return Ok(RecordDone::Skipped(Box::new(existing)));
+                return Ok(RecordDone::Skipped(Box::new(existing.clone())));
             }
             if existing.is_failed_permanently_for(etag, config.presets.hash()) {
-                return Ok(RecordDone::AlreadyFailed(Box::new(existing)));
+                return Ok(RecordDone::AlreadyFailed(Box::new(existing.clone())));
             }
         }
         if let Some(routing) = &config.routing {
@@ -603,7 +616,8 @@ impl Handler {
                 Route::Manifest => return self.fan_out(record, routing).await,
             }
         }
-        self.process_record(record, &metadata_key, tombstone).await
+        self.process_record(record, &metadata_key, tombstone, existing.as_ref())
+            .await
     }
 
     /// Decides CPU or GPU for `record`; reads the first bytes of the object only when the pixel rule
@@ -788,11 +802,16 @@ impl Handler {
         .await
     }
 
+    /// Fetches, processes and writes the outputs of `record`; `previous` is the key's metadata
+    /// document before this run (its sequencer is kept when the job has none, as a backfill job or
+    /// a manifest item, and its outputs that the new set no longer makes are deleted after the new
+    /// document is written).
     async fn process_record(
         &self,
         record: &ObjectEvent,
         metadata_key: &str,
         tombstone: Option<Tombstone>,
+        previous: Option<&Metadata>,
     ) -> Result<RecordDone, RecordError> {
         let config = Arc::clone(&self.config);
         let started = Instant::now();
@@ -810,6 +829,10 @@ impl Handler {
             };
         let fetch_ms = elapsed_ms(started);
         let version_id = fetched.version_id.clone();
+        let sequencer = record
+            .sequencer
+            .clone()
+            .or_else(|| previous.and_then(|p| p.source.sequencer.clone()));
         let source = SourceRef {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
@@ -842,7 +865,7 @@ impl Handler {
             Ok(processed) => processed,
             Err(failed) => {
                 let mut metadata = failed.metadata;
-                metadata.source.sequencer = record.sequencer.clone();
+                metadata.source.sequencer = sequencer;
                 metadata.source.version_id = version_id;
                 metadata.timings_ms.fetch = fetch_ms;
                 self.put_metadata(metadata_key, &mut metadata).await?;
@@ -871,7 +894,7 @@ impl Handler {
         });
         futures::future::try_join_all(uploads).await?;
         let mut metadata = processed.metadata;
-        metadata.source.sequencer = record.sequencer.clone();
+        metadata.source.sequencer = sequencer;
         metadata.source.version_id = version_id;
         if self.removed_meanwhile(record, tombstone.as_ref()).await? {
             let keys: Vec<String> = metadata.derivatives.iter().map(|d| d.key.clone()).collect();
@@ -896,8 +919,51 @@ impl Handler {
             )
             .await?;
         }
+        let replaced = self.drop_old_outputs(record, previous, &metadata).await?;
         tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
-        Ok(RecordDone::Processed(Box::new(metadata)))
+        Ok(RecordDone::Processed {
+            metadata: Box::new(metadata),
+            replaced,
+        })
+    }
+
+    /// After the new document is written: deletes the outputs `previous` lists that `current` does
+    /// not (a preset removed or renamed, a ladder rung no longer made). Returns the keys whose cached
+    /// copies are now wrong when the source itself changed (a re-upload: every earlier and new
+    /// key). A preset change alone returns none: a backfill re-processes thousands of images, and
+    /// CloudFront allows 3 000 paths in progress, so `imgpipe backfill` invalidates the output
+    /// prefix once at its end instead.
+    async fn drop_old_outputs(
+        &self,
+        record: &ObjectEvent,
+        previous: Option<&Metadata>,
+        current: &Metadata,
+    ) -> Result<Vec<String>, Failure> {
+        let Some(previous) = previous.filter(|p| p.status == Status::Done) else {
+            return Ok(Vec::new());
+        };
+        let kept: std::collections::HashSet<&str> =
+            current.derivatives.iter().map(|d| d.key.as_str()).collect();
+        let gone: Vec<String> = previous
+            .derivatives
+            .iter()
+            .map(|d| d.key.clone())
+            .filter(|k| !kept.contains(k.as_str()))
+            .collect();
+        if !gone.is_empty() {
+            store::delete_keys(&self.s3, &self.config.output_bucket, &gone).await?;
+            tracing::info!(key = %record.key, deleted = gone.len(), previous_presets = %previous.preset_set_hash, "outputs of presets no longer in the set deleted");
+        }
+        let strip = |e: &String| e.trim_matches('"').to_string();
+        if previous.source.etag.as_ref().map(strip) == current.source.etag.as_ref().map(strip) {
+            return Ok(Vec::new());
+        }
+        Ok(previous
+            .derivatives
+            .iter()
+            .chain(&current.derivatives)
+            .map(|d| d.key.clone())
+            .collect())
     }
 
     /// True when a removal of the key was recorded while `record` was being processed (a tombstone
@@ -953,13 +1019,11 @@ impl Handler {
     /// Stamps `processed_at` and writes the document.
     async fn put_metadata(&self, key: &str, metadata: &mut Metadata) -> Result<(), Failure> {
         metadata.processed_at = Some(now());
-        let json = serde_json::to_vec_pretty(&*metadata).expect("metadata serialises");
-        store::put(
+        store::put_document(
             &self.s3,
             &self.config.output_bucket,
             key,
-            json,
-            "application/json",
+            metadata,
             &self.config.metadata_cache_control,
         )
         .await

@@ -18,11 +18,15 @@
 //! - [`ordering`]: which of a key's unordered, repeated S3 events acts (sequencers, versions);
 //!   [`deletion`]: removed sources take their outputs with them, leaving a tombstone;
 //!   [`invalidation`]: and the CDN forgets them.
+//! - [`backfill`]: which sources a preset change made stale, and their re-processing jobs;
+//!   [`dlq`]: looking at, redriving and purging dead-lettered jobs.
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod batch;
 pub mod config;
 pub mod deletion;
+pub mod dlq;
 pub mod event;
 pub mod failure;
 pub mod handler;

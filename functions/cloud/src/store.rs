@@ -150,6 +150,79 @@ pub async fn get_metadata(
         .and_then(|(body, _)| serde_json::from_slice(&body).ok()))
 }
 
+/// S3 user metadata (`x-amz-meta-*`) on every metadata.json: enough for a HEAD to tell whether
+/// the document is current (`imgpipe backfill`), without downloading and parsing it.
+pub mod document_tags {
+    /// Hash of the preset set the document was made with.
+    pub const PRESET_HASH: &str = "imgpipe-preset-hash";
+    /// `done` or `failed`.
+    pub const STATUS: &str = "imgpipe-status";
+    /// ETag of the source the document describes (no quotes).
+    pub const SOURCE_ETAG: &str = "imgpipe-source-etag";
+}
+
+/// The [`document_tags`] of `metadata`.
+pub fn document_tags_of(metadata: &Metadata) -> Vec<(&'static str, String)> {
+    let mut tags = vec![
+        (document_tags::PRESET_HASH, metadata.preset_set_hash.clone()),
+        (
+            document_tags::STATUS,
+            match metadata.status {
+                imgpipe_core::metadata::Status::Done => "done".into(),
+                imgpipe_core::metadata::Status::Failed => "failed".into(),
+            },
+        ),
+    ];
+    if let Some(etag) = &metadata.source.etag {
+        // User metadata must be US-ASCII; an ETag is hex (and a dash), but never trust it blindly.
+        let etag = etag.trim_matches('"');
+        if etag.is_ascii() {
+            tags.push((document_tags::SOURCE_ETAG, etag.to_string()));
+        }
+    }
+    tags
+}
+
+/// Writes a metadata document with its [`document_tags`] as S3 user metadata.
+pub async fn put_document(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    metadata: &Metadata,
+    cache_control: &str,
+) -> Result<(), Failure> {
+    let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+    let mut request = put_request(s3, bucket, key, json, "application/json", cache_control);
+    for (name, value) in document_tags_of(metadata) {
+        request = request.metadata(name, value);
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| put_error(bucket, key, &e))?;
+    Ok(())
+}
+
+/// The S3 user metadata of `bucket/key` (names lower-case, without `x-amz-meta-`); `None` when
+/// the object does not exist.
+pub async fn head_tags(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<std::collections::HashMap<String, String>>, Failure> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(r) => Ok(Some(r.metadata().cloned().unwrap_or_default())),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+        Err(e) => Err(Failure::transient(
+            "s3_head",
+            format!(
+                "HeadObject s3://{bucket}/{key}: {}",
+                DisplayErrorContext(&e)
+            ),
+        )),
+    }
+}
+
 /// Writes one output object with its Content-Type and Cache-Control.
 pub async fn put(
     s3: &Client,
@@ -248,14 +321,44 @@ pub async fn list_children(s3: &Client, bucket: &str, dir: &str) -> Result<Vec<S
 }
 
 /// `(key, last modified, seconds since the epoch)` of every object under `prefix` (only those
-/// before the next `delimiter`, when given). Pages with continuation tokens and fails, instead of
-/// looping, when one comes back twice (LocalStack 4.13 does that on keys with spaces).
+/// before the next `delimiter`, when given).
 pub async fn list(
     s3: &Client,
     bucket: &str,
     prefix: &str,
     delimiter: Option<&str>,
 ) -> Result<Vec<(String, i64)>, Failure> {
+    Ok(list_objects(s3, bucket, prefix, delimiter, None)
+        .await?
+        .into_iter()
+        .map(|o| (o.key, o.modified))
+        .collect())
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, without quotes.
+    pub etag: Option<String>,
+    /// Last modified, seconds since the epoch.
+    pub modified: i64,
+}
+
+/// Every object under `prefix` in key order (only those before the next `delimiter`, when given;
+/// only keys after `start_after`, when given). Pages with continuation tokens and fails, instead
+/// of looping, when one comes back twice (LocalStack 4.13 does that on keys with spaces).
+/// `start_after` is also applied here, since LocalStack decodes it twice.
+pub async fn list_objects(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: Option<&str>,
+) -> Result<Vec<Listed>, Failure> {
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -264,6 +367,7 @@ pub async fn list(
             .bucket(bucket)
             .prefix(prefix)
             .set_delimiter(delimiter.map(str::to_string))
+            .set_start_after(start_after.map(str::to_string))
             .set_continuation_token(token.clone())
             .send()
             .await
@@ -277,8 +381,16 @@ pub async fn list(
                 )
             })?;
         found.extend(page.contents().iter().filter_map(|o| {
-            let modified = o.last_modified().map_or(0, |t| t.secs());
-            o.key().map(|k| (k.to_string(), modified))
+            let key = o.key()?;
+            if start_after.is_some_and(|after| key <= after) {
+                return None;
+            }
+            Some(Listed {
+                key: key.to_string(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+                etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
+                modified: o.last_modified().map_or(0, |t| t.secs()),
+            })
         }));
         match page.next_continuation_token() {
             None => return Ok(found),

@@ -15,6 +15,22 @@ pub struct Outputs {
 
 /// Reads `DerivativesBucketName`, `OutputPrefix` and `CdnBaseUrl` from stack `name`'s outputs.
 pub async fn outputs(shared: &aws_config::SdkConfig, name: &str) -> Result<Outputs, String> {
+    let all = all_outputs(shared, name).await?;
+    Ok(Outputs {
+        bucket: all
+            .get("DerivativesBucketName")
+            .cloned()
+            .ok_or_else(|| format!("stack {name} has no DerivativesBucketName output"))?,
+        prefix: all.get("OutputPrefix").cloned().unwrap_or_default(),
+        cdn_base_url: all.get("CdnBaseUrl").cloned(),
+    })
+}
+
+/// Every output of stack `name`, by key.
+pub async fn all_outputs(
+    shared: &aws_config::SdkConfig,
+    name: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
     let cfn = aws_sdk_cloudformation::Client::new(shared);
     let response = cfn
         .describe_stacks()
@@ -31,18 +47,9 @@ pub async fn outputs(shared: &aws_config::SdkConfig, name: &str) -> Result<Outpu
         .stacks()
         .first()
         .ok_or_else(|| format!("stack {name} not found"))?;
-    let output = |key: &str| {
-        stack
-            .outputs()
-            .iter()
-            .find(|o| o.output_key() == Some(key))
-            .and_then(|o| o.output_value())
-            .map(str::to_string)
-    };
-    Ok(Outputs {
-        bucket: output("DerivativesBucketName")
-            .ok_or_else(|| format!("stack {name} has no DerivativesBucketName output"))?,
-        prefix: output("OutputPrefix").unwrap_or_default(),
-        cdn_base_url: output("CdnBaseUrl"),
-    })
+    Ok(stack
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+        .collect())
 }
