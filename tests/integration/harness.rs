@@ -40,6 +40,8 @@ pub fn aws_env() -> [(&'static str, String); 5] {
 }
 
 pub struct Stack {
+    /// The CloudFormation stack's name (for `imgpipe … --stack`).
+    pub name: String,
     pub ingest: String,
     pub derivatives: String,
     pub queue_url: String,
@@ -106,6 +108,7 @@ pub async fn setup(test_name: &str) -> Stack {
         .load()
         .await;
     Stack {
+        name: stack,
         ingest: outputs["IngestBucketName"].clone(),
         derivatives: outputs["DerivativesBucketName"].clone(),
         queue_url: outputs["JobsQueueUrl"].clone(),

@@ -30,6 +30,10 @@ mod gateway;
 mod gpu_routing;
 /// s3:TestEvent, duplicate notifications, and writes to the output location.
 mod no_extra_work;
+/// Operations: `imgpipe backfill` after a preset change re-processes exactly the stale sources and
+/// deletes the removed preset's outputs; `imgpipe status` and `dlq list` show five failures, and
+/// `dlq redrive` after the fix ends with five done and an empty DLQ.
+mod operations;
 /// The `derive` binary itself: Lambda mode against a Runtime API stub, and SIGTERM in worker mode.
 mod process_modes;
 /// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.

@@ -251,11 +251,8 @@ pub async fn redrive(
                     .queue_url(target)
                     .message_body(&letter.body)
                     .message_attributes(
-                        attributes::ROUTE_REASON,
-                        crate::queue::string_attribute(&format!(
-                            "redriven from the DLQ (was {})",
-                            letter.kind
-                        )),
+                        attributes::REDRIVEN,
+                        crate::queue::string_attribute(&letter.kind),
                     )
                     .send()
                     .await

@@ -150,6 +150,9 @@ impl Handler {
         let message_id = message.message_id.as_deref().unwrap_or("");
         let body = message.body.as_deref().unwrap_or("");
         let receive_count = batch::receive_count(message);
+        let redriven = message
+            .message_attributes
+            .contains_key(queue::attributes::REDRIVEN);
         let records = match parse_body(body) {
             Ok(Notification::Test) => {
                 return Outcome::Ignored {
@@ -173,7 +176,7 @@ impl Handler {
         // Paths of outputs deleted in this message, invalidated on the CDN in one request.
         let mut stale: Vec<String> = Vec::new();
         for record in records {
-            let ended = match self.handle_record(&record).await {
+            let ended = match self.handle_record(&record, redriven).await {
                 Ok(RecordDone::Processed { metadata, replaced }) => {
                     processed += 1;
                     if !replaced.is_empty() {
@@ -534,7 +537,13 @@ impl Handler {
         }
     }
 
-    async fn handle_record(&self, record: &ObjectEvent) -> Result<RecordDone, RecordError> {
+    /// Settles one record; `redriven`: the message came back from the DLQ by an operator's hand, so a
+    /// recorded permanent failure is tried again.
+    async fn handle_record(
+        &self,
+        record: &ObjectEvent,
+        redriven: bool,
+    ) -> Result<RecordDone, RecordError> {
         let config = &self.config;
         let change = record.change();
         if change == Change::Other {
@@ -594,7 +603,7 @@ impl Handler {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
                 return Ok(RecordDone::Skipped(Box::new(existing.clone())));
             }
-            if existing.is_failed_permanently_for(etag, config.presets.hash()) {
+            if !redriven && existing.is_failed_permanently_for(etag, config.presets.hash()) {
                 return Ok(RecordDone::AlreadyFailed(Box::new(existing.clone())));
             }
         }
@@ -927,11 +936,13 @@ impl Handler {
         })
     }
 
-    /// After the new document is written: deletes the outputs `previous` lists that `current` does
-    /// not (a preset removed or renamed, a ladder rung no longer made). Returns the keys whose cached
-    /// copies are now wrong when the source itself changed (a re-upload: every earlier and new
-    /// key). A preset change alone returns none: a backfill re-processes thousands of images, and
-    /// CloudFront allows 3 000 paths in progress, so `imgpipe backfill` invalidates the output
+    /// After the new document is written: deletes the outputs that `current` no longer lists (a
+    /// preset removed or renamed, a ladder rung no longer made): those `previous` lists, and, for a
+    /// backfill job or a preset-set change, any other file directly in the key's output folder (a
+    /// document lost or never written still leaves its outputs there). Returns the keys whose
+    /// cached copies are now wrong when the source itself changed (a re-upload: every earlier and
+    /// new key). A preset change alone returns none: a backfill re-processes thousands of images,
+    /// and CloudFront allows 3 000 paths in progress, so `imgpipe backfill` invalidates the output
     /// prefix once at its end instead.
     async fn drop_old_outputs(
         &self,
@@ -939,21 +950,42 @@ impl Handler {
         previous: Option<&Metadata>,
         current: &Metadata,
     ) -> Result<Vec<String>, Failure> {
-        let Some(previous) = previous.filter(|p| p.status == Status::Done) else {
-            return Ok(Vec::new());
-        };
+        let config = &self.config;
+        let previous_done = previous.filter(|p| p.status == Status::Done);
+        let mut candidates: Vec<String> = previous_done
+            .iter()
+            .flat_map(|p| p.derivatives.iter().map(|d| d.key.clone()))
+            .collect();
+        let preset_change = record.event_name == crate::backfill::EVENT_NAME
+            || previous.is_some_and(|p| p.preset_set_hash != current.preset_set_hash);
+        if preset_change {
+            let dir = format!("{}{}/", config.layout.prefix, record.key);
+            let documents = [
+                config.layout.metadata_key(&record.key),
+                self.tombstone_key(&record.key),
+            ];
+            candidates.extend(
+                store::list_children(&self.s3, &config.output_bucket, &dir)
+                    .await?
+                    .into_iter()
+                    .filter(|k| !documents.contains(k)),
+            );
+        }
         let kept: std::collections::HashSet<&str> =
             current.derivatives.iter().map(|d| d.key.as_str()).collect();
-        let gone: Vec<String> = previous
-            .derivatives
-            .iter()
-            .map(|d| d.key.clone())
+        let mut gone: Vec<String> = candidates
+            .into_iter()
             .filter(|k| !kept.contains(k.as_str()))
             .collect();
+        gone.sort();
+        gone.dedup();
         if !gone.is_empty() {
-            store::delete_keys(&self.s3, &self.config.output_bucket, &gone).await?;
-            tracing::info!(key = %record.key, deleted = gone.len(), previous_presets = %previous.preset_set_hash, "outputs of presets no longer in the set deleted");
+            store::delete_keys(&self.s3, &config.output_bucket, &gone).await?;
+            tracing::info!(key = %record.key, deleted = gone.len(), "outputs of presets no longer in the set deleted");
         }
+        let Some(previous) = previous_done else {
+            return Ok(Vec::new());
+        };
         let strip = |e: &String| e.trim_matches('"').to_string();
         if previous.source.etag.as_ref().map(strip) == current.source.etag.as_ref().map(strip) {
             return Ok(Vec::new());

@@ -27,6 +27,10 @@ pub mod attributes {
     pub const ORIGINAL_MESSAGE_ID: &str = "imgpipe.original_message_id";
     /// On a job forwarded to the GPU queue: why it was routed there.
     pub const ROUTE_REASON: &str = "imgpipe.route_reason";
+    /// On a job sent back by `imgpipe dlq redrive`: the failure kind it had. Such a job is processed
+    /// again even when its metadata records a permanent failure for the same source and presets
+    /// (the operator fixed the cause: a limit, a decoder).
+    pub const REDRIVEN: &str = "imgpipe.redriven";
 }
 
 /// What the DLQ message says about the failure.

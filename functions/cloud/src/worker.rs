@@ -215,6 +215,7 @@ async fn receive(
         .max_number_of_messages(room as i32)
         .wait_time_seconds(wait_time_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .message_attribute_names(crate::queue::attributes::REDRIVEN)
         .send()
         .await;
     match received {
@@ -329,5 +330,11 @@ pub fn to_lambda_message(message: Message) -> SqsMessage {
     converted.receipt_handle = message.receipt_handle;
     converted.body = message.body;
     converted.attributes = attributes;
+    for (name, value) in message.message_attributes.unwrap_or_default() {
+        let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+        attribute.data_type = Some(value.data_type);
+        attribute.string_value = value.string_value;
+        converted.message_attributes.insert(name, attribute);
+    }
     converted
 }
