@@ -165,6 +165,25 @@ class Cdn(unittest.TestCase):
                          {"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"})
         self.assertTrue(all(refs(c["Queue"]) == {"JobsQueue"} for c in configs))
 
+    def test_every_alarm_notifies_the_alarm_topic_when_given(self):
+        alarms = {n: r for n, r in self.r.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        self.assertGreaterEqual(set(alarms), {"DlqDepthAlarm", "GpuDlqDepthAlarm", "EventAgeAlarm", "JobsQueueAgeAlarm"})
+        for name, alarm in alarms.items():
+            self.assertEqual(refs(alarm["Properties"].get("AlarmActions")), {"AlarmTopicArn", "AWS::NoValue"}, name)
+
+    def test_event_age_alarm_watches_the_handlers_metric(self):
+        alarm = self.r["EventAgeAlarm"]["Properties"]
+        # What functions/cloud/src/metrics.rs writes: namespace, metric, unit, Stack dimension.
+        self.assertEqual((alarm["Namespace"], alarm["MetricName"], alarm["Unit"]), ("imgpipe", "EventAge", "Seconds"))
+        self.assertEqual([d["Name"] for d in alarm["Dimensions"]], ["Stack"])
+        self.assertEqual(refs(alarm["Dimensions"][0]["Value"]), {"AWS::StackName"})
+        env = self.r["DeriveFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(refs(env["IMGPIPE_STACK_NAME"]), {"AWS::StackName"})
+        self.assertEqual(refs(alarm["Threshold"]), {"EventAgeAlarmSeconds"})
+        metrics_rs = (INFRA.parent / "functions/cloud/src/metrics.rs").read_text(encoding="utf-8")
+        self.assertIn('pub const NAMESPACE: &str = "imgpipe";', metrics_rs)
+        self.assertIn('("EventAge", "Seconds", age)', metrics_rs)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -111,6 +111,7 @@ async fn a_manifest_sends_one_batch_done_after_its_last_item_and_repeats_it_with
         }),
         sequencer: None,
         version_id: None,
+        event_time: None,
     };
     stack
         .sqs

@@ -211,6 +211,7 @@ async fn the_gpu_worker_gathers_one_batch_and_settles_each_message_on_its_own() 
             batch: None,
             sequencer: None,
             version_id: None,
+            event_time: None,
         }
         .to_body()
     };

@@ -146,6 +146,8 @@ impl Stack {
             ("IMGPIPE_QUEUE_URL", self.queue_url.clone()),
             ("IMGPIPE_RETRY_BASE_SECONDS", "1".into()),
             ("IMGPIPE_CONCURRENCY", "2".into()),
+            // The in-process workers would print EMF lines into the test output.
+            ("IMGPIPE_METRICS", "off".into()),
             ("IMGPIPE_EVENTS_TOPIC_ARN", self.events_topic.clone()),
             ("AWS_ENDPOINT_URL", endpoint()),
         ]

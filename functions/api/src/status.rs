@@ -4,7 +4,6 @@
 //! there describes an earlier upload to the same key: another ETag). `done` / `failed`: the
 //! metadata document for this very upload (same ETag), returned whole. No source: 404.
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use imgpipe_core::metadata::{Status, strip_quotes};
 
 use crate::error::ApiError;
@@ -27,7 +26,7 @@ pub async fn lookup(state: &AppState, id: &str) -> Result<serde_json::Value, Api
         .map_err(|e| {
             ApiError::upstream(
                 "S3 ListObjectsV2 on the ingest bucket",
-                DisplayErrorContext(&e),
+                imgpipe_cloud::aws_error::brief(&e),
             )
         })?;
     let Some(object) = listed.contents().first() else {

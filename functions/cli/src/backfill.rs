@@ -177,11 +177,11 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
             }
         }
         last_key = Some(source.key.clone());
-        if pending.len() >= pacer.batch() {
-            if let Err(e) = pacer.send(&clients.sqs, &queue, &mut pending).await {
-                failure = Some(e);
-                break;
-            }
+        if pending.len() >= pacer.batch()
+            && let Err(e) = pacer.send(&clients.sqs, &queue, &mut pending).await
+        {
+            failure = Some(e);
+            break;
         }
         if pending.is_empty() {
             resume_key = last_key.clone();
@@ -271,7 +271,7 @@ async fn invalidate_prefix(
     };
     let path = format!("{}*", imgpipe_core::pipeline::public_url("", prefix));
     let cloudfront = aws_sdk_cloudfront::Client::new(shared);
-    let ids = imgpipe_cloud::invalidation::invalidate(&cloudfront, distribution, &[path.clone()])
+    let ids = imgpipe_cloud::invalidation::invalidate(&cloudfront, distribution, std::slice::from_ref(&path))
         .await
         .map_err(|f| anyhow::anyhow!("{f}"))
         .context("invalidating the outputs on the CDN (the jobs are sent; run `aws cloudfront create-invalidation` yourself)")?;

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use imgpipe_core::{Metadata, OutputLayout};
 
@@ -167,6 +166,7 @@ pub fn job(bucket: &str, source: &Listed) -> ObjectEvent {
         batch: None,
         sequencer: None,
         version_id: None,
+        event_time: None,
     }
 }
 
@@ -206,7 +206,7 @@ pub async fn send_jobs(
                 "sqs_send",
                 format!(
                     "SendMessageBatch to {queue_url}: {}",
-                    DisplayErrorContext(&e)
+                    crate::aws_error::brief(&e)
                 ),
             )
         })?;

@@ -54,6 +54,12 @@ pub struct Config {
     /// `IMGPIPE_EVENTS_TOPIC_ARN` (default: none, no events): SNS topic that receives
     /// `imgpipe.image.done` / `imgpipe.image.failed` / `imgpipe.batch.done`.
     pub events_topic_arn: Option<String>,
+    /// `IMGPIPE_METRICS` (`emf` | `off`, default `emf`): per-record CloudWatch metrics as Embedded
+    /// Metric Format lines on stdout ([`crate::metrics`]).
+    pub metrics: bool,
+    /// `IMGPIPE_STACK_NAME` (default `imgpipe`; the template sets the stack's name): the `Stack`
+    /// dimension of the metrics, which the template's alarms select.
+    pub stack_name: String,
 }
 
 /// Where heavy jobs go, and which are heavy.
@@ -170,6 +176,17 @@ impl Config {
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
             routing,
             events_topic_arn: lookup("IMGPIPE_EVENTS_TOPIC_ARN"),
+            metrics: match lookup("IMGPIPE_METRICS").as_deref() {
+                None | Some("emf") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "IMGPIPE_METRICS",
+                        message: format!("'{other}' is not 'emf' or 'off'"),
+                    });
+                }
+            },
+            stack_name: lookup("IMGPIPE_STACK_NAME").unwrap_or_else(|| "imgpipe".into()),
         })
     }
 

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
 };
@@ -111,10 +110,17 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn sqs_error(operation: &str, queue: &str, e: impl std::error::Error) -> Failure {
+fn sqs_error<E>(
+    operation: &str,
+    queue: &str,
+    e: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> Failure
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
     Failure::transient(
         "sqs",
-        format!("SQS {operation} {queue}: {}", DisplayErrorContext(e)),
+        format!("SQS {operation} {queue}: {}", crate::aws_error::brief(&e)),
     )
 }
 

@@ -40,6 +40,9 @@ pub struct ObjectEvent {
     pub sequencer: Option<String>,
     /// Object version in a versioned bucket.
     pub version_id: Option<String>,
+    /// When S3 saw the change (`eventTime`, RFC 3339); kept on jobs forwarded to the GPU queue,
+    /// absent on backfill and manifest jobs. The event-age metric counts from it.
+    pub event_time: Option<String>,
 }
 
 impl ObjectEvent {
@@ -73,6 +76,9 @@ impl ObjectEvent {
             "eventName": self.event_name,
             "s3": { "bucket": { "name": self.bucket }, "object": object },
         });
+        if let Some(time) = &self.event_time {
+            record["eventTime"] = time.clone().into();
+        }
         if let Some(batch) = &self.batch {
             record["imgpipe"] = serde_json::json!({ "batch": batch });
         }
@@ -112,6 +118,7 @@ struct Body {
 #[serde(rename_all = "camelCase")]
 struct Record {
     event_name: Option<String>,
+    event_time: Option<String>,
     s3: Option<S3Entity>,
     /// imgpipe's own addition on jobs it sends itself (manifest items); S3 never writes it.
     imgpipe: Option<Extension>,
@@ -191,6 +198,7 @@ fn to_event(index: usize, record: Record) -> Result<ObjectEvent, EventError> {
         batch: record.imgpipe.and_then(|x| x.batch),
         sequencer: object.sequencer.filter(|s| !s.is_empty()),
         version_id: object.version_id.filter(|v| !v.is_empty()),
+        event_time: record.event_time.filter(|t| !t.is_empty()),
     })
 }
 
@@ -337,6 +345,7 @@ mod tests {
             batch: None,
             sequencer: Some("0055AED6DCD90281E5".into()),
             version_id: Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into()),
+            event_time: Some("2026-12-01T00:00:00.123Z".into()),
         };
         let body = event.to_body();
         assert!(body.contains("uploads/a%20b%2Bc%25/"), "{body}");

@@ -30,6 +30,7 @@ use crate::deletion::{self, Tombstone};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::manifest;
+use crate::metrics::{Metrics, RecordEnd};
 use crate::notify::Notifier;
 use crate::ordering::{self, Change, Decision, Recorded};
 use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress, Started};
@@ -78,6 +79,7 @@ pub struct Handler {
     /// Present when `IMGPIPE_CDN_DISTRIBUTION_ID` is set: invalidates deleted outputs.
     cloudfront: Option<aws_sdk_cloudfront::Client>,
     notifier: Notifier,
+    metrics: Metrics,
     config: Arc<Config>,
     engines: EngineFactory,
 }
@@ -101,6 +103,7 @@ impl Handler {
             sqs,
             cloudfront: None,
             notifier: Notifier::new(sns, config.events_topic_arn.clone()),
+            metrics: Metrics::new(config.metrics, &config.stack_name),
             config: Arc::new(config),
             engines: Arc::new(Engine::default),
         }
@@ -176,7 +179,9 @@ impl Handler {
         // Paths of outputs deleted in this message, invalidated on the CDN in one request.
         let mut stale: Vec<String> = Vec::new();
         for record in records {
-            let ended = match self.handle_record(&record, redriven).await {
+            let result = self.handle_record(&record, redriven).await;
+            self.count(&record, &result, receive_count);
+            let ended = match result {
                 Ok(RecordDone::Processed { metadata, replaced }) => {
                     processed += 1;
                     if !replaced.is_empty() {
@@ -295,6 +300,28 @@ impl Handler {
             skipped,
             forwarded,
         }
+    }
+
+    /// Writes the record's metrics line.
+    fn count(
+        &self,
+        record: &ObjectEvent,
+        result: &Result<RecordDone, RecordError>,
+        receive_count: u32,
+    ) {
+        let end = match result {
+            Ok(RecordDone::Processed { metadata, .. }) => RecordEnd::Processed(metadata),
+            Ok(RecordDone::Deleted(_)) => RecordEnd::Deleted,
+            Ok(RecordDone::Skipped(_)) => RecordEnd::Skipped,
+            Ok(RecordDone::Forwarded) => RecordEnd::Forwarded,
+            Ok(RecordDone::AlreadyFailed(_) | RecordDone::Ignored(_)) => return,
+            Err(e) if e.failure.retryable && receive_count < self.config.max_attempts => {
+                RecordEnd::Retried(&e.failure.kind)
+            }
+            Err(e) if e.failure.retryable => RecordEnd::Failed("retries_exhausted"),
+            Err(e) => RecordEnd::Failed(&e.failure.kind),
+        };
+        self.metrics.record(end, record.event_time.as_deref());
     }
 
     /// After a message was dead-lettered, announces each failed record; when that fails the message
@@ -715,6 +742,7 @@ impl Handler {
                 }),
                 sequencer: None,
                 version_id: None,
+                event_time: None,
             })
             .collect();
         let (queued, missing) = (jobs.len(), found.len() - jobs.len());

@@ -8,7 +8,6 @@
 //! hash of the sorted paths, so a redelivered deletion repeats the same request, which CloudFront
 //! answers with the existing invalidation instead of making a second one.
 
-use aws_sdk_cloudfront::error::DisplayErrorContext;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use imgpipe_core::pipeline::public_url;
 use sha2::{Digest, Sha256};
@@ -82,7 +81,7 @@ pub async fn invalidate(
                     format!(
                         "CloudFront CreateInvalidation {distribution_id} ({} paths): {}",
                         chunk.len(),
-                        DisplayErrorContext(&e)
+                        crate::aws_error::brief(&e)
                     ),
                 )
             })?;

@@ -13,6 +13,8 @@
 //! - [`store`] and [`queue`]: S3 and SQS operations.
 //! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime); [`process`]:
 //!   logging and shutdown signal for the binaries.
+//! - [`metrics`]: per-record CloudWatch metrics as Embedded Metric Format lines.
+//! - [`aws_error`]: AWS SDK errors as code, message, status and request id.
 //! - [`failure`]: failures with a kind, a message and whether a retry can help.
 //! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
 //! - [`ordering`]: which of a key's unordered, repeated S3 events acts (sequencers, versions);
@@ -22,6 +24,7 @@
 //!   [`dlq`]: looking at, redriving and purging dead-lettered jobs.
 #![warn(missing_docs)]
 
+pub mod aws_error;
 pub mod backfill;
 pub mod batch;
 pub mod config;
@@ -33,6 +36,7 @@ pub mod handler;
 pub mod invalidation;
 pub mod lambda;
 pub mod manifest;
+pub mod metrics;
 pub mod notify;
 pub mod ordering;
 pub mod process;

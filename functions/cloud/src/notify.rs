@@ -6,7 +6,6 @@
 //! exactly what the webhooks carry. Publishing is at least once: a failure is transient (the SQS
 //! message is retried, and the retry publishes the same event with the same id).
 
-use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::MessageAttributeValue;
 use imgpipe_core::events::Event;
 
@@ -66,7 +65,7 @@ impl Notifier {
                         "SNS Publish of {} {} to {topic_arn}: {}",
                         event.event_type,
                         event.id,
-                        DisplayErrorContext(&e)
+                        crate::aws_error::brief(&e)
                     ),
                 )
             })?;

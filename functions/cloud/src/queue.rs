@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue};
 
 use crate::batch::{MessageResult, Outcome};
@@ -103,7 +102,7 @@ pub async fn send_to_dlq(
             "sqs_send",
             format!(
                 "SendMessage to the DLQ {dlq_url}: {}",
-                DisplayErrorContext(&e)
+                crate::aws_error::brief(&e)
             ),
         )
     })?;
@@ -126,7 +125,10 @@ pub async fn forward(
         .map_err(|e| {
             Failure::transient(
                 "sqs_send",
-                format!("SendMessage to {queue_url}: {}", DisplayErrorContext(&e)),
+                format!(
+                    "SendMessage to {queue_url}: {}",
+                    crate::aws_error::brief(&e)
+                ),
             )
         })?;
     Ok(())
@@ -149,7 +151,7 @@ pub async fn set_visibility(
         .map_err(|e| {
             Failure::transient(
                 "sqs_visibility",
-                format!("ChangeMessageVisibility: {}", DisplayErrorContext(&e)),
+                format!("ChangeMessageVisibility: {}", crate::aws_error::brief(&e)),
             )
         })?;
     Ok(())
@@ -188,7 +190,7 @@ pub async fn delete_all(sqs: &Client, queue_url: &str, receipt_handles: &[String
                 failed += out.failed().len();
             }
             Err(e) => {
-                tracing::warn!(error = %DisplayErrorContext(&e), "DeleteMessageBatch failed; the messages will be received again");
+                tracing::warn!(error = %crate::aws_error::brief(&e), "DeleteMessageBatch failed; the messages will be received again");
                 failed += chunk.len();
             }
         }
@@ -234,7 +236,7 @@ pub async fn depth(sqs: &Client, queue_url: &str) -> Result<Depth, Failure> {
                 "sqs_attributes",
                 format!(
                     "GetQueueAttributes {queue_url}: {}",
-                    DisplayErrorContext(&e)
+                    crate::aws_error::brief(&e)
                 ),
             )
         })?;

@@ -1,7 +1,6 @@
 //! S3 access: fetch a source (size-checked before the body is read), read and write outputs.
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use imgpipe_core::{Limits, Metadata};
 
@@ -80,7 +79,10 @@ fn get_error(
     } else {
         Failure::transient(
             "s3_get",
-            format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
+            format!(
+                "GetObject s3://{bucket}/{key}: {}",
+                crate::aws_error::brief(&e)
+            ),
         )
     }
 }
@@ -133,7 +135,7 @@ pub async fn head(s3: &Client, bucket: &str, key: &str) -> Result<Option<Head>, 
             "s3_head",
             format!(
                 "HeadObject s3://{bucket}/{key}: {}",
-                DisplayErrorContext(&e)
+                crate::aws_error::brief(&e)
             ),
         )),
     }
@@ -217,7 +219,7 @@ pub async fn head_tags(
             "s3_head",
             format!(
                 "HeadObject s3://{bucket}/{key}: {}",
-                DisplayErrorContext(&e)
+                crate::aws_error::brief(&e)
             ),
         )),
     }
@@ -255,10 +257,20 @@ fn put_request(
         .cache_control(cache_control)
 }
 
-fn put_error(bucket: &str, key: &str, e: &dyn std::error::Error) -> Failure {
+fn put_error(
+    bucket: &str,
+    key: &str,
+    e: &aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::put_object::PutObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+) -> Failure {
     Failure::transient(
         "s3_put",
-        format!("PutObject s3://{bucket}/{key}: {}", DisplayErrorContext(e)),
+        format!(
+            "PutObject s3://{bucket}/{key}: {}",
+            crate::aws_error::brief(e)
+        ),
     )
 }
 
@@ -276,7 +288,10 @@ pub async fn get_with_etag(
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
         Err(e) => Err(Failure::transient(
             "s3_get",
-            format!("GetObject s3://{bucket}/{key}: {}", DisplayErrorContext(&e)),
+            format!(
+                "GetObject s3://{bucket}/{key}: {}",
+                crate::aws_error::brief(&e)
+            ),
         )),
     }
 }
@@ -376,7 +391,7 @@ pub async fn list_objects(
                     "s3_list",
                     format!(
                         "ListObjectsV2 s3://{bucket}/{prefix}: {}",
-                        DisplayErrorContext(&e)
+                        crate::aws_error::brief(&e)
                     ),
                 )
             })?;
@@ -434,7 +449,7 @@ pub async fn delete_keys(s3: &Client, bucket: &str, keys: &[String]) -> Result<(
                     format!(
                         "DeleteObjects s3://{bucket} ({} keys): {}",
                         chunk.len(),
-                        DisplayErrorContext(&e)
+                        crate::aws_error::brief(&e)
                     ),
                 )
             })?;

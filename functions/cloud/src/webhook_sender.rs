@@ -15,7 +15,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsMessage;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, BatchFunction, Outcome};
@@ -288,7 +287,7 @@ impl Sender {
                     .map_err(|e| {
                         format!(
                             "SSM GetParameter {name}: {} (does the parameter exist, and may this role read and decrypt it?)",
-                            aws_sdk_ssm::error::DisplayErrorContext(&e)
+                            crate::aws_error::brief(&e)
                         )
                     })?;
                 out.parameter
@@ -444,7 +443,7 @@ impl Sender {
                     format!(
                         "SendMessage (webhook retry) to {}: {}",
                         self.config.queue_url,
-                        DisplayErrorContext(&e)
+                        crate::aws_error::brief(&e)
                     ),
                 )
             })?;
@@ -494,7 +493,7 @@ impl Sender {
                 format!(
                     "SendMessage to the webhook DLQ {}: {}",
                     self.config.dlq_url,
-                    DisplayErrorContext(&e)
+                    crate::aws_error::brief(&e)
                 ),
             )
         })?;

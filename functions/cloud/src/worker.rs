@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsMessage;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -221,7 +220,7 @@ async fn receive(
     match received {
         Ok(out) => Some(out.messages.unwrap_or_default()),
         Err(e) => {
-            tracing::warn!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; retrying in 2 s");
+            tracing::warn!(error = %crate::aws_error::brief(&e), "ReceiveMessage failed; retrying in 2 s");
             tokio::time::sleep(Duration::from_secs(2)).await;
             None
         }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use imgpipe_core::Metadata;
 use imgpipe_core::pipeline::public_url;
@@ -86,7 +85,7 @@ async fn read_metadata(
         .key(key)
         .send()
         .await
-        .map_err(|e| format!("S3 GetObject: {}", DisplayErrorContext(&e)))?;
+        .map_err(|e| format!("S3 GetObject: {}", imgpipe_cloud::aws_error::brief(&e)))?;
     let bytes = object
         .body
         .collect()
@@ -116,7 +115,7 @@ async fn link(
                 .map_err(|e| {
                     format!(
                         "pre-signing GetObject s3://{bucket}/{key}: {}",
-                        DisplayErrorContext(&e)
+                        imgpipe_cloud::aws_error::brief(&e)
                     )
                 })?;
             Ok(request.uri().to_string())

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::SdkError;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -110,7 +110,7 @@ async fn fetch(
                 fail(
                     status_of(&e),
                     "HeadObject",
-                    DisplayErrorContext(&e).to_string(),
+                    imgpipe_cloud::aws_error::brief(&e).to_string(),
                 )
             })?;
         let length = object.content_length().map(|l| l.to_string());
@@ -134,7 +134,7 @@ async fn fetch(
             fail(
                 status_of(&e),
                 "GetObject",
-                DisplayErrorContext(&e).to_string(),
+                imgpipe_cloud::aws_error::brief(&e).to_string(),
             )
         })?;
     let builder = object_headers(&[

@@ -1,7 +1,5 @@
 //! Where the derivatives are: read from a deployed CloudFormation stack's outputs, or given directly.
 
-use aws_sdk_cloudformation::error::DisplayErrorContext;
-
 /// The derivatives bucket and how its keys are laid out and served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outputs {
@@ -40,7 +38,7 @@ pub async fn all_outputs(
         .map_err(|e| {
             format!(
                 "CloudFormation DescribeStacks {name}: {} (is the stack deployed in this region/account? make deploy)",
-                DisplayErrorContext(&e)
+                imgpipe_cloud::aws_error::brief(&e)
             )
         })?;
     let stack = response
