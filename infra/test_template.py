@@ -184,6 +184,17 @@ class Cdn(unittest.TestCase):
         self.assertIn('pub const NAMESPACE: &str = "imgpipe";', metrics_rs)
         self.assertIn('("EventAge", "Seconds", age)', metrics_rs)
 
+    def test_imports_are_written_under_the_notification_prefix_only(self):
+        derive = self.r["DeriveFunction"]["Properties"]
+        env = derive["Environment"]["Variables"]
+        self.assertEqual(refs(env["IMGPIPE_IMPORT_PREFIX"]), {"IngestPrefix"})
+        self.assertEqual(refs(env["IMGPIPE_IMPORT_ALLOW_HOSTS"]), {"ImportAllowHosts"})
+        self.assertEqual(self.t["Parameters"]["ImportAllowHosts"]["Default"], "", "imports are off by default")
+        statements = [st for p in derive["Policies"] for st in refs_statements(p)]
+        puts = [st for st in statements if st.get("Action") == ["s3:PutObject"]]
+        self.assertEqual(len(puts), 1, statements)
+        self.assertIn("imports/*", str(puts[0]["Resource"]))
+
 
 if __name__ == "__main__":
     unittest.main()

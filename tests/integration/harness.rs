@@ -171,10 +171,22 @@ impl Stack {
         queue_url: &str,
         overrides: &[(&str, &str)],
     ) -> RunningWorker {
+        self.start_worker_customised(queue_url, overrides, |h| h)
+            .await
+    }
+
+    /// Starts the in-process worker on `queue_url` with its handler changed by `customise` (e.g.
+    /// the URL importer's name resolution).
+    pub async fn start_worker_customised(
+        &self,
+        queue_url: &str,
+        overrides: &[(&str, &str)],
+        customise: impl FnOnce(Handler) -> Handler,
+    ) -> RunningWorker {
         let vars = self.worker_env(overrides);
         let config = Config::from_lookup(|k| vars.get(k).filter(|v| !v.is_empty()).cloned())
             .expect("config");
-        let handler = Arc::new(Handler::from_config(config).await);
+        let handler = Arc::new(customise(Handler::from_config(config).await));
         let options = WorkerOptions {
             queue_url: queue_url.to_string(),
             concurrency: 2,

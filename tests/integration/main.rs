@@ -28,6 +28,10 @@ mod gateway;
 /// Heavy sources and manifests routed to the GPU queue and processed by the real `gpu-worker`
 /// (`--backend auto`, which falls back to the CPU where there is no GPU).
 mod gpu_routing;
+/// URL imports from a manifest: an allowed host's photo is imported and processed; a bad scheme,
+/// a host not allowed, private and IPv4-mapped addresses, a redirect into a private network, an
+/// oversize body and a slow server are each refused with their class and reason in the summary.
+mod imports;
 /// s3:TestEvent, duplicate notifications, and writes to the output location.
 mod no_extra_work;
 /// Operations: `imgpipe backfill` after a preset change re-processes exactly the stale sources and

@@ -60,6 +60,14 @@ pub struct Config {
     /// `IMGPIPE_STACK_NAME` (default `imgpipe`; the template sets the stack's name): the `Stack`
     /// dimension of the metrics, which the template's alarms select.
     pub stack_name: String,
+    /// URL imports from manifests: `IMGPIPE_IMPORT_ALLOW_HOSTS` (comma-separated `host`,
+    /// `host:port`, `*.domain`; default empty: every URL refused), `IMGPIPE_IMPORT_ALLOW_HTTP`
+    /// (default false), `IMGPIPE_IMPORT_TIMEOUT_SECONDS` (default 30); the byte limit is
+    /// `IMGPIPE_MAX_SOURCE_BYTES`.
+    pub import: crate::importer::ImportPolicy,
+    /// `IMGPIPE_IMPORT_PREFIX` (default `imports/`): where imported files are written in the
+    /// manifest's bucket; it must be under the ingest notification's prefix.
+    pub import_prefix: String,
 }
 
 /// Where heavy jobs go, and which are heavy.
@@ -187,6 +195,28 @@ impl Config {
                 }
             },
             stack_name: lookup("IMGPIPE_STACK_NAME").unwrap_or_else(|| "imgpipe".into()),
+            import: crate::importer::ImportPolicy {
+                allow: crate::url_policy::AllowList::parse(
+                    &lookup("IMGPIPE_IMPORT_ALLOW_HOSTS").unwrap_or_default(),
+                )
+                .map_err(|message| ConfigError {
+                    variable: "IMGPIPE_IMPORT_ALLOW_HOSTS",
+                    message,
+                })?,
+                allow_http: match lookup("IMGPIPE_IMPORT_ALLOW_HTTP").as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => {
+                        return Err(ConfigError {
+                            variable: "IMGPIPE_IMPORT_ALLOW_HTTP",
+                            message: format!("'{other}' is not 'true' or 'false'"),
+                        });
+                    }
+                },
+                max_bytes: limits.max_source_bytes,
+                timeout: Duration::from_secs(number("IMGPIPE_IMPORT_TIMEOUT_SECONDS", 30)?.max(1)),
+            },
+            import_prefix: lookup("IMGPIPE_IMPORT_PREFIX").unwrap_or_else(|| "imports/".into()),
         })
     }
 

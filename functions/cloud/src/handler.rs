@@ -5,8 +5,8 @@
 //! [`crate::ordering`]) ⇒ a removal deletes the outputs and writes a tombstone
 //! ([`crate::deletion`]), then announces `imgpipe.image.deleted` ⇒ a creation: skip if already done
 //! (same ETag, same preset hash) ⇒ route (when a GPU queue is configured:
-//! forward heavy jobs, fan manifests out) ⇒ fetch ⇒ process (blocking pool) ⇒ put derivatives ⇒ put
-//! metadata.json last ⇒ announce (publish the image event; for a manifest item, record its end and
+//! forward heavy jobs, fan manifests out, importing their URLs first) ⇒ fetch ⇒ process (blocking pool) ⇒ put derivatives ⇒ put
+//! metadata.json last ⇒ delete outputs the preset set no longer makes ⇒ announce (publish the image event; for a manifest item, record its end and
 //! publish `imgpipe.batch.done` after the last one)`. Permanent failures write a `failed` metadata
 //! document, go to the DLQ with the reason, then are announced; transient ones are retried with
 //! exponential backoff until `max_attempts`, then dead-lettered with the last reason. A record found
@@ -29,6 +29,7 @@ use crate::config::{Config, Routing};
 use crate::deletion::{self, Tombstone};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
+use crate::importer;
 use crate::manifest;
 use crate::metrics::{Metrics, RecordEnd};
 use crate::notify::Notifier;
@@ -80,6 +81,8 @@ pub struct Handler {
     cloudfront: Option<aws_sdk_cloudfront::Client>,
     notifier: Notifier,
     metrics: Metrics,
+    /// Name resolution for URL imports (the system's; tests inject theirs).
+    network: Arc<dyn importer::Network>,
     config: Arc<Config>,
     engines: EngineFactory,
 }
@@ -104,9 +107,17 @@ impl Handler {
             cloudfront: None,
             notifier: Notifier::new(sns, config.events_topic_arn.clone()),
             metrics: Metrics::new(config.metrics, &config.stack_name),
+            network: Arc::new(importer::SystemNetwork),
             config: Arc::new(config),
             engines: Arc::new(Engine::default),
         }
+    }
+
+    /// Resolves URL-import host names through `network` (tests say what a name resolves to; the
+    /// address checks apply all the same).
+    pub fn with_network(mut self, network: Arc<dyn importer::Network>) -> Self {
+        self.network = network;
+        self
     }
 
     /// Uses `engines` to make each thread's resize engine (the GPU worker passes its backend's).
@@ -709,6 +720,8 @@ impl Handler {
                 });
             }
         };
+        let imports = self.import_urls(record, &parsed.urls).await?;
+        let refused = imports.iter().filter(|i| i["status"] == "rejected").count();
         let mut found = Vec::with_capacity(parsed.items.len());
         for chunk in parsed.items.chunks(16) {
             let heads = futures::future::join_all(
@@ -752,10 +765,10 @@ impl Handler {
             &self.progress_key(&record.key),
             Progress::new(
                 manifest_ref.clone(),
-                (parsed.items.len() + parsed.rejected.len()) as u64,
+                (parsed.items.len() + parsed.rejected.len() + refused) as u64,
                 jobs.iter().map(|j| (j.bucket.as_str(), j.key.as_str())),
                 missing as u64,
-                parsed.rejected.len() as u64,
+                (parsed.rejected.len() + refused) as u64,
             ),
         )
         .await?;
@@ -768,7 +781,8 @@ impl Handler {
             }
             Started::Resumed(None) => None,
             Started::Fresh(completion) => {
-                self.write_summary(record, &found, &parsed.rejected).await?;
+                self.write_summary(record, &found, &parsed.rejected, &imports)
+                    .await?;
                 completion
             }
         };
@@ -783,11 +797,79 @@ impl Handler {
             .await;
             sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
         }
-        tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len(), "manifest fanned out to the GPU queue");
+        tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len() + refused, imported = imports.len() - refused, "manifest fanned out to the GPU queue");
         if let Some(completion) = completed {
             self.publish_batch_done(&manifest_ref, &completion).await?;
         }
         Ok(RecordDone::Forwarded)
+    }
+
+    /// Imports the manifest's URLs into its bucket, four at a time, each written as soon as it
+    /// arrives; returns one summary entry per URL: `imported` (its key, and the metadata document
+    /// its processing will write) or `rejected` (the refusal's class and reason). A failed write
+    /// fails the message, which is retried; the import keys are the same on the retry.
+    async fn import_urls(
+        &self,
+        record: &ObjectEvent,
+        urls: &[String],
+    ) -> Result<Vec<serde_json::Value>, Failure> {
+        let mut entries = Vec::with_capacity(urls.len());
+        for (chunk_index, chunk) in urls.chunks(4).enumerate() {
+            let imported = futures::future::join_all(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, url)| self.import_url(record, chunk_index * 4 + i, url)),
+            )
+            .await;
+            for entry in imported {
+                entries.push(entry?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// One URL of [`Self::import_urls`].
+    async fn import_url(
+        &self,
+        record: &ObjectEvent,
+        index: usize,
+        url: &str,
+    ) -> Result<serde_json::Value, Failure> {
+        let config = &self.config;
+        let fetched = match importer::fetch(url, &config.import, &self.network).await {
+            Ok(fetched) => fetched,
+            Err(refusal) => {
+                tracing::warn!(manifest = %record.key, url, class = refusal.class, reason = %refusal.reason, "URL refused");
+                return Ok(serde_json::json!({
+                    "entry": url, "status": "rejected",
+                    "class": refusal.class, "reason": refusal.reason,
+                }));
+            }
+        };
+        let key = importer::import_key(
+            &config.import_prefix,
+            &record.key,
+            index,
+            url,
+            fetched.format,
+        );
+        let bytes = fetched.bytes.len();
+        store::put_tagged(
+            &self.s3,
+            &record.bucket,
+            &key,
+            fetched.bytes,
+            &format!("image/{}", fetched.format.as_str()),
+            &[("imgpipe-source-url", fetched.final_url.as_str())],
+        )
+        .await?;
+        tracing::info!(manifest = %record.key, url, key, bytes, address = %fetched.address, "URL imported");
+        Ok(serde_json::json!({
+            "entry": url, "status": "imported", "key": key,
+            "metadata_key": config.layout.metadata_key(&key),
+            "bytes": bytes, "final_url": fetched.final_url,
+        }))
     }
 
     /// `summary.json` of a manifest: what happened to each entry at fan-out.
@@ -796,6 +878,7 @@ impl Handler {
         record: &ObjectEvent,
         found: &[(&manifest::Item, Option<store::Head>)],
         rejected: &[manifest::Rejected],
+        imports: &[serde_json::Value],
     ) -> Result<(), Failure> {
         let config = &self.config;
         let mut items: Vec<serde_json::Value> = found
@@ -815,14 +898,17 @@ impl Handler {
         items.extend(rejected.iter().map(
             |r| serde_json::json!({"entry": r.entry, "status": "rejected", "reason": r.reason}),
         ));
+        items.extend(imports.iter().cloned());
         let queued = found.iter().filter(|(_, head)| head.is_some()).count();
+        let refused = imports.iter().filter(|i| i["status"] == "rejected").count();
         let summary = serde_json::json!({
             "schema": "imgpipe.manifest-summary/v1",
             "manifest": {"bucket": record.bucket, "key": record.key, "etag": record.etag},
             "output_bucket": config.output_bucket,
             "queued": queued,
             "missing": found.len() - queued,
-            "rejected": rejected.len(),
+            "rejected": rejected.len() + refused,
+            "imported": imports.len() - refused,
             "progress_key": self.progress_key(&record.key),
             "items": items,
             "written_at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),

@@ -16,7 +16,8 @@
 //! - [`metrics`]: per-record CloudWatch metrics as Embedded Metric Format lines.
 //! - [`aws_error`]: AWS SDK errors as code, message, status and request id.
 //! - [`failure`]: failures with a kind, a message and whether a retry can help.
-//! - [`manifest`]: batch manifests (JSON or CSV lists of keys) fanned out to the GPU queue.
+//! - [`manifest`]: batch manifests (JSON or CSV lists of keys or URLs) fanned out to the GPU queue;
+//!   [`importer`]: their URLs fetched into the ingest bucket, under [`url_policy`]'s checks.
 //! - [`ordering`]: which of a key's unordered, repeated S3 events acts (sequencers, versions);
 //!   [`deletion`]: removed sources take their outputs with them, leaving a tombstone;
 //!   [`invalidation`]: and the CDN forgets them.
@@ -33,6 +34,7 @@ pub mod dlq;
 pub mod event;
 pub mod failure;
 pub mod handler;
+pub mod importer;
 pub mod invalidation;
 pub mod lambda;
 pub mod manifest;
@@ -43,6 +45,7 @@ pub mod process;
 pub mod progress;
 pub mod queue;
 pub mod store;
+pub mod url_policy;
 pub mod webhook;
 pub mod webhook_sender;
 pub mod worker;

@@ -3,11 +3,14 @@
 //!
 //! Accepted forms (the first non-blank byte decides JSON vs CSV):
 //! - JSON: `["photos/a.jpg", "photos/b.png"]` or `{"bucket": "other-bucket", "keys": [...]}`;
-//! - CSV with a header row naming a `key` column and optionally a `bucket` column (RFC 4180 quoting,
-//!   so keys may hold commas). Without `bucket`, items are in the manifest's own bucket.
+//! - CSV with a header row naming a `key` or a `url` column (or both) and optionally a `bucket`
+//!   column (RFC 4180 quoting, so keys may hold commas). Without `bucket`, items are in the
+//!   manifest's own bucket.
 //!
-//! URLs are refused item by item (fetching arbitrary hosts from inside the VPC is a request-forgery
-//! risk; copy the files into the bucket first). Limits: [`MAX_MANIFEST_BYTES`], [`MAX_ITEMS`].
+//! An entry that is a URL (`https://…`, or any other `scheme://`) becomes a [`Manifest::urls`]
+//! item for the [`crate::importer`], which refuses what its policy does not allow, with the reason
+//! in the summary; `s3://` URLs are refused here (give the bucket and key instead). Limits:
+//! [`MAX_MANIFEST_BYTES`], [`MAX_ITEMS`].
 
 use serde::Deserialize;
 
@@ -39,6 +42,8 @@ pub struct Rejected {
 pub struct Manifest {
     /// Valid items, in manifest order, duplicates removed.
     pub items: Vec<Item>,
+    /// URLs to import, in manifest order, duplicates removed.
+    pub urls: Vec<String>,
     /// Refused entries.
     pub rejected: Vec<Rejected>,
 }
@@ -100,10 +105,14 @@ pub fn parse(bytes: &[u8], default_bucket: &str) -> Result<Manifest, String> {
         if key.is_empty() {
             continue;
         }
-        if key.starts_with("http://") || key.starts_with("https://") || key.starts_with("s3://") {
+        if key.starts_with("s3://") {
             manifest.rejected.push(reject(
-                "URLs are not fetched (request-forgery risk); copy the file into the bucket and list its key",
+                "s3:// URLs are not read; list the key, with the bucket in a bucket column",
             ));
+        } else if is_url(&key) {
+            if seen.insert((String::new(), key.clone())) {
+                manifest.urls.push(key);
+            }
         } else if key.len() > 1024 {
             manifest
                 .rejected
@@ -113,6 +122,16 @@ pub fn parse(bytes: &[u8], default_bucket: &str) -> Result<Manifest, String> {
         }
     }
     Ok(manifest)
+}
+
+/// `scheme://…` with an RFC 3986 scheme.
+fn is_url(entry: &str) -> bool {
+    entry.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 fn parse_csv(text: &str, default_bucket: &str) -> Result<Vec<(String, String)>, String> {
@@ -125,17 +144,24 @@ fn parse_csv(text: &str, default_bucket: &str) -> Result<Vec<(String, String)>, 
         .map_err(|e| format!("manifest CSV header: {e}"))?
         .clone();
     let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let key_column = column("key").ok_or_else(|| {
-        format!(
-            "manifest CSV needs a header row with a 'key' column (found: {})",
+    let key_column = column("key");
+    let url_column = column("url");
+    if key_column.is_none() && url_column.is_none() {
+        return Err(format!(
+            "manifest CSV needs a header row with a 'key' or a 'url' column (found: {})",
             headers.iter().collect::<Vec<_>>().join(",")
-        )
-    })?;
+        ));
+    }
     let bucket_column = column("bucket");
     let mut entries = Vec::new();
     for (line, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("manifest CSV row {}: {e}", line + 2))?;
-        let key = record.get(key_column).unwrap_or("").to_string();
+        let cell = |column: Option<usize>| column.and_then(|c| record.get(c)).unwrap_or("");
+        let key = match cell(key_column) {
+            "" => cell(url_column),
+            key => key,
+        }
+        .to_string();
         let bucket = bucket_column
             .and_then(|c| record.get(c))
             .filter(|b| !b.is_empty())
@@ -181,23 +207,42 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_rejected_item_by_item() {
+    fn urls_go_to_the_importer_and_s3_urls_are_refused() {
         let m = parse(
-            b"key\nhttps://example.com/a.jpg\nhttp://169.254.169.254/x\nok.jpg\n",
+            b"key\nhttps://example.com/a.jpg\nhttp://169.254.169.254/x\nftp://x.test/y\nhttps://example.com/a.jpg\ns3://b/k.jpg\nok.jpg\n",
             "b",
         )
         .unwrap();
         assert_eq!(m.items, [item("b", "ok.jpg")]);
-        assert_eq!(m.rejected.len(), 2);
-        assert!(m.rejected[0].reason.contains("URLs are not fetched"));
+        assert_eq!(
+            m.urls,
+            [
+                "https://example.com/a.jpg",
+                "http://169.254.169.254/x",
+                "ftp://x.test/y"
+            ]
+        );
+        assert_eq!(m.rejected.len(), 1);
+        assert!(m.rejected[0].reason.contains("s3:// URLs"));
+        // A CSV of URLs (seed 004's shape): a url column.
+        let m = parse(
+            b"url,caption\nhttps://img.test/1.jpg,one\nhttps://img.test/2.jpg,two\n",
+            "b",
+        )
+        .unwrap();
+        assert_eq!(m.urls.len(), 2);
+        assert!(m.items.is_empty());
+        // A key that merely contains "://" further on is a key.
+        let m = parse(br#"["photos/a://b.jpg"]"#, "b").unwrap();
+        assert_eq!(m.items, [item("b", "photos/a://b.jpg")]);
     }
 
     #[test]
     fn unreadable_manifests_say_why() {
         assert!(
-            parse(b"url\nx\n", "b")
+            parse(b"name\nx\n", "b")
                 .unwrap_err()
-                .contains("'key' column")
+                .contains("'key' or a 'url' column")
         );
         assert!(
             parse(b"{\"nope\": 1}", "b")

@@ -185,6 +185,31 @@ pub fn document_tags_of(metadata: &Metadata) -> Vec<(&'static str, String)> {
     tags
 }
 
+/// Writes one object with S3 user metadata `tags` (ASCII values).
+pub async fn put_tagged(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+    tags: &[(&str, &str)],
+) -> Result<(), Failure> {
+    let mut request = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(bytes))
+        .content_type(content_type);
+    for (name, value) in tags {
+        request = request.metadata(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| put_error(bucket, key, &e))?;
+    Ok(())
+}
+
 /// Writes a metadata document with its [`document_tags`] as S3 user metadata.
 pub async fn put_document(
     s3: &Client,

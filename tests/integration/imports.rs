@@ -1,0 +1,187 @@
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use futures::future::BoxFuture;
+use imgpipe_cloud::importer::Network;
+use imgpipe_core::metadata::Status;
+use serde_json::Value;
+
+use crate::harness::{fixture, setup};
+
+/// The public address the test's names resolve to; [`Names`] routes it to the local server.
+const PUBLIC: &str = "93.184.215.14";
+
+/// The test's DNS: names → addresses; the checked public address reaches the local server.
+struct Names {
+    names: HashMap<&'static str, IpAddr>,
+    server: SocketAddr,
+}
+
+impl Network for Names {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        _port: u16,
+    ) -> BoxFuture<'a, std::io::Result<Vec<IpAddr>>> {
+        Box::pin(async move {
+            self.names.get(host).map(|ip| vec![*ip]).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("no such name {host}"))
+            })
+        })
+    }
+
+    fn socket_for(&self, checked: SocketAddr) -> SocketAddr {
+        assert_eq!(checked.ip(), PUBLIC.parse::<IpAddr>().unwrap());
+        self.server
+    }
+}
+
+/// The image host: a photo, a redirect into a private network, a body over the limit, a server
+/// that never finishes.
+async fn image_host() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let port = address.port();
+    let app = axum::Router::new()
+        .route(
+            "/photos/red%20flower.jpg",
+            axum::routing::get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "image/jpeg")],
+                    fixture("Landscape_3.jpg"),
+                )
+            }),
+        )
+        .route(
+            "/to-private",
+            axum::routing::get(move || async move {
+                (
+                    StatusCode::FOUND,
+                    [(
+                        header::LOCATION,
+                        format!("http://internal.test:{port}/admin"),
+                    )],
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/huge.jpg",
+            axum::routing::get(|| async { vec![0xffu8; 3_000_000] }),
+        )
+        .route(
+            "/slow.jpg",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "too late"
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_urls_are_imported_or_refused_with_a_reason() {
+    let stack = setup("imports").await;
+    let server = image_host().await;
+    let port = server.port();
+    let public: IpAddr = PUBLIC.parse().unwrap();
+    let names = Arc::new(Names {
+        names: HashMap::from([
+            ("images.test", public),
+            ("internal.test", "10.0.0.5".parse().unwrap()),
+            ("mapped.test", "::ffff:169.254.169.254".parse().unwrap()),
+        ]),
+        server,
+    });
+    let allow = format!("images.test:{port}, internal.test:{port}, mapped.test:{port}");
+    let worker = stack
+        .start_worker_customised(
+            &stack.queue_url.clone(),
+            &[
+                ("IMGPIPE_GPU_QUEUE_URL", stack.gpu_queue_url.as_str()),
+                ("IMGPIPE_MANIFEST_PREFIX", "manifests/"),
+                ("IMGPIPE_IMPORT_ALLOW_HOSTS", allow.as_str()),
+                ("IMGPIPE_IMPORT_ALLOW_HTTP", "true"),
+                ("IMGPIPE_IMPORT_TIMEOUT_SECONDS", "2"),
+                ("IMGPIPE_MAX_SOURCE_BYTES", "2000000"),
+            ],
+            move |handler| handler.with_network(names),
+        )
+        .await;
+    let base = format!("http://images.test:{port}");
+    let manifest = format!(
+        "url\n\
+         {base}/photos/red%20flower.jpg\n\
+         ftp://images.test:{port}/photos/a.jpg\n\
+         http://elsewhere.test:{port}/a.jpg\n\
+         http://internal.test:{port}/a.jpg\n\
+         http://mapped.test:{port}/a.jpg\n\
+         {base}/to-private\n\
+         {base}/huge.jpg\n\
+         {base}/slow.jpg\n"
+    );
+    stack.put("manifests/urls.csv", manifest.into_bytes()).await;
+
+    let summary_key = "derived/manifests/urls.csv/summary.json";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let summary: Value = loop {
+        if let Some(bytes) = stack.get(&stack.derivatives, summary_key).await {
+            break serde_json::from_slice(&bytes).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no summary.json");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(summary["imported"], 1, "{summary}");
+    assert_eq!(summary["rejected"], 7, "{summary}");
+    let items = summary["items"].as_array().unwrap();
+    let class_of = |needle: &str| -> (String, String) {
+        let item = items
+            .iter()
+            .find(|i| i["entry"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {summary}"));
+        (
+            item["class"].as_str().unwrap_or("").to_string(),
+            item["reason"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    for (needle, class, says) in [
+        ("ftp://", "scheme", "ftp"),
+        ("elsewhere.test", "host_not_allowed", "allow-list"),
+        ("internal.test", "private_address", "10.0.0.5"),
+        ("mapped.test", "private_address", "IPv4-mapped"),
+        ("/to-private", "private_address", "internal.test"),
+        ("/huge.jpg", "oversize", "2000000"),
+        ("/slow.jpg", "timeout", "2 s"),
+    ] {
+        let (got, reason) = class_of(needle);
+        assert_eq!(got, class, "{needle}: {reason}");
+        assert!(reason.contains(says), "{needle}: {reason}");
+    }
+
+    // The imported photo is in the ingest bucket and processed by the normal event path.
+    let imported = items.iter().find(|i| i["status"] == "imported").unwrap();
+    let key = imported["key"].as_str().unwrap();
+    assert_eq!(key, "imports/manifests/urls.csv/00000-red_flower.jpg");
+    let metadata = stack.wait_for_metadata(key).await;
+    assert_eq!(metadata.status, Status::Done);
+    assert_eq!(metadata.source.bucket, stack.ingest);
+    assert_eq!(imported["metadata_key"], stack.metadata_key(key));
+    let head = stack
+        .s3
+        .head_object()
+        .bucket(&stack.ingest)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata().unwrap()["imgpipe-source-url"],
+        format!("{base}/photos/red%20flower.jpg")
+    );
+    worker.stop().await;
+}
