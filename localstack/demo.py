@@ -95,7 +95,8 @@ def main() -> int:
                 IMGPIPE_QUEUE_URL=out["JobsQueueUrl"], IMGPIPE_DLQ_URL=out["DlqUrl"],
                 IMGPIPE_WEBHOOK_QUEUE_URL=out["WebhookQueueUrl"], IMGPIPE_WEBHOOK_DLQ_URL=out["WebhookDlqUrl"])
     # Each process gets what the template gives its Lambda.
-    derive_env = dict(base, IMGPIPE_EVENTS_TOPIC_ARN=out["EventsTopicArn"])
+    # EMF metric lines (one JSON object per image on stdout) are for CloudWatch, not this terminal.
+    derive_env = dict(base, IMGPIPE_EVENTS_TOPIC_ARN=out["EventsTopicArn"], IMGPIPE_METRICS="off")
     webhooks_env = dict(base, IMGPIPE_WEBHOOK_URLS=hook_url, IMGPIPE_WEBHOOK_SECRET=Receiver.secret)
     api_env = dict(base, IMGPIPE_INGEST_BUCKET=out["IngestBucketName"], IMGPIPE_GPU_QUEUE_URL=out["GpuJobsQueueUrl"],
                    IMGPIPE_GPU_DLQ_URL=out["GpuDlqUrl"], IMGPIPE_API_LISTEN=API)

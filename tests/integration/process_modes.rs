@@ -134,16 +134,43 @@ async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
     let (address, responses) = runtime_api_stub(event.to_string());
     let mut child = Command::new(derive_binary())
         .envs(crate::harness::aws_env())
-        .envs(stack.worker_env(&[]))
+        .envs(stack.worker_env(&[
+            ("IMGPIPE_METRICS", "emf"),
+            ("IMGPIPE_STACK_NAME", "it-lambda"),
+        ]))
         .envs(lambda_env("derive", &address))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let (path, body) = responses
         .recv_timeout(Duration::from_secs(60))
         .expect("no response from the function within 60 s");
     child.kill().unwrap();
-    let _ = child.wait();
+    let output = child.wait_with_output().unwrap();
+
+    // One EMF line per outcome on stdout, as CloudWatch Logs reads them under Lambda.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    let with = |metric: &str| {
+        lines
+            .iter()
+            .find(|l| l.get(metric).is_some())
+            .unwrap_or_else(|| panic!("no {metric} line in {lines:?}"))
+    };
+    let processed = with("Processed");
+    assert_eq!(processed["Stack"], "it-lambda");
+    assert!(processed["BytesOut"].as_f64().unwrap() > 0.0, "{processed}");
+    // The replayed event says 2026-11-22: days old.
+    assert!(
+        processed["EventAge"].as_f64().unwrap() > 86_400.0,
+        "{processed}"
+    );
+    assert_eq!(with("Failed")["FailureKind"], "bad_message");
+    assert_eq!(with("Retried")["FailureKind"], "s3_get");
+    assert_eq!(lines.len(), 3, "{lines:?}");
 
     assert_eq!(
         path, "/2018-06-01/runtime/invocation/req-1/response",

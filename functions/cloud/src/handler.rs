@@ -176,6 +176,7 @@ impl Handler {
             Ok(Notification::Records(records)) => records,
             Err(e) => {
                 let failure = Failure::permanent("bad_message", e.to_string());
+                self.metrics.record(RecordEnd::Failed(&failure.kind), None);
                 return self
                     .dead_letter(body, failure, None, receive_count, message_id)
                     .await;
