@@ -51,6 +51,10 @@ pub struct BackfillArgs {
     /// Print the counts as one JSON object on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// With a CDN: do not wait for the jobs to finish; print the invalidation to run afterwards
+    /// instead of making it.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -138,6 +142,8 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
     let mut progress = Progress::new(sources.len() as u64);
     let mut pacer = Pacer::new(args.rate);
     let mut pending: Vec<ObjectEvent> = Vec::new();
+    // The sources this run sent jobs for: with a CDN, the invalidation waits until they are done.
+    let mut awaiting: Vec<&Listed> = Vec::new();
     let mut last_key: Option<String> = None;
     let mut resume_key: Option<String> = args.start_after.clone();
     let mut interrupted = false;
@@ -174,6 +180,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
             tally.enqueued += 1;
             if !args.dry_run {
                 pending.push(backfill::job(&bucket, source));
+                awaiting.push(source);
             }
         }
         last_key = Some(source.key.clone());
@@ -199,16 +206,36 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
     }
     progress.finish(&tally);
     let complete = failure.is_none() && !interrupted;
-    let invalidation = if complete && !args.dry_run && tally.enqueued > 0 {
-        invalidate_prefix(
-            &clients.shared,
-            resources.cdn_distribution_id.as_deref(),
-            &layout.prefix,
-        )
-        .await?
-    } else {
-        None
-    };
+    let mut invalidation = None;
+    if let Some(distribution) = resources.cdn_distribution_id.as_deref()
+        && complete
+        && !args.dry_run
+        && tally.enqueued > 0
+    {
+        let path = format!(
+            "{}*",
+            imgpipe_core::pipeline::public_url("", &layout.prefix)
+        );
+        let later = format!(
+            "aws cloudfront create-invalidation --distribution-id {distribution} --paths '{path}'"
+        );
+        if args.no_wait {
+            eprintln!("backfill: --no-wait: once the jobs are done, run: {later}");
+        } else {
+            let s3 = &clients.s3;
+            let wait = wait_until_current(s3, &output_bucket, &layout, &awaiting, &preset_hash);
+            tokio::select! {
+                done = wait => {
+                    done?;
+                    invalidation = Some(invalidate_prefix(&clients.shared, distribution, &path).await?);
+                }
+                _ = &mut ctrl_c => {
+                    interrupted = true;
+                    eprintln!("backfill: every job is sent; interrupted while waiting for them. Once they are done, run: {later}");
+                }
+            }
+        }
+    }
     let summary = Summary {
         tally: &tally,
         dry_run: args.dry_run,
@@ -259,17 +286,55 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// One invalidation of the whole output prefix after a backfill (cheaper and far under CloudFront's
-/// in-progress limits, unlike one per image).
+/// Waits until every source in `sources` is current (or failed) with `preset_hash`, checking the
+/// remaining ones every 5 seconds: the moment a CDN invalidation can no longer be overtaken by a
+/// job still writing old-looking outputs.
+async fn wait_until_current(
+    s3: &aws_sdk_s3::Client,
+    output_bucket: &str,
+    layout: &OutputLayout,
+    sources: &[&Listed],
+    preset_hash: &str,
+) -> anyhow::Result<()> {
+    let mut remaining: Vec<&Listed> = sources.to_vec();
+    let total = remaining.len();
+    loop {
+        let verdicts: Vec<_> = futures::stream::iter(remaining.iter().copied())
+            .map(|source| async move {
+                let verdict =
+                    backfill::inspect(s3, output_bucket, layout, source, preset_hash).await;
+                (source, verdict)
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let mut still = Vec::new();
+        for (source, verdict) in verdicts {
+            match verdict.map_err(|f| anyhow::anyhow!("{f}"))? {
+                Verdict::Current | Verdict::Failed => {}
+                _ => still.push(source),
+            }
+        }
+        remaining = still;
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        eprintln!(
+            "backfill: waiting for {} of {total} jobs before invalidating the CDN (Ctrl-C stops waiting)",
+            remaining.len()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// One invalidation of the whole output prefix after a backfill's jobs are done (cheaper, and far
+/// under CloudFront's in-progress limits, unlike one per image).
 async fn invalidate_prefix(
     shared: &aws_config::SdkConfig,
-    distribution: Option<&str>,
-    prefix: &str,
-) -> anyhow::Result<Option<String>> {
-    let Some(distribution) = distribution else {
-        return Ok(None);
-    };
-    let path = format!("{}*", imgpipe_core::pipeline::public_url("", prefix));
+    distribution: &str,
+    path: &str,
+) -> anyhow::Result<String> {
+    let path = path.to_string();
     let cloudfront = aws_sdk_cloudfront::Client::new(shared);
     let ids = imgpipe_cloud::invalidation::invalidate(&cloudfront, distribution, std::slice::from_ref(&path))
         .await
@@ -279,7 +344,7 @@ async fn invalidate_prefix(
         "backfill: CDN invalidation of {path} on {distribution}: {}",
         ids.join(", ")
     );
-    Ok(Some(path))
+    Ok(path)
 }
 
 /// Sends jobs in batches of up to 10, no faster than the rate.

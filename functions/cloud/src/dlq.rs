@@ -44,6 +44,9 @@ pub struct Letter {
     /// The body (what a redrive sends back).
     #[serde(skip)]
     pub body: String,
+    /// When it was dead-lettered, milliseconds since the epoch.
+    #[serde(skip)]
+    pub sent_ms: u64,
     #[serde(skip)]
     receipt_handle: String,
 }
@@ -90,6 +93,7 @@ impl Letter {
             attempts: attribute(attributes::RECEIVE_COUNT).and_then(|v| v.parse().ok()),
             age_s: now_ms.saturating_sub(sent_ms) / 1000,
             body,
+            sent_ms,
             receipt_handle: message.receipt_handle().unwrap_or_default().to_string(),
         }
     }
@@ -169,7 +173,6 @@ async fn release(sqs: &Client, queue: &str, handles: &[String]) -> Result<(), Fa
 /// again (its DLQ receive count grows by one; nothing reads that count).
 pub async fn peek(sqs: &Client, dlq: &str, max: usize) -> Result<Vec<Letter>, Failure> {
     let mut letters: Vec<Letter> = Vec::new();
-    let mut seen = HashSet::new();
     let result = async {
         while letters.len() < max {
             let batch = receive(sqs, dlq).await?;
@@ -177,11 +180,23 @@ pub async fn peek(sqs: &Client, dlq: &str, max: usize) -> Result<Vec<Letter>, Fa
                 break;
             }
             let now = now_ms();
+            let mut new = 0;
             for message in &batch {
                 let letter = Letter::from_message(message, now);
-                if seen.insert(letter.message_id.clone()) {
-                    letters.push(letter);
+                match letters
+                    .iter_mut()
+                    .find(|l| l.message_id == letter.message_id)
+                {
+                    // Received again after its hold ran out: only the newest handle works.
+                    Some(known) => known.receipt_handle = letter.receipt_handle,
+                    None => {
+                        new += 1;
+                        letters.push(letter);
+                    }
                 }
+            }
+            if new == 0 {
+                break;
             }
         }
         Ok::<(), Failure>(())
@@ -219,7 +234,8 @@ pub struct Redriven {
 /// its original body, then deleted from the DLQ. Interrupted between the send and the delete, a
 /// letter reappears in the DLQ after [`HOLD`] and a second redrive sends it again: the handler's
 /// idempotency makes that harmless, and no letter can be lost. The new message starts with a
-/// receive count of 1, so the job gets all its attempts again.
+/// receive count of 1, so the job gets all its attempts again. Only letters dead-lettered before
+/// the redrive started are taken, so a job that fails again and comes back is not sent round again.
 pub async fn redrive(
     sqs: &Client,
     dlq: &str,
@@ -232,6 +248,7 @@ pub async fn redrive(
     };
     let mut held: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
+    let started_ms = now_ms();
     let result = async {
         loop {
             if selection.max.is_some_and(|max| report.moved >= max) {
@@ -242,12 +259,17 @@ pub async fn redrive(
                 break;
             }
             let now = now_ms();
+            let mut new = 0;
             for message in &batch {
                 let letter = Letter::from_message(message, now);
-                let wanted = selection.kind.as_ref().is_none_or(|k| *k == letter.kind)
+                let first_time = seen.insert(letter.message_id.clone());
+                new += usize::from(first_time);
+                let wanted = first_time
+                    && letter.sent_ms < started_ms
+                    && selection.kind.as_ref().is_none_or(|k| *k == letter.kind)
                     && selection.max.is_none_or(|max| report.moved < max);
                 if !wanted {
-                    if seen.insert(letter.message_id.clone()) {
+                    if first_time && letter.sent_ms < started_ms {
                         report.left += 1;
                     }
                     held.push(letter.receipt_handle);
@@ -270,6 +292,10 @@ pub async fn redrive(
                     .await
                     .map_err(|e| sqs_error("DeleteMessage", dlq, e))?;
                 report.moved += 1;
+            }
+            if new == 0 {
+                // Only letters seen before (their hold ran out): every letter has been looked at.
+                break;
             }
         }
         Ok::<(), Failure>(())

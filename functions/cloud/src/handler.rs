@@ -862,7 +862,9 @@ impl Handler {
             &key,
             fetched.bytes,
             &format!("image/{}", fetched.format.as_str()),
-            &[("imgpipe-source-url", fetched.final_url.as_str())],
+            // S3 user metadata is limited to 2 KB: a longer (signed) URL stays in the summary only.
+            &[("imgpipe-source-url", fetched.final_url.as_str())]
+                [..usize::from(fetched.final_url.len() <= 1024)],
         )
         .await?;
         tracing::info!(manifest = %record.key, url, key, bytes, address = %fetched.address, "URL imported");
@@ -1095,8 +1097,7 @@ impl Handler {
         gone.sort();
         gone.dedup();
         if !gone.is_empty() {
-            store::delete_keys(&self.s3, &config.output_bucket, &gone).await?;
-            tracing::info!(key = %record.key, deleted = gone.len(), "outputs of presets no longer in the set deleted");
+            self.delete_unlisted(record, current, gone).await?;
         }
         let Some(previous) = previous_done else {
             return Ok(Vec::new());
@@ -1111,6 +1112,34 @@ impl Handler {
             .chain(&current.derivatives)
             .map(|d| d.key.clone())
             .collect())
+    }
+
+    /// Deletes `gone`, the outputs `current` no longer lists, unless another run wrote the key's
+    /// metadata.json since this one did (a newer upload processed concurrently: its outputs may
+    /// carry the same names, and its own run cleans up). Best effort: a failed delete is logged
+    /// with the keys and does not fail the record (a retry would find it done and skip it).
+    async fn delete_unlisted(
+        &self,
+        record: &ObjectEvent,
+        current: &Metadata,
+        gone: Vec<String>,
+    ) -> Result<(), Failure> {
+        let config = &self.config;
+        let metadata_key = config.layout.metadata_key(&record.key);
+        let stored = store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?;
+        if stored.as_ref().map(|m| &m.processed_at) != Some(&current.processed_at) {
+            tracing::info!(key = %record.key, "metadata.json was rewritten by another run meanwhile; leaving the cleanup to it");
+            return Ok(());
+        }
+        match store::delete_keys(&self.s3, &config.output_bucket, &gone).await {
+            Ok(()) => {
+                tracing::info!(key = %record.key, deleted = gone.len(), "outputs of presets no longer in the set deleted")
+            }
+            Err(e) => {
+                tracing::warn!(key = %record.key, keys = ?gone, error = %e, "could not delete outputs no longer in the set; they are orphaned (delete them by hand)")
+            }
+        }
+        Ok(())
     }
 
     /// True when a removal of the key was recorded while `record` was being processed (a tombstone

@@ -71,6 +71,19 @@ impl Network for SystemNetwork {
     }
 }
 
+/// The HTTP client's only resolver: every name it looks up (however the URL spells it: a
+/// trailing dot, another case) is the one checked address. `ClientBuilder::resolve` would not do:
+/// its override matches the name exactly, and any other spelling falls through to the system
+/// resolver.
+struct PinnedResolver(SocketAddr);
+
+impl reqwest::dns::Resolve for PinnedResolver {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let socket = self.0;
+        Box::pin(async move { Ok(Box::new(std::iter::once(socket)) as reqwest::dns::Addrs) })
+    }
+}
+
 /// A fetched image.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -122,7 +135,7 @@ async fn fetch_hops(
         let address = url_policy::pick_address(&host, &addresses)?;
         let socket = network.socket_for(SocketAddr::new(address, port));
         let client = reqwest::Client::builder()
-            .resolve(&host, socket)
+            .dns_resolver(PinnedResolver(socket))
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(policy.timeout)
@@ -471,6 +484,15 @@ mod tests {
         .unwrap();
         assert_eq!(fetched.bytes, jpeg());
         assert_eq!(fetched.format, SourceFormat::Jpeg);
+        assert_eq!(fetched.address, PUBLIC.parse::<IpAddr>().unwrap());
+        // A trailing dot or another case in the name reaches the same checked address.
+        let fetched = fetch(
+            &format!("http://IMAGES.test.:{port}/a.jpg"),
+            &policy,
+            &network,
+        )
+        .await
+        .unwrap();
         assert_eq!(fetched.address, PUBLIC.parse::<IpAddr>().unwrap());
         // A redirect inside the allow-list is followed.
         let fetched = fetch(

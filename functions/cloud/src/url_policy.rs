@@ -195,6 +195,12 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<String> {
                 .unwrap_or_else(|| "IPv4-compatible (deprecated, ::/96)".into()),
         );
     }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some(
+            embedded(low_v4, "IPv4-translated form")
+                .unwrap_or_else(|| "IPv4-translated (::ffff:0:0:0/96)".into()),
+        );
+    }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return embedded(low_v4, "NAT64 form");
     }
@@ -334,6 +340,8 @@ mod tests {
             "::ffff:169.254.169.254",
             "::ffff:100.64.0.1",
             "::10.0.0.1",
+            "::ffff:0:a00:1",
+            "::ffff:0:808:808",
             "64:ff9b::7f00:1",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b:1::1",
