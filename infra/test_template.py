@@ -185,16 +185,19 @@ class Cdn(unittest.TestCase):
         self.assertIn('("EventAge", "Seconds", age)', metrics_rs)
 
     def test_imports_are_written_under_the_notification_prefix_only(self):
-        derive = self.r["DeriveFunction"]["Properties"]
-        env = derive["Environment"]["Variables"]
-        self.assertEqual(refs(env["IMGPIPE_IMPORT_PREFIX"]), {"IngestPrefix"})
+        env = self.r["DeriveFunction"]["Properties"]["Environment"]["Variables"]
         self.assertEqual(refs(env["IMGPIPE_IMPORT_ALLOW_HOSTS"]), {"ImportAllowHosts"})
         self.assertEqual(self.t["Parameters"]["ImportAllowHosts"]["Default"], "", "imports are off by default")
-        statements = [st for p in derive["Policies"] for st in refs_statements(p)]
-        puts = [st for st in statements if st.get("Action") == ["s3:PutObject"]]
-        self.assertEqual(len(puts), 1, statements)
-        self.assertIn("imports/*", str(puts[0]["Resource"]))
-
+        worker, errors = decode(str(INFRA / "gpu-worker.yaml"))
+        assert not errors, errors
+        container = worker["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+        names = {e["Name"]: e["Value"] for e in container["Environment"] if isinstance(e, dict) and "Name" in e}
+        self.assertIn("IngestPrefix", str(names["IMGPIPE_IMPORT_PREFIX"]))
+        self.assertIn("imports/", str(names["IMGPIPE_IMPORT_PREFIX"]))
+        statements = worker["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        ingest_puts = [st for st in statements if isinstance(st, dict) and st.get("Action") == ["s3:PutObject"]]
+        self.assertEqual(len(ingest_puts), 1, statements)
+        self.assertIn("${IngestPrefix}imports/*", str(ingest_puts[0]["Resource"]))
 
 if __name__ == "__main__":
     unittest.main()

@@ -99,16 +99,27 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
         server,
     });
     let allow = format!("images.test:{port}, internal.test:{port}, mapped.test:{port}");
-    let worker = stack
+    // The CPU worker fans the manifest out and processes the imported file's upload event; the
+    // GPU queue's worker runs the import jobs.
+    let cpu = stack
+        .start_worker_with(&[
+            ("IMGPIPE_GPU_QUEUE_URL", stack.gpu_queue_url.as_str()),
+            ("IMGPIPE_MANIFEST_PREFIX", "manifests/"),
+            ("IMGPIPE_IMPORT_ALLOW_HOSTS", allow.as_str()),
+            ("IMGPIPE_IMPORT_ALLOW_HTTP", "true"),
+        ])
+        .await;
+    let importer = stack
         .start_worker_customised(
-            &stack.queue_url.clone(),
+            &stack.gpu_queue_url.clone(),
             &[
-                ("IMGPIPE_GPU_QUEUE_URL", stack.gpu_queue_url.as_str()),
-                ("IMGPIPE_MANIFEST_PREFIX", "manifests/"),
+                ("IMGPIPE_DLQ_URL", stack.gpu_dlq_url.as_str()),
                 ("IMGPIPE_IMPORT_ALLOW_HOSTS", allow.as_str()),
                 ("IMGPIPE_IMPORT_ALLOW_HTTP", "true"),
                 ("IMGPIPE_IMPORT_TIMEOUT_SECONDS", "2"),
                 ("IMGPIPE_MAX_SOURCE_BYTES", "2000000"),
+                // A slow host is retried once, then recorded as a timeout.
+                ("IMGPIPE_MAX_ATTEMPTS", "2"),
             ],
             move |handler| handler.with_network(names),
         )
@@ -136,17 +147,41 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
         assert!(Instant::now() < deadline, "no summary.json");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert_eq!(summary["imported"], 1, "{summary}");
-    assert_eq!(summary["rejected"], 7, "{summary}");
+    // What the URL alone decides is refused at once, in the summary.
+    assert_eq!(summary["importing"], 6, "{summary}");
+    assert_eq!(summary["rejected"], 2, "{summary}");
     let items = summary["items"].as_array().unwrap();
+    let mut outcomes: Vec<Value> = items
+        .iter()
+        .filter(|i| i["status"] == "rejected")
+        .map(|i| {
+            let (class, reason) = i["reason"].as_str().unwrap().split_once(": ").unwrap();
+            serde_json::json!({"url": i["entry"], "status": "rejected", "class": class, "reason": reason})
+        })
+        .collect();
+    // Each other URL's outcome, where the summary says it will be.
+    for item in items.iter().filter(|i| i["status"] != "rejected") {
+        assert_eq!(item["status"], "importing", "{item}");
+        let key = item["outcome_key"].as_str().unwrap();
+        let outcome: Value = loop {
+            if let Some(bytes) = stack.get(&stack.derivatives, key).await {
+                break serde_json::from_slice(&bytes).unwrap();
+            }
+            assert!(Instant::now() < deadline, "no outcome at {key} for {item}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(outcome["url"], item["entry"]);
+        outcomes.push(outcome);
+    }
     let class_of = |needle: &str| -> (String, String) {
-        let item = items
+        let outcome = outcomes
             .iter()
-            .find(|i| i["entry"].as_str().unwrap().contains(needle))
-            .unwrap_or_else(|| panic!("{needle} not in {summary}"));
+            .find(|o| o["url"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {outcomes:?}"));
+        assert_eq!(outcome["status"], "rejected", "{outcome}");
         (
-            item["class"].as_str().unwrap_or("").to_string(),
-            item["reason"].as_str().unwrap_or("").to_string(),
+            outcome["class"].as_str().unwrap_or("").to_string(),
+            outcome["reason"].as_str().unwrap_or("").to_string(),
         )
     };
     for (needle, class, says) in [
@@ -162,9 +197,17 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
         assert_eq!(got, class, "{needle}: {reason}");
         assert!(reason.contains(says), "{needle}: {reason}");
     }
+    let slow = outcomes
+        .iter()
+        .find(|o| o["url"].as_str().unwrap().contains("/slow.jpg"))
+        .unwrap();
+    assert_eq!(
+        slow["attempts"], 2,
+        "a timeout is retried before it is recorded: {slow}"
+    );
 
     // The imported photo is in the ingest bucket and processed by the normal event path.
-    let imported = items.iter().find(|i| i["status"] == "imported").unwrap();
+    let imported = outcomes.iter().find(|o| o["status"] == "imported").unwrap();
     let key = imported["key"].as_str().unwrap();
     assert_eq!(key, "imports/manifests/urls.csv/00000-red_flower.jpg");
     let metadata = stack.wait_for_metadata(key).await;
@@ -183,5 +226,6 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
         head.metadata().unwrap()["imgpipe-source-url"],
         format!("{base}/photos/red%20flower.jpg")
     );
-    worker.stop().await;
+    importer.stop().await;
+    cpu.stop().await;
 }

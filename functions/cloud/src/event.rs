@@ -19,6 +19,8 @@ pub enum Notification {
     Test,
     /// One or more object events.
     Records(Vec<ObjectEvent>),
+    /// A manifest URL to import ([`crate::importer::ImportJob`]).
+    Import(crate::importer::ImportJob),
 }
 
 /// One S3 object event, key decoded.
@@ -112,6 +114,9 @@ struct Body {
     sns_type: Option<String>,
     #[serde(rename = "Message")]
     sns_message: Option<String>,
+    /// imgpipe's own URL-import job.
+    #[serde(rename = "imgpipeImport")]
+    import: Option<crate::importer::ImportJob>,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +166,9 @@ pub fn parse_body(body: &str) -> Result<Notification, EventError> {
     }
     if parsed.event.as_deref() == Some("s3:TestEvent") {
         return Ok(Notification::Test);
+    }
+    if let Some(job) = parsed.import {
+        return Ok(Notification::Import(job));
     }
     let records = parsed
         .records

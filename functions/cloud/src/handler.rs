@@ -37,6 +37,7 @@ use crate::ordering::{self, Change, Decision, Recorded};
 use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress, Started};
 use crate::queue::{self, DeadLetter};
 use crate::store;
+use crate::url_policy;
 
 enum RecordDone {
     /// Processed now: the metadata document written. `replaced`: the keys of an earlier upload's
@@ -174,6 +175,11 @@ impl Handler {
                 };
             }
             Ok(Notification::Records(records)) => records,
+            Ok(Notification::Import(job)) => {
+                return self
+                    .settle_import(&job, body, receive_count, message_id)
+                    .await;
+            }
             Err(e) => {
                 let failure = Failure::permanent("bad_message", e.to_string());
                 self.metrics.record(RecordEnd::Failed(&failure.kind), None);
@@ -721,8 +727,46 @@ impl Handler {
                 });
             }
         };
-        let imports = self.import_urls(record, &parsed.urls).await?;
-        let refused = imports.iter().filter(|i| i["status"] == "rejected").count();
+        // What the URL alone decides (scheme, allow-list) is refused here, at once; the rest
+        // becomes import jobs.
+        let mut parsed = parsed;
+        let mut imports: Vec<importer::ImportJob> = Vec::new();
+        for (index, url) in parsed.urls.iter().enumerate() {
+            let checked = url
+                .parse::<reqwest::Url>()
+                .map_err(|e| url_policy::Refusal::new("bad_url", format!("'{url}': {e}")))
+                .and_then(|u| {
+                    url_policy::check_url(&u, &config.import.allow, config.import.allow_http)
+                });
+            match checked {
+                Ok(_) => imports.push(importer::ImportJob {
+                    url: url.clone(),
+                    bucket: record.bucket.clone(),
+                    manifest_key: record.key.clone(),
+                    index,
+                }),
+                Err(refusal) => parsed.rejected.push(manifest::Rejected {
+                    entry: url.clone(),
+                    reason: refusal.to_string(),
+                }),
+            }
+        }
+        // Sent first, whatever happens to the key items: each import job is idempotent (its outcome
+        // document ends it), so a redelivered manifest may send them again.
+        let import_bodies: Vec<String> = imports.iter().map(importer::ImportJob::to_body).collect();
+        let reason = format!(
+            "URL listed in manifest s3://{}/{}",
+            record.bucket, record.key
+        );
+        for chunk in import_bodies.chunks(16) {
+            let sent = futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|body| queue::forward(&self.sqs, &routing.gpu_queue_url, body, &reason)),
+            )
+            .await;
+            sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
+        }
         let mut found = Vec::with_capacity(parsed.items.len());
         for chunk in parsed.items.chunks(16) {
             let heads = futures::future::join_all(
@@ -766,10 +810,10 @@ impl Handler {
             &self.progress_key(&record.key),
             Progress::new(
                 manifest_ref.clone(),
-                (parsed.items.len() + parsed.rejected.len() + refused) as u64,
+                (parsed.items.len() + parsed.rejected.len()) as u64,
                 jobs.iter().map(|j| (j.bucket.as_str(), j.key.as_str())),
                 missing as u64,
-                (parsed.rejected.len() + refused) as u64,
+                parsed.rejected.len() as u64,
             ),
         )
         .await?;
@@ -788,91 +832,152 @@ impl Handler {
             }
         };
         let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
-        for chunk in jobs.chunks(16) {
-            let bodies: Vec<String> = chunk.iter().map(ObjectEvent::to_body).collect();
+        let bodies: Vec<String> = jobs.iter().map(ObjectEvent::to_body).collect();
+        for chunk in bodies.chunks(16) {
             let sent = futures::future::join_all(
-                bodies
+                chunk
                     .iter()
                     .map(|body| queue::forward(&self.sqs, &routing.gpu_queue_url, body, &reason)),
             )
             .await;
             sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
         }
-        tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len() + refused, imported = imports.len() - refused, "manifest fanned out to the GPU queue");
+        tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len(), urls = imports.len(), "manifest fanned out to the GPU queue");
         if let Some(completion) = completed {
             self.publish_batch_done(&manifest_ref, &completion).await?;
         }
         Ok(RecordDone::Forwarded)
     }
 
-    /// Imports the manifest's URLs into its bucket, four at a time, each written as soon as it
-    /// arrives; returns one summary entry per URL: `imported` (its key, and the metadata document
-    /// its processing will write) or `rejected` (the refusal's class and reason). A failed write
-    /// fails the message, which is retried; the import keys are the same on the retry.
-    async fn import_urls(
+    /// Settles one URL-import job: fetches the URL under the import policy, writes the file into
+    /// the manifest's bucket (its S3 event processes it like an upload) and records the outcome at
+    /// [`importer::outcome_key`]. A slow, unreachable or overloaded host is retried with backoff;
+    /// after the last attempt, and for every other refusal, the outcome is `rejected` with the
+    /// class and reason. A redelivered job whose outcome exists is done.
+    async fn settle_import(
         &self,
-        record: &ObjectEvent,
-        urls: &[String],
-    ) -> Result<Vec<serde_json::Value>, Failure> {
-        let mut entries = Vec::with_capacity(urls.len());
-        for (chunk_index, chunk) in urls.chunks(4).enumerate() {
-            let imported = futures::future::join_all(
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, url)| self.import_url(record, chunk_index * 4 + i, url)),
+        job: &importer::ImportJob,
+        body: &str,
+        receive_count: u32,
+        message_id: &str,
+    ) -> Outcome {
+        let config = &self.config;
+        let outcome_key = importer::outcome_key(&config.layout, &job.manifest_key, job.index);
+        let result = async {
+            if store::head(&self.s3, &config.output_bucket, &outcome_key)
+                .await?
+                .is_some()
+            {
+                return Ok(None);
+            }
+            let last_attempt = receive_count >= config.max_attempts;
+            let entry = match self.import_url(job).await? {
+                Ok(entry) => {
+                    self.metrics.record(RecordEnd::Imported, None);
+                    entry
+                }
+                Err(refusal) if refusal.is_transient() && !last_attempt => {
+                    self.metrics
+                        .record(RecordEnd::Retried(refusal.class), None);
+                    return Err(Failure::transient(
+                        &format!("import_{}", refusal.class),
+                        refusal.to_string(),
+                    ));
+                }
+                Err(refusal) => {
+                    self.metrics
+                        .record(RecordEnd::ImportRefused(refusal.class), None);
+                    tracing::warn!(manifest = %job.manifest_key, url = %job.url, class = refusal.class, reason = %refusal.reason, "URL refused");
+                    serde_json::json!({
+                        "status": "rejected", "class": refusal.class, "reason": refusal.reason,
+                    })
+                }
+            };
+            let mut outcome = serde_json::json!({
+                "schema": "imgpipe.import/v1",
+                "manifest": {"bucket": job.bucket, "key": job.manifest_key},
+                "index": job.index,
+                "url": job.url,
+                "attempts": receive_count,
+                "at": now(),
+            });
+            if let (Some(outcome), Some(entry)) = (outcome.as_object_mut(), entry.as_object()) {
+                outcome.extend(entry.clone());
+            }
+            store::put(
+                &self.s3,
+                &config.output_bucket,
+                &outcome_key,
+                serde_json::to_vec_pretty(&outcome).expect("outcome serialises"),
+                "application/json",
+                &config.metadata_cache_control,
             )
-            .await;
-            for entry in imported {
-                entries.push(entry?);
+            .await?;
+            Ok(Some(outcome))
+        }
+        .await;
+        match result {
+            Ok(Some(outcome)) if outcome["status"] == "imported" => Outcome::Done {
+                processed: 1,
+                skipped: 0,
+                forwarded: 0,
+            },
+            Ok(Some(outcome)) => Outcome::Ignored {
+                reason: format!("{} refused: {}", job.url, outcome["reason"]),
+            },
+            Ok(None) => Outcome::Done {
+                processed: 0,
+                skipped: 1,
+                forwarded: 0,
+            },
+            Err(failure) if receive_count < config.max_attempts => {
+                let delay = config.retry_delay(receive_count);
+                tracing::warn!(message_id, url = %job.url, receive_count, delay_s = delay.as_secs(), error = %failure, "import failed for now; will retry");
+                Outcome::Retry { failure, delay }
+            }
+            Err(failure) => {
+                self.dead_letter(body, failure, None, receive_count, message_id)
+                    .await
             }
         }
-        Ok(entries)
     }
 
-    /// One URL of [`Self::import_urls`].
+    /// Fetches `job`'s URL and writes it into the manifest's bucket: `Ok(Ok(entry))` with the new
+    /// key, `Ok(Err(refusal))` when the policy or the host said no, `Err` when the write failed.
     async fn import_url(
         &self,
-        record: &ObjectEvent,
-        index: usize,
-        url: &str,
-    ) -> Result<serde_json::Value, Failure> {
+        job: &importer::ImportJob,
+    ) -> Result<Result<serde_json::Value, url_policy::Refusal>, Failure> {
         let config = &self.config;
-        let fetched = match importer::fetch(url, &config.import, &self.network).await {
+        let fetched = match importer::fetch(&job.url, &config.import, &self.network).await {
             Ok(fetched) => fetched,
-            Err(refusal) => {
-                tracing::warn!(manifest = %record.key, url, class = refusal.class, reason = %refusal.reason, "URL refused");
-                return Ok(serde_json::json!({
-                    "entry": url, "status": "rejected",
-                    "class": refusal.class, "reason": refusal.reason,
-                }));
-            }
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let key = importer::import_key(
             &config.import_prefix,
-            &record.key,
-            index,
-            url,
+            &job.manifest_key,
+            job.index,
+            &job.url,
             fetched.format,
         );
         let bytes = fetched.bytes.len();
         store::put_tagged(
             &self.s3,
-            &record.bucket,
+            &job.bucket,
             &key,
             fetched.bytes,
             &format!("image/{}", fetched.format.as_str()),
-            // S3 user metadata is limited to 2 KB: a longer (signed) URL stays in the summary only.
+            // S3 user metadata is limited to 2 KB: a longer (signed) URL stays in the outcome only.
             &[("imgpipe-source-url", fetched.final_url.as_str())]
                 [..usize::from(fetched.final_url.len() <= 1024)],
         )
         .await?;
-        tracing::info!(manifest = %record.key, url, key, bytes, address = %fetched.address, "URL imported");
-        Ok(serde_json::json!({
-            "entry": url, "status": "imported", "key": key,
+        tracing::info!(manifest = %job.manifest_key, url = %job.url, key, bytes, address = %fetched.address, "URL imported");
+        Ok(Ok(serde_json::json!({
+            "status": "imported", "key": key,
             "metadata_key": config.layout.metadata_key(&key),
             "bytes": bytes, "final_url": fetched.final_url,
-        }))
+        })))
     }
 
     /// `summary.json` of a manifest: what happened to each entry at fan-out.
@@ -881,7 +986,7 @@ impl Handler {
         record: &ObjectEvent,
         found: &[(&manifest::Item, Option<store::Head>)],
         rejected: &[manifest::Rejected],
-        imports: &[serde_json::Value],
+        imports: &[importer::ImportJob],
     ) -> Result<(), Failure> {
         let config = &self.config;
         let mut items: Vec<serde_json::Value> = found
@@ -901,17 +1006,22 @@ impl Handler {
         items.extend(rejected.iter().map(
             |r| serde_json::json!({"entry": r.entry, "status": "rejected", "reason": r.reason}),
         ));
-        items.extend(imports.iter().cloned());
+        items.extend(imports.iter().map(|job| {
+            serde_json::json!({
+                "entry": job.url, "status": "importing",
+                // Where the import's outcome will be: imported (with its key), or rejected and why.
+                "outcome_key": importer::outcome_key(&config.layout, &job.manifest_key, job.index),
+            })
+        }));
         let queued = found.iter().filter(|(_, head)| head.is_some()).count();
-        let refused = imports.iter().filter(|i| i["status"] == "rejected").count();
         let summary = serde_json::json!({
             "schema": "imgpipe.manifest-summary/v1",
             "manifest": {"bucket": record.bucket, "key": record.key, "etag": record.etag},
             "output_bucket": config.output_bucket,
             "queued": queued,
             "missing": found.len() - queued,
-            "rejected": rejected.len() + refused,
-            "imported": imports.len() - refused,
+            "rejected": rejected.len(),
+            "importing": imports.len(),
             "progress_key": self.progress_key(&record.key),
             "items": items,
             "written_at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),

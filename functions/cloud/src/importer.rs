@@ -178,8 +178,13 @@ async fn fetch_hops(
             continue;
         }
         if !status.is_success() {
+            let class = if status.is_server_error() || status.as_u16() == 429 {
+                "server_error"
+            } else {
+                "http_status"
+            };
             return Err(Refusal::new(
-                "http_status",
+                class,
                 format!("GET {current} answered {status}"),
             ));
         }
@@ -240,6 +245,37 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// One URL of a manifest, as its own job on the GPU queue (the long-running worker, so a slow host
+/// holds no Lambda): fetched, written into the manifest's bucket, its outcome recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportJob {
+    /// The URL as the manifest lists it.
+    pub url: String,
+    /// The manifest's bucket (imports are written there).
+    pub bucket: String,
+    /// The manifest's key.
+    pub manifest_key: String,
+    /// The URL's position among the manifest's URLs.
+    pub index: usize,
+}
+
+impl ImportJob {
+    /// The SQS body: `{"imgpipeImport": {...}}`.
+    pub fn to_body(&self) -> String {
+        serde_json::json!({ "imgpipeImport": self }).to_string()
+    }
+}
+
+/// Where the outcome of the `index`-th URL of `manifest_key` is written in the output bucket:
+/// `<prefix><manifest key>/imports/<index>.json`.
+pub fn outcome_key(
+    layout: &imgpipe_core::OutputLayout,
+    manifest_key: &str,
+    index: usize,
+) -> String {
+    format!("{}{manifest_key}/imports/{index:05}.json", layout.prefix)
 }
 
 /// The ingest key of the `index`-th URL of `manifest_key`: `<prefix><manifest key>/<index>-<last
@@ -421,6 +457,11 @@ mod tests {
             "/to-elsewhere" => redirect("https://not-listed.test/a.jpg"),
             "/to-good" => redirect("/a.jpg"),
             "/loop" => redirect("/loop"),
+            "/busy" => (
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+                Vec::new(),
+                None,
+            ),
             "/missing" => (
                 "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
                 Vec::new(),
@@ -571,6 +612,15 @@ mod tests {
             refusal("http://images.test:PORT/missing").await.class,
             "http_status"
         );
+        let busy = refusal("http://images.test:PORT/busy").await;
+        assert_eq!(busy.class, "server_error");
+        assert!(busy.is_transient(), "a 503 is worth another try");
+        assert!(
+            !refusal("http://images.test:PORT/missing")
+                .await
+                .is_transient()
+        );
+        assert!(refusal("http://images.test:PORT/slow").await.is_transient());
         assert_eq!(refusal("not a url").await.class, "bad_url");
     }
 

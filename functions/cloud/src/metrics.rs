@@ -5,8 +5,8 @@
 //! slow.
 //!
 //! Namespace [`NAMESPACE`], dimension `Stack` (`IMGPIPE_STACK_NAME`), and `Stack` + `FailureKind`
-//! on failures and retries. Metrics: `Processed`, `Skipped`, `Deleted`, `Forwarded`, `Failed`,
-//! `Retried` (Count); `BytesIn`, `BytesOut` (Bytes); `FetchMs`, `DecodeMs`, `ResizeMs`, `EncodeMs`,
+//! on failures, retries and refused imports. Metrics: `Processed`, `Skipped`, `Deleted`,
+//! `Forwarded`, `Failed`, `Retried`, `Imported`, `ImportRefused` (Count); `BytesIn`, `BytesOut` (Bytes); `FetchMs`, `DecodeMs`, `ResizeMs`, `EncodeMs`,
 //! `PutMs`, `TotalMs` (Milliseconds); `EventAge` (Seconds from the S3 event's time to the end of
 //! the record: what the template's event-age alarm watches).
 
@@ -33,6 +33,10 @@ pub enum RecordEnd<'a> {
     Failed(&'a str),
     /// Failed for now; the message is retried.
     Retried(&'a str),
+    /// A manifest URL imported into the ingest bucket.
+    Imported,
+    /// A manifest URL refused, with the refusal's class.
+    ImportRefused(&'a str),
 }
 
 /// Writes EMF lines, or nothing when turned off (`IMGPIPE_METRICS=off`).
@@ -102,6 +106,11 @@ pub fn emf_line(
         }
         RecordEnd::Retried(k) => {
             metrics.push(("Retried", "Count", 1.0));
+            kind = Some(k);
+        }
+        RecordEnd::Imported => metrics.push(("Imported", "Count", 1.0)),
+        RecordEnd::ImportRefused(k) => {
+            metrics.push(("ImportRefused", "Count", 1.0));
             kind = Some(k);
         }
     }
@@ -212,6 +221,8 @@ mod tests {
             RecordEnd::Forwarded,
             RecordEnd::Failed("corrupt"),
             RecordEnd::Retried("s3_get"),
+            RecordEnd::Imported,
+            RecordEnd::ImportRefused("private_address"),
         ] {
             validate(&emf_line(
                 "imgpipe-prod",

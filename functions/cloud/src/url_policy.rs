@@ -15,13 +15,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[error("{class}: {reason}")]
 pub struct Refusal {
     /// `scheme`, `credentials`, `bad_url`, `host_not_allowed`, `private_address`,
-    /// `too_many_redirects`, `oversize`, `timeout`, `not_an_image`, `http_status`, `network`.
+    /// `too_many_redirects`, `oversize`, `not_an_image`, `http_status` (4xx); transient:
+    /// `timeout`, `network`, `server_error` (5xx, 429).
     pub class: &'static str,
     /// What was refused and why.
     pub reason: String,
 }
 
 impl Refusal {
+    /// True when a later attempt may succeed (the host was slow, unreachable or overloaded).
+    pub fn is_transient(&self) -> bool {
+        matches!(self.class, "timeout" | "network" | "server_error")
+    }
+
     /// A refusal of `class`.
     pub fn new(class: &'static str, reason: impl Into<String>) -> Self {
         Self {
