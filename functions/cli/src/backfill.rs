@@ -223,7 +223,14 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
             eprintln!("backfill: --no-wait: once the jobs are done, run: {later}");
         } else {
             let s3 = &clients.s3;
-            let wait = wait_until_current(s3, &output_bucket, &layout, &awaiting, &preset_hash);
+            let wait = wait_until_current(
+                s3,
+                &bucket,
+                &output_bucket,
+                &layout,
+                &awaiting,
+                &preset_hash,
+            );
             tokio::select! {
                 done = wait => {
                     done?;
@@ -286,11 +293,12 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Waits until every source in `sources` is current (or failed) with `preset_hash`, checking the
-/// remaining ones every 5 seconds: the moment a CDN invalidation can no longer be overtaken by a
-/// job still writing old-looking outputs.
+/// Waits until every source in `sources` has a metadata.json made with `preset_hash` (done or
+/// failed, from this upload or a newer one) or no longer exists, checking the remaining ones every
+/// 5 seconds: the moment a CDN invalidation can no longer be overtaken by a job still to write.
 async fn wait_until_current(
     s3: &aws_sdk_s3::Client,
+    bucket: &str,
     output_bucket: &str,
     layout: &OutputLayout,
     sources: &[&Listed],
@@ -299,20 +307,19 @@ async fn wait_until_current(
     let mut remaining: Vec<&Listed> = sources.to_vec();
     let total = remaining.len();
     loop {
-        let verdicts: Vec<_> = futures::stream::iter(remaining.iter().copied())
+        let checks: Vec<_> = futures::stream::iter(remaining.iter().copied())
             .map(|source| async move {
-                let verdict =
-                    backfill::inspect(s3, output_bucket, layout, source, preset_hash).await;
-                (source, verdict)
+                let done =
+                    settled(s3, bucket, output_bucket, layout, &source.key, preset_hash).await;
+                (source, done)
             })
             .buffered(16)
             .collect()
             .await;
         let mut still = Vec::new();
-        for (source, verdict) in verdicts {
-            match verdict.map_err(|f| anyhow::anyhow!("{f}"))? {
-                Verdict::Current | Verdict::Failed => {}
-                _ => still.push(source),
+        for (source, done) in checks {
+            if !done.map_err(|f| anyhow::anyhow!("{f}"))? {
+                still.push(source);
             }
         }
         remaining = still;
@@ -324,6 +331,27 @@ async fn wait_until_current(
             remaining.len()
         );
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// True when `key`'s metadata.json was made with `preset_hash`, or the source is gone.
+async fn settled(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    output_bucket: &str,
+    layout: &OutputLayout,
+    key: &str,
+    preset_hash: &str,
+) -> Result<bool, imgpipe_cloud::failure::Failure> {
+    let metadata_key = layout.metadata_key(key);
+    match store::head_tags(s3, output_bucket, &metadata_key).await? {
+        Some(tags) => match tags.get(store::document_tags::PRESET_HASH) {
+            Some(hash) => Ok(hash == preset_hash),
+            None => Ok(store::get_metadata(s3, output_bucket, &metadata_key)
+                .await?
+                .is_some_and(|m| m.preset_set_hash == preset_hash)),
+        },
+        None => Ok(store::head(s3, bucket, key).await?.is_none()),
     }
 }
 
