@@ -97,9 +97,10 @@ struct QueueStatus {
     url: String,
     visible: u64,
     in_flight: u64,
-    /// Seconds since the oldest dead-lettered message was dead-lettered (DLQs only: reading a work
-    /// queue's messages would take them from the workers; see the ApproximateAgeOfOldestMessage
-    /// metric and the template's event-age alarm for those).
+    /// Age of the oldest message, seconds: for a DLQ, since the oldest letter was dead-lettered
+    /// (read from the letters); for a work queue, SQS's `ApproximateAgeOfOldestMessage` from
+    /// CloudWatch (reading its messages would take them from the workers; the metric is per
+    /// minute, a few minutes late, and absent where CloudWatch has none, as on LocalStack).
     oldest_age_s: Option<u64>,
 }
 
@@ -130,12 +131,16 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         failures: BTreeMap::new(),
         sampled: 0,
     };
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&clients.shared);
     for (name, url, is_dlq) in named {
         let Some(url) = url else { continue };
         let depth = queue::depth(&clients.sqs, url)
             .await
             .map_err(|f| anyhow::anyhow!("{name} queue: {f}"))?;
         let mut oldest_age_s = None;
+        if !is_dlq && depth.visible + depth.in_flight > 0 {
+            oldest_age_s = oldest_age(&cloudwatch, url).await;
+        }
         if is_dlq && depth.visible > 0 {
             let letters = dlq::peek(&clients.sqs, url, args.sample)
                 .await
@@ -180,6 +185,41 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The latest `ApproximateAgeOfOldestMessage` (maximum over a minute) of the queue at `url` in the
+/// last 15 minutes; `None` without data or when CloudWatch cannot be read (said on stderr).
+async fn oldest_age(cloudwatch: &aws_sdk_cloudwatch::Client, url: &str) -> Option<u64> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let name = url.rsplit('/').next()?;
+    let now = std::time::SystemTime::now();
+    let result = cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateAgeOfOldestMessage")
+        .dimensions(Dimension::builder().name("QueueName").value(name).build())
+        .start_time(DateTime::from(now - std::time::Duration::from_secs(900)))
+        .end_time(DateTime::from(now))
+        .period(60)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await;
+    match result {
+        Ok(out) => out
+            .datapoints()
+            .iter()
+            .filter_map(|d| Some((d.timestamp()?.secs(), d.maximum()?)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, age)| age.max(0.0) as u64),
+        Err(e) => {
+            eprintln!(
+                "CloudWatch GetMetricStatistics for {name}: {} (oldest age left empty)",
+                imgpipe_cloud::aws_error::brief(&e)
+            );
+            None
+        }
+    }
 }
 
 fn age(seconds: u64) -> String {
