@@ -198,6 +198,18 @@ class Cdn(unittest.TestCase):
         ingest_puts = [st for st in statements if isinstance(st, dict) and st.get("Action") == ["s3:PutObject"]]
         self.assertEqual(len(ingest_puts), 1, statements)
         self.assertIn("${IngestPrefix}imports/*", str(ingest_puts[0]["Resource"]))
+    def test_tombstones_expire_by_their_tag(self):
+        rules = self.r["DerivativesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        tombstones = [r for r in rules if r.get("TagFilters")]
+        self.assertEqual(len(tombstones), 1, rules)
+        tag = tombstones[0]["TagFilters"][0]
+        deletion_rs = (INFRA.parent / "functions/cloud/src/deletion.rs").read_text(encoding="utf-8")
+        self.assertIn(f'TOMBSTONE_TAGGING: &str = "{tag["Key"]}={tag["Value"]}";', deletion_rs)
+        self.assertEqual(refs(tombstones[0]["ExpirationInDays"]), {"TombstoneDays"})
+        derive = self.r["DeriveFunction"]["Properties"]
+        statements = [st for p in derive["Policies"] for st in refs_statements(p)]
+        self.assertTrue(any(st.get("Action") == ["s3:PutObjectTagging"] for st in statements), statements)
+
 
 if __name__ == "__main__":
     unittest.main()

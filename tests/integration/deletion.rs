@@ -83,6 +83,21 @@ async fn deleting_a_source_deletes_its_outputs_and_a_reupload_brings_them_back()
     let left = keys_under(&stack, &dir).await;
     let tombstone = format!("{dir}deleted.json");
     assert!(left.contains(&tombstone), "{left:?}");
+    // Tagged for the bucket's lifecycle rule, which expires tombstones after TombstoneDays.
+    let tags = stack
+        .s3
+        .get_object_tagging()
+        .bucket(&stack.derivatives)
+        .key(&tombstone)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == "imgpipe-kind" && t.value() == "tombstone"),
+        "{tags:?}"
+    );
     assert!(
         !left.iter().any(|k| own.contains(k)),
         "outputs left after the deletion: {left:?}"

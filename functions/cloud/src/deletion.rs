@@ -6,7 +6,8 @@
 //! recording the removal's sequencer, so that a late `ObjectCreated` of the deleted upload is
 //! recognised and ignored (see [`crate::ordering`]). Processing a newer upload removes the tombstone.
 //! Sources with keys under `<key>/…` have their own outputs under `<prefix><key>/…/`: only direct
-//! children are deleted, never those.
+//! children are deleted, never those. Tombstones carry the object tag [`TOMBSTONE_TAGGING`], which
+//! the template's lifecycle rule expires after `TombstoneDays` (30): long after any late event.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,9 @@ use crate::store;
 
 /// File name of the tombstone under a source's output prefix.
 pub const TOMBSTONE: &str = "deleted.json";
+
+/// Object tags of a tombstone (what the derivatives bucket's lifecycle rule selects).
+pub const TOMBSTONE_TAGGING: &str = "imgpipe-kind=tombstone";
 
 /// Schema of the tombstone document.
 pub const TOMBSTONE_SCHEMA: &str = "imgpipe.tombstone/v1";

@@ -508,13 +508,14 @@ impl Handler {
                     deleted_at: now(),
                     deleted_keys: deleted,
                 };
-                store::put(
+                store::put_tagging(
                     &self.s3,
                     &config.output_bucket,
                     &tombstone_key,
                     serde_json::to_vec_pretty(&tombstone).expect("tombstone serialises"),
                     "application/json",
                     &config.metadata_cache_control,
+                    deletion::TOMBSTONE_TAGGING,
                 )
                 .await?;
                 tombstone

@@ -185,6 +185,25 @@ pub fn document_tags_of(metadata: &Metadata) -> Vec<(&'static str, String)> {
     tags
 }
 
+/// Writes one object with its Content-Type, Cache-Control and object tags `tagging`
+/// (`key=value&…`, what lifecycle rules select on).
+pub async fn put_tagging(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+    cache_control: &str,
+    tagging: &str,
+) -> Result<(), Failure> {
+    put_request(s3, bucket, key, bytes, content_type, cache_control)
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(|e| put_error(bucket, key, &e))?;
+    Ok(())
+}
+
 /// Writes one object with S3 user metadata `tags` (ASCII values).
 pub async fn put_tagged(
     s3: &Client,
