@@ -307,8 +307,10 @@ pub async fn redrive(
 }
 
 /// Moves every message of `dlq` to `target` with SQS's own `StartMessageMoveTask` and waits until
-/// the task ends. SQS keeps each message's receive count (LocalStack 4.13 observed), so a message
-/// received often enough in the DLQ arrives with its attempts used up: prefer [`redrive`].
+/// the task ends. The moved messages keep their attributes, so the handler knows them as redriven
+/// by their `imgpipe.error_kind`. SQS also keeps each message's receive count (LocalStack 4.13
+/// observed), so a message received often enough in the DLQ arrives with its attempts used up:
+/// prefer [`redrive`].
 pub async fn move_task(sqs: &Client, dlq: &str, target: &str) -> Result<Redriven, Failure> {
     let arn = |queue: String| async move {
         let out = sqs

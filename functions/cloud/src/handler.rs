@@ -165,9 +165,11 @@ impl Handler {
         let message_id = message.message_id.as_deref().unwrap_or("");
         let body = message.body.as_deref().unwrap_or("");
         let receive_count = batch::receive_count(message);
-        let redriven = message
-            .message_attributes
-            .contains_key(queue::attributes::REDRIVEN);
+        // Back from the DLQ by an operator's hand: `imgpipe dlq redrive` marks the job; SQS's own
+        // move task keeps the dead letter's attributes, so its failure kind says the same.
+        let redriven = [queue::attributes::REDRIVEN, queue::attributes::ERROR_KIND]
+            .iter()
+            .any(|name| message.message_attributes.contains_key(*name));
         let records = match parse_body(body) {
             Ok(Notification::Test) => {
                 return Outcome::Ignored {

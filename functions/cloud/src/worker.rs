@@ -215,6 +215,7 @@ async fn receive(
         .wait_time_seconds(wait_time_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
         .message_attribute_names(crate::queue::attributes::REDRIVEN)
+        .message_attribute_names(crate::queue::attributes::ERROR_KIND)
         .send()
         .await;
     match received {
