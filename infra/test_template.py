@@ -187,17 +187,25 @@ class Cdn(unittest.TestCase):
     def test_imports_are_written_under_the_notification_prefix_only(self):
         env = self.r["DeriveFunction"]["Properties"]["Environment"]["Variables"]
         self.assertEqual(refs(env["IMGPIPE_IMPORT_ALLOW_HOSTS"]), {"ImportAllowHosts"})
+        self.assertEqual(refs(env["IMGPIPE_IMPORT_PREFIX"]), {"IngestPrefix"})
+        self.assertIn("imports/", str(env["IMGPIPE_IMPORT_PREFIX"]))
         self.assertEqual(self.t["Parameters"]["ImportAllowHosts"]["Default"], "", "imports are off by default")
         worker, errors = decode(str(INFRA / "gpu-worker.yaml"))
         assert not errors, errors
-        container = worker["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
-        names = {e["Name"]: e["Value"] for e in container["Environment"] if isinstance(e, dict) and "Name" in e}
-        self.assertIn("IngestPrefix", str(names["IMGPIPE_IMPORT_PREFIX"]))
-        self.assertIn("imports/", str(names["IMGPIPE_IMPORT_PREFIX"]))
         statements = worker["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         ingest_puts = [st for st in statements if isinstance(st, dict) and st.get("Action") == ["s3:PutObject"]]
         self.assertEqual(len(ingest_puts), 1, statements)
         self.assertIn("${IngestPrefix}imports/*", str(ingest_puts[0]["Resource"]))
+
+    def test_the_gpu_worker_can_tell_a_missing_key_and_delete_old_outputs(self):
+        worker, errors = decode(str(INFRA / "gpu-worker.yaml"))
+        assert not errors, errors
+        statements = worker["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        actions = {a for st in statements if isinstance(st, dict) for a in st.get("Action", [])}
+        self.assertLessEqual({"s3:ListBucket", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, actions)
+        lists = [st for st in statements if isinstance(st, dict) and st.get("Action") == ["s3:ListBucket"]]
+        self.assertTrue(lists[0]["Resource"]["Fn::Sub"].endswith(":::${DerivativesBucketName}"), lists)
+
     def test_tombstones_expire_by_their_tag(self):
         rules = self.r["DerivativesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
         tombstones = [r for r in rules if r.get("TagFilters")]

@@ -226,6 +226,38 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
         head.metadata().unwrap()["imgpipe-source-url"],
         format!("{base}/photos/red%20flower.jpg")
     );
+
+    // A new version of the manifest: its first URL's outcome is its own, not the old one's.
+    let first_outcome = "derived/manifests/urls.csv/imports/00000.json";
+    let old: Value =
+        serde_json::from_slice(&stack.get(&stack.derivatives, first_outcome).await.unwrap())
+            .unwrap();
+    stack
+        .put(
+            "manifests/urls.csv",
+            format!("url\n{base}/to-private\n").into_bytes(),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new: Value = loop {
+        let current: Value =
+            serde_json::from_slice(&stack.get(&stack.derivatives, first_outcome).await.unwrap())
+                .unwrap();
+        if current["manifest"]["etag"] != old["manifest"]["etag"] {
+            break current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new manifest's outcome never replaced {old}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(old["status"], "imported", "{old}");
+    assert_eq!(
+        (new["status"].as_str(), new["class"].as_str()),
+        (Some("rejected"), Some("private_address")),
+        "{new}"
+    );
     importer.stop().await;
     cpu.stop().await;
 }

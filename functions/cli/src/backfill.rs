@@ -55,6 +55,10 @@ pub struct BackfillArgs {
     /// instead of making it.
     #[arg(long)]
     no_wait: bool,
+    /// With a CDN: longest wait for the jobs before giving up on the invalidation (it is then
+    /// printed to run by hand).
+    #[arg(long, default_value_t = 120)]
+    wait_minutes: u64,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -231,10 +235,14 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<i32> {
                 &awaiting,
                 &preset_hash,
             );
+            let wait = tokio::time::timeout(Duration::from_secs(args.wait_minutes * 60), wait);
             tokio::select! {
                 done = wait => {
-                    done?;
-                    invalidation = Some(invalidate_prefix(&clients.shared, distribution, &path).await?);
+                    if done.is_ok() {
+                        invalidation = Some(invalidate_prefix(&clients.shared, distribution, &path).await?);
+                    } else {
+                        eprintln!("backfill: the jobs did not all finish within {} minutes (see imgpipe status / dlq list); once they are done, run: {later}", args.wait_minutes);
+                    }
                 }
                 _ = &mut ctrl_c => {
                     interrupted = true;
@@ -303,7 +311,7 @@ async fn wait_until_current(
     layout: &OutputLayout,
     sources: &[&Listed],
     preset_hash: &str,
-) -> anyhow::Result<()> {
+) {
     let mut remaining: Vec<&Listed> = sources.to_vec();
     let total = remaining.len();
     loop {
@@ -318,13 +326,19 @@ async fn wait_until_current(
             .await;
         let mut still = Vec::new();
         for (source, done) in checks {
-            if !done.map_err(|f| anyhow::anyhow!("{f}"))? {
-                still.push(source);
+            match done {
+                Ok(true) => {}
+                Ok(false) => still.push(source),
+                // A failed check is asked again next round.
+                Err(f) => {
+                    eprintln!("backfill: checking {}: {f}", source.key);
+                    still.push(source);
+                }
             }
         }
         remaining = still;
         if remaining.is_empty() {
-            return Ok(());
+            return;
         }
         eprintln!(
             "backfill: waiting for {} of {total} jobs before invalidating the CDN (Ctrl-C stops waiting)",

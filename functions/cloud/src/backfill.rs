@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use imgpipe_core::{Metadata, OutputLayout};
 
 use crate::event::ObjectEvent;
@@ -170,61 +169,15 @@ pub fn job(bucket: &str, source: &Listed) -> ObjectEvent {
     }
 }
 
-/// Sends `jobs` (at most 10, one SendMessageBatch); any entry SQS refuses fails the whole call, so
+/// Sends `jobs` (SendMessageBatch, 10 per call); any entry SQS refuses fails the whole call, so
 /// the caller can stop and report where to resume.
 pub async fn send_jobs(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     jobs: &[ObjectEvent],
 ) -> Result<(), Failure> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let entries = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(job.to_body())
-                .message_attributes(
-                    crate::queue::attributes::ROUTE_REASON,
-                    crate::queue::string_attribute("backfill"),
-                )
-                .build()
-                .expect("id and body set")
-        })
-        .collect();
-    let out = sqs
-        .send_message_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(|e| {
-            Failure::transient(
-                "sqs_send",
-                format!(
-                    "SendMessageBatch to {queue_url}: {}",
-                    crate::aws_error::brief(&e)
-                ),
-            )
-        })?;
-    if let Some(failed) = out.failed().first() {
-        let index: usize = failed.id().parse().unwrap_or(0);
-        return Err(Failure::transient(
-            "sqs_send",
-            format!(
-                "SendMessageBatch to {queue_url}: {} of {} jobs refused, first {}: {} {}",
-                out.failed().len(),
-                jobs.len(),
-                jobs.get(index).map_or("?", |j| j.key.as_str()),
-                failed.code(),
-                failed.message().unwrap_or_default()
-            ),
-        ));
-    }
-    Ok(())
+    let bodies: Vec<String> = jobs.iter().map(ObjectEvent::to_body).collect();
+    crate::queue::forward_batch(sqs, queue_url, &bodies, "backfill").await
 }
 
 /// Counts of one backfill run.

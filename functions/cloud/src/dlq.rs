@@ -18,8 +18,11 @@ use crate::event::{Notification, parse_body};
 use crate::failure::Failure;
 use crate::queue::attributes;
 
-/// How long a peeked or redriven message stays hidden from other readers of the DLQ.
+/// How long a peeked message stays hidden from other readers of the DLQ.
 const HOLD: Duration = Duration::from_secs(60);
+/// How long a redrive keeps the letters it skips hidden, so a long redrive does not meet them again
+/// (they are made visible at its end; if it dies, they reappear after this).
+const REDRIVE_HOLD: Duration = Duration::from_secs(900);
 
 /// One dead-lettered job, as `imgpipe dlq list` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -128,14 +131,14 @@ where
     )
 }
 
-/// Receives up to 10 messages of `queue`, hidden for [`HOLD`].
-async fn receive(sqs: &Client, queue: &str) -> Result<Vec<Message>, Failure> {
+/// Receives up to 10 messages of `queue`, hidden for `hold`.
+async fn receive(sqs: &Client, queue: &str, hold: Duration) -> Result<Vec<Message>, Failure> {
     let out = sqs
         .receive_message()
         .queue_url(queue)
         .max_number_of_messages(10)
         .wait_time_seconds(1)
-        .visibility_timeout(HOLD.as_secs() as i32)
+        .visibility_timeout(hold.as_secs() as i32)
         .message_attribute_names("All")
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
@@ -175,7 +178,7 @@ pub async fn peek(sqs: &Client, dlq: &str, max: usize) -> Result<Vec<Letter>, Fa
     let mut letters: Vec<Letter> = Vec::new();
     let result = async {
         while letters.len() < max {
-            let batch = receive(sqs, dlq).await?;
+            let batch = receive(sqs, dlq, HOLD).await?;
             if batch.is_empty() {
                 break;
             }
@@ -254,7 +257,7 @@ pub async fn redrive(
             if selection.max.is_some_and(|max| report.moved >= max) {
                 break;
             }
-            let batch = receive(sqs, dlq).await?;
+            let batch = receive(sqs, dlq, REDRIVE_HOLD).await?;
             if batch.is_empty() {
                 break;
             }
@@ -335,6 +338,7 @@ pub async fn move_task(sqs: &Client, dlq: &str, target: &str) -> Result<Redriven
         .await
         .map_err(|e| sqs_error("StartMessageMoveTask", dlq, e))?;
     let handle = task.task_handle().unwrap_or_default().to_string();
+    let started_ms = now_ms() as i64;
     for _ in 0..600 {
         let tasks = sqs
             .list_message_move_tasks()
@@ -343,10 +347,15 @@ pub async fn move_task(sqs: &Client, dlq: &str, target: &str) -> Result<Redriven
             .send()
             .await
             .map_err(|e| sqs_error("ListMessageMoveTasks", dlq, e))?;
+        // Ours: its handle, or (finished tasks carry none) the latest started since we asked.
         let ours = tasks
             .results()
             .iter()
-            .find(|t| t.task_handle().is_none_or(|h| h == handle));
+            .filter(|t| {
+                t.task_handle() == Some(handle.as_str())
+                    || t.started_timestamp() >= started_ms - 5_000
+            })
+            .max_by_key(|t| t.started_timestamp());
         if let Some(task) = ours {
             match task.status() {
                 Some("COMPLETED") => {

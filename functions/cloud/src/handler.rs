@@ -746,7 +746,9 @@ impl Handler {
                     url: url.clone(),
                     bucket: record.bucket.clone(),
                     manifest_key: record.key.clone(),
+                    manifest_etag: record.etag.clone(),
                     index,
+                    prefix: config.import_prefix.clone(),
                 }),
                 Err(refusal) => parsed.rejected.push(manifest::Rejected {
                     entry: url.clone(),
@@ -761,15 +763,7 @@ impl Handler {
             "URL listed in manifest s3://{}/{}",
             record.bucket, record.key
         );
-        for chunk in import_bodies.chunks(16) {
-            let sent = futures::future::join_all(
-                chunk
-                    .iter()
-                    .map(|body| queue::forward(&self.sqs, &routing.gpu_queue_url, body, &reason)),
-            )
-            .await;
-            sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
-        }
+        queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &import_bodies, &reason).await?;
         let mut found = Vec::with_capacity(parsed.items.len());
         for chunk in parsed.items.chunks(16) {
             let heads = futures::future::join_all(
@@ -867,11 +861,18 @@ impl Handler {
         let config = &self.config;
         let outcome_key = importer::outcome_key(&config.layout, &job.manifest_key, job.index);
         let result = async {
-            if store::head(&self.s3, &config.output_bucket, &outcome_key)
-                .await?
-                .is_some()
-            {
-                return Ok(None);
+            // An outcome of this job (same manifest version, same URL) ends it; one of another
+            // version of the manifest is replaced, conditionally on its ETag.
+            let existing = store::get_with_etag(&self.s3, &config.output_bucket, &outcome_key).await?;
+            let mut replaces = None;
+            if let Some((bytes, etag)) = existing {
+                let found: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                if found["url"] == job.url.as_str()
+                    && found["manifest"]["etag"] == serde_json::json!(job.manifest_etag)
+                {
+                    return Ok(None);
+                }
+                replaces = Some(etag);
             }
             let last_attempt = receive_count >= config.max_attempts;
             let entry = match self.import_url(job).await? {
@@ -898,7 +899,7 @@ impl Handler {
             };
             let mut outcome = serde_json::json!({
                 "schema": "imgpipe.import/v1",
-                "manifest": {"bucket": job.bucket, "key": job.manifest_key},
+                "manifest": {"bucket": job.bucket, "key": job.manifest_key, "etag": job.manifest_etag},
                 "index": job.index,
                 "url": job.url,
                 "attempts": receive_count,
@@ -907,16 +908,18 @@ impl Handler {
             if let (Some(outcome), Some(entry)) = (outcome.as_object_mut(), entry.as_object()) {
                 outcome.extend(entry.clone());
             }
-            store::put(
+            // Conditional: when two copies of the job race, the first outcome stands.
+            let written = store::put_if(
                 &self.s3,
                 &config.output_bucket,
                 &outcome_key,
                 serde_json::to_vec_pretty(&outcome).expect("outcome serialises"),
                 "application/json",
                 &config.metadata_cache_control,
+                replaces.as_deref(),
             )
             .await?;
-            Ok(Some(outcome))
+            Ok(written.then_some(outcome))
         }
         .await;
         match result {
@@ -957,7 +960,7 @@ impl Handler {
             Err(refusal) => return Ok(Err(refusal)),
         };
         let key = importer::import_key(
-            &config.import_prefix,
+            &job.prefix,
             &job.manifest_key,
             job.index,
             &job.url,

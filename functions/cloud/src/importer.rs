@@ -257,8 +257,14 @@ pub struct ImportJob {
     pub bucket: String,
     /// The manifest's key.
     pub manifest_key: String,
+    /// The manifest's ETag: an outcome written for another version of the manifest is not this
+    /// job's.
+    pub manifest_etag: Option<String>,
     /// The URL's position among the manifest's URLs.
     pub index: usize,
+    /// Where the file goes in `bucket` (the fan-out's `IMGPIPE_IMPORT_PREFIX`, so the worker that
+    /// fetches cannot put it outside the notification prefix by its own configuration).
+    pub prefix: String,
 }
 
 impl ImportJob {

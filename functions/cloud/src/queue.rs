@@ -134,6 +134,66 @@ pub async fn forward(
     Ok(())
 }
 
+/// Sends job `bodies` to `queue_url` with SendMessageBatch (10 per call, 8 calls at once), each
+/// saying why; an entry SQS refuses fails the call (the caller retries; jobs are idempotent).
+pub async fn forward_batch(
+    sqs: &Client,
+    queue_url: &str,
+    bodies: &[String],
+    reason: &str,
+) -> Result<(), Failure> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for group in bodies.chunks(80) {
+        let calls = group.chunks(10).map(|chunk| async move {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .message_attributes(attributes::ROUTE_REASON, string_attribute(reason))
+                        .build()
+                        .expect("id and body set")
+                })
+                .collect();
+            let out = sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    Failure::transient(
+                        "sqs_send",
+                        format!(
+                            "SendMessageBatch to {queue_url}: {}",
+                            crate::aws_error::brief(&e)
+                        ),
+                    )
+                })?;
+            match out.failed().first() {
+                None => Ok(()),
+                Some(failed) => Err(Failure::transient(
+                    "sqs_send",
+                    format!(
+                        "SendMessageBatch to {queue_url}: {} of {} messages refused, first: {} {}",
+                        out.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
+                )),
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, Failure>>()?;
+    }
+    Ok(())
+}
+
 /// Hides a message for `delay` (retry backoff, or a visibility heartbeat).
 pub async fn set_visibility(
     sqs: &Client,

@@ -352,11 +352,35 @@ pub async fn put_if_match(
     cache_control: &str,
     etag: &str,
 ) -> Result<bool, Failure> {
-    let result = put_request(s3, bucket, key, bytes, content_type, cache_control)
-        .if_match(etag)
-        .send()
-        .await;
-    match result {
+    put_if(
+        s3,
+        bucket,
+        key,
+        bytes,
+        content_type,
+        cache_control,
+        Some(etag),
+    )
+    .await
+}
+
+/// Writes `bucket/key` only if it is still at `etag` (If-Match), or, with `None`, only if it does
+/// not exist (If-None-Match: *); `Ok(false)` when another writer got there first.
+pub async fn put_if(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+    cache_control: &str,
+    etag: Option<&str>,
+) -> Result<bool, Failure> {
+    let request = put_request(s3, bucket, key, bytes, content_type, cache_control);
+    let request = match etag {
+        Some(etag) => request.if_match(etag),
+        None => request.if_none_match("*"),
+    };
+    match request.send().await {
         Ok(_) => Ok(true),
         Err(e)
             if matches!(
