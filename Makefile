@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-api bench-events bench-lambda gpu-check clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-api bench-events bench-lambda gpu-check soak clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,12 +46,21 @@ test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integrat
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks -p imgpipe-cli
 	cargo build -p imgpipe-it --tests
-	./localstack/with.sh bash -c 'cargo test -p imgpipe-it --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py'
+	./localstack/with.sh bash -c 'cargo test -p imgpipe-it --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py \
+	  && $(PY) tests/soak/soak.py $(SOAK_SMALL)'
 
 unit: setup ## unit + corpus tests only (no LocalStack)
 	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
 	cargo test --workspace --exclude imgpipe-it
+
+# The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 8 s LocalStack stall, debug build.
+SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 8 --stall-at 0.3 --profile debug --timeout 900
+SOAK ?=
+
+soak: setup ## 10 000 uploads on LocalStack while workers are SIGKILLed and LocalStack stalls (SOAK='--uploads N …'); report in target/soak/
+	cargo build --release -p imgpipe-derive
+	LOCALSTACK_MODE=host ./localstack/with.sh $(PY) tests/soak/soak.py $(SOAK)
 
 lint: setup ## rustfmt check, clippy -D warnings, cfn-lint
 	cargo fmt --all -- --check

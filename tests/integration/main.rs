@@ -4,6 +4,9 @@
 
 mod harness;
 
+/// Memory admission on the real `derive` binary: four 24 MP images under a budget for two.
+mod admission;
+
 /// The upload API against S3: POST policy conditions enforced by S3, PUT's signed Content-Type,
 /// status pending → done / failed, the `api` binary's health and 4xx answers.
 mod api;
@@ -38,7 +41,8 @@ mod no_extra_work;
 /// deletes the removed preset's outputs; `imgpipe status` and `dlq list` show five failures, and
 /// `dlq redrive` after the fix ends with five done and an empty DLQ.
 mod operations;
-/// The `derive` binary itself: Lambda mode against a Runtime API stub, and SIGTERM in worker mode.
+/// The `derive` binary itself: Lambda mode against a Runtime API stub (batch item failures, images
+/// returned unstarted before the deadline), and SIGTERM in worker mode.
 mod process_modes;
 /// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
 mod upload_paths;

@@ -11,7 +11,10 @@ use crate::harness::{derive_binary, fixture, setup};
 
 /// A minimal AWS Lambda Runtime API: serves one invocation event, captures the function's response.
 /// Later `next` calls are held open, as Lambda does while no event is waiting.
-fn runtime_api_stub(event: String) -> (String, mpsc::Receiver<(String, String)>) {
+fn runtime_api_stub(
+    event: String,
+    deadline_in: Duration,
+) -> (String, mpsc::Receiver<(String, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (results, received) = mpsc::channel();
@@ -19,7 +22,7 @@ fn runtime_api_stub(event: String) -> (String, mpsc::Receiver<(String, String)>)
         let served = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for stream in listener.incoming().flatten() {
             let (event, results, served) = (event.clone(), results.clone(), served.clone());
-            std::thread::spawn(move || serve(stream, &event, &results, &served));
+            std::thread::spawn(move || serve(stream, &event, deadline_in, &results, &served));
         }
     });
     (address, received)
@@ -28,6 +31,7 @@ fn runtime_api_stub(event: String) -> (String, mpsc::Receiver<(String, String)>)
 fn serve(
     stream: TcpStream,
     event: &str,
+    deadline_in: Duration,
     results: &mpsc::Sender<(String, String)>,
     served: &std::sync::atomic::AtomicBool,
 ) {
@@ -67,7 +71,7 @@ fn serve(
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 300_000;
+                + deadline_in.as_millis();
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nLambda-Runtime-Aws-Request-Id: req-1\r\n\
                  Lambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:derive\r\n\
@@ -131,7 +135,7 @@ async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
         sqs_record("garbage", "this is not an S3 event"),
         sqs_record("unreachable", &crate::harness::event_body("imgpipe-no-such-ingest-bucket", "x.jpg", "e", 1)),
     ]});
-    let (address, responses) = runtime_api_stub(event.to_string());
+    let (address, responses) = runtime_api_stub(event.to_string(), Duration::from_secs(300));
     let mut child = Command::new(derive_binary())
         .envs(crate::harness::aws_env())
         .envs(stack.worker_env(&[
@@ -193,6 +197,84 @@ async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
     assert_eq!(
         attrs[attributes::ORIGINAL_MESSAGE_ID].string_value(),
         Some("garbage")
+    );
+}
+
+/// Under Lambda, an image whose turn comes with less time left than it is predicted to need is not
+/// started: it comes back as a batch item failure before the deadline, while the small ones before
+/// and after it are done (rather than the runtime killing the invocation and SQS redelivering all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_mode_returns_images_it_has_no_time_for_before_the_deadline() {
+    let stack = setup("lambda-deadline").await;
+    let mut records = Vec::new();
+    for (id, fixture_name) in [
+        ("small-1", "Portrait_1.jpg"),
+        ("large", "large_olympus-e-p3_12mp.jpg"),
+        ("small-2", "Landscape_1.jpg"),
+    ] {
+        let key = format!("uploads/{id}.jpg");
+        let bytes = fixture(fixture_name);
+        let size = bytes.len();
+        stack.put(&key, bytes).await;
+        let etag = stack
+            .s3
+            .head_object()
+            .bucket(&stack.ingest)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .e_tag()
+            .unwrap()
+            .to_string();
+        let body = crate::harness::event_body(&stack.ingest, &key, etag.trim_matches('"'), size);
+        records.push(sqs_record(id, &body));
+    }
+    let event = serde_json::json!({ "Records": records });
+    // 12 MP (2.9 MB) is predicted at 1 s + 2.8 MiB × 1.5 s × 1.5 ≈ 7.2 s; a 130 KB photo at ≈ 1.3 s.
+    let deadline_in = Duration::from_secs(6);
+    let invoked = Instant::now();
+    let (address, responses) = runtime_api_stub(event.to_string(), deadline_in);
+    let mut child = Command::new(derive_binary())
+        .envs(crate::harness::aws_env())
+        .envs(stack.worker_env(&[("IMGPIPE_CONCURRENCY", "1")]))
+        .envs(lambda_env("derive", &address))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (path, body) = responses
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no response from the function within 60 s");
+    let answered = invoked.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(
+        path, "/2018-06-01/runtime/invocation/req-1/response",
+        "the function reported an error: {body}"
+    );
+    assert!(
+        answered < deadline_in,
+        "answered {answered:?} after the invocation, past its {deadline_in:?} deadline"
+    );
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "large"}]})
+    );
+    for key in ["uploads/small-1.jpg", "uploads/small-2.jpg"] {
+        assert_eq!(
+            stack.wait_for_metadata(key).await.status,
+            Status::Done,
+            "{key}"
+        );
+    }
+    assert!(
+        stack
+            .get(&stack.derivatives, &stack.metadata_key("uploads/large.jpg"))
+            .await
+            .is_none(),
+        "the large image was started"
     );
 }
 
@@ -295,7 +377,7 @@ async fn api_answers_api_gateway_http_api_events_under_lambda() {
     let event = api_gateway_upload_event(
         r#"{"filename": "from lambda.jpg", "content_type": "image/webp", "bytes": 4096}"#,
     );
-    let (address, responses) = runtime_api_stub(event);
+    let (address, responses) = runtime_api_stub(event, Duration::from_secs(300));
     let mut child = Command::new(crate::harness::api_binary())
         .envs(crate::harness::aws_env())
         .envs([

@@ -49,6 +49,10 @@ struct Args {
     /// pixel, over every file and derivative): `vs_cpu` in the JSON.
     #[arg(long)]
     compare_cpu: bool,
+    /// Print each file's predicted peak memory (imgpipe_core::memory) as JSON and process nothing
+    /// (`bench/memory.py` compares it with the measured peak RSS).
+    #[arg(long)]
+    predict_peak: bool,
     /// Input images.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -70,6 +74,23 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<_>>()?;
+    if args.predict_peak {
+        let predictions: Vec<serde_json::Value> = inputs
+            .iter()
+            .zip(&args.files)
+            .map(|(bytes, file)| {
+                let file = file.display().to_string();
+                match imgpipe_core::memory::predict_peak(bytes, &presets) {
+                    Ok(p) => serde_json::json!({"file": file, "bytes": p.bytes, "source": p.source, "decode": p.decode, "outputs": p.outputs}),
+                    Err(e) => serde_json::json!({"file": file, "error": e.message}),
+                }
+            })
+            .collect();
+        let report =
+            serde_json::json!({"predictions": predictions, "peak_rss_bytes": peak_rss_bytes()});
+        println!("{report}");
+        return Ok(());
+    }
     let options = Options {
         encode_threads: args.encode_threads,
         ..Options::default()
@@ -87,8 +108,23 @@ fn main() -> anyhow::Result<()> {
     if args.compare_cpu {
         report["vs_cpu"] = compare_with_cpu(&inputs, &presets, &options, &backend)?;
     }
+    report["peak_rss_bytes"] = peak_rss_bytes().into();
     println!("{report}");
     Ok(())
+}
+
+/// This process's peak resident set (Linux `VmHWM`; 0 elsewhere). Read here rather than with the
+/// parent's wait4: Linux carries the spawning process's high-water mark into the child's ru_maxrss
+/// across exec, so a large parent would hide the child's own peak.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// Runs one image; returns (milliseconds, total output bytes, [decode, resize, encode] ms).

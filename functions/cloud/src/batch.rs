@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsMessage;
 use futures::StreamExt;
 
+use crate::deadline::Deadline;
 use crate::failure::Failure;
 
 /// A function from a batch of SQS messages to one result per message. Each message is settled on
@@ -22,17 +23,51 @@ pub trait BatchFunction: Send + Sync + 'static {
     /// Handles one message.
     fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Outcome> + Send;
 
+    /// The time `message` is predicted to need, for [`BatchFunction::handle_batch_before`]; zero
+    /// (always started) unless the function knows better.
+    fn predicted_need(&self, _message: &SqsMessage) -> Duration {
+        Duration::ZERO
+    }
+
     /// Handles `messages`, up to [`BatchFunction::concurrency`] at once, each on its own; one result
     /// per message, in any order.
     fn handle_batch(
         &self,
         messages: Vec<SqsMessage>,
     ) -> impl Future<Output = Vec<MessageResult>> + Send {
+        self.handle_batch_before(messages, None)
+    }
+
+    /// [`BatchFunction::handle_batch`] with a `deadline` (Lambda's): a message whose turn comes when
+    /// less time is left than it is predicted to need is not started; it comes back as
+    /// [`Outcome::Retry`] with no delay, so the driver returns it to the queue at once.
+    fn handle_batch_before(
+        &self,
+        messages: Vec<SqsMessage>,
+        deadline: Option<Deadline>,
+    ) -> impl Future<Output = Vec<MessageResult>> + Send {
         futures::stream::iter(messages)
             .map(move |message| async move {
-                let outcome = self.handle_message(&message).await;
+                let message_id = message.message_id.clone().unwrap_or_default();
+                let outcome = match deadline.map(|d| (d.left(), self.predicted_need(&message))) {
+                    Some((left, need)) if left < need => {
+                        tracing::warn!(message_id, left_ms = left.as_millis() as u64, need_ms = need.as_millis() as u64, "not started: too little time left before the deadline; returned to the queue");
+                        Outcome::Retry {
+                            failure: Failure::transient(
+                                "deadline",
+                                format!(
+                                    "not started with {:.1} s left of the invocation (needs about {:.1} s); another invocation takes it",
+                                    left.as_secs_f64(),
+                                    need.as_secs_f64()
+                                ),
+                            ),
+                            delay: Duration::ZERO,
+                        }
+                    }
+                    _ => self.handle_message(&message).await,
+                };
                 MessageResult {
-                    message_id: message.message_id.clone().unwrap_or_default(),
+                    message_id,
                     receipt_handle: message.receipt_handle.clone(),
                     outcome,
                 }

@@ -47,6 +47,10 @@ pub struct Config {
     /// `IMGPIPE_ENCODE_THREADS` (default 1): threads encoding one image's derivatives at once; raise
     /// it on a Lambda with ≥ 2 vCPU (1 769 MB is one vCPU), where images come one at a time.
     pub encode_threads: usize,
+    /// `IMGPIPE_MEMORY_MIB` (`--memory-mib`; under Lambda default `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`):
+    /// the process's memory budget. Images are admitted while their predicted peaks fit it (see
+    /// [`crate::admission`]); `None` (a worker without the setting) admits by `concurrency` only.
+    pub memory_mib: Option<u64>,
     /// `AWS_ENDPOINT_URL` (default: AWS): set for LocalStack; switches S3 to path-style addressing.
     pub endpoint_url: Option<String>,
     /// GPU routing; `None` (the default, no `IMGPIPE_GPU_QUEUE_URL`) processes everything here.
@@ -130,6 +134,23 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let memory_mib = match lookup("IMGPIPE_MEMORY_MIB")
+            .map(|v| ("IMGPIPE_MEMORY_MIB", v))
+            .or_else(|| {
+                lookup("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                    .map(|v| ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", v))
+            }) {
+            None => None,
+            Some((variable, v)) => match v.trim().parse::<u64>() {
+                Ok(mib) if mib >= 128 => Some(mib),
+                _ => {
+                    return Err(ConfigError {
+                        variable,
+                        message: format!("'{v}' is not a memory size in MiB (at least 128)"),
+                    });
+                }
+            },
+        };
         let concurrency = number(
             "IMGPIPE_CONCURRENCY",
             std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
@@ -181,6 +202,7 @@ impl Config {
             retry_max: Duration::from_secs(number("IMGPIPE_RETRY_MAX_SECONDS", 900)?),
             concurrency: concurrency.max(1) as usize,
             encode_threads: number("IMGPIPE_ENCODE_THREADS", 1)?.clamp(1, 64) as usize,
+            memory_mib,
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
             routing,
             events_topic_arn: lookup("IMGPIPE_EVENTS_TOPIC_ARN"),

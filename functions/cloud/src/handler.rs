@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsMessage;
 use imgpipe_core::events::{self, ManifestRef, ObjectRef, OutputRef};
@@ -24,8 +24,10 @@ use imgpipe_core::metadata::Status;
 use imgpipe_core::route::{HEADER_PROBE_BYTES, Route};
 use imgpipe_core::{Engine, Metadata, SourceRef};
 
+use crate::admission::{Admitted, MemoryBudget};
 use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
+use crate::deadline::ServiceTime;
 use crate::deletion::{self, Tombstone};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
@@ -86,6 +88,10 @@ pub struct Handler {
     network: Arc<dyn importer::Network>,
     config: Arc<Config>,
     engines: EngineFactory,
+    /// Learned processing time per source MiB (deadline admission under Lambda).
+    service_time: ServiceTime,
+    /// Memory admission; `None` without a memory budget (`IMGPIPE_MEMORY_MIB`).
+    memory: Option<MemoryBudget>,
 }
 
 thread_local! {
@@ -109,7 +115,19 @@ impl Handler {
             notifier: Notifier::new(sns, config.events_topic_arn.clone()),
             metrics: Metrics::new(config.metrics, &config.stack_name),
             network: Arc::new(importer::SystemNetwork),
+            memory: config.memory_mib.map(|mib| {
+                let resident = crate::admission::resident_bytes();
+                let budget = MemoryBudget::new(mib, resident);
+                tracing::info!(
+                    process_mib = mib,
+                    resident_mib = resident / (1024 * 1024),
+                    images_mib = budget.images_mib(),
+                    "memory admission on"
+                );
+                budget
+            }),
             config: Arc::new(config),
+            service_time: ServiceTime::new(),
             engines: Arc::new(Engine::default),
         }
     }
@@ -1044,6 +1062,23 @@ impl Handler {
         .await
     }
 
+    /// Waits until the image in `bytes` fits the memory budget (predicted from its header); an
+    /// image predicted over the whole budget fails as `over_limit`. Without a budget, admits at once.
+    async fn admit(&self, record: &ObjectEvent, bytes: &[u8]) -> Result<Option<Admitted>, Failure> {
+        let Some(budget) = &self.memory else {
+            return Ok(None);
+        };
+        // A header the probe cannot read fails in the pipeline with its own reason, at once.
+        let predicted = imgpipe_core::memory::predict_peak(bytes, &self.config.presets).map_or(
+            bytes.len() as u64 + imgpipe_core::memory::FIXED_BYTES,
+            |p| p.bytes,
+        );
+        let waiting = Instant::now();
+        let admitted = budget.admit(predicted).await?;
+        tracing::debug!(key = %record.key, predicted_mib = admitted.mib, alone = admitted.alone, waited_ms = elapsed_ms(waiting), budget_mib = budget.images_mib(), "admitted");
+        Ok(Some(admitted))
+    }
+
     /// Fetches, processes and writes the outputs of `record`; `previous` is the key's metadata
     /// document before this run (its sequencer is kept when the job has none, as a backfill job or
     /// a manifest item, and its outputs that the new set no longer makes are deleted after the new
@@ -1057,6 +1092,8 @@ impl Handler {
     ) -> Result<RecordDone, RecordError> {
         let config = Arc::clone(&self.config);
         let started = Instant::now();
+        // The soak test (tests/soak) counts repeated work from these lines: a key started twice.
+        tracing::debug!(key = %record.key, "processing");
         let fetched =
             match store::get_source(&self.s3, &record.bucket, &record.key, &config.limits).await {
                 Ok(fetched) => fetched,
@@ -1070,6 +1107,16 @@ impl Handler {
                 }
             };
         let fetch_ms = elapsed_ms(started);
+        let admitted = match self.admit(record, &fetched.bytes).await {
+            Ok(admitted) => admitted,
+            Err(failure) => {
+                let metadata = self.write_failed_metadata(record, &failure).await;
+                return Err(RecordError {
+                    failure,
+                    metadata: Some(Box::new(metadata)),
+                });
+            }
+        };
         let version_id = fetched.version_id.clone();
         let sequencer = record
             .sequencer
@@ -1103,6 +1150,11 @@ impl Handler {
         })
         .await
         .map_err(|e| Failure::transient("internal", format!("processing task failed: {e}")))?;
+        if let Some(admitted) = admitted {
+            // Logged before the memory is handed back, so no later "admitted" line precedes it.
+            tracing::debug!(key = %record.key, mib = admitted.mib, "released");
+            drop(admitted);
+        }
         let processed = match result {
             Ok(processed) => processed,
             Err(failed) => {
@@ -1162,6 +1214,8 @@ impl Handler {
             .await?;
         }
         let replaced = self.drop_old_outputs(record, previous, &metadata).await?;
+        self.service_time
+            .observe(metadata.source.bytes.unwrap_or(0), started.elapsed());
         tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
         Ok(RecordDone::Processed {
             metadata: Box::new(metadata),
@@ -1333,6 +1387,18 @@ impl BatchFunction for Handler {
 
     fn handle_message(&self, message: &SqsMessage) -> impl Future<Output = Outcome> + Send {
         self.settle(message)
+    }
+
+    /// The sources' sizes (from the event) at the learned time per MiB; a test event or an
+    /// unreadable body needs nothing (it is settled at once).
+    fn predicted_need(&self, message: &SqsMessage) -> Duration {
+        match parse_body(message.body.as_deref().unwrap_or("")) {
+            Ok(Notification::Records(records)) => self
+                .service_time
+                .predict(records.iter().filter_map(|r| r.size).sum()),
+            Ok(Notification::Import(_)) => ServiceTime::FIXED + self.config.import.timeout,
+            Ok(Notification::Test) | Err(_) => Duration::ZERO,
+        }
     }
 }
 

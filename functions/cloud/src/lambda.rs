@@ -8,6 +8,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::batch::{BatchFunction, MessageResult};
+use crate::deadline::Deadline;
 use crate::queue;
 
 /// Turns batch results into the Lambda response.
@@ -25,13 +26,15 @@ pub fn batch_response(results: &[MessageResult]) -> SqsBatchResponse {
     response
 }
 
-/// Handles one invocation; `queue_url` is where retry backoff is applied.
+/// Handles one invocation; `queue_url` is where retry backoff is applied. Messages whose turn comes
+/// too close to `deadline` are not started and come back as batch item failures.
 pub async fn handle_event<H: BatchFunction>(
     handler: &H,
     queue_url: Option<&str>,
     event: SqsEvent,
+    deadline: Option<Deadline>,
 ) -> SqsBatchResponse {
-    let results = handler.handle_batch(event.records).await;
+    let results = handler.handle_batch_before(event.records, deadline).await;
     if let Some(queue_url) = queue_url {
         queue::apply_backoff(handler.sqs(), queue_url, &results).await;
     }
@@ -46,9 +49,16 @@ pub async fn run<H: BatchFunction>(
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
         let queue_url = queue_url.clone();
+        let deadline = Deadline::from_epoch_ms(event.context.deadline);
         async move {
             Ok::<_, lambda_runtime::Error>(
-                handle_event(&*handler, queue_url.as_deref(), event.payload).await,
+                handle_event(
+                    &*handler,
+                    queue_url.as_deref(),
+                    event.payload,
+                    Some(deadline),
+                )
+                .await,
             )
         }
     }))

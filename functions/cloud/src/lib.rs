@@ -25,10 +25,12 @@
 //!   [`dlq`]: looking at, redriving and purging dead-lettered jobs.
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod aws_error;
 pub mod backfill;
 pub mod batch;
 pub mod config;
+pub mod deadline;
 pub mod deletion;
 pub mod dlq;
 pub mod event;

@@ -7,7 +7,8 @@
 //! - [`pipeline`]: the steps in order ([`process`] is the entry point).
 //! - [`format`] and [`probe`]: magic-byte sniffing and header-only dimensions; [`heif`] reads the
 //!   HEIF boxes of HEIC and AVIF; [`gain_map`] spots Ultra HDR JPEGs.
-//! - [`limits`]: byte and pixel limits checked before decoding.
+//! - [`limits`]: byte and pixel limits checked before decoding; [`memory`]: the peak memory an image
+//!   will need, predicted from its header (admission).
 //! - [`exif`]: orientation, camera facts and GPS.
 //! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order.
 //! - [`decode`] (one file per format), [`colour`] (ICC) and [`cicp`] (code points, HDR tone-map),
@@ -40,6 +41,7 @@ pub mod heif;
 pub mod kernel;
 pub mod layout;
 pub mod limits;
+pub mod memory;
 pub mod metadata;
 pub mod negotiate;
 pub mod orient;

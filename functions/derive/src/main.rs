@@ -18,6 +18,10 @@ struct Args {
     /// Messages processed at once (default: IMGPIPE_CONCURRENCY, else the CPU count).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Memory budget in MiB: images wait until their predicted peaks fit it (default:
+    /// IMGPIPE_MEMORY_MIB; under Lambda, the function's memory; else no memory admission).
+    #[arg(long)]
+    memory_mib: Option<u64>,
     /// Long-poll wait in seconds (1–20).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=20))]
     wait_seconds: i32,
@@ -35,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }
-    tracing::info!(presets = config.presets.presets().len(), preset_set_hash = config.presets.hash(), output_bucket = %config.output_bucket, "configuration loaded");
+    if let Some(mib) = args.memory_mib {
+        anyhow::ensure!(mib >= 128, "--memory-mib {mib}: at least 128");
+        config.memory_mib = Some(mib);
+    }
+    tracing::info!(presets = config.presets.presets().len(), memory_mib = config.memory_mib, preset_set_hash = config.presets.hash(), output_bucket = %config.output_bucket, "configuration loaded");
     let handler = Arc::new(Handler::from_config(config).await);
     run_queue_consumer(handler, args.queue_url, args.wait_seconds)
         .await

@@ -1,0 +1,113 @@
+//! Peak memory of one image, predicted from its header before anything is decoded, so a process
+//! running several images at once can admit only what fits its memory (the cloud crate's admission).
+//!
+//! The prediction adds what [`pipeline`](crate::pipeline) holds at its peak: the compressed source,
+//! the decoder's buffers at the planned shrink-on-load scale ([`Plan::decode_bytes`]), the upright
+//! RGBA copy, every resized output and the encoders' buffers beside them, and a fixed part for codec
+//! state, then scales the sum by [`CALIBRATION`], measured against peak RSS on the corpus
+//! (`bench/memory.py`, table in the README).
+
+use crate::error::Result;
+use crate::plan::{self, Plan};
+use crate::preset::PresetSet;
+use crate::probe::{self, Header};
+
+/// Codec contexts, the EXIF copy, thread stacks and allocator slack per image.
+pub const FIXED_BYTES: u64 = 6 * 1024 * 1024;
+
+/// Scale on the modelled peak, set from the corpus (`bench/memory.py`, README "Memory admission"):
+/// with it every prediction is 1.1–1.8× the measured peak RSS of images over 8 MiB (closest: a
+/// lossy JPEG XL, 1.12, and a 2048×1536 RGBA PNG, 1.18; a 12 MP JPEG is 1.43).
+pub const CALIBRATION: f64 = 1.2;
+
+/// The predicted peak, and the parts it is made of (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeakEstimate {
+    /// The whole prediction: (source + the largest phase + [`FIXED_BYTES`]) × [`CALIBRATION`].
+    pub bytes: u64,
+    /// The compressed source, held throughout.
+    pub source: u64,
+    /// Decoder buffers at the planned scale ([`Plan::decode_bytes`]).
+    pub decode: u64,
+    /// The resize and encode phase: the upright RGBA image (twice for a premultiplied alpha copy),
+    /// every resized output, its reusable intermediate copy, and the encoders' buffers.
+    pub outputs: u64,
+}
+
+/// Predicts the peak memory of processing `bytes` with `presets`, from the header only. Errors are
+/// the header's (unsupported or corrupt input), the same the pipeline would report.
+pub fn predict_peak(bytes: &[u8], presets: &PresetSet) -> Result<PeakEstimate> {
+    let header = probe::probe(bytes)?;
+    let orientation = header
+        .orientation
+        .unwrap_or_else(|| crate::exif::read(bytes).orientation);
+    let plan = plan::plan(&header, orientation, presets);
+    Ok(estimate(bytes.len() as u64, &plan, &header, orientation))
+}
+
+/// The estimate for a source of `source_bytes` with `header`, planned as `plan`. The phases do not
+/// overlap (the decoder's buffers are freed before resizing), so the peak is the largest of them.
+pub fn estimate(source_bytes: u64, plan: &Plan, header: &Header, orientation: u8) -> PeakEstimate {
+    let d = plan.decode_denominator.max(1);
+    let upright =
+        u64::from(plan.upright_width.div_ceil(d)) * u64::from(plan.upright_height.div_ceil(d)) * 4;
+    let resized: u64 = plan
+        .targets
+        .iter()
+        .map(|t| u64::from(t.width) * u64::from(t.height) * 4)
+        .sum();
+    // Turning the image makes a second upright buffer; with alpha, the resizer premultiplies a copy
+    // of the source and un-premultiplies each output (measured: an RGBA PNG peaks at ~3 uprights).
+    let orient = if orientation > 1 {
+        2 * upright
+    } else {
+        upright
+    };
+    let alpha = if header.alpha { 3 } else { 1 };
+    // An animation composes one frame and resizes it per animated output at a time.
+    let animation = if header.frames > 1 { resized } else { 0 };
+    let outputs = orient.max(alpha * upright + 2 * resized) + animation;
+    let parts = source_bytes + plan.decode_bytes.max(outputs) + FIXED_BYTES;
+    PeakEstimate {
+        bytes: (parts as f64 * CALIBRATION).ceil() as u64,
+        source: source_bytes,
+        decode: plan.decode_bytes,
+        outputs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(width: u16, height: u16) -> Vec<u8> {
+        // The smallest baseline JPEG header the probe reads: SOI, SOF0 (3 components), EOI.
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+        b.extend_from_slice(&height.to_be_bytes());
+        b.extend_from_slice(&width.to_be_bytes());
+        b.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        b.extend_from_slice(&[0xFF, 0xD9]);
+        b
+    }
+
+    #[test]
+    fn larger_sources_predict_more_and_shrink_on_load_bounds_the_decode() {
+        let presets = PresetSet::default_set();
+        let small = predict_peak(&jpeg(600, 400), &presets).unwrap();
+        let large = predict_peak(&jpeg(6000, 4000), &presets).unwrap();
+        assert!(large.bytes > small.bytes, "{small:?} {large:?}");
+        // 24 MP decodes at 1/2 scale for a 1200 px preview: 3000×2000 RGBA and its stored copy,
+        // far below a full-size decode (24 MP × 8 bytes = 192 MB).
+        assert!(large.decode < 6000 * 4000 * 4, "{large:?}");
+        assert!(large.decode >= 3000 * 2000 * 4, "{large:?}");
+        let parts = large.source + large.decode.max(large.outputs) + FIXED_BYTES;
+        assert_eq!(large.bytes, (parts as f64 * CALIBRATION).ceil() as u64);
+    }
+
+    #[test]
+    fn unreadable_headers_are_the_pipeline_errors() {
+        let error =
+            predict_peak(b"plain text, not an image", &PresetSet::default_set()).unwrap_err();
+        assert_eq!(error.kind, crate::ErrorKind::Unsupported);
+    }
+}
