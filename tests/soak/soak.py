@@ -227,7 +227,12 @@ class LogReader:
                 )
 
     def settled(self) -> set[str]:
-        return {r["key"] for r in self.records if r["key"] and r["msg"] in ("done", "dead-lettered")}
+        """Keys with an end recorded: done, dead-lettered, or found done by a redelivery (a worker
+        killed after writing metadata.json but before logging "done")."""
+        return {r["key"] for r in self.records if r["key"] and r["msg"] in SETTLED}
+
+
+SETTLED = ("done", "dead-lettered", "already done for this ETag and preset set; skipped")
 
 
 def parse_time(stamp: str | None) -> float:
@@ -335,6 +340,7 @@ def main() -> int:
     expected = {p[0] for p in plan}
     deadline = started + args.timeout
     last_report = 0.0
+    progress = [0, time.time()]  # settled count, when it last changed
     crashed: list[str] = []
     while time.time() < deadline:
         time.sleep(1)
@@ -347,6 +353,18 @@ def main() -> int:
             last_report = time.time()
             log(f"{len(uploaded)}/{len(plan)} uploaded, {len(settled)} settled, {len(workers.killed)} kills")
         if len(settled) == len(plan) and all(u.done() for u in uploads):
+            break
+        # Nothing left on the queue and nothing settling: whatever is missing is lost (not waiting
+        # out --timeout for messages that no longer exist).
+        if len(settled) != progress[0]:
+            progress[:] = [len(settled), time.time()]
+        elif (
+            all(u.done() for u in uploads)
+            and time.time() - progress[1] > 30
+            and not stalled.get("start", 0) > stalled.get("end", 0)
+            and wait_queue_empty(sqs, queue, 0) == 0
+        ):
+            log(f"queue empty and nothing settled for 30 s: {len(plan) - len(settled)} sources never settled")
             break
     finished = time.time()
     stop_chaos.set()
