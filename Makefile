@@ -54,8 +54,8 @@ unit: setup ## unit + corpus tests only (no LocalStack)
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
 	cargo test --workspace --exclude imgpipe-it
 
-# The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 8 s LocalStack stall, debug build.
-SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 8 --stall-at 0.3 --profile debug --timeout 900
+# The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 20 s LocalStack stall (longer than the S3 calls' read timeout and its retries), debug build.
+SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 20 --stall-at 0.3 --profile debug --timeout 900
 SOAK ?=
 
 soak: setup ## 10 000 uploads on LocalStack while workers are SIGKILLed and LocalStack stalls (SOAK='--uploads N …'); report in target/soak/

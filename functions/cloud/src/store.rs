@@ -19,7 +19,9 @@ pub struct SourceObject {
 
 /// Builds the S3 client; path-style addressing when an endpoint override (LocalStack) is set.
 pub fn client(shared: &aws_config::SdkConfig, endpoint_override: bool) -> Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(shared).force_path_style(endpoint_override);
+    let mut builder = aws_sdk_s3::config::Builder::from(shared)
+        .force_path_style(endpoint_override)
+        .timeout_config(stall_timeouts());
     if endpoint_override {
         builder = builder
             .request_checksum_calculation(
@@ -30,6 +32,19 @@ pub fn client(shared: &aws_config::SdkConfig, endpoint_override: bool) -> Client
             );
     }
     Client::from_conf(builder.build())
+}
+
+/// S3 calls give up on a silent connection after [`READ_TIMEOUT`] (and the SDK's standard retry
+/// tries twice more), so a stalled endpoint fails the image as a transient `s3_*` error, retried
+/// with backoff, instead of holding it (and its Lambda) until the invocation's timeout. The SDK sets
+/// no read timeout by default. Not for SQS: a long poll is silent for up to 20 s by design.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn stall_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_millis(3100))
+        .read_timeout(READ_TIMEOUT)
+        .build()
 }
 
 /// Downloads `bucket/key`, refusing objects over `limits.max_source_bytes` before reading the body.
