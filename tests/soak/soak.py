@@ -522,10 +522,13 @@ def verify(args, plan, uploaded, upload_errors, reader, workers, stalled, crashe
                     if opened < stalled["end"] and r["t"] > stalled["start"]:
                         in_flight_at_stall += 1
                     opened = None
+    # A start after a logged transient failure is a retry, not duplicated work.
+    retries = sum(1 for r in reader.records if r["key"] and r["msg"] == "transient failure; will retry")
+    duplicated = max(0, sum(repeated.values()) - retries)
     bound = in_flight_at_kills + in_flight_at_stall
-    if sum(repeated.values()) > bound:
+    if duplicated > bound:
         problems.append(
-            f"repeated work {sum(repeated.values())} exceeds what was in flight at the kills and the stall ({bound})"
+            f"duplicated work {duplicated} exceeds what was in flight at the kills and the stall ({bound})"
         )
 
     first_done: dict[str, float] = {}
@@ -553,6 +556,8 @@ def verify(args, plan, uploaded, upload_errors, reader, workers, stalled, crashe
         "dlq_messages": len(letters),
         "bad_files_once_in_dlq": len(bad_keys) - len(dlq_not_once),
         "repeated_work": sum(repeated.values()),
+        "retries_after_transient_failures": retries,
+        "duplicated_work": duplicated,
         "repeated_keys": len(repeated),
         "in_flight_at_kills": in_flight_at_kills,
         "in_flight_at_stall": in_flight_at_stall,
@@ -576,7 +581,8 @@ soak: {r['uploads']} uploads ({r['bad_files']} bad), {r['workers']} workers x {r
   lost                    {r['lost']}
   done                    {r['done']}
   DLQ messages            {r['dlq_messages']} (bad files exactly once: {r['bad_files_once_in_dlq']}/{r['bad_files']})
-  repeated work           {r['repeated_work']} starts on {r['repeated_keys']} keys (in flight: {r['in_flight_at_kills']} at kills, {r['in_flight_at_stall']} in the stall)
+  repeated work           {r['repeated_work']} starts on {r['repeated_keys']} keys: {r['retries_after_transient_failures']} retries after a transient failure,
+                          {r['duplicated_work']} duplicated (bound: in flight {r['in_flight_at_kills']} at the kills + {r['in_flight_at_stall']} in the stall)
   rewritten outputs       {r['rewritten_outputs']} ({r['rewritten_outputs_differing']} differ from the first write)
   panics                  {r['panics']}
   throughput              {r['throughput_per_s']} images/s over {r['seconds']} s
