@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-api bench-events bench-lambda gpu-check soak clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-api bench-events bench-lambda gpu-check soak fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,15 +57,31 @@ unit: setup ## unit + corpus tests only (no LocalStack)
 # The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 20 s LocalStack stall (longer than the S3 calls' read timeout and its retries), debug build.
 SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 20 --stall-at 0.3 --profile debug --timeout 900
 SOAK ?=
+SOAK_PROFILE ?= release
 
-soak: setup ## 10 000 uploads on LocalStack while workers are SIGKILLed and LocalStack stalls (SOAK='--uploads N …'); report in target/soak/
-	cargo build --release -p imgpipe-derive
-	LOCALSTACK_MODE=host ./localstack/with.sh $(PY) tests/soak/soak.py $(SOAK)
+soak: setup ## 10 000 uploads on LocalStack while workers are SIGKILLed and LocalStack stalls (SOAK='--uploads N …', SOAK_PROFILE=debug); report in target/soak/
+	cargo build $(if $(filter release,$(SOAK_PROFILE)),--release,) -p imgpipe-derive
+	LOCALSTACK_MODE=host ./localstack/with.sh $(PY) tests/soak/soak.py --profile $(SOAK_PROFILE) $(SOAK)
 
-lint: setup ## rustfmt check, clippy -D warnings, cfn-lint
+fuzz: setup ## cargo-fuzz (nightly) on the parsers and the core pipeline, seeded from the fixtures; executions per target in target/fuzz/summary.tsv
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	fuzz/run.sh
+
+lint: setup .tools/checkov/bin/checkov .tools/cargo/bin/cargo-deny ## rustfmt check, clippy -D warnings, cfn-lint, checkov, cargo deny (licences, bans)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
+	.tools/checkov/bin/checkov --quiet --compact --framework cloudformation -f infra/template.yaml -f infra/gpu-worker.yaml
+	.tools/cargo/bin/cargo-deny --offline check licenses bans
+
+# checkov in its own venv: its pins (boto3 among them) would fight LocalStack's.
+.tools/checkov/bin/checkov:
+	python3 -m venv .tools/checkov
+	.tools/checkov/bin/pip install -q checkov==3.3.30
+
+.tools/cargo/bin/cargo-deny:
+	cargo install --locked --root .tools/cargo cargo-deny
 
 fmt: ## format the code
 	cargo fmt --all
