@@ -508,7 +508,10 @@ def verify(args, plan, uploaded, upload_errors, reader, workers, stalled, crashe
         in_flight_at_kills += len(kill["in_flight"])
     in_flight_at_stall = 0
     if stalled:
-        # Records that started before the stall ended and had not finished when it began.
+        # Records that started before the stall ended and had not finished when it began. A message
+        # received just before the stall may log its start only after it, while its visibility ran
+        # out during the stall: starts up to one heartbeat period (visibility / 2) late count too.
+        late = args.visibility / 2
         spans = collections.defaultdict(list)
         for r in reader.records:
             if r["key"] and r["msg"] in ("processing", "done", "dead-lettered", "transient failure; will retry"):
@@ -519,7 +522,7 @@ def verify(args, plan, uploaded, upload_errors, reader, workers, stalled, crashe
                 if r["msg"] == "processing":
                     opened = r["t"]
                 elif opened is not None:
-                    if opened < stalled["end"] and r["t"] > stalled["start"]:
+                    if opened < stalled["end"] + late and r["t"] > stalled["start"]:
                         in_flight_at_stall += 1
                     opened = None
     # A start after a logged transient failure is a retry, not duplicated work.
