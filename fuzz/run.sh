@@ -28,7 +28,7 @@ seed exif $small_images
 # shellcheck disable=SC2086
 seed pipeline $small_images
 
-cargo +nightly fuzz build -s none $targets >/dev/null
+cargo +nightly fuzz build -s none >/dev/null
 mkdir -p "$root/target/fuzz"
 summary="$root/target/fuzz/summary.tsv"
 printf 'target\tseconds\texecutions\texec_per_s\tcrashes\n' > "$summary"

@@ -104,7 +104,11 @@ fn wait_for(
 async fn four_large_images_under_a_budget_for_two_are_all_done_within_it() {
     let stack = setup("admission").await;
     let bytes = jpeg_24mp();
-    let predicted = imgpipe_core::memory::predict_peak(&bytes, &PresetSet::default_set())
+    let predicted = imgpipe_core::memory::predict_peak(
+        &bytes,
+        &PresetSet::default_set(),
+        &imgpipe_core::Limits::default(),
+    )
         .unwrap()
         .bytes
         .div_ceil(1024 * 1024);

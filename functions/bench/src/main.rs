@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             .zip(&args.files)
             .map(|(bytes, file)| {
                 let file = file.display().to_string();
-                match imgpipe_core::memory::predict_peak(bytes, &presets) {
+                match imgpipe_core::memory::predict_peak(bytes, &presets, &imgpipe_core::Limits::default()) {
                     Ok(p) => serde_json::json!({"file": file, "bytes": p.bytes, "source": p.source, "decode": p.decode, "outputs": p.outputs}),
                     Err(e) => serde_json::json!({"file": file, "error": e.message}),
                 }

@@ -1068,8 +1068,9 @@ impl Handler {
         let Some(budget) = &self.memory else {
             return Ok(None);
         };
-        // A header the probe cannot read fails in the pipeline with its own reason, at once.
-        let predicted = imgpipe_core::memory::predict_peak(bytes, &self.config.presets).map_or(
+        // A header the probe cannot read, or over the limits, fails in the pipeline with its own
+        // reason, at once.
+        let predicted = imgpipe_core::memory::predict_peak(bytes, &self.config.presets, &self.config.limits).map_or(
             bytes.len() as u64 + imgpipe_core::memory::FIXED_BYTES,
             |p| p.bytes,
         );

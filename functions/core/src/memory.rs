@@ -8,6 +8,7 @@
 //! (`bench/memory.py`, table in the README).
 
 use crate::error::Result;
+use crate::limits::Limits;
 use crate::plan::{self, Plan};
 use crate::preset::PresetSet;
 use crate::probe::{self, Header};
@@ -35,9 +36,13 @@ pub struct PeakEstimate {
 }
 
 /// Predicts the peak memory of processing `bytes` with `presets`, from the header only. Errors are
-/// the header's (unsupported or corrupt input), the same the pipeline would report.
-pub fn predict_peak(bytes: &[u8], presets: &PresetSet) -> Result<PeakEstimate> {
+/// the header's (unsupported or corrupt input) and `limits`' (size, dimensions, frames), the same
+/// the pipeline reports before it decodes anything.
+pub fn predict_peak(bytes: &[u8], presets: &PresetSet, limits: &Limits) -> Result<PeakEstimate> {
+    limits.check_bytes(bytes.len() as u64)?;
     let header = probe::probe(bytes)?;
+    limits.check_dimensions(header.width, header.height)?;
+    limits.check_frames(header.frames)?;
     let orientation = header
         .orientation
         .unwrap_or_else(|| crate::exif::read(bytes).orientation);
@@ -49,25 +54,24 @@ pub fn predict_peak(bytes: &[u8], presets: &PresetSet) -> Result<PeakEstimate> {
 /// overlap (the decoder's buffers are freed before resizing), so the peak is the largest of them.
 pub fn estimate(source_bytes: u64, plan: &Plan, header: &Header, orientation: u8) -> PeakEstimate {
     let d = plan.decode_denominator.max(1);
-    let upright =
-        u64::from(plan.upright_width.div_ceil(d)) * u64::from(plan.upright_height.div_ceil(d)) * 4;
-    let resized: u64 = plan
-        .targets
-        .iter()
-        .map(|t| u64::from(t.width) * u64::from(t.height) * 4)
-        .sum();
+    let upright = u64::from(plan.upright_width.div_ceil(d))
+        .saturating_mul(u64::from(plan.upright_height.div_ceil(d)))
+        .saturating_mul(4);
+    let resized = plan.targets.iter().fold(0u64, |sum, t| {
+        sum.saturating_add(u64::from(t.width).saturating_mul(u64::from(t.height)) * 4)
+    });
     // Turning the image makes a second upright buffer; with alpha, the resizer premultiplies a copy
     // of the source and un-premultiplies each output (measured: an RGBA PNG peaks at ~3 uprights).
-    let orient = if orientation > 1 {
-        2 * upright
-    } else {
-        upright
-    };
+    let orient = if orientation > 1 { upright.saturating_mul(2) } else { upright };
     let alpha = if header.alpha { 3 } else { 1 };
     // An animation composes one frame and resizes it per animated output at a time.
     let animation = if header.frames > 1 { resized } else { 0 };
-    let outputs = orient.max(alpha * upright + 2 * resized) + animation;
-    let parts = source_bytes + plan.decode_bytes.max(outputs) + FIXED_BYTES;
+    let outputs = orient
+        .max(upright.saturating_mul(alpha).saturating_add(resized.saturating_mul(2)))
+        .saturating_add(animation);
+    let parts = source_bytes
+        .saturating_add(plan.decode_bytes.max(outputs))
+        .saturating_add(FIXED_BYTES);
     PeakEstimate {
         bytes: (parts as f64 * CALIBRATION).ceil() as u64,
         source: source_bytes,
@@ -93,8 +97,9 @@ mod tests {
     #[test]
     fn larger_sources_predict_more_and_shrink_on_load_bounds_the_decode() {
         let presets = PresetSet::default_set();
-        let small = predict_peak(&jpeg(600, 400), &presets).unwrap();
-        let large = predict_peak(&jpeg(6000, 4000), &presets).unwrap();
+        let limits = Limits::default();
+        let small = predict_peak(&jpeg(600, 400), &presets, &limits).unwrap();
+        let large = predict_peak(&jpeg(6000, 4000), &presets, &limits).unwrap();
         assert!(large.bytes > small.bytes, "{small:?} {large:?}");
         // 24 MP decodes at 1/2 scale for a 1200 px preview: 3000×2000 RGBA and its stored copy,
         // far below a full-size decode (24 MP × 8 bytes = 192 MB).
@@ -106,8 +111,12 @@ mod tests {
 
     #[test]
     fn unreadable_headers_are_the_pipeline_errors() {
-        let error =
-            predict_peak(b"plain text, not an image", &PresetSet::default_set()).unwrap_err();
+        let limits = Limits::default();
+        let presets = PresetSet::default_set();
+        let error = predict_peak(b"plain text, not an image", &presets, &limits).unwrap_err();
         assert_eq!(error.kind, crate::ErrorKind::Unsupported);
+        // Over the limits: the pipeline's own refusal, before any estimate.
+        let error = predict_peak(&jpeg(40_000, 100), &presets, &limits).unwrap_err();
+        assert_eq!(error.kind, crate::ErrorKind::OverLimit);
     }
 }

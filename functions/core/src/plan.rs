@@ -107,10 +107,12 @@ pub fn plan(header: &Header, orientation: u8, presets: &PresetSet) -> Plan {
     }
 }
 
+/// Saturating throughout: a hostile header's dimensions (a JPEG XL codestream can claim 2^30 × 2^30)
+/// must give a huge estimate the limits refuse, not an overflow (found by `fuzz/`, target `probe`).
 fn decode_bytes(header: &Header, denominator: u32) -> u64 {
-    let full = u64::from(header.width) * u64::from(header.height);
+    let full = u64::from(header.width).saturating_mul(u64::from(header.height));
     let scaled = u64::from(header.width.div_ceil(denominator))
-        * u64::from(header.height.div_ceil(denominator));
+        .saturating_mul(u64::from(header.height.div_ceil(denominator)));
     let working = (full as f64 * header.working_bytes_per_pixel) as u64;
     // Decoder working memory, stored samples (CMYK 4, 16-bit doubles them), then the 8-bit RGBA copy.
     let stored = if matches!(
@@ -121,7 +123,7 @@ fn decode_bytes(header: &Header, denominator: u32) -> u64 {
     } else {
         4 * u64::from(header.bit_depth.div_ceil(8))
     };
-    working + scaled * (stored + 4)
+    working.saturating_add(scaled.saturating_mul(stored + 4))
 }
 
 /// True when an upright source of `width`×`height` has enough pixels to make `target` well.
