@@ -109,9 +109,9 @@ async fn four_large_images_under_a_budget_for_two_are_all_done_within_it() {
         &PresetSet::default_set(),
         &imgpipe_core::Limits::default(),
     )
-        .unwrap()
-        .bytes
-        .div_ceil(1024 * 1024);
+    .unwrap()
+    .bytes
+    .div_ceil(1024 * 1024);
     let env = stack.worker_env(&[]);
 
     // What the process holds before any image (its resident set at start) sets the budget: that,

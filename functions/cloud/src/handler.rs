@@ -1070,10 +1070,12 @@ impl Handler {
         };
         // A header the probe cannot read, or over the limits, fails in the pipeline with its own
         // reason, at once.
-        let predicted = imgpipe_core::memory::predict_peak(bytes, &self.config.presets, &self.config.limits).map_or(
-            bytes.len() as u64 + imgpipe_core::memory::FIXED_BYTES,
-            |p| p.bytes,
-        );
+        let predicted =
+            imgpipe_core::memory::predict_peak(bytes, &self.config.presets, &self.config.limits)
+                .map_or(
+                    bytes.len() as u64 + imgpipe_core::memory::FIXED_BYTES,
+                    |p| p.bytes,
+                );
         let waiting = Instant::now();
         let admitted = budget.admit(predicted).await?;
         tracing::debug!(key = %record.key, predicted_mib = admitted.mib, alone = admitted.alone, waited_ms = elapsed_ms(waiting), budget_mib = budget.images_mib(), "admitted");

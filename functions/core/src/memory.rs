@@ -62,12 +62,20 @@ pub fn estimate(source_bytes: u64, plan: &Plan, header: &Header, orientation: u8
     });
     // Turning the image makes a second upright buffer; with alpha, the resizer premultiplies a copy
     // of the source and un-premultiplies each output (measured: an RGBA PNG peaks at ~3 uprights).
-    let orient = if orientation > 1 { upright.saturating_mul(2) } else { upright };
+    let orient = if orientation > 1 {
+        upright.saturating_mul(2)
+    } else {
+        upright
+    };
     let alpha = if header.alpha { 3 } else { 1 };
     // An animation composes one frame and resizes it per animated output at a time.
     let animation = if header.frames > 1 { resized } else { 0 };
     let outputs = orient
-        .max(upright.saturating_mul(alpha).saturating_add(resized.saturating_mul(2)))
+        .max(
+            upright
+                .saturating_mul(alpha)
+                .saturating_add(resized.saturating_mul(2)),
+        )
         .saturating_add(animation);
     let parts = source_bytes
         .saturating_add(plan.decode_bytes.max(outputs))
