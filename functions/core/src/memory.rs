@@ -91,28 +91,20 @@ pub fn estimate(source_bytes: u64, plan: &Plan, header: &Header, orientation: u8
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn jpeg(width: u16, height: u16) -> Vec<u8> {
-        // The smallest baseline JPEG header the probe reads: SOI, SOF0 (3 components), EOI.
-        let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
-        b.extend_from_slice(&height.to_be_bytes());
-        b.extend_from_slice(&width.to_be_bytes());
-        b.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
-        b.extend_from_slice(&[0xFF, 0xD9]);
-        b
-    }
+    use crate::testing::fixture;
 
     #[test]
     fn larger_sources_predict_more_and_shrink_on_load_bounds_the_decode() {
         let presets = PresetSet::default_set();
         let limits = Limits::default();
-        let small = predict_peak(&jpeg(600, 400), &presets, &limits).unwrap();
-        let large = predict_peak(&jpeg(6000, 4000), &presets, &limits).unwrap();
+        let small = predict_peak(&fixture("Landscape_1.jpg"), &presets, &limits).unwrap();
+        let large =
+            predict_peak(&fixture("large_olympus-e-p3_12mp.jpg"), &presets, &limits).unwrap();
         assert!(large.bytes > small.bytes, "{small:?} {large:?}");
-        // 24 MP decodes at 1/2 scale for a 1200 px preview: 3000×2000 RGBA and its stored copy,
-        // far below a full-size decode (24 MP × 8 bytes = 192 MB).
-        assert!(large.decode < 6000 * 4000 * 4, "{large:?}");
-        assert!(large.decode >= 3000 * 2000 * 4, "{large:?}");
+        // 12 MP (4032×3024) decodes at 1/2 scale for a 1200 px preview: 2016×1512 RGBA and its
+        // stored copy, far below a full-size decode (12 MP × 8 bytes = 98 MB).
+        assert!(large.decode < 4032 * 3024 * 4, "{large:?}");
+        assert!(large.decode >= 2016 * 1512 * 4, "{large:?}");
         let parts = large.source + large.decode.max(large.outputs) + FIXED_BYTES;
         assert_eq!(large.bytes, (parts as f64 * CALIBRATION).ceil() as u64);
     }
@@ -124,7 +116,12 @@ mod tests {
         let error = predict_peak(b"plain text, not an image", &presets, &limits).unwrap_err();
         assert_eq!(error.kind, crate::ErrorKind::Unsupported);
         // Over the limits: the pipeline's own refusal, before any estimate.
-        let error = predict_peak(&jpeg(40_000, 100), &presets, &limits).unwrap_err();
+        let narrow = Limits {
+            max_width: 1000,
+            ..Limits::default()
+        };
+        let photo = fixture("large_olympus-e-p3_12mp.jpg");
+        let error = predict_peak(&photo, &presets, &narrow).unwrap_err();
         assert_eq!(error.kind, crate::ErrorKind::OverLimit);
     }
 }
