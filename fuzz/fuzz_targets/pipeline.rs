@@ -1,9 +1,11 @@
 //! The whole core pipeline (probe, limits, EXIF, plan, decode, colour, orient, resize, encode,
 //! metadata) on small inputs under tight limits: any byte sequence ends in derivatives or an error.
 #![no_main]
+mod tight_limits;
+
 use std::sync::OnceLock;
 
-use imgpipe_core::{Engine, Limits, Options, PresetSet, SourceRef, process};
+use imgpipe_core::{Engine, Options, PresetSet, SourceRef, process};
 use libfuzzer_sys::fuzz_target;
 
 fn presets() -> &'static PresetSet {
@@ -39,14 +41,7 @@ format = "png"
 
 fuzz_target!(|data: &[u8]| {
     let options = Options {
-        limits: Limits {
-            max_source_bytes: 256 * 1024,
-            max_pixels: 512 * 512,
-            max_width: 2048,
-            max_height: 2048,
-            max_frames: 8,
-            max_decode_bytes: 16 * 1024 * 1024,
-        },
+        limits: tight_limits::tight_limits(),
         ..Options::default()
     };
     let mut engine = Engine::default();

@@ -259,14 +259,7 @@ async fn s3_enforces_the_post_policy_and_a_correct_upload_is_processed() {
         "the API promised other keys than the pipeline wrote"
     );
     assert_eq!(done["metadata_key"], issued["metadata"]["key"]);
-    let head = stack
-        .s3
-        .head_object()
-        .bucket(&stack.ingest)
-        .key(&key)
-        .send()
-        .await
-        .unwrap();
+    let head = stack.head(&stack.ingest, &key).await;
     assert_eq!(head.content_type(), Some("image/jpeg"));
 }
 

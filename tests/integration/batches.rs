@@ -63,18 +63,7 @@ async fn a_manifest_sends_one_batch_done_after_its_last_item_and_repeats_it_with
         stack.get(&stack.derivatives, summary_key).await.is_some(),
         "the summary it names exists"
     );
-    let etag = stack
-        .s3
-        .head_object()
-        .bucket(&stack.ingest)
-        .key("manifests/batch.csv")
-        .send()
-        .await
-        .unwrap()
-        .e_tag()
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let etag = stack.etag(&stack.ingest, "manifests/batch.csv").await;
     assert_eq!(batch["data"]["manifest"]["etag"], etag.as_str());
     let failed: Vec<&serde_json::Value> = first
         .iter()

@@ -368,8 +368,10 @@ impl Stack {
         bucket
     }
 
-    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
-        self.s3
+    /// Uploads `bytes` as `key` (image/jpeg) to the ingest bucket and returns the new object's ETag, unquoted.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> String {
+        let out = self
+            .s3
             .put_object()
             .bucket(&self.ingest)
             .key(key)
@@ -378,6 +380,28 @@ impl Stack {
             .send()
             .await
             .unwrap();
+        out.e_tag().unwrap().trim_matches('"').to_string()
+    }
+
+    /// HeadObject on `bucket`/`key`; panics if it is missing.
+    pub async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+        self.s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("HeadObject {bucket}/{key}: {e}"))
+    }
+
+    /// The current ETag of `bucket`/`key`, unquoted, as S3 events carry it.
+    pub async fn etag(&self, bucket: &str, key: &str) -> String {
+        let head = self.head(bucket, key).await;
+        head.e_tag().unwrap().trim_matches('"').to_string()
     }
 
     pub fn metadata_key(&self, source_key: &str) -> String {

@@ -214,14 +214,7 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
     assert_eq!(metadata.status, Status::Done);
     assert_eq!(metadata.source.bucket, stack.ingest);
     assert_eq!(imported["metadata_key"], stack.metadata_key(key));
-    let head = stack
-        .s3
-        .head_object()
-        .bucket(&stack.ingest)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
+    let head = stack.head(&stack.ingest, key).await;
     assert_eq!(
         head.metadata().unwrap()["imgpipe-source-url"],
         format!("{base}/photos/red%20flower.jpg")

@@ -116,22 +116,11 @@ fn sqs_record(id: &str, body: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
     let stack = setup("lambda-mode").await;
-    stack
+    let etag = stack
         .put("uploads/lambda.jpg", fixture("Portrait_1.jpg"))
         .await;
-    let etag = stack
-        .s3
-        .head_object()
-        .bucket(&stack.ingest)
-        .key("uploads/lambda.jpg")
-        .send()
-        .await
-        .unwrap()
-        .e_tag()
-        .unwrap()
-        .to_string();
     let event = serde_json::json!({"Records": [
-        sqs_record("good", &crate::harness::event_body(&stack.ingest, "uploads/lambda.jpg", etag.trim_matches('"'), 129059)),
+        sqs_record("good", &crate::harness::event_body(&stack.ingest, "uploads/lambda.jpg", &etag, 129059)),
         sqs_record("garbage", "this is not an S3 event"),
         sqs_record("unreachable", &crate::harness::event_body("imgpipe-no-such-ingest-bucket", "x.jpg", "e", 1)),
     ]});
@@ -215,19 +204,8 @@ async fn lambda_mode_returns_images_it_has_no_time_for_before_the_deadline() {
         let key = format!("uploads/{id}.jpg");
         let bytes = fixture(fixture_name);
         let size = bytes.len();
-        stack.put(&key, bytes).await;
-        let etag = stack
-            .s3
-            .head_object()
-            .bucket(&stack.ingest)
-            .key(&key)
-            .send()
-            .await
-            .unwrap()
-            .e_tag()
-            .unwrap()
-            .to_string();
-        let body = crate::harness::event_body(&stack.ingest, &key, etag.trim_matches('"'), size);
+        let etag = stack.put(&key, bytes).await;
+        let body = crate::harness::event_body(&stack.ingest, &key, &etag, size);
         records.push(sqs_record(id, &body));
     }
     let event = serde_json::json!({ "Records": records });

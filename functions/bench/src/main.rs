@@ -8,6 +8,7 @@
 //!   `files × iterations` images are done; reports images per second over the wall time, and the
 //!   resident set size after every `--rss-every` images (allocator experiments: RSS growth over 1 000
 //!   images with glibc malloc, `--features mimalloc` or `--features jemalloc`).
+//! - `--bd-rate`: reads rate–quality curve files and prints BD-rates (`bd_rate`), for the RD harness.
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -15,6 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+mod bd_rate;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,7 +56,12 @@ struct Args {
     /// (`bench/memory.py` compares it with the measured peak RSS).
     #[arg(long)]
     predict_peak: bool,
-    /// Input images.
+    /// Read each file as rate–quality curves, `{"reference": [[bytes, score], …], "<encoder>":
+    /// [[bytes, score], …], …}`, and print each encoder's BD-rate against `reference` as JSON
+    /// (`bd_rate`: −0.2 = 20 % fewer bytes at equal score); process nothing.
+    #[arg(long)]
+    bd_rate: bool,
+    /// Input images (curve files with `--bd-rate`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -74,6 +82,15 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<_>>()?;
+    if args.bd_rate {
+        let reports = inputs
+            .iter()
+            .zip(&args.files)
+            .map(|(bytes, file)| bd_rates(bytes).with_context(|| format!("{}", file.display())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        println!("{}", serde_json::Value::Array(reports));
+        return Ok(());
+    }
     if args.predict_peak {
         let predictions: Vec<serde_json::Value> = inputs
             .iter()
@@ -111,6 +128,29 @@ fn main() -> anyhow::Result<()> {
     report["peak_rss_bytes"] = peak_rss_bytes().into();
     println!("{report}");
     Ok(())
+}
+
+/// BD-rates of every curve in one `--bd-rate` file against its `reference` curve.
+fn bd_rates(json: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let curves: std::collections::BTreeMap<String, Vec<(f64, f64)>> =
+        serde_json::from_slice(json).context("expected {\"reference\": [[bytes, score], …], …}")?;
+    let points = |name: &str| -> anyhow::Result<Vec<bd_rate::RatePoint>> {
+        let curve = curves
+            .get(name)
+            .with_context(|| format!("no curve named {name:?}"))?;
+        Ok(curve
+            .iter()
+            .map(|&(bytes, score)| bd_rate::RatePoint { bytes, score })
+            .collect())
+    };
+    let reference = points("reference")?;
+    let mut out = serde_json::Map::new();
+    for name in curves.keys().filter(|n| *n != "reference") {
+        let rate = bd_rate::bd_rate(&reference, &points(name)?)
+            .with_context(|| format!("curve {name:?} against \"reference\""))?;
+        out.insert(name.clone(), serde_json::json!({ "bd_rate": rate }));
+    }
+    Ok(serde_json::Value::Object(out))
 }
 
 /// This process's peak resident set (Linux `VmHWM`; 0 elsewhere). Read here rather than with the

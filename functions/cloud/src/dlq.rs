@@ -172,40 +172,61 @@ async fn release(sqs: &Client, queue: &str, handles: &[String]) -> Result<(), Fa
     Ok(())
 }
 
+/// Walks a DLQ batch by batch, each message received once and hidden for the walk's hold.
+/// Messages seen before (received again because their hold ran out) are not handed out again;
+/// their newest handles are kept in `again`, to be released with the rest. The walk ends at an empty
+/// batch or one with nothing new: every letter has been looked at.
+struct Walk<'a> {
+    sqs: &'a Client,
+    dlq: &'a str,
+    hold: Duration,
+    seen: HashSet<String>,
+    again: Vec<String>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(sqs: &'a Client, dlq: &'a str, hold: Duration) -> Self {
+        Walk {
+            sqs,
+            dlq,
+            hold,
+            seen: HashSet::new(),
+            again: Vec::new(),
+        }
+    }
+
+    /// The next batch's letters not seen before; `None` when the walk is over.
+    async fn next(&mut self) -> Result<Option<Vec<Letter>>, Failure> {
+        let batch = receive(self.sqs, self.dlq, self.hold).await?;
+        let now = now_ms();
+        let mut new = Vec::new();
+        for message in &batch {
+            let letter = Letter::from_message(message, now);
+            if self.seen.insert(letter.message_id.clone()) {
+                new.push(letter);
+            } else {
+                self.again.push(letter.receipt_handle);
+            }
+        }
+        Ok((!new.is_empty()).then_some(new))
+    }
+}
+
 /// Up to `max` letters of `dlq`, without consuming them: each is received, read and made visible
 /// again (its DLQ receive count grows by one; nothing reads that count).
 pub async fn peek(sqs: &Client, dlq: &str, max: usize) -> Result<Vec<Letter>, Failure> {
     let mut letters: Vec<Letter> = Vec::new();
+    let mut walk = Walk::new(sqs, dlq, HOLD);
     let result = async {
         while letters.len() < max {
-            let batch = receive(sqs, dlq, HOLD).await?;
-            if batch.is_empty() {
-                break;
-            }
-            let now = now_ms();
-            let mut new = 0;
-            for message in &batch {
-                let letter = Letter::from_message(message, now);
-                match letters
-                    .iter_mut()
-                    .find(|l| l.message_id == letter.message_id)
-                {
-                    // Received again after its hold ran out: only the newest handle works.
-                    Some(known) => known.receipt_handle = letter.receipt_handle,
-                    None => {
-                        new += 1;
-                        letters.push(letter);
-                    }
-                }
-            }
-            if new == 0 {
-                break;
-            }
+            let Some(new) = walk.next().await? else { break };
+            letters.extend(new);
         }
         Ok::<(), Failure>(())
     }
     .await;
-    let handles: Vec<String> = letters.iter().map(|l| l.receipt_handle.clone()).collect();
+    let mut handles: Vec<String> = letters.iter().map(|l| l.receipt_handle.clone()).collect();
+    handles.append(&mut walk.again);
     release(sqs, dlq, &handles).await?;
     result?;
     letters.truncate(max);
@@ -250,29 +271,20 @@ pub async fn redrive(
         ..Redriven::default()
     };
     let mut held: Vec<String> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut walk = Walk::new(sqs, dlq, REDRIVE_HOLD);
     let started_ms = now_ms();
     let result = async {
         loop {
             if selection.max.is_some_and(|max| report.moved >= max) {
                 break;
             }
-            let batch = receive(sqs, dlq, REDRIVE_HOLD).await?;
-            if batch.is_empty() {
-                break;
-            }
-            let now = now_ms();
-            let mut new = 0;
-            for message in &batch {
-                let letter = Letter::from_message(message, now);
-                let first_time = seen.insert(letter.message_id.clone());
-                new += usize::from(first_time);
-                let wanted = first_time
-                    && letter.sent_ms < started_ms
+            let Some(new) = walk.next().await? else { break };
+            for letter in new {
+                let wanted = letter.sent_ms < started_ms
                     && selection.kind.as_ref().is_none_or(|k| *k == letter.kind)
                     && selection.max.is_none_or(|max| report.moved < max);
                 if !wanted {
-                    if first_time && letter.sent_ms < started_ms {
+                    if letter.sent_ms < started_ms {
                         report.left += 1;
                     }
                     held.push(letter.receipt_handle);
@@ -296,14 +308,11 @@ pub async fn redrive(
                     .map_err(|e| sqs_error("DeleteMessage", dlq, e))?;
                 report.moved += 1;
             }
-            if new == 0 {
-                // Only letters seen before (their hold ran out): every letter has been looked at.
-                break;
-            }
         }
         Ok::<(), Failure>(())
     }
     .await;
+    held.append(&mut walk.again);
     release(sqs, dlq, &held).await?;
     result?;
     Ok(report)

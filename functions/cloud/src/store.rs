@@ -211,12 +211,8 @@ pub async fn put_tagging(
     cache_control: &str,
     tagging: &str,
 ) -> Result<(), Failure> {
-    put_request(s3, bucket, key, bytes, content_type, cache_control)
-        .tagging(tagging)
-        .send()
-        .await
-        .map_err(|e| put_error(bucket, key, &e))?;
-    Ok(())
+    let request = put_request(s3, bucket, key, bytes, content_type, cache_control).tagging(tagging);
+    send_put(request, bucket, key).await
 }
 
 /// Writes one object with S3 user metadata `tags` (ASCII values).
@@ -237,11 +233,7 @@ pub async fn put_tagged(
     for (name, value) in tags {
         request = request.metadata(*name, *value);
     }
-    request
-        .send()
-        .await
-        .map_err(|e| put_error(bucket, key, &e))?;
-    Ok(())
+    send_put(request, bucket, key).await
 }
 
 /// Writes a metadata document with its [`document_tags`] as S3 user metadata.
@@ -257,11 +249,7 @@ pub async fn put_document(
     for (name, value) in document_tags_of(metadata) {
         request = request.metadata(name, value);
     }
-    request
-        .send()
-        .await
-        .map_err(|e| put_error(bucket, key, &e))?;
-    Ok(())
+    send_put(request, bucket, key).await
 }
 
 /// The S3 user metadata of `bucket/key` (names lower-case, without `x-amz-meta-`); `None` when
@@ -293,11 +281,8 @@ pub async fn put(
     content_type: &str,
     cache_control: &str,
 ) -> Result<(), Failure> {
-    put_request(s3, bucket, key, bytes, content_type, cache_control)
-        .send()
-        .await
-        .map_err(|e| put_error(bucket, key, &e))?;
-    Ok(())
+    let request = put_request(s3, bucket, key, bytes, content_type, cache_control);
+    send_put(request, bucket, key).await
 }
 
 fn put_request(
@@ -314,6 +299,19 @@ fn put_request(
         .body(ByteStream::from(bytes))
         .content_type(content_type)
         .cache_control(cache_control)
+}
+
+/// Sends a PutObject; a failure is a transient `s3_put` naming the object.
+async fn send_put(
+    request: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    bucket: &str,
+    key: &str,
+) -> Result<(), Failure> {
+    request
+        .send()
+        .await
+        .map_err(|e| put_error(bucket, key, &e))?;
+    Ok(())
 }
 
 fn put_error(

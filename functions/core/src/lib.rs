@@ -15,7 +15,8 @@
 //!   [`orient`], [`resize`] (CPU resampling), [`blur`], [`encode`]: the pixel steps;
 //! - [`engine`]: per-thread work state, offering steps to an [`accelerator`] (the GPU worker's device);
 //!   [`animation`] for presets that keep an animation; [`placeholder`] for ThumbHash and colours.
-//! - [`preset`]: preset files, validation and the preset-set hash.
+//! - [`preset`]: preset files, validation and the preset-set hash; [`quality_search`]: the
+//!   per-image quality for a perceptual target, in a bounded number of trial encodes.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
 //! - [`events`]: the `imgpipe.image.*` / `imgpipe.batch.done` events built from what was written.
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
@@ -51,6 +52,7 @@ pub mod placeholder;
 pub mod plan;
 pub mod preset;
 pub mod probe;
+pub mod quality_search;
 pub mod resize;
 pub mod route;
 #[cfg(test)]

@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "../../../fuzz/fuzz_targets/tight_limits.rs"]
+mod tight_limits;
+
 use imgpipe_core::{Engine, Limits, Options, PresetSet, SourceRef, memory, plan, probe, process};
 
 #[test]
@@ -11,14 +14,7 @@ fn fuzzing_findings_end_in_errors_or_outputs_never_panics() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz");
     let presets = PresetSet::default_set();
     let tight = Options {
-        limits: Limits {
-            max_source_bytes: 256 * 1024,
-            max_pixels: 512 * 512,
-            max_width: 2048,
-            max_height: 2048,
-            max_frames: 8,
-            max_decode_bytes: 16 * 1024 * 1024,
-        },
+        limits: tight_limits::tight_limits(),
         ..Options::default()
     };
     let mut seen = 0;
