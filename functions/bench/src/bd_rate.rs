@@ -186,16 +186,21 @@ mod tests {
 
     /// A plausible JPEG curve: bytes grow exponentially-ish with the score, with a knee.
     fn curve() -> Vec<RatePoint> {
-        [
+        points(&[
             (40_000.0, 55.0),
             (52_000.0, 65.0),
             (70_000.0, 72.0),
             (101_000.0, 80.0),
             (180_000.0, 88.0),
-        ]
-        .into_iter()
-        .map(|(bytes, score)| RatePoint { bytes, score })
-        .collect()
+        ])
+    }
+
+    /// `(bytes, score)` pairs as points.
+    fn points(pairs: &[(f64, f64)]) -> Vec<RatePoint> {
+        pairs
+            .iter()
+            .map(|&(bytes, score)| RatePoint { bytes, score })
+            .collect()
     }
 
     fn scaled(points: &[RatePoint], factor: f64) -> Vec<RatePoint> {
@@ -232,8 +237,9 @@ mod tests {
 
     #[test]
     fn only_the_overlapping_scores_count() {
-        // log(bytes) linear in the score: reference ln b = 10 + 0.05 s on 50..90; the test is
-        // 30 % smaller on 70..80 and has points far outside the overlap that must not matter.
+        // log(bytes) linear in the score: the reference ln b = 10 + 0.05 s on 50..90; the test is
+        // 30 % smaller on 70..80, so on its own it is exactly −30 %. A fourth test point, far
+        // larger at 99, widens the overlap to 70..90, and the expensive stretch 80..90 counts.
         let line = |s: f64, factor: f64| RatePoint {
             bytes: factor * (10.0 + 0.05 * s).exp(),
             score: s,
@@ -247,8 +253,6 @@ mod tests {
             line(80.0, 0.7),
             line(99.0, 50.0),
         ];
-        // 99 is beyond the reference's 90, so the overlap is 70..90 and the test's segment
-        // 80..99 (slope jumps) does count between 80 and 90: compute that part by hand.
         let got = bd_rate(&reference, &test).unwrap();
         let only_70_80 = bd_rate(&reference, &test[..3]).unwrap();
         assert!((only_70_80 + 0.3).abs() < 1e-9, "{only_70_80}");
@@ -261,30 +265,25 @@ mod tests {
     #[test]
     fn a_knee_is_not_overshot() {
         // A flat stretch then a steep rise: the interpolant stays within the data's range.
-        let knee: Vec<RatePoint> = [
+        let knee = points(&[
             (100.0, 10.0),
             (101.0, 20.0),
             (102.0, 30.0),
             (10_000.0, 40.0),
-        ]
-        .into_iter()
-        .map(|(bytes, score)| RatePoint { bytes, score })
-        .collect();
+        ]);
         let p = Pchip::new(&knee, "test").unwrap();
-        for i in 0..=300 {
-            let s = 10.0 + i as f64 / 10.0;
-            let v = p.eval(s);
+        let samples: Vec<(f64, f64)> = (0..=300)
+            .map(|i| 10.0 + f64::from(i) / 10.0)
+            .map(|s| (s, p.eval(s)))
+            .collect();
+        for &(s, v) in &samples {
             assert!(
                 v >= 100f64.ln() - 1e-12 && v <= 10_000f64.ln() + 1e-12,
                 "{s}: {v}"
             );
         }
-        for w in (0..=300)
-            .map(|i| p.eval(10.0 + i as f64 / 10.0))
-            .collect::<Vec<_>>()
-            .windows(2)
-        {
-            assert!(w[1] >= w[0] - 1e-12, "monotone");
+        for w in samples.windows(2) {
+            assert!(w[1].1 >= w[0].1 - 1e-12, "monotone");
         }
     }
 
@@ -295,30 +294,12 @@ mod tests {
             bd_rate(one, &curve()),
             Err(BdRateError::TooFewPoints("reference"))
         );
-        let same_score = vec![
-            RatePoint {
-                bytes: 1.0,
-                score: 5.0,
-            },
-            RatePoint {
-                bytes: 2.0,
-                score: 5.0,
-            },
-        ];
+        let same_score = points(&[(1.0, 5.0), (2.0, 5.0)]);
         assert_eq!(
             bd_rate(&curve(), &same_score),
             Err(BdRateError::TooFewPoints("test"))
         );
-        let zero = vec![
-            RatePoint {
-                bytes: 0.0,
-                score: 5.0,
-            },
-            RatePoint {
-                bytes: 2.0,
-                score: 6.0,
-            },
-        ];
+        let zero = points(&[(0.0, 5.0), (2.0, 6.0)]);
         assert_eq!(bd_rate(&curve(), &zero), Err(BdRateError::BadPoint("test")));
         let far: Vec<RatePoint> = curve()
             .iter()
