@@ -215,6 +215,31 @@ mod tests {
     }
 
     #[test]
+    fn from_any_start_and_a_poor_slope_guess_it_ends_on_the_lowest_passing_quality() {
+        // A bad prediction: every start in the range, a slope guess 10× too low and 10× too high.
+        // Given the trials, the bracket must close to one quality step, whatever the path.
+        for slope_guess in [0.05, 5.0] {
+            for start in 30..=95 {
+                for target in [62.0, 74.5, 81.0, 86.0] {
+                    let s = SearchSpec {
+                        start,
+                        slope_guess,
+                        max_trials: 40,
+                        ..spec(target)
+                    };
+                    let got = search(&s, encoder(0.0)).unwrap();
+                    assert_eq!(
+                        Some(got.chosen.quality),
+                        exhaustive(target, 0.0),
+                        "start {start}, slope {slope_guess}, target {target}: {} trials",
+                        got.trials
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_higher_target_never_chooses_a_lower_quality() {
         let mut last = 0;
         for tenth in 500..=900 {
