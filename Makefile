@@ -14,7 +14,7 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-stages bench-api bench-events bench-lambda gpu-check soak fuzz clean
+.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-rd bench-stages bench-api bench-events bench-lambda gpu-check soak fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -108,8 +108,12 @@ demo: setup ## LocalStack + template + worker, API, webhook sender; uploads, web
 	@echo "gallery: file://$(CURDIR)/target/gallery/index.html"
 	@echo "LocalStack and the edge gateway (http://127.0.0.1:8790/) are still running (make down stops them)."
 
-bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modules); table + target/bench/results.json
+bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modules): speed table + target/bench/results.json, then bench-rd
 	python3 bench/run.py
+	python3 bench/rd.py
+
+bench-rd: setup ## rate–distortion: SSIMULACRA2 vs bytes of imgpipe's and sharp's encoders on the same pixels, BD-rates, quality targets; target/bench/rd.{json,svg}
+	python3 bench/rd.py
 
 bench-stages: setup ## criterion micro-benchmarks of each pipeline stage (target/criterion)
 	cargo bench -p imgpipe-core --bench stages

@@ -9,6 +9,7 @@
 //!   resident set size after every `--rss-every` images (allocator experiments: RSS growth over 1 000
 //!   images with glibc malloc, `--features mimalloc` or `--features jemalloc`).
 //! - `--bd-rate`: reads rate–quality curve files and prints BD-rates (`bd_rate`), for the RD harness.
+//! - `--rd-refs DIR` / `--rd DIR`: the rate–distortion harness's references and measurements (`rd`).
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -18,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bd_rate;
+mod rd;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,8 +63,28 @@ struct Args {
     /// (`bd_rate`: −0.2 = 20 % fewer bytes at equal score); process nothing.
     #[arg(long)]
     bd_rate: bool,
+    /// Write the RD harness's reference PNGs of the input photos to this folder (`rd`).
+    #[arg(long, value_name = "DIR")]
+    rd_refs: Option<PathBuf>,
+    /// With `--rd-refs`: sizes, each a box (`1200`: longest side) or an exact `WxH` (cropped to fill).
+    #[arg(long, value_delimiter = ',', default_value = "1200,200")]
+    rd_sizes: Vec<String>,
+    /// Measure the RD points of the references in this folder (imgpipe's encoders and sharp's
+    /// outputs) and print them as JSON; takes no files.
+    #[arg(long, value_name = "DIR")]
+    rd: Option<PathBuf>,
+    /// With `--rd DIR`: instead of the ladder, encode DIR's references of this size to a perceptual
+    /// target (`--rd-target`, `--rd-settings`) and print bytes, score, quality and trials as JSON.
+    #[arg(long, requires = "rd")]
+    rd_auto: Option<String>,
+    /// See `--rd-auto`: the SSIMULACRA2 target.
+    #[arg(long, default_value_t = 70.0)]
+    rd_target: f64,
+    /// See `--rd-auto`: preset lines selecting the encoder (newline-separated).
+    #[arg(long, default_value = "format='jpeg'\nprogressive=true")]
+    rd_settings: String,
     /// Input images (curve files with `--bd-rate`).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "rd")]
     files: Vec<PathBuf>,
 }
 
@@ -77,6 +99,19 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?
         }
     };
+    if let (Some(dir), Some(size)) = (&args.rd, &args.rd_auto) {
+        let settings = args.rd_settings.replace("\\n", "\n");
+        let points = rd::measure_auto(dir, size, &settings, args.rd_target)?;
+        println!("{}", serde_json::to_string(&points)?);
+        return Ok(());
+    }
+    if let Some(dir) = &args.rd {
+        println!("{}", serde_json::to_string(&rd::measure(dir)?)?);
+        return Ok(());
+    }
+    if let Some(dir) = &args.rd_refs {
+        return rd::write_references(dir, &args.files, &args.rd_sizes);
+    }
     let inputs: Vec<Vec<u8>> = args
         .files
         .iter()

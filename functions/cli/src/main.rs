@@ -159,13 +159,16 @@ fn main() -> anyhow::Result<()> {
                     None => dim(p.width),
                 };
                 println!(
-                    "{:<16} {:>5} x {:<5} {:<7} {:<5} q{}",
+                    "{:<16} {:>5} x {:<5} {:<7} {:<5} {}",
                     p.name,
                     width,
                     dim(p.height),
                     format!("{:?}", p.fit).to_lowercase(),
                     p.format.as_str(),
-                    p.quality
+                    match p.quality {
+                        imgpipe_core::quality::Quality::Fixed(q) => format!("q{q}"),
+                        other => format!("SSIMULACRA2 {}", other.target().unwrap_or_default()),
+                    }
                 );
             }
             println!("preset set hash: {}", set.hash());

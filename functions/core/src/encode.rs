@@ -9,22 +9,41 @@ use crate::error::{PipelineError, Result};
 use crate::pixels::Pixels;
 use crate::preset::{ChromaSubsampling, OutputFormat, Preset};
 
-/// Encodes `pixels` as `preset.format`. JPEG output of RGBA pixels is flattened onto `background`.
+/// Encodes `pixels` as `preset.format` at the preset's quality: its fixed quality, or for a
+/// perceptual target the quality [`crate::auto_quality`] finds for these pixels. JPEG output of RGBA
+/// pixels is flattened onto `background`.
 pub fn encode(pixels: Pixels, preset: &Preset, background: [u8; 3]) -> Result<Vec<u8>> {
+    match preset.quality.fixed() {
+        Some(quality) => encode_at(&pixels, preset, quality, background),
+        None => Ok(crate::auto_quality::encode(&pixels, preset, background)?.bytes),
+    }
+}
+
+/// Encodes `pixels` as `preset.format` at encoder `quality` (1–100), whatever the preset's quality
+/// says: one trial of a quality search.
+pub fn encode_at(
+    pixels: &Pixels,
+    preset: &Preset,
+    quality: u8,
+    background: [u8; 3],
+) -> Result<Vec<u8>> {
     match preset.format {
-        OutputFormat::Jpeg => encode_jpeg(&pixels.flatten(background), preset),
-        OutputFormat::Webp => encode_webp(&pixels, preset),
-        OutputFormat::Png => encode_png(&pixels),
-        OutputFormat::Avif => encode_avif(&pixels, preset),
+        OutputFormat::Jpeg if pixels.has_alpha() => {
+            encode_jpeg(&pixels.clone().flatten(background), preset, quality)
+        }
+        OutputFormat::Jpeg => encode_jpeg(pixels, preset, quality),
+        OutputFormat::Webp => encode_webp(pixels, preset, quality),
+        OutputFormat::Png => encode_png(pixels),
+        OutputFormat::Avif => encode_avif(pixels, preset, quality),
     }
 }
 
 /// AVIF through ravif (rav1e): one thread (images already run one per core), 8-bit 4:2:0 YCbCr,
 /// `nclx` 1/13/6 (BT.709 primaries, sRGB transfer, BT.601 matrix, full range); alpha, when
 /// present, as an auxiliary image at the same quality.
-fn encode_avif(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
+fn encode_avif(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>> {
     use rgb::FromSlice;
-    let quality = f32::from(preset.quality);
+    let quality = f32::from(quality);
     let encoder = ravif::Encoder::new()
         .with_quality(quality)
         .with_alpha_quality(quality)
@@ -42,12 +61,10 @@ fn encode_avif(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
         .map_err(|e| PipelineError::internal(format!("AVIF encoder: {e}")))
 }
 
-fn encode_jpeg(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
+fn encode_jpeg(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>> {
     let fail = |e: turbojpeg::Error| PipelineError::internal(format!("JPEG encoder: {e}"));
     let mut compressor = Compressor::new().map_err(fail)?;
-    compressor
-        .set_quality(i32::from(preset.quality))
-        .map_err(fail)?;
+    compressor.set_quality(i32::from(quality)).map_err(fail)?;
     compressor
         .set_subsamp(match preset.chroma_subsampling {
             ChromaSubsampling::Yuv420 => Subsamp::Sub2x2,
@@ -68,11 +85,11 @@ fn encode_jpeg(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
     compressor.compress_to_vec(image).map_err(fail)
 }
 
-fn encode_webp(pixels: &Pixels, preset: &Preset) -> Result<Vec<u8>> {
+fn encode_webp(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>> {
     use libwebp_sys as webp;
     let fail = webp_error;
-    let config = webp_config(preset)?;
-    let mut picture = new_picture(pixels)?;
+    let config = webp_config(preset, quality)?;
+    let mut picture = new_picture(pixels, preset.webp_sharp_yuv)?;
     let mut writer = std::mem::MaybeUninit::<webp::WebPMemoryWriter>::uninit();
     // SAFETY: libwebp's documented encode sequence. `picture` owns a copy of our pixels, the memory
     // writer owns its output until we copy it; both are cleared at the end, on every path.
@@ -98,25 +115,28 @@ fn webp_error(what: &str) -> PipelineError {
     PipelineError::internal(format!("WebP encoder: {what}"))
 }
 
-fn webp_config(preset: &Preset) -> Result<libwebp_sys::WebPConfig> {
+fn webp_config(preset: &Preset, quality: u8) -> Result<libwebp_sys::WebPConfig> {
     use libwebp_sys as webp;
     let mut config =
         webp::WebPConfig::new().map_err(|_| webp_error("config init (libwebp ABI mismatch)"))?;
-    config.quality = f32::from(preset.quality);
+    config.quality = f32::from(quality);
     config.method = i32::from(preset.webp_method);
+    config.use_sharp_yuv = i32::from(preset.webp_sharp_yuv);
     if unsafe { webp::WebPValidateConfig(&config) } == 0 {
         return Err(webp_error("invalid config"));
     }
     Ok(config)
 }
 
-/// A libwebp picture holding a copy of `pixels` (ARGB when there is alpha). Free with `WebPPictureFree`.
-fn new_picture(pixels: &Pixels) -> Result<libwebp_sys::WebPPicture> {
+/// A libwebp picture holding a copy of `pixels`: ARGB when there is alpha or when `sharp_yuv` (the
+/// RGB→YUV conversion then happens inside `WebPEncode`, which honours `use_sharp_yuv`; an RGB import
+/// converts at once with the plain method). Free with `WebPPictureFree`.
+fn new_picture(pixels: &Pixels, sharp_yuv: bool) -> Result<libwebp_sys::WebPPicture> {
     use libwebp_sys as webp;
     let mut picture = webp::WebPPicture::new().map_err(|_| webp_error("picture init"))?;
     picture.width = pixels.width as i32;
     picture.height = pixels.height as i32;
-    picture.use_argb = i32::from(pixels.has_alpha());
+    picture.use_argb = i32::from(pixels.has_alpha() || sharp_yuv);
     let stride = pixels.stride() as i32;
     // SAFETY: the import copies `stride × height` bytes from our buffer, which is exactly its size.
     let imported = unsafe {
@@ -146,7 +166,8 @@ impl AnimatedWebp {
     /// Starts an animation of `width`×`height` frames encoded with `preset`'s quality and method.
     pub fn new(width: u32, height: u32, preset: &Preset) -> Result<Self> {
         use libwebp_sys as webp;
-        let config = webp_config(preset)?;
+        // Animated presets take a fixed quality (validated in `preset`).
+        let config = webp_config(preset, preset.quality.fixed().unwrap_or(80))?;
         let mut options = std::mem::MaybeUninit::<webp::WebPAnimEncoderOptions>::zeroed();
         // SAFETY: libwebp initialises the options struct; the encoder copies what it needs.
         let encoder = unsafe {
@@ -180,7 +201,7 @@ impl AnimatedWebp {
 
     /// Adds a frame shown for `duration_ms`.
     pub fn add(&mut self, frame: &Pixels, duration_ms: u32) -> Result<()> {
-        let mut picture = new_picture(frame)?;
+        let mut picture = new_picture(frame, false)?;
         // SAFETY: `encoder` is live until drop; the encoder copies the picture before we free it.
         let ok = unsafe {
             let ok = libwebp_sys::WebPAnimEncoderAdd(
@@ -278,6 +299,32 @@ mod tests {
             })
             .collect();
         Pixels::new(32, 16, channels, data)
+    }
+
+    #[test]
+    fn sharp_yuv_changes_the_webp_encode() {
+        // Sharp chroma edges: red/blue stripes one pixel wide, where plain 4:2:0 averaging blurs.
+        let data = (0..64 * 64)
+            .flat_map(|i| {
+                if i % 2 == 0 {
+                    [230, 20, 30]
+                } else {
+                    [20, 40, 220]
+                }
+            })
+            .collect();
+        let stripes = Pixels::new(64, 64, 3, data);
+        let plain = preset("webp");
+        let sharp = Preset {
+            webp_sharp_yuv: true,
+            ..plain.clone()
+        };
+        let a = encode_at(&stripes, &plain, 80, [255; 3]).unwrap();
+        let b = encode_at(&stripes, &sharp, 80, [255; 3]).unwrap();
+        assert_ne!(
+            a, b,
+            "use_sharp_yuv must reach libwebp's RGB->YUV conversion"
+        );
     }
 
     #[test]

@@ -377,6 +377,7 @@ mod tests {
             bytes: 999,
             url: None,
             compression_ratio: 1.2,
+            quality: None,
         });
         m.processed_at = Some("2026-11-30T12:00:00.000Z".into());
         m

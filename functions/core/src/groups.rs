@@ -85,6 +85,7 @@ mod tests {
             bytes: 100,
             url: url.map(str::to_string),
             compression_ratio: 1.0,
+            quality: None,
         }
     }
 

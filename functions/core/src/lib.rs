@@ -16,7 +16,9 @@
 //! - [`engine`]: per-thread work state, offering steps to an [`accelerator`] (the GPU worker's device);
 //!   [`animation`] for presets that keep an animation; [`placeholder`] for ThumbHash and colours.
 //! - [`preset`]: preset files, validation and the preset-set hash; [`quality_search`]: the
-//!   per-image quality for a perceptual target, in a bounded number of trial encodes.
+//!   per-image quality for a perceptual target, in a bounded number of trial encodes;
+//!   [`perceptual`]: the SSIMULACRA2 score it aims at; [`quality`]: a preset's fixed quality or
+//!   perceptual target; [`auto_quality`]: encoding to that target.
 //! - [`metadata`] and [`layout`]: the metadata document and the output key layout.
 //! - [`events`]: the `imgpipe.image.*` / `imgpipe.batch.done` events built from what was written.
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
@@ -26,6 +28,7 @@
 
 pub mod accelerator;
 pub mod animation;
+pub mod auto_quality;
 pub mod blur;
 pub mod cicp;
 pub mod colour;
@@ -46,12 +49,14 @@ pub mod memory;
 pub mod metadata;
 pub mod negotiate;
 pub mod orient;
+pub mod perceptual;
 pub mod pipeline;
 pub mod pixels;
 pub mod placeholder;
 pub mod plan;
 pub mod preset;
 pub mod probe;
+pub mod quality;
 pub mod quality_search;
 pub mod resize;
 pub mod route;

@@ -134,6 +134,25 @@ pub struct DerivativeInfo {
     pub url: Option<String>,
     /// Source bytes ÷ derivative bytes (how many times smaller the derivative is).
     pub compression_ratio: f64,
+    /// What the encoder chose for a perceptual quality target (`quality = "auto"`, a level or
+    /// `{ target = N }`); absent for a fixed quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityInfo>,
+}
+
+/// The outcome of a perceptual quality target for one derivative.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QualityInfo {
+    /// The SSIMULACRA2 score aimed at.
+    pub target: f64,
+    /// The encoder quality (1–100) used.
+    pub setting: u8,
+    /// The derivative's SSIMULACRA2 score against the resized pixels it was encoded from.
+    pub score: f64,
+    /// Trial encodes made.
+    pub trials: u8,
+    /// Whether `score` reached `target` (false: the best the quality range allowed).
+    pub reached: bool,
 }
 
 /// One variant group of the derivatives, ready for HTML.

@@ -3,7 +3,8 @@
 //! `check size ⇒ probe header ⇒ check limits (pixels, frames) ⇒ read EXIF ⇒ plan ⇒ check decode budget ⇒
 //! decode (shrink-on-load, or the engine's device decoder; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient
 //! (decode, ICC and orient fused on the device when it can) ⇒ resize ×N (largest first, cascading)
-//! ⇒ blur placeholders ⇒ ThumbHash + colours ⇒ encode ×N ⇒ animated WebP (presets that keep animation)
+//! ⇒ blur placeholders ⇒ ThumbHash + colours ⇒ encode ×N (fixed quality, or searched to a perceptual
+//! target) ⇒ animated WebP (presets that keep animation)
 //! ⇒ metadata`
 //!
 //! Every step is a small function; a step with nothing to do returns its input.
@@ -13,18 +14,19 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::animation::{AnimationInput, animate};
+use crate::auto_quality::{self, Encoded};
 use crate::colour::Profile;
 use crate::engine::Engine;
 use crate::error::{PipelineError, Result};
 use crate::exif::{ExifData, GpsPosition};
 use crate::layout::OutputLayout;
 use crate::limits::Limits;
-use crate::metadata::{DerivativeInfo, Metadata, SourceInfo, Status};
+use crate::metadata::{DerivativeInfo, Metadata, QualityInfo, SourceInfo, Status};
 use crate::pixels::Pixels;
 use crate::plan::{Plan, Target, source_is_enough};
 use crate::preset::{OutputFormat, PresetSet};
 use crate::probe::Header;
-use crate::{blur, decode, encode, exif, placeholder, plan, probe};
+use crate::{blur, decode, exif, placeholder, plan, probe};
 
 /// What GPS goes into the metadata document. Derivatives never carry GPS (or any EXIF), whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -120,6 +122,8 @@ pub struct Derivative {
     pub frames: u32,
     /// Encoded bytes.
     pub bytes: Vec<u8>,
+    /// What a perceptual quality target chose; `None` for a fixed quality.
+    pub quality: Option<crate::auto_quality::Chosen>,
 }
 
 /// A successful run: the derivatives and a `done` metadata document describing them.
@@ -367,7 +371,7 @@ fn encode_all(
     key: &str,
     engine: &mut Engine,
 ) -> Result<Vec<Derivative>> {
-    let derivative = |target: &Target, width: u32, height: u32, bytes: Vec<u8>| {
+    let derivative = |target: &Target, width: u32, height: u32, encoded: Encoded| {
         let preset = &presets.presets()[target.preset];
         Derivative {
             preset: preset.name.clone(),
@@ -380,29 +384,39 @@ fn encode_all(
             width,
             height,
             frames: 1,
-            bytes,
+            bytes: encoded.bytes,
+            quality: encoded.chosen,
         }
     };
     let encode_one = |(target, pixels): (Target, Pixels)| -> Result<Derivative> {
-        let (width, height) = (pixels.width, pixels.height);
-        let bytes = encode::encode(
-            pixels,
+        let encoded = auto_quality::encode(
+            &pixels,
             &presets.presets()[target.preset],
             options.background,
         )?;
-        Ok(derivative(&target, width, height, bytes))
+        Ok(derivative(&target, pixels.width, pixels.height, encoded))
     };
     let count = resized.len();
     let mut results: Vec<Option<Result<Derivative>>> = (0..count).map(|_| None).collect();
     let mut jobs: Vec<(usize, (Target, Pixels))> = Vec::with_capacity(count);
     for (slot, (target, pixels)) in resized.into_iter().enumerate() {
         let preset = &presets.presets()[target.preset];
-        let on_device = (preset.format == OutputFormat::Jpeg)
+        // A perceptual target is a search over CPU encodes; the device encodes fixed qualities.
+        let on_device = (preset.format == OutputFormat::Jpeg && preset.quality.fixed().is_some())
             .then(|| engine.encode_jpeg(&pixels, preset, options.background))
             .flatten();
         match on_device {
             Some(bytes) => {
-                results[slot] = Some(Ok(derivative(&target, pixels.width, pixels.height, bytes)))
+                let encoded = Encoded {
+                    bytes,
+                    chosen: None,
+                };
+                results[slot] = Some(Ok(derivative(
+                    &target,
+                    pixels.width,
+                    pixels.height,
+                    encoded,
+                )))
             }
             None => jobs.push((slot, (target, pixels))),
         }
@@ -460,6 +474,13 @@ fn describe(
         bytes: derivative.bytes.len() as u64,
         url,
         compression_ratio: (ratio * 100.0).round() / 100.0,
+        quality: derivative.quality.map(|c| QualityInfo {
+            target: c.target,
+            setting: c.quality,
+            score: (c.score * 100.0).round() / 100.0,
+            trials: c.trials,
+            reached: c.reached,
+        }),
     }
 }
 
@@ -675,6 +696,54 @@ mod tests {
         let preview = &done.metadata.groups["preview"];
         let formats: Vec<&str> = preview.variants.iter().map(|v| v.format.as_str()).collect();
         assert_eq!(formats, ["webp", "jpeg"]);
+        crate::testing::assert_valid_metadata(&done.metadata);
+    }
+
+    #[test]
+    fn a_perceptual_target_is_searched_on_the_cpu_and_recorded_in_metadata() {
+        let bytes = crate::testing::fixture("camera_nokia-8-3-5g_gps_9mp.jpg");
+        let presets = PresetSet::from_toml(
+            "[[preset]]\nname='fixed'\nwidth=400\nquality=80\n\
+             [[preset]]\nname='high'\nwidth=400\nquality='high'\n\
+             [[preset]]\nname='web'\nwidth=400\nformat='webp'\nquality={ target = 65 }",
+        )
+        .unwrap();
+        // The device takes fixed-quality JPEGs only: the target preset never reaches it.
+        let mut engine = Engine::with_backend(Box::new(JpegDevice { fails: false }));
+        let done = process(
+            &bytes,
+            &SourceRef::default(),
+            &presets,
+            &Options::default(),
+            &mut engine,
+        )
+        .unwrap();
+        let info = |name: &str| {
+            done.metadata
+                .derivatives
+                .iter()
+                .find(|d| d.preset == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(info("fixed").quality, None);
+        assert_eq!(
+            done.derivatives[0].bytes, b"device jpeg",
+            "fixed JPEG on the device"
+        );
+        let high = info("high").quality.expect("the search is recorded");
+        assert_eq!(high.target, 80.0);
+        assert!(
+            high.reached && high.score >= 80.0 && high.trials >= 1,
+            "{high:?}"
+        );
+        assert!(
+            done.derivatives[1].bytes.starts_with(b"\xFF\xD8"),
+            "target JPEG on the CPU"
+        );
+        let web = info("web").quality.unwrap();
+        assert!(web.reached && web.score >= 65.0, "{web:?}");
+        assert!(web.setting < high.setting, "{web:?} vs {high:?}");
         crate::testing::assert_valid_metadata(&done.metadata);
     }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use crate::error::{PipelineError, Result};
+use crate::quality::{Quality, TARGET_RANGE};
 
 /// The preset set compiled into imgpipe, used when no preset file is configured.
 pub const DEFAULT_PRESETS_TOML: &str = include_str!("../presets/default.toml");
@@ -102,9 +103,11 @@ pub struct Preset {
     /// Output format. Default: `jpeg`.
     #[serde(default = "default_format")]
     pub format: OutputFormat,
-    /// Encoder quality 1–100 (JPEG, WebP and AVIF; ignored for PNG). Default: 80.
-    #[serde(default = "default_quality")]
-    pub quality: u8,
+    /// Encoder quality 1–100 (JPEG, WebP and AVIF; ignored for PNG), or a perceptual target
+    /// (`"auto"`, `"high"`, `"good"`, `"eco"`, `{ target = <SSIMULACRA2> }`; JPEG and WebP) that the
+    /// encoder reaches per image: see [`crate::quality`]. Default: 80.
+    #[serde(default)]
+    pub quality: Quality,
     /// Progressive JPEG. Default: false.
     #[serde(default)]
     pub progressive: bool,
@@ -114,6 +117,10 @@ pub struct Preset {
     /// libwebp effort 0 (fast) – 6 (small). Default: 4.
     #[serde(default = "default_webp_method")]
     pub webp_method: u8,
+    /// libwebp's sharp RGB→YUV conversion (`-sharp_yuv`): sharper colour edges, slower encode.
+    /// Default: false (see README "Fewer bytes" for the measured trade).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub webp_sharp_yuv: bool,
     /// AVIF encoder speed 1 (slowest, smallest) – 10 (fastest). Default: 6 ([`DEFAULT_AVIF_SPEED`]).
     /// AVIF presets only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,9 +172,6 @@ pub const DEFAULT_AVIF_SPEED: u8 = 6;
 
 fn default_format() -> OutputFormat {
     OutputFormat::Jpeg
-}
-fn default_quality() -> u8 {
-    80
 }
 fn default_webp_method() -> u8 {
     4
@@ -388,13 +392,49 @@ fn validate(p: &Preset) -> Result<()> {
             format!("'{:?}' needs both width and height", p.fit).to_lowercase(),
         );
     }
-    if !(1..=100).contains(&p.quality) {
-        return fail("quality", format!("{} is outside 1..=100", p.quality));
+    match p.quality {
+        Quality::Fixed(q) if !(1..=100).contains(&q) => {
+            return fail("quality", format!("{q} is outside 1..=100"));
+        }
+        Quality::Target(score) if !(score.is_finite() && TARGET_RANGE.contains(&score)) => {
+            return fail(
+                "quality",
+                format!(
+                    "target {score} is outside {}..={}",
+                    TARGET_RANGE.start(),
+                    TARGET_RANGE.end()
+                ),
+            );
+        }
+        _ => {}
+    }
+    if p.quality.target().is_some() {
+        if !matches!(p.format, OutputFormat::Jpeg | OutputFormat::Webp) {
+            return fail(
+                "quality",
+                format!(
+                    "a perceptual target needs format \"jpeg\" or \"webp\" ({} takes a quality 1-100)",
+                    p.format.as_str()
+                ),
+            );
+        }
+        if p.animated {
+            return fail(
+                "quality",
+                "an animated preset takes a quality 1-100, not a perceptual target".into(),
+            );
+        }
     }
     if p.animated && p.format != OutputFormat::Webp {
         return fail(
             "animated",
             "only WebP output can keep an animation; set format = \"webp\"".into(),
+        );
+    }
+    if p.webp_sharp_yuv && p.format != OutputFormat::Webp {
+        return fail(
+            "webp_sharp_yuv",
+            "only WebP output has it; set format = \"webp\"".into(),
         );
     }
     if p.webp_method > 6 {
@@ -436,7 +476,11 @@ mod tests {
         );
         assert_eq!(set.hash().len(), 16);
         let preview = &set.presets()[1];
-        assert!(preview.progressive && preview.quality == 85 && preview.fit == Fit::Inside);
+        assert!(
+            preview.progressive
+                && preview.quality == Quality::Fixed(85)
+                && preview.fit == Fit::Inside
+        );
     }
 
     #[test]
@@ -454,7 +498,23 @@ mod tests {
             ("[[preset]]\nname='x'\nwidth=0", "preset 'x': width"),
             (
                 "[[preset]]\nname='x'\nwidth=10\nquality=101",
-                "preset 'x': quality",
+                "101 is outside 1..=100",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=10\nformat='png'\nquality='auto'",
+                "preset 'x': quality: a perceptual target needs format \"jpeg\" or \"webp\" (png",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=10\nformat='avif'\nquality={ target = 80 }",
+                "preset 'x': quality: a perceptual target needs format",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=10\nformat='webp'\nanimated=true\nquality='high'",
+                "preset 'x': quality: an animated preset takes a quality 1-100",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=10\nquality={ target = 20 }",
+                "target 20 is outside 30..=95",
             ),
             (
                 "[[preset]]\nname='x'\nwidth=10\nfit='cover'",

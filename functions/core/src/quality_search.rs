@@ -8,7 +8,8 @@
 //!
 //! Steps: start at a predicted quality; then step towards the target by linear interpolation
 //! between the two nearest trials on either side (secant), or by the learned slope while the
-//! target is not yet bracketed; once bracketed, stop when the bracket is one quality step wide.
+//! target is not yet bracketed; once bracketed, stop when the bracket is one quality step wide, or
+//! earlier when a passing trial is within `tolerance` of the target.
 //! Each trial after the first narrows the bracket, so the count is bounded by `max_trials`.
 
 /// What a search aims for and how far it may go.
@@ -26,6 +27,9 @@ pub struct SearchSpec {
     pub max_trials: u8,
     /// Score points per quality step assumed until two trials give a measured slope.
     pub slope_guess: f64,
+    /// A passing trial at most this many points above the target ends the search: one more
+    /// encode would buy too few bytes (0 = search to the lowest passing quality).
+    pub tolerance: f64,
 }
 
 /// One trial encode.
@@ -104,6 +108,12 @@ pub fn search<T, E>(
 /// The next quality to try, or `None` when the answer is known: the lowest passing quality sits
 /// right above the highest failing one, or the range's end was reached on the side it needs.
 fn next_quality<T>(spec: &SearchSpec, min: u8, max: u8, tried: &[Trial<T>]) -> Option<u8> {
+    if tried
+        .iter()
+        .any(|t| t.score >= spec.target && t.score - spec.target <= spec.tolerance)
+    {
+        return None;
+    }
     let pass = tried
         .iter()
         .filter(|t| t.score >= spec.target)
@@ -183,6 +193,7 @@ mod tests {
             max: 95,
             max_trials: 6,
             slope_guess: 0.5,
+            tolerance: 0.0,
         }
     }
 
@@ -307,6 +318,40 @@ mod tests {
         .unwrap();
         assert!(easy.reached);
         assert_eq!((easy.chosen.quality, easy.trials), (30, 1));
+    }
+
+    #[test]
+    fn a_passing_trial_within_the_tolerance_ends_the_search_early() {
+        for target in [60.0, 70.0, 80.0, 88.0] {
+            let exact = search(&spec(target), encoder(0.0)).unwrap();
+            let loose = search(
+                &SearchSpec {
+                    tolerance: 2.0,
+                    ..spec(target)
+                },
+                encoder(0.0),
+            )
+            .unwrap();
+            assert!(loose.reached, "{target}");
+            assert!(
+                loose.chosen.score - target <= 2.0 || loose.chosen.quality == exact.chosen.quality,
+                "{target}: {loose:?}"
+            );
+            assert!(
+                loose.trials <= exact.trials,
+                "{target}: {loose:?} vs {exact:?}"
+            );
+        }
+        // Starting on a trial that passes within the tolerance: one encode.
+        let first = search(
+            &SearchSpec {
+                tolerance: 100.0,
+                ..spec(50.0)
+            },
+            encoder(0.0),
+        )
+        .unwrap();
+        assert_eq!((first.chosen.quality, first.trials), (75, 1));
     }
 
     #[test]

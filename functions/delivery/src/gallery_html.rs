@@ -404,6 +404,7 @@ mod tests {
             bytes: 12_345,
             url: None,
             compression_ratio: 2.0,
+            quality: None,
         }
     }
 

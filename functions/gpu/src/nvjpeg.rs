@@ -477,7 +477,7 @@ fn check_preset(progressive: bool) -> Result<imgpipe_core::Preset, String> {
         .find(|p| p.format == imgpipe_core::OutputFormat::Jpeg)
         .cloned()
         .ok_or("no JPEG preset in the default set")?;
-    preset.quality = 95;
+    preset.quality = imgpipe_core::quality::Quality::Fixed(95);
     preset.progressive = progressive;
     Ok(preset)
 }
@@ -570,6 +570,9 @@ impl NvJpegEncoder {
                 pixels.channels
             ));
         }
+        let Some(quality) = preset.quality.fixed() else {
+            return Err("a perceptual quality target is searched on the CPU".into());
+        };
         self.context
             .bind_to_thread()
             .map_err(cuda("bind context"))?;
@@ -588,7 +591,7 @@ impl NvJpegEncoder {
         unsafe {
             check(
                 "set quality",
-                (self.api.set_quality)(params, c_int::from(preset.quality), raw),
+                (self.api.set_quality)(params, c_int::from(quality), raw),
             )?;
             check(
                 "set sampling factors",
