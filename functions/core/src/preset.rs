@@ -498,7 +498,7 @@ mod tests {
             ("[[preset]]\nname='x'\nwidth=0", "preset 'x': width"),
             (
                 "[[preset]]\nname='x'\nwidth=10\nquality=101",
-                "101 is outside 1..=100",
+                "preset 'x': quality: 101 is outside 1..=100",
             ),
             (
                 "[[preset]]\nname='x'\nwidth=10\nformat='png'\nquality='auto'",
@@ -514,7 +514,7 @@ mod tests {
             ),
             (
                 "[[preset]]\nname='x'\nwidth=10\nquality={ target = 20 }",
-                "target 20 is outside 30..=95",
+                "preset 'x': quality: target 20 is outside 30..=95",
             ),
             (
                 "[[preset]]\nname='x'\nwidth=10\nfit='cover'",
