@@ -41,18 +41,21 @@ build: setup ## build all binaries (debug)
 
 test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integration + gallery browser tests on a LocalStack started and stopped here
 	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
-	cargo test --workspace --exclude imgpipe-it
+	# One build for every target, then tests with the same package selection (--workspace), so
+	# cargo resolves one feature set and builds each crate once (a `-p` subset resolves fewer
+	# features and rebuilds `image`, `imgpipe-core` and all above them: ~13 min of CI). The
+	# LocalStack suite (`imgpipe-it`'s `integration`, `test = false`) runs only in the step below.
+	cargo build --workspace --all-targets
+	cargo test --workspace
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
-	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks -p imgpipe-cli
-	cargo build -p imgpipe-it --tests
-	./localstack/with.sh bash -c 'cargo test -p imgpipe-it --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py \
+	./localstack/with.sh bash -c 'cargo test --workspace --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py \
 	  && $(PY) tests/soak/soak.py $(SOAK_SMALL)'
 
 unit: setup ## unit + corpus tests only (no LocalStack)
 	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
 	$(PY) -m unittest discover -s infra -p 'test_*.py'
-	cargo test --workspace --exclude imgpipe-it
+	cargo test --workspace
 
 # The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 20 s LocalStack stall (longer than the S3 calls' read timeout and its retries), debug build.
 SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 20 --stall-at 0.3 --profile debug --timeout 900

@@ -20,12 +20,24 @@ use imgpipe_core::{Engine, Options, PresetSet, SourceRef, process};
 pub const LADDER: [u8; 10] = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95];
 
 /// imgpipe's encoder settings under test: label and the preset lines that select them.
-const ENCODERS: [(&str, &str); 5] = [
+const ENCODERS: [(&str, &str); 8] = [
     (
         "imgpipe jpeg turbo progressive",
         "format='jpeg'\nprogressive=true",
     ),
     ("imgpipe jpeg turbo baseline", "format='jpeg'"),
+    (
+        "imgpipe jpeg jpegli progressive",
+        "format='jpeg'\nprogressive=true\nencoder='jpegli'",
+    ),
+    (
+        "imgpipe jpeg jpegli baseline",
+        "format='jpeg'\nencoder='jpegli'",
+    ),
+    (
+        "imgpipe jpeg jpegli progressive 4:4:4",
+        "format='jpeg'\nprogressive=true\nencoder='jpegli'\nchroma_subsampling='4:4:4'",
+    ),
     ("imgpipe webp m4", "format='webp'\nwebp_method=4"),
     (
         "imgpipe webp m4 sharp-yuv",
@@ -192,7 +204,7 @@ fn encode_best_of_three(
     let mut output = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        output = imgpipe_core::encode::encode(pixels.clone(), preset, BACKGROUND)
+        output = imgpipe_core::encode::encode_at(pixels, preset, quality, BACKGROUND)
             .map_err(anyhow::Error::msg)?;
         best = best.min(started.elapsed().as_secs_f64() * 1e3);
     }

@@ -83,6 +83,14 @@ pub fn encode(pixels: &Pixels, preset: &Preset, background: [u8; 3]) -> Result<E
         });
     };
     let scorer = Scorer::new(pixels, background)?;
+    // A JPEG has no alpha: flatten once here rather than in every trial's `encode_at`.
+    let flattened;
+    let pixels = if preset.format == OutputFormat::Jpeg && pixels.has_alpha() {
+        flattened = pixels.clone().flatten(background);
+        &flattened
+    } else {
+        pixels
+    };
     let (start, slope_guess) = start(preset.format, target);
     let spec = SearchSpec {
         target,

@@ -1,4 +1,4 @@
-//! Encoders: JPEG (libjpeg-turbo), lossy WebP and animated WebP (libwebp 1.5), PNG. Outputs carry no
+//! Encoders: JPEG (libjpeg-turbo, or jpegli per preset: [`crate::jpegli`]), lossy WebP and animated WebP (libwebp 1.5), PNG. Outputs carry no
 //! EXIF, XMP or ICC data: nothing from the source (GPS included) leaks into a derivative. Pixels are sRGB
 //! by then; PNG says so with a 13-byte `sRGB` chunk, JPEG and WebP carry no profile, which their
 //! specifications and every browser read as sRGB (an embedded profile would add ~3 KB to a 1 KB thumbnail).
@@ -7,16 +7,13 @@ use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
 use crate::error::{PipelineError, Result};
 use crate::pixels::Pixels;
-use crate::preset::{ChromaSubsampling, OutputFormat, Preset};
+use crate::preset::{ChromaSubsampling, JpegEncoder, OutputFormat, Preset};
 
 /// Encodes `pixels` as `preset.format` at the preset's quality: its fixed quality, or for a
 /// perceptual target the quality [`crate::auto_quality`] finds for these pixels. JPEG output of RGBA
 /// pixels is flattened onto `background`.
 pub fn encode(pixels: Pixels, preset: &Preset, background: [u8; 3]) -> Result<Vec<u8>> {
-    match preset.quality.fixed() {
-        Some(quality) => encode_at(&pixels, preset, quality, background),
-        None => Ok(crate::auto_quality::encode(&pixels, preset, background)?.bytes),
-    }
+    Ok(crate::auto_quality::encode(&pixels, preset, background)?.bytes)
 }
 
 /// Encodes `pixels` as `preset.format` at encoder `quality` (1–100), whatever the preset's quality
@@ -62,6 +59,10 @@ fn encode_avif(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>>
 }
 
 fn encode_jpeg(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>> {
+    if preset.encoder == JpegEncoder::Jpegli {
+        let subsampling = preset.chroma_subsampling;
+        return crate::jpegli::encode(pixels, quality, subsampling, preset.progressive);
+    }
     let fail = |e: turbojpeg::Error| PipelineError::internal(format!("JPEG encoder: {e}"));
     let mut compressor = Compressor::new().map_err(fail)?;
     compressor.set_quality(i32::from(quality)).map_err(fail)?;

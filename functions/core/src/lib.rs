@@ -42,6 +42,7 @@ pub mod format;
 pub mod gain_map;
 pub mod groups;
 pub mod heif;
+pub mod jpegli;
 pub mod kernel;
 pub mod layout;
 pub mod limits;

@@ -401,10 +401,9 @@ fn encode_all(
     let mut jobs: Vec<(usize, (Target, Pixels))> = Vec::with_capacity(count);
     for (slot, (target, pixels)) in resized.into_iter().enumerate() {
         let preset = &presets.presets()[target.preset];
-        // A perceptual target is a search over CPU encodes; the device encodes fixed qualities.
-        let on_device = (preset.format == OutputFormat::Jpeg && preset.quality.fixed().is_some())
-            .then(|| engine.encode_jpeg(&pixels, preset, options.background))
-            .flatten();
+        let on_device = preset
+            .device_jpeg_quality()
+            .and_then(|_| engine.encode_jpeg(&pixels, preset, options.background));
         match on_device {
             Some(bytes) => {
                 let encoded = Encoded {
@@ -648,6 +647,33 @@ mod tests {
         let (failures, last) = failing.backend_failures();
         assert!(failures >= jpegs, "{failures}");
         assert!(last.unwrap().starts_with("jpeg-device: "), "{last:?}");
+    }
+
+    #[test]
+    fn jpegli_presets_stay_on_the_cpu_beside_a_device() {
+        let bytes = crate::testing::fixture("Landscape_2.jpg");
+        let source = SourceRef {
+            bucket: "b".into(),
+            key: "k.jpg".into(),
+            etag: None,
+        };
+        let presets = PresetSet::from_toml(
+            "[[preset]]\nname='turbo'\nwidth=120\n\n\
+             [[preset]]\nname='jpegli'\nwidth=120\nencoder='jpegli'",
+        )
+        .unwrap();
+        let options = Options::default();
+        let cpu = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+        let mut device = Engine::with_backend(Box::new(JpegDevice { fails: false }));
+        let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
+        assert_eq!(on_device.derivatives[0].bytes, b"device jpeg");
+        assert!(
+            on_device.derivatives[1].bytes == cpu.derivatives[1].bytes,
+            "the jpegli preset was not encoded on the CPU"
+        );
+        // jpegli's output differs from libjpeg-turbo's at the same quality and size.
+        assert_ne!(cpu.derivatives[0].bytes, cpu.derivatives[1].bytes);
+        assert_eq!(&cpu.derivatives[1].bytes[..2], &[0xFF, 0xD8]);
     }
 
     #[test]

@@ -182,8 +182,8 @@ impl Accelerator for CudaAccelerator {
         preset: &imgpipe_core::Preset,
     ) -> Option<Result<Vec<u8>, String>> {
         let encoder = self.encoder.as_ref()?;
-        // A perceptual quality target is a search over CPU encodes (imgpipe_core::auto_quality).
-        preset.quality.fixed()?;
+        // Perceptual targets and jpegli presets are encoded on the CPU.
+        preset.device_jpeg_quality()?;
         Some(match encoder.lock() {
             Ok(mut encoder) => encoder.encode(pixels, preset),
             Err(_) => Err("nvJPEG encoder poisoned".into()),

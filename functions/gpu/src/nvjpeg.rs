@@ -570,8 +570,10 @@ impl NvJpegEncoder {
                 pixels.channels
             ));
         }
-        let Some(quality) = preset.quality.fixed() else {
-            return Err("a perceptual quality target is searched on the CPU".into());
+        let Some(quality) = preset.device_jpeg_quality() else {
+            return Err(
+                "a perceptual quality target or a jpegli preset is encoded on the CPU".into(),
+            );
         };
         self.context
             .bind_to_thread()
