@@ -26,6 +26,7 @@ RD = OUT / "rd"
 TOOL = ROOT / "target" / "release" / "imgpipe-bench"
 LADDER = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95]
 BASELINE = "sharp jpeg (libjpeg-turbo)"
+MOZJPEG = "sharp jpeg mozjpeg"
 WEBP_BASELINE = "sharp webp"
 
 # Real photos from the fixtures (see tests/fixtures/images/MANIFEST.tsv): five cameras, a phone HEIC, a
@@ -72,7 +73,8 @@ def bd_rates(points, baseline):
             continue
         doc = {"reference": by_encoder[baseline]}
         doc.update({e: c for e, c in by_encoder.items() if e != baseline})
-        path = RD / "curves" / f"{reference}-vs-{baseline.split()[1]}.json"
+        slug = "".join(c if c.isalnum() else "-" for c in baseline)
+        path = RD / "curves" / f"{reference}-vs-{slug}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc))
         files.append(path)
@@ -91,7 +93,8 @@ def svg(points, path):
     pixels = {r["name"]: r["width"] * r["height"] for r in refs}
     classes = sorted({size_class(p["reference"]) for p in points}, key=lambda c: -len(c))
     encoders = sorted({p["encoder"] for p in points})
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#393b79", "#ad494a"]
     panel_w, panel_h, margin = 460, 340, 55
     width = margin + len(classes) * (panel_w + margin)
     height = panel_h + 2 * margin + 22 * len(encoders)
@@ -127,11 +130,11 @@ def svg(points, path):
         for j, enc in enumerate(encoders):
             pts = " ".join(f"{sx(b):.1f},{sy(s):.1f}" for b, s in curves[enc])
             dash = ' stroke-dasharray="5,3"' if enc.startswith("sharp") else ""
-            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colours[j % 8]}" stroke-width="1.8"{dash}/>')
+            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colours[j % len(colours)]}" stroke-width="1.8"{dash}/>')
     for j, enc in enumerate(encoders):
         y = panel_h + 2 * margin + 22 * j
         dash = ' stroke-dasharray="5,3"' if enc.startswith("sharp") else ""
-        parts.append(f'<line x1="{margin}" x2="{margin + 30}" y1="{y - 4}" y2="{y - 4}" stroke="{colours[j % 8]}" '
+        parts.append(f'<line x1="{margin}" x2="{margin + 30}" y1="{y - 4}" y2="{y - 4}" stroke="{colours[j % len(colours)]}" '
                      f'stroke-width="2"{dash}/><text x="{margin + 38}" y="{y}">{enc}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts))
@@ -155,6 +158,8 @@ def auto_quality(points):
         ("JPEG auto vs q85", "imgpipe jpeg turbo progressive", 85, "format='jpeg'\\nprogressive=true"),
         ("JPEG auto vs q80", "imgpipe jpeg turbo progressive", 80, "format='jpeg'\\nprogressive=true"),
         ("WebP auto vs q80", "imgpipe webp m4", 80, "format='webp'"),
+        ("JPEG jpegli 4:4:4 auto vs jpegli 4:4:4 q85", "imgpipe jpeg jpegli progressive 4:4:4", 85,
+         "format='jpeg'\\nprogressive=true\\nencoder='jpegli'\\nchroma_subsampling='4:4:4'"),
     ]
     levels = [("JPEG eco (60)", 60.0), ("JPEG good/auto (70)", 70.0), ("JPEG high (80)", 80.0)]
     rows = []
@@ -207,6 +212,7 @@ def main():
 
     vs_jpeg = bd_rates(points, BASELINE)
     vs_webp = bd_rates(points, WEBP_BASELINE)
+    vs_moz = bd_rates(points, MOZJPEG)
     encoders = sorted({p["encoder"] for p in points})
     classes = sorted({size_class(p["reference"]) for p in points}, key=lambda c: -len(c))
     summary = {}
@@ -215,6 +221,8 @@ def main():
         for cls in classes:
             rates = [v for r, v in vs_jpeg.get(enc, {}).items() if size_class(r) == cls]
             row[f"bd_rate_vs_sharp_jpeg_{cls}"] = statistics.mean(rates) if rates else (0.0 if enc == BASELINE else None)
+        moz_rates = list(vs_moz.get(enc, {}).values())
+        row["bd_rate_vs_sharp_mozjpeg"] = statistics.mean(moz_rates) if moz_rates else None
         webp_rates = list(vs_webp.get(enc, {}).values())
         row["bd_rate_vs_sharp_webp"] = statistics.mean(webp_rates) if webp_rates else None
         at80 = [p for p in points if p["encoder"] == enc and p["quality"] == 80 and size_class(p["reference"]) == "1200"]
@@ -229,21 +237,22 @@ def main():
     print()
     print("Rate–distortion, same resized pixels into every encoder; SSIMULACRA2; BD-rate = bytes at equal score")
     print(f"(negative = fewer bytes); {len(PHOTOS)} photos at 1200 and 200 px + sharp's 720x588 task; ladder q{LADDER[0]}–{LADDER[-1]}")
-    head = ["encoder"] + [f"BD vs sharp JPEG @{c}" for c in classes] + ["BD vs sharp WebP", "encode ms q80 @1200",
+    head = ["encoder"] + [f"BD vs sharp JPEG @{c}" for c in classes] + ["BD vs sharp mozjpeg", "BD vs sharp WebP",
+                                                                         "encode ms q80 @1200",
                                                                          "score q80", "score q85 (spread)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for enc in encoders:
         r = summary[enc]
         cells = [enc] + [pct(r[f"bd_rate_vs_sharp_jpeg_{c}"]) for c in classes] + [
-            pct(r["bd_rate_vs_sharp_webp"]), f"{r['ms_q80_1200']:.1f}", f"{r['score_q80_1200']:.1f}",
+            pct(r["bd_rate_vs_sharp_mozjpeg"]), pct(r["bd_rate_vs_sharp_webp"]), f"{r['ms_q80_1200']:.1f}", f"{r['score_q80_1200']:.1f}",
             f"{r['score_q85_1200']:.1f} ({r['score_spread_q85_1200']:.1f})"]
         print("| " + " | ".join(cells) + " |")
     auto = auto_quality(points)
     plot = OUT / "rd.svg"
     svg(points, plot)
     result = {"ladder": LADDER, "photos": PHOTOS, "summary": summary, "bd_rate_vs_sharp_jpeg": vs_jpeg,
-              "bd_rate_vs_sharp_webp": vs_webp, "auto": auto, "points": points}
+              "bd_rate_vs_sharp_webp": vs_webp, "bd_rate_vs_sharp_mozjpeg": vs_moz, "auto": auto, "points": points}
     (OUT / "rd.json").write_text(json.dumps(result, indent=1))
     print(f"\nplot: {plot}\nJSON: {OUT / 'rd.json'}")
 
