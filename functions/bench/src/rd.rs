@@ -20,7 +20,7 @@ use imgpipe_core::{Engine, Options, PresetSet, SourceRef, process};
 pub const LADDER: [u8; 10] = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95];
 
 /// imgpipe's encoder settings under test: label and the preset lines that select them.
-const ENCODERS: [(&str, &str); 8] = [
+const ENCODERS: [(&str, &str); 9] = [
     (
         "imgpipe jpeg turbo progressive",
         "format='jpeg'\nprogressive=true",
@@ -33,6 +33,10 @@ const ENCODERS: [(&str, &str); 8] = [
     (
         "imgpipe jpeg jpegli baseline",
         "format='jpeg'\nencoder='jpegli'",
+    ),
+    (
+        "imgpipe jpeg jpegli baseline 4:4:4",
+        "format='jpeg'\nencoder='jpegli'\nchroma_subsampling='4:4:4'",
     ),
     (
         "imgpipe jpeg jpegli progressive 4:4:4",
