@@ -20,7 +20,7 @@ use imgpipe_core::{Engine, Options, PresetSet, SourceRef, process};
 pub const LADDER: [u8; 10] = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95];
 
 /// imgpipe's encoder settings under test: label and the preset lines that select them.
-const ENCODERS: [(&str, &str); 9] = [
+const ENCODERS: [(&str, &str); 10] = [
     (
         "imgpipe jpeg turbo progressive",
         "format='jpeg'\nprogressive=true",
@@ -46,6 +46,10 @@ const ENCODERS: [(&str, &str); 9] = [
     (
         "imgpipe webp m4 sharp-yuv",
         "format='webp'\nwebp_method=4\nwebp_sharp_yuv=true",
+    ),
+    (
+        "imgpipe webp m4 -mt",
+        "format='webp'\nwebp_method=4\nwebp_multithread=true",
     ),
     ("imgpipe webp m6", "format='webp'\nwebp_method=6"),
 ];

@@ -123,6 +123,7 @@ fn webp_config(preset: &Preset, quality: u8) -> Result<libwebp_sys::WebPConfig> 
     config.quality = f32::from(quality);
     config.method = i32::from(preset.webp_method);
     config.use_sharp_yuv = i32::from(preset.webp_sharp_yuv);
+    config.thread_level = i32::from(preset.webp_multithread);
     if unsafe { webp::WebPValidateConfig(&config) } == 0 {
         return Err(webp_error("invalid config"));
     }
@@ -325,6 +326,23 @@ mod tests {
         assert_ne!(
             a, b,
             "use_sharp_yuv must reach libwebp's RGB->YUV conversion"
+        );
+    }
+
+    #[test]
+    fn webp_multithread_reaches_libwebp_and_keeps_the_bytes() {
+        let plain = preset("webp");
+        let threaded = Preset {
+            webp_multithread: true,
+            ..plain.clone()
+        };
+        assert_eq!(webp_config(&plain, 80).unwrap().thread_level, 0);
+        assert_eq!(webp_config(&threaded, 80).unwrap().thread_level, 1);
+        let pixels = gradient(3);
+        assert_eq!(
+            encode_at(&pixels, &plain, 80, [255; 3]).unwrap(),
+            encode_at(&pixels, &threaded, 80, [255; 3]).unwrap(),
+            "libwebp's threads change the time, not the output"
         );
     }
 

@@ -142,6 +142,11 @@ pub struct Preset {
     /// Default: false (see README "Fewer bytes" for the measured trade).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub webp_sharp_yuv: bool,
+    /// libwebp's multi-threaded encode (`cwebp -mt`): a second thread for analysis and filtering.
+    /// The same bytes, lower latency when a core is idle, nothing gained when every core is already
+    /// encoding an image. Default: false (see README "Fewer bytes").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub webp_multithread: bool,
     /// AVIF encoder speed 1 (slowest, smallest) – 10 (fastest). Default: 6 ([`DEFAULT_AVIF_SPEED`]).
     /// AVIF presets only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -475,6 +480,12 @@ fn validate(p: &Preset) -> Result<()> {
             "only JPEG output has a choice of encoder; set format = \"jpeg\"".into(),
         );
     }
+    if p.webp_multithread && p.format != OutputFormat::Webp {
+        return fail(
+            "webp_multithread",
+            "only WebP output has it; set format = \"webp\"".into(),
+        );
+    }
     if p.webp_method > 6 {
         return fail("webp_method", format!("{} is outside 0..=6", p.webp_method));
     }
@@ -595,6 +606,10 @@ mod tests {
             (
                 "[[preset]]\nname='x'\nwidth=1\nwebp_method=9",
                 "preset 'x': webp_method",
+            ),
+            (
+                "[[preset]]\nname='x'\nwidth=1\nwebp_multithread=true",
+                "preset 'x': webp_multithread: only WebP output",
             ),
             (
                 "[[preset]]\nname='x'\nwidth=1\nformat='webp'\nencoder='jpegli'",
