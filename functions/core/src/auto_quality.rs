@@ -131,7 +131,6 @@ pub fn encode(pixels: &Pixels, preset: &Preset, background: [u8; 3]) -> Result<E
     })
 }
 
-/// The first quality to try for `target`, and the score points per quality step around it.
 /// The (score, quality) table of the preset's encoder.
 fn start_table(preset: &Preset) -> &'static [(f64, u8)] {
     match (preset.format, preset.encoder) {
@@ -141,7 +140,8 @@ fn start_table(preset: &Preset) -> &'static [(f64, u8)] {
     }
 }
 
-/// The first trial quality for `target` and the score-per-quality slope there, from `table`.
+/// The first quality to try for `target`, and the score points per quality step around it, from
+/// `table`.
 fn start(table: &[(f64, u8)], target: f64) -> (u8, f64) {
     let i = table
         .windows(2)

@@ -1,5 +1,5 @@
-//! Encoders: JPEG (libjpeg-turbo, or jpegli per preset: [`crate::jpegli`]), lossy WebP and animated WebP (libwebp 1.5), PNG. Outputs carry no
-//! EXIF, XMP or ICC data: nothing from the source (GPS included) leaks into a derivative. Pixels are sRGB
+//! Encoders: JPEG (libjpeg-turbo, or jpegli per preset: [`crate::jpegli`]), lossy WebP and animated
+//! WebP (libwebp 1.5), PNG. Outputs carry no EXIF, XMP or ICC data: nothing from the source (GPS included) leaks into a derivative. Pixels are sRGB
 //! by then; PNG says so with a 13-byte `sRGB` chunk, JPEG and WebP carry no profile, which their
 //! specifications and every browser read as sRGB (an embedded profile would add ~3 KB to a 1 KB thumbnail).
 
