@@ -14,7 +14,23 @@ export AWS_REGION ?= us-east-1
 export AWS_ENDPOINT_URL ?= $(ENDPOINT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test unit integration lint fmt up down deploy worker demo lambda bench bench-rd bench-stages bench-api bench-events bench-lambda gpu-check soak fuzz clean
+# Build cache (docs/development.md, "Build cache and test tiers"). With CI=true (a fresh clone),
+# cargo builds into $(IMGPIPE_CACHE)/target, outside the clone, and tools/build_cache.py gives
+# unchanged files their cached mtimes: the next clone rebuilds only what changed. Bounded by
+# IMGPIPE_CACHE_MAX_GB (default 20; over it the cache is emptied first). `make clean-cache` empties
+# it. Elsewhere cargo uses ./target as usual; set CARGO_TARGET_DIR yourself to share one.
+IMGPIPE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/imgpipe
+export IMGPIPE_CACHE
+ifeq ($(CI),true)
+export CARGO_TARGET_DIR ?= $(IMGPIPE_CACHE)/target
+endif
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# Lint tools (cargo-deny, checkov), installed once per machine, not per clone.
+TOOLS := $(IMGPIPE_CACHE)/tools
+CARGO_DENY_VERSION := 0.20.2
+CHECKOV_VERSION := 3.3.30
+
+.PHONY: help setup build check test unit fast-checks build-cache integration lint fmt fmt-check clippy up down deploy worker demo lambda bench bench-rd bench-stages bench-api bench-events bench-lambda gpu-check soak fuzz clean clean-cache
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,23 +55,37 @@ $(VENV)/.stamp: localstack/requirements.txt
 build: setup ## build all binaries (debug)
 	cargo build --workspace
 
-test: setup ## unit + corpus tests, edge-function tests, cfn-lint, then integration + gallery browser tests on a LocalStack started and stopped here
-	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
-	# One build for every target, then tests with the same package selection (--workspace), so
-	# cargo resolves one feature set and builds each crate once (a `-p` subset resolves fewer
-	# features and rebuilds `image`, `imgpipe-core` and all above them: ~13 min of CI). The
-	# LocalStack suite (`imgpipe-it`'s `integration`, `test = false`) runs only in the step below.
-	cargo build --workspace --all-targets
-	cargo test --workspace
-	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
-	$(PY) -m unittest discover -s infra -p 'test_*.py'
+# Test tiers: `make check` is the inner loop (no LocalStack); `make test` is everything CI runs.
+check: setup fmt-check clippy unit ## the inner loop: fmt, clippy, the unit + corpus tests and the fast checks (no LocalStack)
+
+test: unit ## everything CI runs: unit + corpus tests and the fast checks, then integration, browser and small soak on a LocalStack started and stopped here
 	./localstack/with.sh bash -c 'cargo test --workspace --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py \
 	  && $(PY) tests/soak/soak.py $(SOAK_SMALL)'
 
-unit: setup ## unit + corpus tests only (no LocalStack)
-	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
-	$(PY) -m unittest discover -s infra -p 'test_*.py'
+unit: setup fast-checks build-cache ## unit + corpus tests and the fast checks (no LocalStack)
+	# One build for every target, then tests with the same package selection (--workspace), so
+	# cargo resolves one feature set and builds each crate once (a `-p` subset resolves fewer
+	# features and rebuilds `image`, `imgpipe-core` and all above them: ~13 min of CI). The
+	# LocalStack suite (`imgpipe-it`'s `integration`, `test = false`) runs only in `make test`.
+	cargo build --workspace --all-targets
 	cargo test --workspace
+
+# Seconds each, no build: links in README.md and docs/, the build cache's script and the sources it
+# relies on, the CloudFront Function's and the gallery decoder's node tests, cfn-lint, template tests.
+fast-checks: setup
+	python3 tests/docs/check_links.py
+	python3 -m unittest discover -s tests/docs -p 'test_*.py'
+	python3 -m unittest discover -s tools -p 'test_*.py'
+	python3 tools/build_cache.py check-sources
+	node --test infra/cloudfront/negotiate.test.mjs functions/delivery/assets/thumbhash.test.mjs
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
+	$(PY) -m unittest discover -s infra -p 'test_*.py'
+
+build-cache: ## prepare the build cache (only when CARGO_TARGET_DIR is outside the clone: CI=true)
+	python3 tools/build_cache.py prepare
+
+clean-cache: ## empty the build cache and the lint tools ($(IMGPIPE_CACHE))
+	python3 tools/build_cache.py clean
 
 # The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 20 s LocalStack stall (longer than the S3 calls' read timeout and its retries), debug build.
 SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 20 --stall-at 0.3 --profile debug --timeout 900
@@ -71,20 +101,28 @@ fuzz: setup ## cargo-fuzz (nightly) on the parsers and the core pipeline, seeded
 	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	fuzz/run.sh
 
-lint: setup .tools/checkov/bin/checkov .tools/cargo/bin/cargo-deny ## rustfmt check, clippy -D warnings, cfn-lint, checkov, cargo deny (licences, bans)
-	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+lint: setup fmt-check clippy $(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/checkov $(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny ## rustfmt check, clippy -D warnings, cfn-lint, checkov, cargo deny (licences, bans)
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/gpu-worker.yaml
-	.tools/checkov/bin/checkov --quiet --compact --framework cloudformation -f infra/template.yaml -f infra/gpu-worker.yaml
-	.tools/cargo/bin/cargo-deny --offline check licenses bans
+	# --skip-download: no call to the vendor's API (guidelines, severities); the checks are local.
+	$(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  -f infra/template.yaml -f infra/gpu-worker.yaml
+	# cargo-deny reads every crate in Cargo.lock, those of other platforms too: fetch them first.
+	cargo fetch --locked
+	$(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny --offline check licenses bans
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
 
 # checkov in its own venv: its pins (boto3 among them) would fight LocalStack's.
-.tools/checkov/bin/checkov:
-	python3 -m venv .tools/checkov
-	.tools/checkov/bin/pip install -q checkov==3.3.30
+$(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/checkov:
+	python3 -m venv $(TOOLS)/checkov-$(CHECKOV_VERSION)
+	$(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/pip install -q checkov==$(CHECKOV_VERSION)
 
-.tools/cargo/bin/cargo-deny:
-	cargo install --locked --root .tools/cargo cargo-deny
+$(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny:
+	cargo install --locked --root $(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION) cargo-deny@$(CARGO_DENY_VERSION)
 
 fmt: ## format the code
 	cargo fmt --all
@@ -102,13 +140,13 @@ worker: deploy ## run the derive handler as a long-polling worker on the deploye
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	eval "$$($(PY) -c 'import json, shlex; o = json.load(open(".localstack/$(STACK).json")); \
 	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
-	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && target/debug/derive
+	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && $(TARGET_DIR)/debug/derive
 
 demo: setup ## LocalStack + template + worker, API, webhook sender; uploads, webhooks, the edge gateway, and the gallery page
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks -p imgpipe-cli
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
-	@echo "gallery: file://$(CURDIR)/target/gallery/index.html"
+	@echo "gallery: file://$(abspath $(TARGET_DIR))/gallery/index.html"
 	@echo "LocalStack and the edge gateway (http://127.0.0.1:8790/) are still running (make down stops them)."
 
 bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modules): speed table + target/bench/results.json, then bench-rd

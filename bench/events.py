@@ -31,7 +31,9 @@ from botocore.config import Config
 from standardwebhooks.webhooks import Webhook
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OUT = ROOT / "target" / "bench"
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+OUT = TARGET / "bench"
 UPLOADS = int(os.environ.get("BENCH_EVENTS_UPLOADS", "40"))
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 PHOTOS = ["Landscape_1.jpg", "Landscape_2.jpg", "Landscape_3.jpg", "Portrait_6.jpg"]
@@ -95,7 +97,7 @@ def main():
                IMGPIPE_EVENTS_TOPIC_ARN=out["EventsTopicArn"], IMGPIPE_WEBHOOK_QUEUE_URL=out["WebhookQueueUrl"],
                IMGPIPE_WEBHOOK_DLQ_URL=out["WebhookDlqUrl"], IMGPIPE_WEBHOOK_URLS=f"{healthy_url},{flaky_url}",
                IMGPIPE_WEBHOOK_SECRET=secret, IMGPIPE_WEBHOOK_RETRY_SCHEDULE="1s,1s,1s,1s")
-    release = ROOT / "target" / "release"
+    release = TARGET / "release"
     procs = [subprocess.Popen([release / "derive", "--wait-seconds", "1"], env=dict(env, RUST_LOG="off")),
              subprocess.Popen([release / "webhooks", "--wait-seconds", "1"], env=env)]
     images = [(ROOT / "tests" / "fixtures" / "images" / PHOTOS[i % len(PHOTOS)]).read_bytes() for i in range(len(PHOTOS))]

@@ -12,7 +12,9 @@ import pathlib
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BENCH = ROOT / "target" / "release" / "imgpipe-bench"
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+BENCH = TARGET / "release" / "imgpipe-bench"
 PHOTO = ROOT / "tests" / "fixtures" / "images" / "large_olympus-e-p3_12mp.jpg"
 CORES = os.cpu_count() or 2
 ITERATIONS = int(os.environ.get("GPU_BENCH_ITERATIONS", str(max(20, 4 * CORES))))
@@ -54,7 +56,7 @@ def main():
     rows["webp_share_of_gpu_default"] = webp / total if total else None
     print(f"WebP (CPU threads) share of the GPU run's per-image time, default set: {webp:.1f} of {total:.1f} ms "
           f"({100 * webp / total if total else 0:.0f} %)")
-    out = ROOT / "target" / "bench"
+    out = TARGET / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps({"cores": CORES, "iterations": ITERATIONS, "rows": rows}, indent=2))
 

@@ -24,8 +24,10 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OUT = ROOT / "target" / "bench"
-DERIVE = ROOT / "target" / "release" / "derive"
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+OUT = TARGET / "bench"
+DERIVE = TARGET / "release" / "derive"
 RUNS = int(os.environ.get("BENCH_INIT_RUNS", "20"))
 
 # us-east-1 list prices (2026): Lambda arm64 duration per GB-s and per request; S3 Standard PUT/GET per
@@ -38,7 +40,7 @@ SQS_REQUEST = 0.40 / 1e6
 MEMORY_MB = 1769
 
 
-API = ROOT / "target" / "release" / "api"
+API = TARGET / "release" / "api"
 UPLOAD_BODY = json.dumps({"filename": "cold start.jpg", "content_type": "image/jpeg", "bytes": 2500000})
 # An API Gateway HTTP API (payload 2.0) event, as Lambda hands it to the function.
 API_EVENT = json.dumps({
@@ -164,7 +166,7 @@ def main():
         "first_answer_ms_median": statistics.median(api_first), "first_answer_ms_p90": p90(api_first),
         "runs": len(api),
     }
-    zip_path = ROOT / "target" / "lambda" / "derive" / "bootstrap.zip"
+    zip_path = TARGET / "lambda" / "derive" / "bootstrap.zip"
     if zip_path.exists():
         result["arm64_bootstrap_zip_bytes"] = zip_path.stat().st_size
     print(f"derive (release, {os.uname().machine}): {result['derive_binary_bytes'] / 2**20:.1f} MiB")

@@ -12,11 +12,14 @@ it (`make test` checks the admission itself on the real binary).
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 CORPUS = ROOT / "tests" / "fixtures" / "images"
 
 
@@ -43,9 +46,9 @@ def make_24mp(path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--binary", default=str(ROOT / "target/release/imgpipe-bench"))
+    p.add_argument("--binary", default=str(TARGET / "release" / "imgpipe-bench"))
     args = p.parse_args()
-    out_dir = ROOT / "target" / "bench"
+    out_dir = TARGET / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     big = out_dir / "olympus_24mp.jpg"
     if not big.exists():

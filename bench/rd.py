@@ -12,6 +12,7 @@
 """
 import collections
 import json
+import os
 import pathlib
 import shutil
 import statistics
@@ -19,11 +20,13 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 BENCH = ROOT / "bench"
 FIXTURES = ROOT / "tests" / "fixtures" / "images"
-OUT = ROOT / "target" / "bench"
+OUT = TARGET / "bench"
 RD = OUT / "rd"
-TOOL = ROOT / "target" / "release" / "imgpipe-bench"
+TOOL = TARGET / "release" / "imgpipe-bench"
 LADDER = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95]
 BASELINE = "sharp jpeg (libjpeg-turbo)"
 MOZJPEG = "sharp jpeg mozjpeg"

@@ -17,11 +17,13 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 BENCH = ROOT / "bench"
 FIXTURES = ROOT / "tests" / "fixtures" / "images"
-OUT = ROOT / "target" / "bench"
+OUT = TARGET / "bench"
 INPUTS = OUT / "inputs"
-RELEASE = ROOT / "target" / "release"
+RELEASE = TARGET / "release"
 CORES = os.cpu_count() or 2
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make fuzz: runs every target for FUZZ_SECONDS (the pipeline for FUZZ_PIPELINE_SECONDS) with
 # cargo-fuzz on the nightly toolchain, seeded from the repo's fixtures, and prints the executions per
-# target. Crashes land in fuzz/artifacts/<target>/; turn each into a regression test (README "Fuzzing").
+# target. Crashes land in fuzz/artifacts/<target>/; turn each into a regression test (docs/limits-and-reliability.md, "Fuzzing").
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)

@@ -34,7 +34,9 @@ from standardwebhooks.webhooks import Webhook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "tests", "fixtures", "images")
-BIN = os.path.join(ROOT, "target", "debug")
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "debug")
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 PRESETS = os.path.join(ROOT, "functions", "core", "presets", "responsive.toml")
 GATEWAY = os.environ.get("IMGPIPE_GATEWAY_LISTEN", "127.0.0.1:8790")
@@ -207,7 +209,7 @@ def deliver(stack: str, out: dict, key: str) -> None:
         print(f"curl -H 'Accept: {accept}' {url}\n  -> HTTP {r.status_code} {r.headers.get('Content-Type')}, "
               f"{len(r.content)} bytes, Vary: {r.headers.get('Vary')}")
     print(f"the gateway keeps serving on http://{GATEWAY}/ (pid {gateway.pid}; make down stops it)")
-    page = os.path.join(ROOT, "target", "gallery", "index.html")
+    page = os.path.join(TARGET, "gallery", "index.html")
     os.makedirs(os.path.dirname(page), exist_ok=True)
     subprocess.run([os.path.join(BIN, "imgpipe"), "gallery", "--stack", stack, "-o", page], check=True)
 

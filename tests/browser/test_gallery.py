@@ -36,8 +36,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "localstack"))
 from demo import APP_UPLOAD, IMAGES, SAMPLES, wait_for  # noqa: E402 - the demo's own uploads
 
-BIN = os.path.join(ROOT, "target", "debug")
-OUT = os.path.join(ROOT, "target", "gallery")
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "debug")
+OUT = os.path.join(TARGET, "gallery")
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 PRESETS = os.path.join(ROOT, "functions", "core", "presets", "responsive.toml")
 VIEWPORTS = (640, 1024)
@@ -131,7 +133,7 @@ def check(page: str, width: int, uploads: int) -> None:
         driver.execute_script("window.scrollTo(0, 0)")
         screenshot = os.path.join(OUT, f"screenshot-{width}.png")
         driver.save_screenshot(screenshot)
-        # The top of the page as a small JPEG (README's picture is one of these).
+        # The top of the page as a small JPEG (the picture in README.md and docs/delivery.md is one of these).
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
             "format": "jpeg", "quality": 72, "captureBeyondViewport": True,
             "clip": {"x": 0, "y": 0, "width": width, "height": 1500, "scale": 1}})

@@ -14,10 +14,12 @@ use imgpipe_core::Metadata;
 use tokio::sync::oneshot;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf()
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {

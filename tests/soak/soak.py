@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak test: many uploads through a LocalStack stack while workers are SIGKILLed and LocalStack stalls.
 
-What it does (README "Soak test"):
+What it does (docs/limits-and-reliability.md, "Proven under load", Soak):
 1. deploys infra/template.yaml (LocalMode) as a fresh stack, turns on versioning in the derivatives
    bucket (so every rewrite of an output is kept and can be compared with the first write) and sets
    the jobs queue's visibility timeout short, so the workers' visibility heartbeat matters;
@@ -43,6 +43,8 @@ import boto3
 import botocore.config
 
 ROOT = Path(__file__).resolve().parents[2]
+# cargo's target directory: ./target, or CARGO_TARGET_DIR (make test under CI=true builds outside the clone)
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 FIXTURES = ROOT / "tests" / "fixtures" / "images"
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 AWS_ENV = {
@@ -171,9 +173,17 @@ class Workers:
             self.start(i)
             return record
 
-    def alive(self) -> list[int]:
-        """Indexes of workers that exited on their own (a crash, not one of our kills)."""
-        return [i for i, p in enumerate(self.procs) if p.poll() is not None]
+    def restart_crashed(self) -> list[str]:
+        """Restarts the workers that exited on their own (a crash, not one of our kills) and says
+        which. Under the lock: `kill_one` holds it from its SIGKILL until the restart, so its own
+        kill is never seen here as a crash (that race once failed a CI run: "worker 1 exited with -9")."""
+        with self.lock:
+            crashed = []
+            for i, p in enumerate(self.procs):
+                if p.poll() is not None:
+                    crashed.append(f"worker {i} exited with {p.returncode}")
+                    self.start(i)
+            return crashed
 
     def stop(self) -> list[int]:
         with self.lock:
@@ -263,10 +273,10 @@ def main() -> int:
     args = parse_args()
     rng = random.Random(args.seed)
     run = f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    out_dir = args.out or ROOT / "target" / "soak" / run
+    out_dir = args.out or TARGET / "soak" / run
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    binary = ROOT / "target" / args.profile / "derive"
+    binary = TARGET / args.profile / "derive"
     if not binary.exists():
         sys.exit(f"{binary} is missing: cargo build {'--release ' if args.profile == 'release' else ''}-p imgpipe-derive")
     pid = localstack_pid() if args.stall > 0 else None
@@ -346,9 +356,7 @@ def main() -> int:
         time.sleep(1)
         reader.poll()
         settled = reader.settled() & expected
-        for i in workers.alive():
-            crashed.append(f"worker {i} exited with {workers.procs[i].returncode}")
-            workers.start(i)
+        crashed += workers.restart_crashed()
         if time.time() - last_report > 15:
             last_report = time.time()
             log(f"{len(uploaded)}/{len(plan)} uploaded, {len(settled)} settled, {len(workers.killed)} kills")

@@ -1,5 +1,5 @@
-//! The upload API's configuration, read once at start-up from environment variables (README
-//! "Upload API"). The limits and presets are the derive handler's own variables, so the API
+//! The upload API's configuration, read once at start-up from environment variables
+//! (docs/upload-api.md). The limits and presets are the derive handler's own variables, so the API
 //! promises exactly what the pipeline will accept and produce.
 
 use std::time::Duration;

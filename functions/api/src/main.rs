@@ -24,8 +24,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.json_logs || under_lambda());
-    let config =
-        ApiConfig::from_env().context("invalid configuration; see README.md 'Upload API'")?;
+    let config = ApiConfig::from_env().context("invalid configuration; see docs/upload-api.md")?;
     let state = AppState::from_config(config)
         .await
         .map_err(anyhow::Error::msg)?;

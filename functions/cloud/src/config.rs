@@ -1,5 +1,5 @@
 //! Deployment configuration, read once at start-up from environment variables. Every setting has a
-//! documented default (README.md "Configuration"); a bad value or a bad preset file stops start-up
+//! documented default (docs/configuration.md); a bad value or a bad preset file stops start-up
 //! with a message naming the variable.
 
 use std::time::Duration;

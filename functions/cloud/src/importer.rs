@@ -411,10 +411,13 @@ mod tests {
     }
 
     fn jpeg() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/fixtures/images/Landscape_1.jpg"
-        ))
+        std::fs::read(
+            std::path::Path::new(
+                &std::env::var_os("CARGO_MANIFEST_DIR")
+                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+            )
+            .join("../../tests/fixtures/images/Landscape_1.jpg"),
+        )
         .unwrap()
     }
 

@@ -12,9 +12,12 @@ use imgpipe_core::{Engine, PresetSet, decode, encode, orient, probe};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/images")
-            .join(name),
+        Path::new(
+            &std::env::var_os("CARGO_MANIFEST_DIR")
+                .expect("cargo sets CARGO_MANIFEST_DIR for benches"),
+        )
+        .join("../../tests/fixtures/images")
+        .join(name),
     )
     .unwrap()
 }

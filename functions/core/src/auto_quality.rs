@@ -23,8 +23,8 @@ pub const MIN_QUALITY: u8 = 10;
 /// See [`MIN_QUALITY`].
 pub const MAX_QUALITY: u8 = 98;
 
-/// (SSIMULACRA2, quality) reached by the median photo of `make bench`'s set at 1200 px (see README
-/// "Fewer bytes"), per format: the first trial is interpolated from these, and the slope between
+/// (SSIMULACRA2, quality) reached by the median photo of `make bench`'s set at 1200 px (see docs/benchmarks.md,
+/// "The rate-distortion harness"), per format: the first trial is interpolated from these, and the slope between
 /// neighbours is the search's first step.
 const START_JPEG: [(f64, u8); 9] = [
     (54.9, 30),
@@ -193,7 +193,7 @@ mod tests {
         for format in ["jpeg", "webp", jpegli] {
             let mut last_bytes = 0;
             for target in [55.0, 65.0, 75.0, 85.0] {
-                // jpegli's scores flatten below q30 (~57 on this image, see README "Fewer bytes"):
+                // jpegli's scores flatten below q30 (~57 on this image; docs/benchmarks.md has the harness's curves):
                 // a target of 55 ends at the trial limit there, not within the tolerance.
                 if format == jpegli && target < 60.0 {
                     continue;

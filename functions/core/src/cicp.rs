@@ -1,7 +1,7 @@
 //! Colour described by code points (HEIF/AVIF `nclx`, the AV1 sequence header, ITU-T H.273):
 //! YCbCr → R'G'B', then primaries and transfer → 8-bit sRGB, with a tone-map for PQ and HLG.
 //!
-//! Conversions, documented in README.md ("Colour"):
+//! Conversions, documented in docs/presets-and-formats.md ("Formats and colour"):
 //! - Primaries BT.709 (1), unspecified (2), BT.601 (5, 6, 7), Display P3 (12; DCI-P3 11 is taken
 //!   with P3's D65 white) and BT.2020 (9) go to BT.709/sRGB through a linear 3×3 matrix built from
 //!   the chromaticities; out-of-gamut colours are clipped. Others are taken as BT.709.

@@ -6,7 +6,7 @@
 //! Rendering intent: relative colorimetric for matrix-shaper profiles (what browsers and libvips do),
 //! perceptual for LUT profiles (print CMYK).
 //!
-//! Fallbacks, documented in README.md:
+//! Fallbacks, documented in docs/presets-and-formats.md ("Formats and colour"):
 //! - no profile: RGB/gray data is taken as sRGB (the web's rule for untagged images);
 //! - CMYK/YCCK without a profile: naive conversion `channel × black`, Adobe-inverted data un-inverted;
 //! - a profile that cannot be parsed or transformed: ignored (data taken as sRGB), never a failure.

@@ -5,7 +5,7 @@
 //! the decoder's buffers at the planned shrink-on-load scale ([`Plan::decode_bytes`]), the upright
 //! RGBA copy, every resized output and the encoders' buffers beside them, and a fixed part for codec
 //! state, then scales the sum by [`CALIBRATION`], measured against peak RSS on the corpus
-//! (`bench/memory.py`, table in the README).
+//! (`bench/memory.py`, table in docs/limits-and-reliability.md).
 
 use crate::error::Result;
 use crate::limits::Limits;
@@ -16,7 +16,7 @@ use crate::probe::{self, Header};
 /// Codec contexts, the EXIF copy, thread stacks and allocator slack per image.
 pub const FIXED_BYTES: u64 = 6 * 1024 * 1024;
 
-/// Scale on the modelled peak, set from the corpus (`bench/memory.py`, README "Memory admission"):
+/// Scale on the modelled peak, set from the corpus (`bench/memory.py`, docs/limits-and-reliability.md, "Memory admission"):
 /// with it every prediction is 1.1–1.8× the measured peak RSS of images over 8 MiB (closest: a
 /// lossy JPEG XL, 1.12, and a 2048×1536 RGBA PNG, 1.18; a 12 MP JPEG is 1.43).
 pub const CALIBRATION: f64 = 1.2;

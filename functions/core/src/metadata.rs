@@ -1,5 +1,5 @@
 //! The metadata document written next to the derivatives (`metadata.json`), schema version 1.
-//! README.md documents every field; change [`SCHEMA`] when a field changes meaning or goes away.
+//! docs/presets-and-formats.md ("Metadata document") documents every field; change [`SCHEMA`] when a field changes meaning or goes away.
 
 use std::collections::BTreeMap;
 

@@ -145,9 +145,18 @@ mod tests {
     use super::*;
     use crate::preset::PresetSet;
 
-    /// The table `infra/cloudfront/negotiate.test.mjs` runs the CloudFront Function against.
-    pub(crate) const CASES: &str = include_str!("../../../infra/cloudfront/cases.json");
-    const FUNCTION: &str = include_str!("../../../infra/cloudfront/negotiate.js");
+    /// A file of `infra/cloudfront/`, read when the test runs: a file outside this package must not
+    /// be compiled in, or a build cached from another clone would keep that clone's copy (see
+    /// docs/development.md, "Build cache and test tiers").
+    fn infra_cloudfront(name: &str) -> String {
+        let path = std::path::Path::new(
+            &std::env::var_os("CARGO_MANIFEST_DIR")
+                .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+        )
+        .join("../../infra/cloudfront")
+        .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
 
     fn groups_of(value: &serde_json::Value) -> EdgeGroups {
         serde_json::from_value(value.clone()).unwrap()
@@ -155,7 +164,9 @@ mod tests {
 
     #[test]
     fn every_shared_case_gives_what_the_cloudfront_function_gives() {
-        let table: serde_json::Value = serde_json::from_str(CASES).unwrap();
+        // The table `infra/cloudfront/negotiate.test.mjs` runs the CloudFront Function against.
+        let table: serde_json::Value =
+            serde_json::from_str(&infra_cloudfront("cases.json")).unwrap();
         let default = PresetSet::default_set().edge_groups();
         let avif = groups_of(&table["avif_groups"]);
         let cases = table["cases"].as_array().unwrap();
@@ -186,9 +197,10 @@ mod tests {
 
     #[test]
     fn the_functions_groups_are_the_default_sets() {
-        let start = FUNCTION.find("var GROUPS = ").unwrap() + "var GROUPS = ".len();
-        let end = start + FUNCTION[start..].find(";\n").unwrap();
-        let in_function: EdgeGroups = serde_json::from_str(&FUNCTION[start..end]).unwrap();
+        let function = infra_cloudfront("negotiate.js");
+        let start = function.find("var GROUPS = ").unwrap() + "var GROUPS = ".len();
+        let end = start + function[start..].find(";\n").unwrap();
+        let in_function: EdgeGroups = serde_json::from_str(&function[start..end]).unwrap();
         assert_eq!(in_function, PresetSet::default_set().edge_groups());
     }
 

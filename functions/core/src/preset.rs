@@ -131,20 +131,20 @@ pub struct Preset {
     /// JPEG chroma subsampling. Default: `4:2:0`.
     #[serde(default)]
     pub chroma_subsampling: ChromaSubsampling,
-    /// JPEG encoder: `"turbo"` (libjpeg-turbo) or `"jpegli"`. Default: `"turbo"` (see README "Fewer
-    /// bytes" for the measured bytes and time of each).
+    /// JPEG encoder: `"turbo"` (libjpeg-turbo) or `"jpegli"`. Default: `"turbo"` (see docs/benchmarks.md,
+    /// "The rate-distortion harness", for the measured bytes and time of each).
     #[serde(default, skip_serializing_if = "JpegEncoder::is_turbo")]
     pub encoder: JpegEncoder,
     /// libwebp effort 0 (fast) – 6 (small). Default: 4.
     #[serde(default = "default_webp_method")]
     pub webp_method: u8,
     /// libwebp's sharp RGB→YUV conversion (`-sharp_yuv`): sharper colour edges, slower encode.
-    /// Default: false (see README "Fewer bytes" for the measured trade).
+    /// Default: false (see docs/benchmarks.md, "The rate-distortion harness", for the measured trade).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub webp_sharp_yuv: bool,
     /// libwebp's multi-threaded encode (`cwebp -mt`): a second thread for analysis and filtering.
     /// The same bytes, lower latency when a core is idle, nothing gained when every core is already
-    /// encoding an image. Default: false (see README "Fewer bytes").
+    /// encoding an image. Default: false (see docs/benchmarks.md, "The rate-distortion harness").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub webp_multithread: bool,
     /// AVIF encoder speed 1 (slowest, smallest) – 10 (fastest). Default: 6 ([`DEFAULT_AVIF_SPEED`]).
@@ -204,7 +204,7 @@ impl Preset {
 /// Most rungs a responsive ladder may have.
 pub const MAX_WIDTHS: usize = 16;
 
-/// AVIF encoder speed when a preset sets none: rav1e speed 6 (see README's AVIF row for ms and bytes).
+/// AVIF encoder speed when a preset sets none: rav1e speed 6 (see the AVIF row in docs/benchmarks.md for ms and bytes).
 pub const DEFAULT_AVIF_SPEED: u8 = 6;
 
 fn default_format() -> OutputFormat {

@@ -11,7 +11,10 @@ use imgpipe_core::metadata::{JSON_SCHEMA, Status};
 use imgpipe_core::{Engine, ErrorKind, Limits, Options, PresetSet, SourceRef, process};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images")
+    Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+    )
+    .join("../../tests/fixtures/images")
 }
 
 /// One manifest row (only the columns the tests use).

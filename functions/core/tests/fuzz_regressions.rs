@@ -11,7 +11,10 @@ use imgpipe_core::{Engine, Limits, Options, PresetSet, SourceRef, memory, plan, 
 
 #[test]
 fn fuzzing_findings_end_in_errors_or_outputs_never_panics() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz");
+    let dir = Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+    )
+    .join("../../tests/fixtures/fuzz");
     let presets = PresetSet::default_set();
     let tight = Options {
         limits: tight_limits::tight_limits(),

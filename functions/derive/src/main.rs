@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.json_logs || under_lambda());
     let mut config =
-        Config::from_env().context("invalid configuration; see README.md 'Configuration'")?;
+        Config::from_env().context("invalid configuration; see docs/configuration.md")?;
     if let Some(concurrency) = args.concurrency {
         config.concurrency = concurrency.max(1);
     }

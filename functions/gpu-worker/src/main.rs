@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.json_logs);
     let mut config =
-        Config::from_env().context("invalid configuration; see README.md 'Configuration'")?;
+        Config::from_env().context("invalid configuration; see docs/configuration.md")?;
     // The GPU worker is where routed jobs end: it never forwards again.
     config.routing = None;
     if let Some(concurrency) = args.concurrency {

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.json_logs || under_lambda());
     let config = WebhookConfig::from_env()
-        .context("invalid configuration; see README.md 'Events and webhooks'")?;
+        .context("invalid configuration; see docs/events-and-webhooks.md")?;
     tracing::info!(
         endpoints = config.endpoints.len(),
         attempts = config.max_attempts(),
