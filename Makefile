@@ -58,7 +58,7 @@ build: setup ## build all binaries (debug)
 # Test tiers: `make check` is the inner loop (no LocalStack); `make test` is everything CI runs.
 check: setup fmt-check clippy unit ## the inner loop: fmt, clippy, the unit + corpus tests and the fast checks (no LocalStack)
 
-test: unit ## everything CI runs: unit + corpus tests and the fast checks, then integration, browser and small soak on a LocalStack started and stopped here
+test: fast-checks lint unit ## everything CI runs: make lint, the unit + corpus tests and fast checks, then integration, browser and small soak on a LocalStack started and stopped here
 	./localstack/with.sh bash -c 'cargo test --workspace --test integration -- --test-threads 4 && $(PY) tests/browser/test_gallery.py \
 	  && $(PY) tests/soak/soak.py $(SOAK_SMALL)'
 
@@ -84,7 +84,7 @@ fast-checks: setup
 build-cache: ## prepare the build cache (only when CARGO_TARGET_DIR is outside the clone: CI=true)
 	python3 tools/build_cache.py prepare
 
-clean-cache: ## empty the build cache and the lint tools ($(IMGPIPE_CACHE))
+clean-cache: ## empty the build cache ($(IMGPIPE_CACHE)/target; the lint tools beside it stay)
 	python3 tools/build_cache.py clean
 
 # The small soak `make test` runs: 300 uploads, 3 SIGKILLs, one 20 s LocalStack stall (longer than the S3 calls' read timeout and its retries), debug build.
@@ -113,7 +113,7 @@ lint: setup fmt-check clippy $(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/checkov $(T
 fmt-check:
 	cargo fmt --all -- --check
 
-clippy:
+clippy: build-cache
 	cargo clippy --workspace --all-targets -- -D warnings
 
 # checkov in its own venv: its pins (boto3 among them) would fight LocalStack's.

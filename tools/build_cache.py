@@ -16,7 +16,7 @@ would rebuild. So before each build `prepare` does three things:
 3. records the blob id and mtime of every tracked file for the next run.
 
 Only the working tree's own contents are hashed, so uncommitted edits count as changes. `clean`
-empties the cache (`make clean-cache`).
+empties the cache (`make clean-cache`; the lint tools in $IMGPIPE_CACHE/tools stay).
 
 A crate compiled in another clone is reused only if it bakes no path of that clone into itself:
 `check-sources` (run by `make check` and `make test`) fails on `env!("CARGO_MANIFEST_DIR")` (read it
@@ -146,7 +146,8 @@ def prepare() -> int:
 
 
 def clean() -> int:
-    path = cache_dir()
+    """Empties the build cache ($IMGPIPE_CACHE/target); the lint tools beside it stay."""
+    path = cache_dir() / "target"
     if path.exists():
         print(f"removing {path} ({size_bytes(path) / 1e9:.1f} GB)")
         shutil.rmtree(path)
