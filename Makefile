@@ -108,7 +108,7 @@ lint: setup fmt-check clippy $(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/checkov $(T
 	  -f infra/template.yaml -f infra/gpu-worker.yaml
 	# cargo-deny reads every crate in Cargo.lock, those of other platforms too: fetch them first.
 	cargo fetch --locked
-	$(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny --offline check licenses bans
+	$(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny --offline check --hide-inclusion-graph licenses bans
 
 fmt-check:
 	cargo fmt --all -- --check
