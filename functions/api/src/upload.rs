@@ -3,8 +3,10 @@
 //!
 //! Filenames are refused, never rewritten, when they could be mistaken for a path or hide what
 //! they say: empty, over 255 bytes (UTF-8), `/` or `\`, `..`, `.` alone, control characters,
-//! Unicode bidirectional controls (U+202E makes `photo<U+202E>gpj.exe` display as `photoexe.jpg`), or leading/trailing whitespace. Anything else
-//! (spaces, accents, CJK, emoji, `#`, `%`, `+`) is kept as is: keys are UTF-8, and URLs are
+//! Unicode bidirectional controls (U+202E makes `photo<U+202E>gpj.exe` display as `photoexe.jpg`), leading/trailing whitespace, or `${`
+//! (S3 replaces `${filename}` in a POST upload's `key` field with the name of the file sent, so the
+//! object could land under another key than the one the API promised). Anything else (spaces,
+//! accents, CJK, emoji, `#`, `%`, `+`, a `$` alone) is kept as is: keys are UTF-8, and URLs are
 //! percent-encoded where they are built.
 
 use crate::error::ApiError;
@@ -186,6 +188,12 @@ pub fn check_filename(name: &str) -> Result<(), String> {
     if name.trim() != name {
         return Err("starts or ends with whitespace".into());
     }
+    if name.contains("${") {
+        return Err(
+            "contains '${', which S3 replaces in a POST upload's key (${filename}); rename the file"
+                .into(),
+        );
+    }
     Ok(())
 }
 
@@ -327,6 +335,9 @@ mod tests {
             "photo\u{202E}gpj.exe",
             " a.jpg",
             "a.jpg ",
+            "${filename}",
+            "a${filename}.jpg",
+            "x${y}.png",
             long.as_str(),
         ] {
             assert!(check_filename(bad).is_err(), "{bad:?} was accepted");
@@ -338,6 +349,8 @@ mod tests {
             "漢字.png",
             "emoji 📷.webp",
             "100%#+&=.gif",
+            "price $5.jpg",
+            "{braces}.png",
             ".hidden.jpg",
             longest.as_str(),
         ] {

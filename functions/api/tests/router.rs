@@ -298,6 +298,13 @@ async fn every_bad_request_is_a_4xx_naming_its_field() {
             "invalid_field",
             "filename",
         ),
+        // S3 would replace `${filename}` in the POST form's key field with the sent file's name.
+        json_case(
+            &upload(r#""filename": "${filename}.jpg""#),
+            400,
+            "invalid_field",
+            "filename",
+        ),
         json_case(
             &upload(&format!(r#""filename": "{}.jpg""#, "x".repeat(252))),
             400,

@@ -1,4 +1,9 @@
 //! S3 access: fetch a source (size-checked before the body is read), read and write outputs.
+//!
+//! Every body read here is bounded while it streams, not only by the Content-Length S3 announces:
+//! a source by `max_source_bytes`, a header read by its range, a document imgpipe wrote
+//! (metadata.json, progress, tombstones, import outcomes) by [`MAX_DOCUMENT_BYTES`]. Anything that
+//! can write into the buckets could otherwise make a worker read an unbounded body into memory.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -71,8 +76,19 @@ pub async fn get_source(
         .version_id()
         .filter(|v| !v.is_empty() && *v != "null")
         .map(str::to_string);
+    let over_limit = |n: u64| match limits.check_bytes(n) {
+        Err(e) => Failure::from(&e),
+        Ok(()) => unreachable!("read_body reports only sizes over the limit"),
+    };
     Ok(SourceObject {
-        bytes: read_body(bucket, key, response.body).await?,
+        bytes: read_body(
+            bucket,
+            key,
+            response.body,
+            limits.max_source_bytes,
+            over_limit,
+        )
+        .await?,
         etag,
         version_id,
     })
@@ -102,12 +118,44 @@ fn get_error(
     }
 }
 
-async fn read_body(bucket: &str, key: &str, body: ByteStream) -> Result<Vec<u8>, Failure> {
-    let body = body
-        .collect()
+/// The largest document imgpipe reads back (metadata.json, progress.json, tombstones, import
+/// outcomes). Its own are far smaller: metadata.json with responsive ladders is tens of KiB, the
+/// progress of a 50 000-item manifest about 12 KiB. Anything larger was written by someone else.
+pub const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
+
+/// Reads `body` into memory, stopping with `too_large(bytes so far)` as soon as more than `max`
+/// bytes have arrived, whatever Content-Length said.
+async fn read_body(
+    bucket: &str,
+    key: &str,
+    mut body: ByteStream,
+    max: u64,
+    too_large: impl Fn(u64) -> Failure,
+) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body
+        .try_next()
         .await
-        .map_err(|e| Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}")))?;
-    Ok(body.into_bytes().to_vec())
+        .map_err(|e| Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}")))?
+    {
+        let total = bytes.len() as u64 + chunk.len() as u64;
+        if total > max {
+            return Err(too_large(total));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The refusal of a document over [`MAX_DOCUMENT_BYTES`]: permanent, it will not shrink.
+fn document_too_large(bucket: &str, key: &str, bytes: u64) -> Failure {
+    Failure::permanent(
+        "document_too_large",
+        format!(
+            "s3://{bucket}/{key} is {bytes} bytes or more, over the {MAX_DOCUMENT_BYTES} bytes any \
+             document imgpipe writes can be; something else wrote it: delete or move it"
+        ),
+    )
 }
 
 /// The first `length` bytes of `bucket/key` (all of it when shorter) and the object's full size:
@@ -132,7 +180,14 @@ pub async fn get_head(
         .and_then(|r| r.rsplit('/').next())
         .and_then(|t| t.parse().ok())
         .or(response.content_length().map(|l| l.max(0) as u64));
-    Ok((read_body(bucket, key, response.body).await?, total))
+    let longer_than_asked = |n: u64| {
+        Failure::transient(
+            "s3_get",
+            format!("s3://{bucket}/{key}: {n} bytes or more for a range of {length}"),
+        )
+    };
+    let bytes = read_body(bucket, key, response.body, length, longer_than_asked).await?;
+    Ok((bytes, total))
 }
 
 /// An object's size and ETag (no quotes), from HeadObject.
@@ -156,15 +211,21 @@ pub async fn head(s3: &Client, bucket: &str, key: &str) -> Result<Option<Head>, 
     }
 }
 
-/// Reads an existing metadata document; `None` when absent or unreadable as metadata.
+/// Reads an existing metadata document; `None` when absent or unreadable as metadata (not JSON of
+/// the schema, or over [`MAX_DOCUMENT_BYTES`]), so processing writes a good one over it.
 pub async fn get_metadata(
     s3: &Client,
     bucket: &str,
     key: &str,
 ) -> Result<Option<Metadata>, Failure> {
-    Ok(get_with_etag(s3, bucket, key)
-        .await?
-        .and_then(|(body, _)| serde_json::from_slice(&body).ok()))
+    match get_with_etag(s3, bucket, key).await {
+        Ok(found) => Ok(found.and_then(|(body, _)| serde_json::from_slice(&body).ok())),
+        Err(failure) if failure.kind == "document_too_large" => {
+            tracing::warn!(bucket, key, reason = %failure.message, "metadata.json unreadable; it will be replaced");
+            Ok(None)
+        }
+        Err(failure) => Err(failure),
+    }
 }
 
 /// S3 user metadata (`x-amz-meta-*`) on every metadata.json: enough for a HEAD to tell whether
@@ -331,7 +392,8 @@ fn put_error(
     )
 }
 
-/// Reads `bucket/key` with its ETag (quoted, as S3 returns it); `None` when absent.
+/// Reads `bucket/key` with its ETag (quoted, as S3 returns it); `None` when absent. A document is
+/// never read past [`MAX_DOCUMENT_BYTES`] (a permanent `document_too_large`).
 pub async fn get_with_etag(
     s3: &Client,
     bucket: &str,
@@ -340,7 +402,14 @@ pub async fn get_with_etag(
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(response) => {
             let etag = response.e_tag().unwrap_or_default().to_string();
-            Ok(Some((read_body(bucket, key, response.body).await?, etag)))
+            let too_large = |n: u64| document_too_large(bucket, key, n);
+            if let Some(length) = response.content_length()
+                && length.max(0) as u64 > MAX_DOCUMENT_BYTES
+            {
+                return Err(too_large(length as u64));
+            }
+            let body = read_body(bucket, key, response.body, MAX_DOCUMENT_BYTES, too_large).await?;
+            Ok(Some((body, etag)))
         }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
         Err(e) => Err(Failure::transient(
@@ -549,4 +618,42 @@ pub async fn delete_keys(s3: &Client, bucket: &str, keys: &[String]) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(n: u64) -> Failure {
+        Failure::permanent("too_large", format!("{n}"))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_its_bound_and_refused_past_it() {
+        let at_bound = read_body("b", "k", ByteStream::from(vec![7u8; 1000]), 1000, refused)
+            .await
+            .unwrap();
+        assert_eq!(at_bound.len(), 1000);
+        let over = read_body("b", "k", ByteStream::from(vec![7u8; 1001]), 1000, refused)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (over.kind.as_str(), over.message.as_str()),
+            ("too_large", "1001")
+        );
+    }
+
+    #[test]
+    fn an_oversize_document_is_a_permanent_failure_naming_the_object() {
+        let failure = document_too_large("out", "derived/a.jpg/metadata.json", 5 << 20);
+        assert_eq!(failure.kind, "document_too_large");
+        assert!(!failure.retryable);
+        assert!(
+            failure
+                .message
+                .starts_with("s3://out/derived/a.jpg/metadata.json is 5242880 bytes"),
+            "{}",
+            failure.message
+        );
+    }
 }

@@ -120,8 +120,7 @@ pub async fn deliver(
         }
         Ok(response) => {
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            let snippet: String = text.chars().take(200).collect();
+            let snippet = snippet(response).await;
             Attempt::Failed {
                 status: format!("HTTP {status}: {}", snippet.trim())
                     .trim_end_matches(": ")
@@ -135,6 +134,31 @@ pub async fn deliver(
             status: format!("no answer: {}", error_chain(&e)),
         },
     }
+}
+
+/// How much of a failing endpoint's body is read: enough for [`SNIPPET_CHARS`] characters of
+/// 4-byte UTF-8. The endpoint is not ours: its body may be endless, so it is never read whole.
+pub const MAX_SNIPPET_BYTES: usize = 4 * SNIPPET_CHARS;
+/// Characters of a failing endpoint's body kept in the attempt's status line.
+pub const SNIPPET_CHARS: usize = 200;
+
+/// The start of `response`'s body: at most [`MAX_SNIPPET_BYTES`] read, then the response is
+/// dropped (which closes the connection), and [`SNIPPET_CHARS`] characters kept.
+async fn snippet(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_SNIPPET_BYTES - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .take(SNIPPET_CHARS)
+        .collect()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -153,6 +177,45 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    /// An endpoint that answers 500 with a body that never ends (a terabyte announced, bytes sent
+    /// until the client hangs up): the attempt must end with the status and a short snippet, not
+    /// wait for the body until the timeout (reading it whole would time out here).
+    #[tokio::test]
+    async fn a_failing_endpoints_endless_body_is_not_read_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 1000000000000\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let block = "é overloaded ".repeat(4096);
+            while socket.write_all(block.as_bytes()).await.is_ok() {}
+        });
+        let signer = Signer::new(SECRET).unwrap();
+        let attempt = deliver(
+            &client(Duration::from_secs(5)),
+            &signer,
+            &format!("http://{address}/hook"),
+            "msg_1",
+            "{}",
+        )
+        .await;
+        let Attempt::Failed { status } = attempt else {
+            panic!("delivered to an endpoint that answered 500: {attempt:?}");
+        };
+        assert!(
+            status.starts_with("HTTP 500 Internal Server Error: é overloaded é overloaded"),
+            "{status}"
+        );
+        let snippet = status.trim_start_matches("HTTP 500 Internal Server Error: ");
+        assert!(snippet.chars().count() <= SNIPPET_CHARS, "{status}");
+    }
 
     #[test]
     fn signs_as_the_spec_example_does() {
