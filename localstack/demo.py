@@ -101,7 +101,8 @@ def main() -> int:
     derive_env = dict(base, IMGPIPE_EVENTS_TOPIC_ARN=out["EventsTopicArn"], IMGPIPE_METRICS="off")
     webhooks_env = dict(base, IMGPIPE_WEBHOOK_URLS=hook_url, IMGPIPE_WEBHOOK_SECRET=Receiver.secret)
     api_env = dict(base, IMGPIPE_INGEST_BUCKET=out["IngestBucketName"], IMGPIPE_GPU_QUEUE_URL=out["GpuJobsQueueUrl"],
-                   IMGPIPE_GPU_DLQ_URL=out["GpuDlqUrl"], IMGPIPE_API_LISTEN=API)
+                   IMGPIPE_GPU_DLQ_URL=out["GpuDlqUrl"], IMGPIPE_API_LISTEN=API,
+                   IMGPIPE_HEALTH_DETAILS="full")  # local: show the queue depths (default: status only)
     processes = [
         subprocess.Popen([os.path.join(BIN, "derive"), "--wait-seconds", "2"], env=derive_env),
         subprocess.Popen([os.path.join(BIN, "webhooks"), "--wait-seconds", "2"], env=webhooks_env),

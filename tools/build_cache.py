@@ -15,7 +15,8 @@ would rebuild. So before each build `prepare` does three things:
    contents is never taken for a cached one;
 3. records the blob id and mtime of every tracked file for the next run.
 
-Only the working tree's own contents are hashed, so uncommitted edits count as changes. `clean`
+Only the working tree's own contents are hashed, so uncommitted edits count as changes. Outside a
+git checkout every file is touched instead: all of our crates rebuild, nothing stale is reused. `clean`
 empties the cache (`make clean-cache`; the lint tools in $IMGPIPE_CACHE/tools stay).
 
 A crate compiled in another clone is reused only if it bakes no path of that clone into itself:
@@ -122,6 +123,20 @@ def restore_mtimes(manifest: Path, root: Path = ROOT) -> tuple[int, int]:
     return kept, changed
 
 
+def touch_everything(root: Path) -> int:
+    """Sets every file under `root` (but build output, git, venvs) to now; returns how many."""
+    skip = {"target", ".git", ".venv", "node_modules", ".tools", ".localstack"}
+    count = 0
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.utime(path)
+                count += 1
+    return count
+
+
 def prepare() -> int:
     target = target_dir()
     if target is None:
@@ -139,7 +154,14 @@ def prepare() -> int:
             print(f"build cache: {target} holds {used / 1e9:.1f} GB (cap {limit:g} GB)")
     else:
         print(f"build cache: {target} is empty: this build is cold")
-    kept, changed = restore_mtimes(manifest)
+    try:
+        kept, changed = restore_mtimes(manifest)
+    except (OSError, subprocess.CalledProcessError) as e:
+        # Not a git checkout (a tarball may carry old mtimes that would pass for cached ones):
+        # every file is made newer than the cache, so cargo rebuilds all of ours. Slower, never wrong.
+        touched = touch_everything(ROOT)
+        print(f"build cache: cannot list tracked files ({e}); {touched} files touched, our crates rebuild")
+        return 0
     print(f"build cache: {kept} files unchanged since the cache saw them, {changed} new or changed "
           f"({time.monotonic() - started:.1f} s)")
     return 0

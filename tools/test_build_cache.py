@@ -51,6 +51,19 @@ class RestoreMtimes(unittest.TestCase):
         (root / "lib.rs").write_text("fn x() { todo!() }\n")
         self.assertEqual(build_cache.restore_mtimes(manifest, root), (0, 1))
 
+    def test_outside_git_every_file_becomes_newer_than_any_cache(self):
+        root = Path(tempfile.mkdtemp(prefix="build-cache-test-"))
+        (root / "src").mkdir()
+        (root / "src/lib.rs").write_text("fn x() {}\n")
+        (root / "target").mkdir()
+        (root / "target/old").write_text("")
+        old = 1_600_000_000 * 10**9
+        for rel in ("src/lib.rs", "target/old"):
+            os.utime(root / rel, ns=(old, old))
+        self.assertEqual(build_cache.touch_everything(root), 1)
+        self.assertGreater((root / "src/lib.rs").stat().st_mtime_ns, old)
+        self.assertEqual((root / "target/old").stat().st_mtime_ns, old)
+
     def test_blob_id_is_gits(self):
         root = git_repo({"f.txt": "hello\n"})
         out = subprocess.run(["git", "hash-object", "f.txt"], cwd=root, check=True, capture_output=True, text=True)

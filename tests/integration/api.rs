@@ -303,9 +303,11 @@ async fn the_api_binary_serves_health_and_refuses_bad_input_with_4xx() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
+    // The operator's opt-in to depths and configuration (anonymous callers get the status only:
+    // functions/api/tests/router.rs).
     let mut child = tokio::process::Command::new(api_binary())
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .envs(api_env(&stack, &[]))
+        .envs(api_env(&stack, &[("IMGPIPE_HEALTH_DETAILS", "full")]))
         .kill_on_drop(true)
         .spawn()
         .unwrap();

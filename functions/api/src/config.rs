@@ -38,6 +38,10 @@ pub struct ApiConfig {
     pub queues: Vec<(&'static str, String)>,
     /// `AWS_ENDPOINT_URL` (default: AWS): LocalStack; upload URLs are then path-style on it.
     pub endpoint_url: Option<String>,
+    /// `IMGPIPE_HEALTH_DETAILS` (default `status`): what `GET /v1/health` tells a caller it cannot
+    /// tell apart from anyone. `status`: `ok` or `degraded` only; `full`: also the queue depths and
+    /// the configuration (buckets, prefixes, limits, presets), an operator's explicit choice.
+    pub health_details: bool,
 }
 
 impl ApiConfig {
@@ -92,10 +96,12 @@ impl ApiConfig {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             queues,
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
+            health_details: read_health_details(lookup)?,
         })
     }
 
-    /// What the API is configured with, for `GET /v1/health` (no secrets, no credentials).
+    /// What the API is configured with, for `GET /v1/health` with `IMGPIPE_HEALTH_DETAILS=full`
+    /// (no secrets, no credentials).
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "ingest_bucket": self.ingest_bucket,
@@ -109,6 +115,18 @@ impl ApiConfig {
             "preset_set_hash": self.presets.hash(),
             "cdn_base_url": self.cdn_base_url,
         })
+    }
+}
+
+/// `IMGPIPE_HEALTH_DETAILS`: `status` (default) or `full`.
+fn read_health_details(lookup: Lookup<'_>) -> Result<bool, ConfigError> {
+    match lookup("IMGPIPE_HEALTH_DETAILS").as_deref() {
+        None | Some("status") => Ok(false),
+        Some("full") => Ok(true),
+        Some(other) => Err(ConfigError {
+            variable: "IMGPIPE_HEALTH_DETAILS",
+            message: format!("'{other}' is neither 'status' (the default) nor 'full'"),
+        }),
     }
 }
 

@@ -59,15 +59,18 @@ impl ApiError {
         Self::field("not_found", field, message).with_status(StatusCode::NOT_FOUND)
     }
 
-    /// 503: an AWS call failed; `what` names service and operation, `error` says why.
+    /// 503: an AWS call failed; `what` (constant text of ours) names the operation, `error` says
+    /// why. The caller gets `what` and an error id only: AWS's text can name buckets, queue URLs
+    /// (the account id) and role ARNs. The log line with the same `error_id` has the whole error.
     pub fn upstream(what: &str, error: impl std::fmt::Display) -> Self {
-        tracing::warn!(what, %error, "upstream call failed");
+        let error_id = new_error_id();
+        tracing::warn!(error_id, what, %error, "upstream call failed");
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "upstream_unavailable",
             field: None,
-            message: format!("{what} failed; retry shortly: {error}"),
-            details: None,
+            message: format!("{what} failed; retry shortly (error id {error_id} in the API's log)"),
+            details: Some(serde_json::json!({ "error_id": error_id })),
         }
     }
 }
@@ -85,4 +88,9 @@ impl IntoResponse for ApiError {
         }
         (self.status, Json(serde_json::json!({ "error": error }))).into_response()
     }
+}
+
+/// A fresh id that ties an answer to its log line (`err_` + a ULID: sortable by time).
+pub fn new_error_id() -> String {
+    format!("err_{}", ulid::Ulid::new())
 }

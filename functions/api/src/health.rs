@@ -1,5 +1,10 @@
-//! `GET /v1/health`: the depth of every configured queue (visible and in flight), and what the API
-//! is configured with. `200 ok`, or `503 degraded` naming the queues that could not be read.
+//! `GET /v1/health`: `200 ok`, or `503 degraded` when a configured queue could not be read. The
+//! answer is the status only (and, when degraded, an error id for the log lines that name each
+//! queue and its error): the route is open to anyone where no authorizer is set, and bucket names,
+//! queue URLs (the account id) and AWS error text are not theirs to read. With
+//! `IMGPIPE_HEALTH_DETAILS=full` (an operator's choice, e.g. on LocalStack) it also has the depth of
+//! every queue (visible and in flight) and what the API is configured with. `imgpipe status`
+//! reads the same depths with the operator's own credentials.
 
 use axum::http::StatusCode;
 
@@ -15,6 +20,7 @@ pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
             .map(|(_, url)| imgpipe_cloud::queue::depth(&state.sqs, url)),
     )
     .await;
+    let error_id = crate::error::new_error_id();
     let mut queues = serde_json::Map::new();
     let mut degraded = false;
     for ((name, _), depth) in state.config.queues.iter().zip(depths) {
@@ -22,17 +28,25 @@ pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
             Ok(depth) => serde_json::to_value(depth).expect("depth serialises"),
             Err(failure) => {
                 degraded = true;
+                tracing::warn!(error_id, queue = name, error = %failure.message, "health: queue unreadable");
                 serde_json::json!({ "error": failure.message })
             }
         };
         queues.insert((*name).to_string(), value);
     }
-    let body = serde_json::json!({
-        "status": if degraded { "degraded" } else { "ok" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "queues": queues,
-        "config": state.config.describe(),
-    });
+    let status = if degraded { "degraded" } else { "ok" };
+    let body = if state.config.health_details {
+        serde_json::json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "queues": queues,
+            "config": state.config.describe(),
+        })
+    } else if degraded {
+        serde_json::json!({ "status": status, "error_id": error_id })
+    } else {
+        serde_json::json!({ "status": status })
+    };
     let status = if degraded {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -369,18 +369,53 @@ async fn aws_being_down_is_a_retryable_503_not_a_500() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
     assert_eq!(json["error"]["code"], "upstream_unavailable");
     assert_eq!(json["error"]["retryable"], true);
-    assert!(
-        json["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ListObjectsV2"),
-        "{json}"
-    );
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ListObjectsV2"), "{json}");
+    let error_id = json["error"]["details"]["error_id"].as_str().unwrap();
+    assert!(message.contains(error_id), "{json}");
+    // Anonymous callers never read AWS's error text, bucket names or endpoints: those are in the
+    // log line with the error id.
+    assert_answers_name_nothing_internal(&json);
     let (status, json, _) = call(&app, "GET", "/v1/health", None, "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
     assert_eq!(json["status"], "degraded");
+    assert!(
+        json["error_id"].as_str().unwrap().starts_with("err_"),
+        "{json}"
+    );
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["error_id", "status"], "{json}");
+    assert_answers_name_nothing_internal(&json);
+
+    // The operator's opt-in: depths, their errors and the configuration.
+    let app = crate::app(&[("IMGPIPE_HEALTH_DETAILS", "full")]).await;
+    let (status, json, _) = call(&app, "GET", "/v1/health", None, "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
     assert!(json["queues"]["jobs"]["error"].is_string(), "{json}");
     assert_eq!(json["config"]["max_source_bytes"], 1_000_000);
+}
+
+/// What an answer to an anonymous caller must not contain: this test's bucket names, endpoint and
+/// queue, or the connection error AWS's SDK reported.
+fn assert_answers_name_nothing_internal(json: &serde_json::Value) {
+    let text = json.to_string();
+    for internal in [
+        "127.0.0.1",
+        "ingest\"",
+        "\"out\"",
+        "queue/jobs",
+        "dispatch",
+        "refused",
+        "connect",
+    ] {
+        assert!(!text.contains(internal), "{internal:?} in {text}");
+    }
 }
 
 #[tokio::test]
