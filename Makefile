@@ -18,11 +18,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # cargo builds into $(IMGPIPE_CACHE)/target, outside the clone, and tools/build_cache.py gives
 # unchanged files their cached mtimes: the next clone rebuilds only what changed. Bounded by
 # IMGPIPE_CACHE_MAX_GB (default 20; over it the cache is emptied first). `make clean-cache` empties
-# it. Elsewhere cargo uses ./target as usual; set CARGO_TARGET_DIR yourself to share one.
+# it. Every target here that runs cargo prepares the cache first: a build into it that skipped
+# `prepare` could later pass for another commit's. One run at a time. Elsewhere cargo uses
+# ./target as usual (a CARGO_TARGET_DIR you set yourself is used, never touched by the script).
 IMGPIPE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/imgpipe
 export IMGPIPE_CACHE
 ifeq ($(CI),true)
 export CARGO_TARGET_DIR ?= $(IMGPIPE_CACHE)/target
+export IMGPIPE_BUILD_CACHE := 1
 endif
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Lint tools (cargo-deny, checkov), installed once per machine, not per clone.
@@ -52,7 +55,7 @@ $(VENV)/.stamp: localstack/requirements.txt
 	$(PY) -m pip install -q -r localstack/requirements.txt
 	@touch $@
 
-build: setup ## build all binaries (debug)
+build: setup build-cache ## build all binaries (debug)
 	cargo build --workspace
 
 # Test tiers: `make check` is the inner loop (no LocalStack); `make test` is everything CI runs.
@@ -92,7 +95,7 @@ SOAK_SMALL := --uploads 300 --workers 3 --kills 3 --kill-every 8 --stall 20 --st
 SOAK ?=
 SOAK_PROFILE ?= release
 
-soak: setup ## 10 000 uploads on LocalStack while workers are SIGKILLed and LocalStack stalls (SOAK='--uploads N …', SOAK_PROFILE=debug); report in target/soak/
+soak: setup build-cache ## 10 000 uploads on LocalStack while workers are SIGKILLed and LocalStack stalls (SOAK='--uploads N …', SOAK_PROFILE=debug); report in target/soak/
 	cargo build $(if $(filter release,$(SOAK_PROFILE)),--release,) -p imgpipe-derive
 	LOCALSTACK_MODE=host ./localstack/with.sh $(PY) tests/soak/soak.py --profile $(SOAK_PROFILE) $(SOAK)
 
@@ -122,7 +125,7 @@ $(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/checkov:
 	$(TOOLS)/checkov-$(CHECKOV_VERSION)/bin/pip install -q checkov==$(CHECKOV_VERSION)
 
 $(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny:
-	cargo install --locked --root $(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION) cargo-deny@$(CARGO_DENY_VERSION)
+	env -u CARGO_TARGET_DIR cargo install --locked --root $(TOOLS)/cargo-deny-$(CARGO_DENY_VERSION) cargo-deny@$(CARGO_DENY_VERSION)
 
 fmt: ## format the code
 	cargo fmt --all
@@ -136,45 +139,45 @@ down: ## stop LocalStack
 deploy: up ## deploy infra/template.yaml to LocalStack (LocalMode) as $(STACK); prints the outputs
 	$(PY) localstack/deploy.py $(STACK) LocalMode=true | tee .localstack/$(STACK).json
 
-worker: deploy ## run the derive handler as a long-polling worker on the deployed queue
+worker: deploy build-cache ## run the derive handler as a long-polling worker on the deployed queue
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	eval "$$($(PY) -c 'import json, shlex; o = json.load(open(".localstack/$(STACK).json")); \
 	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
 	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && $(TARGET_DIR)/debug/derive
 
-demo: setup ## LocalStack + template + worker, API, webhook sender; uploads, webhooks, the edge gateway, and the gallery page
+demo: setup build-cache ## LocalStack + template + worker, API, webhook sender; uploads, webhooks, the edge gateway, and the gallery page
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker -p imgpipe-api -p imgpipe-webhooks -p imgpipe-cli
 	./localstack/start.sh
 	$(PY) localstack/demo.py $(STACK)
 	@echo "gallery: file://$(abspath $(TARGET_DIR))/gallery/index.html"
 	@echo "LocalStack and the edge gateway (http://127.0.0.1:8790/) are still running (make down stops them)."
 
-bench: setup ## imgpipe vs sharp side by side (installs sharp in bench/node_modules): speed table + target/bench/results.json, then bench-rd
+bench: setup build-cache ## imgpipe vs sharp side by side (installs sharp in bench/node_modules): speed table + target/bench/results.json, then bench-rd
 	python3 bench/run.py
 	python3 bench/rd.py
 
-bench-rd: setup ## rate–distortion: SSIMULACRA2 vs bytes of imgpipe's and sharp's encoders on the same pixels, BD-rates, quality targets; target/bench/rd.{json,svg}
+bench-rd: setup build-cache ## rate–distortion: SSIMULACRA2 vs bytes of imgpipe's and sharp's encoders on the same pixels, BD-rates, quality targets; target/bench/rd.{json,svg}
 	python3 bench/rd.py
 
-bench-stages: setup ## criterion micro-benchmarks of each pipeline stage (target/criterion)
+bench-stages: setup build-cache ## criterion micro-benchmarks of each pipeline stage (target/criterion)
 	cargo bench -p imgpipe-core --bench stages
 
-bench-api: setup ## criterion: latency of POST /v1/uploads in process (POST policy and PUT pre-signing)
+bench-api: setup build-cache ## criterion: latency of POST /v1/uploads in process (POST policy and PUT pre-signing)
 	cargo bench -p imgpipe-api --bench uploads
 
-bench-events: setup ## on LocalStack: events and webhooks for N uploads (delivery latency, counts, duplicates)
+bench-events: setup build-cache ## on LocalStack: events and webhooks for N uploads (delivery latency, counts, duplicates)
 	cargo build --release -q -p imgpipe-derive -p imgpipe-webhooks
 	./localstack/with.sh $(PY) bench/events.py
 
-bench-lambda: setup ## derive/api binary size, cold start under a Runtime API stub, cost per 1 M images (after make bench)
+bench-lambda: setup build-cache ## derive/api binary size, cold start under a Runtime API stub, cost per 1 M images (after make bench)
 	python3 bench/lambda.py
 
-gpu-check: setup ## on a GPU machine: CUDA kernels vs the CPU reference, then images/s GPU vs all CPU cores
+gpu-check: setup build-cache ## on a GPU machine: CUDA kernels vs the CPU reference, then images/s GPU vs all CPU cores
 	IMGPIPE_GPU_TESTS=1 cargo test --release -p imgpipe-gpu -- --nocapture
 	cargo build --release -q -p imgpipe-bench
 	python3 bench/gpu.py
 
-lambda: setup ## build the arm64 Lambda bootstrap zip with cargo-lambda (target/lambda/derive/bootstrap.zip)
+lambda: setup build-cache ## build the arm64 Lambda bootstrap zip with cargo-lambda (target/lambda/derive/bootstrap.zip)
 	$(PY) -m pip install -q cargo-lambda
 	cargo lambda build --release --arm64 -p imgpipe-derive --output-format zip
 

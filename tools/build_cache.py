@@ -20,9 +20,11 @@ git checkout every file is touched instead: all of our crates rebuild, nothing s
 empties the cache (`make clean-cache`; the lint tools in $IMGPIPE_CACHE/tools stay).
 
 A crate compiled in another clone is reused only if it bakes no path of that clone into itself:
-`check-sources` (run by `make check` and `make test`) fails on `env!("CARGO_MANIFEST_DIR")` (read it
-at run time: cargo sets it for tests and benches) and on `include_str!`/`include_bytes!` of a file
-outside the crate (cargo records such a file by its absolute path in the old clone).
+`check-sources` (run by `make check` and `make test`) fails, in the workspace's crates, on
+`env!("CARGO_MANIFEST_DIR")` (read it at run time: cargo sets it for tests and benches) and on
+`include!`/`include_str!`/`include_bytes!` or `#[path]` of a file outside the crate (cargo records
+such a file by its absolute path in the old clone). Only builds that go through `make`, which runs
+`prepare` first, may use the cache, one at a time (CI runs one after another on a machine).
 
     usage: build_cache.py prepare | clean | size | check-sources
 """
@@ -36,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +54,12 @@ def cache_dir() -> Path:
 
 
 def target_dir() -> Path | None:
-    """The target directory when it lives outside this clone, else None (nothing to do)."""
+    """The cache's target directory: CARGO_TARGET_DIR when the Makefile set IMGPIPE_BUILD_CACHE=1
+    (CI=true) and it lives outside this clone, else None (nothing to do). A target directory a
+    developer shares by hand is left alone: restoring mtimes there could hide an edit that was
+    built and then undone."""
+    if os.environ.get("IMGPIPE_BUILD_CACHE") != "1":
+        return None
     value = os.environ.get("CARGO_TARGET_DIR")
     if not value:
         return None
@@ -140,7 +148,7 @@ def touch_everything(root: Path) -> int:
 def prepare() -> int:
     target = target_dir()
     if target is None:
-        print("build cache: target directory is inside the clone; nothing to prepare")
+        print("build cache: not in use (CI=true turns it on); nothing to prepare")
         return 0
     limit = float(os.environ.get("IMGPIPE_CACHE_MAX_GB") or DEFAULT_MAX_GB)
     manifest = target / "imgpipe-mtimes.tsv"
@@ -159,6 +167,7 @@ def prepare() -> int:
     except (OSError, subprocess.CalledProcessError) as e:
         # Not a git checkout (a tarball may carry old mtimes that would pass for cached ones):
         # every file is made newer than the cache, so cargo rebuilds all of ours. Slower, never wrong.
+        manifest.unlink(missing_ok=True)  # what it recorded no longer describes the cache
         touched = touch_everything(ROOT)
         print(f"build cache: cannot list tracked files ({e}); {touched} files touched, our crates rebuild")
         return 0
@@ -168,8 +177,9 @@ def prepare() -> int:
 
 
 def clean() -> int:
-    """Empties the build cache ($IMGPIPE_CACHE/target); the lint tools beside it stay."""
-    path = cache_dir() / "target"
+    """Empties the build cache (the target directory in use, else $IMGPIPE_CACHE/target); the lint
+    tools beside it stay."""
+    path = target_dir() or cache_dir() / "target"
     if path.exists():
         print(f"removing {path} ({size_bytes(path) / 1e9:.1f} GB)")
         shutil.rmtree(path)
@@ -185,7 +195,7 @@ def size() -> int:
 
 
 BAKED_MANIFEST_DIR = re.compile(r'env!\(\s*"CARGO_MANIFEST_DIR"\s*\)')
-INCLUDE = re.compile(r'include_(?:str|bytes)!\(\s*"([^"]+)"\s*\)')
+INCLUDE = re.compile(r'(?:include|include_str|include_bytes)!\(\s*"([^"]+)"\s*\)|#\[path\s*=\s*"([^"]+)"\s*\]')
 
 
 def baked_paths(source: Path, crate: Path, shown: Path) -> list[str]:
@@ -199,7 +209,8 @@ def baked_paths(source: Path, crate: Path, shown: Path) -> list[str]:
         if BAKED_MANIFEST_DIR.search(line):
             problems.append(f'{path}:{number}: env!("CARGO_MANIFEST_DIR") bakes this clone\'s path into the '
                             'build; read std::env::var_os("CARGO_MANIFEST_DIR") at run time')
-        for included in INCLUDE.findall(line):
+        for groups in INCLUDE.findall(line):
+            included = groups[0] or groups[1]
             resolved = (source.parent / included).resolve()
             if crate.resolve() not in resolved.parents:
                 problems.append(f"{path}:{number}: includes {included}, outside its crate; "
@@ -207,12 +218,19 @@ def baked_paths(source: Path, crate: Path, shown: Path) -> list[str]:
     return problems
 
 
+def workspace_members(root: Path) -> list[Path]:
+    """The crates of the workspace at `root` (what the cache builds; `fuzz/` has its own target)."""
+    with open(root / "Cargo.toml", "rb") as f:
+        workspace = tomllib.load(f).get("workspace", {})
+    crates = set()
+    for pattern in workspace.get("members", []):
+        crates.update(p.parent for p in root.glob(f"{pattern}/Cargo.toml"))
+    return sorted(crates)
+
+
 def check_sources(root: Path = ROOT) -> list[str]:
     problems = []
-    for manifest in sorted(root.glob("**/Cargo.toml")):
-        crate = manifest.parent
-        if any(part in ("target", ".git", "node_modules") for part in crate.relative_to(root).parts):
-            continue
+    for crate in workspace_members(root):
         for source in sorted(crate.rglob("*.rs")):
             inner = source.relative_to(crate).parts
             if "target" in inner or any((crate / Path(*inner[:i]) / "Cargo.toml").exists() for i in range(1, len(inner))):

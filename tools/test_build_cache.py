@@ -73,18 +73,41 @@ class RestoreMtimes(unittest.TestCase):
 class CheckSources(unittest.TestCase):
     def test_baked_manifest_dir_and_includes_outside_the_crate_are_found(self):
         root = git_repo({
+            "Cargo.toml": '[workspace]\nmembers = ["crate"]\n',
             "crate/Cargo.toml": "[package]\n",
             "crate/src/lib.rs": 'const A: &str = include_str!("../data/ok.txt");\n'
                                 'const B: &str = include_str!("../../infra/x.json");\n'
                                 '// env!("CARGO_MANIFEST_DIR") in a comment is fine\n'
-                                'fn f() -> &\'static str { env!("CARGO_MANIFEST_DIR") }\n',
+                                'fn f() -> &\'static str { env!("CARGO_MANIFEST_DIR") }\n'
+                                '#[path = "../../shared/m.rs"]\nmod m;\n',
             "crate/data/ok.txt": "ok",
             "infra/x.json": "{}",
+            "shared/m.rs": "",
+            # Not a workspace member (like fuzz/): not built into the cache, not checked.
+            "other/Cargo.toml": "[package]\n",
+            "other/src/lib.rs": 'const C: &str = include_str!("../../infra/x.json");\n',
         })
         problems = build_cache.check_sources(root)
-        self.assertEqual(len(problems), 2, problems)
+        self.assertEqual(len(problems), 3, problems)
         self.assertIn("crate/src/lib.rs:2: includes ../../infra/x.json, outside its crate", problems[0])
         self.assertIn("crate/src/lib.rs:4: env!(\"CARGO_MANIFEST_DIR\")", problems[1])
+        self.assertIn("crate/src/lib.rs:5: includes ../../shared/m.rs, outside its crate", problems[2])
+
+    def test_the_cache_is_off_unless_the_makefile_turns_it_on(self):
+        outside = str(Path(tempfile.mkdtemp()) / "target")
+        saved = {k: os.environ.get(k) for k in ("CARGO_TARGET_DIR", "IMGPIPE_BUILD_CACHE")}
+        try:
+            os.environ["CARGO_TARGET_DIR"] = outside
+            os.environ.pop("IMGPIPE_BUILD_CACHE", None)
+            self.assertIsNone(build_cache.target_dir())
+            os.environ["IMGPIPE_BUILD_CACHE"] = "1"
+            self.assertEqual(build_cache.target_dir(), Path(outside).resolve())
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def test_this_repository_is_clean(self):
         self.assertEqual(build_cache.check_sources(), [])

@@ -1,6 +1,7 @@
 //! The whole core pipeline (probe, limits, EXIF, plan, decode, colour, orient, resize, encode,
 //! metadata) on small inputs under tight limits: any byte sequence ends in derivatives or an error.
 #![no_main]
+#[path = "../../functions/core/tests/fuzz/tight_limits.rs"]
 mod tight_limits;
 
 use std::sync::OnceLock;

@@ -44,14 +44,22 @@ pub struct Tombstone {
     pub deleted_keys: Vec<String>,
 }
 
-/// Reads the tombstone at `key`; `None` when there is none (or it is not a tombstone).
+/// Reads the tombstone at `key`; `None` when there is none (or it is not a tombstone: not JSON of
+/// the schema, or over [`store::MAX_DOCUMENT_BYTES`], which no tombstone of ours is).
 pub async fn read_tombstone(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
 ) -> Result<Option<Tombstone>, Failure> {
-    Ok(store::get_with_etag(s3, bucket, key)
-        .await?
+    let found = match store::get_with_etag(s3, bucket, key).await {
+        Ok(found) => found,
+        Err(failure) if failure.kind == "document_too_large" => {
+            tracing::warn!(bucket, key, reason = %failure.message, "not a tombstone");
+            None
+        }
+        Err(failure) => return Err(failure),
+    };
+    Ok(found
         .and_then(|(body, _)| serde_json::from_slice::<Tombstone>(&body).ok())
         .filter(|t| t.schema == TOMBSTONE_SCHEMA))
 }

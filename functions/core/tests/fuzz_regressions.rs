@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-#[path = "../../../fuzz/fuzz_targets/tight_limits.rs"]
+#[path = "fuzz/tight_limits.rs"]
 mod tight_limits;
 
 use imgpipe_core::{Engine, Limits, Options, PresetSet, SourceRef, memory, plan, probe, process};
