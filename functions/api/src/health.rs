@@ -20,7 +20,8 @@ pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
             .map(|(_, url)| imgpipe_cloud::queue::depth(&state.sqs, url)),
     )
     .await;
-    let error_id = crate::error::new_error_id();
+    // Made only when a queue fails: it ties the answer to that queue's log line.
+    let mut error_id = None;
     let mut queues = serde_json::Map::new();
     let mut degraded = false;
     for ((name, _), depth) in state.config.queues.iter().zip(depths) {
@@ -28,7 +29,8 @@ pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
             Ok(depth) => serde_json::to_value(depth).expect("depth serialises"),
             Err(failure) => {
                 degraded = true;
-                tracing::warn!(error_id, queue = name, error = %failure.message, "health: queue unreadable");
+                let id = error_id.get_or_insert_with(crate::error::new_error_id);
+                tracing::warn!(error_id = id.as_str(), queue = name, error = %failure.message, "health: queue unreadable");
                 serde_json::json!({ "error": failure.message })
             }
         };
@@ -42,7 +44,7 @@ pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
             "queues": queues,
             "config": state.config.describe(),
         })
-    } else if degraded {
+    } else if let Some(error_id) = error_id {
         serde_json::json!({ "status": status, "error_id": error_id })
     } else {
         serde_json::json!({ "status": status })

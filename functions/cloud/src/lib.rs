@@ -29,6 +29,7 @@ pub mod admission;
 pub mod aws_error;
 pub mod backfill;
 pub mod batch;
+pub mod body;
 pub mod config;
 pub mod deadline;
 pub mod deletion;

@@ -1,15 +1,15 @@
 //! S3 access: fetch a source (size-checked before the body is read), read and write outputs.
-//!
-//! Every body read here is bounded while it streams, not only by the Content-Length S3 announces:
-//! a source by `max_source_bytes`, a header read by its range, a document imgpipe wrote
-//! (metadata.json, progress, tombstones, import outcomes) by [`MAX_DOCUMENT_BYTES`]. Anything that
-//! can write into the buckets could otherwise make a worker read an unbounded body into memory.
+//! Every body is read through [`crate::body`], bounded while it streams: a source by
+//! `max_source_bytes`, a header read by its range, a document by [`MAX_DOCUMENT_BYTES`].
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use imgpipe_core::{Limits, Metadata};
 
+use crate::body::{document_too_large, read_body, read_prefix};
 use crate::failure::Failure;
+
+pub use crate::body::MAX_DOCUMENT_BYTES;
 
 /// A downloaded source object.
 #[derive(Debug)]
@@ -118,46 +118,6 @@ fn get_error(
     }
 }
 
-/// The largest document imgpipe reads back (metadata.json, progress.json, tombstones, import
-/// outcomes). Its own are far smaller: metadata.json with responsive ladders is tens of KiB, the
-/// progress of a 50 000-item manifest about 12 KiB. Anything larger was written by someone else.
-pub const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
-
-/// Reads `body` into memory, stopping with `too_large(bytes so far)` as soon as more than `max`
-/// bytes have arrived, whatever Content-Length said.
-async fn read_body(
-    bucket: &str,
-    key: &str,
-    mut body: ByteStream,
-    max: u64,
-    too_large: impl Fn(u64) -> Failure,
-) -> Result<Vec<u8>, Failure> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .map_err(|e| Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}")))?
-    {
-        let total = bytes.len() as u64 + chunk.len() as u64;
-        if total > max {
-            return Err(too_large(total));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
-}
-
-/// The refusal of a document over [`MAX_DOCUMENT_BYTES`]: permanent, it will not shrink.
-fn document_too_large(bucket: &str, key: &str, bytes: u64) -> Failure {
-    Failure::permanent(
-        "document_too_large",
-        format!(
-            "s3://{bucket}/{key} is {bytes} bytes or more, over the {MAX_DOCUMENT_BYTES} bytes any \
-             document imgpipe writes can be; something else wrote it: delete or move it"
-        ),
-    )
-}
-
 /// The first `length` bytes of `bucket/key` (all of it when shorter) and the object's full size:
 /// enough to read an image header without downloading the image.
 pub async fn get_head(
@@ -180,20 +140,11 @@ pub async fn get_head(
         .and_then(|r| r.rsplit('/').next())
         .and_then(|t| t.parse().ok())
         .or(response.content_length().map(|l| l.max(0) as u64));
-    // A store that ignores Range sends the whole object: keep the first `length` bytes, stop there.
-    let mut body = response.body;
-    let mut bytes = Vec::new();
-    while (bytes.len() as u64) < length {
-        let Some(chunk) = body.try_next().await.map_err(|e| {
-            Failure::transient("s3_get", format!("reading s3://{bucket}/{key}: {e}"))
-        })?
-        else {
-            break;
-        };
-        let room = (length - bytes.len() as u64) as usize;
-        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-    Ok((bytes, total))
+    // A store that ignores Range sends the whole object: read_prefix stops at `length` bytes.
+    Ok((
+        read_prefix(bucket, key, response.body, length).await?,
+        total,
+    ))
 }
 
 /// An object's size and ETag (no quotes), from HeadObject.
@@ -624,42 +575,4 @@ pub async fn delete_keys(s3: &Client, bucket: &str, keys: &[String]) -> Result<(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refused(n: u64) -> Failure {
-        Failure::permanent("too_large", format!("{n}"))
-    }
-
-    #[tokio::test]
-    async fn a_body_is_read_up_to_its_bound_and_refused_past_it() {
-        let at_bound = read_body("b", "k", ByteStream::from(vec![7u8; 1000]), 1000, refused)
-            .await
-            .unwrap();
-        assert_eq!(at_bound.len(), 1000);
-        let over = read_body("b", "k", ByteStream::from(vec![7u8; 1001]), 1000, refused)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (over.kind.as_str(), over.message.as_str()),
-            ("too_large", "1001")
-        );
-    }
-
-    #[test]
-    fn an_oversize_document_is_a_permanent_failure_naming_the_object() {
-        let failure = document_too_large("out", "derived/a.jpg/metadata.json", 5 << 20);
-        assert_eq!(failure.kind, "document_too_large");
-        assert!(!failure.retryable);
-        assert!(
-            failure
-                .message
-                .starts_with("s3://out/derived/a.jpg/metadata.json is 5242880 bytes"),
-            "{}",
-            failure.message
-        );
-    }
 }
