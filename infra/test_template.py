@@ -6,6 +6,7 @@ private and HTTPS-only, and CloudFront runs the same negotiation code the node t
 The template is read with cfn-lint's own loader (it understands !Ref, !If, !Join ...).
 """
 
+import re
 import unittest
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def refs_statements(policy):
     return []
 
 
+def served_extensions():
+    """The extensions of the files imgpipe writes, from OutputFormat::extension in preset.rs."""
+    preset_rs = (INFRA.parent / "functions/core/src/preset.rs").read_text(encoding="utf-8")
+    body = preset_rs[preset_rs.index("pub fn extension(self)"):]
+    body = body[:body.index("\n    }\n")]
+    found = re.findall(r'OutputFormat::\w+ => "(\w+)"', body)
+    assert len(found) == 4, found
+    return [f".{ext}" for ext in found]
+
+
 class Cdn(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -86,6 +97,26 @@ class Cdn(unittest.TestCase):
             self.assertIn("Distribution", refs(source_arn))
             self.assertIn(":distribution/", str(source_arn))
 
+    def test_the_cdn_serves_images_only(self):
+        """metadata.json (location, capture time), summaries and import outcomes are never on the CDN:
+        no behaviour names a document, and CloudFront may read only the files imgpipe writes, under
+        OutputPrefix, whatever a behaviour routes (the function's 404 is the second line)."""
+        for behavior in self.dist["CacheBehaviors"]:
+            self.assertFalse(behavior["PathPattern"].lower().endswith(".json"), behavior)
+        (policy,) = [r for r in self.r.values() if r["Type"] == "AWS::S3::BucketPolicy"
+                     and refs(r["Properties"]["Bucket"]) == {"DerivativesBucket"}]
+        allows = [st for st in policy["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+        self.assertTrue(allows)
+        readable = []
+        for statement in allows:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for resource in resources:
+                parts = resource["Fn::Join"][1]
+                self.assertEqual(refs(parts), {"DerivativesBucket", "OutputPrefix"}, resource)
+                self.assertEqual(parts[-2], {"Ref": "OutputPrefix"}, resource)
+                readable.append(parts[-1])
+        self.assertEqual(sorted(readable), sorted(f"*{ext}" for ext in served_extensions()))
+
     def test_the_origin_is_signed_with_origin_access_control(self):
         (origin,) = self.dist["Origins"]
         self.assertEqual(refs(origin["DomainName"]), {"DerivativesBucket"})
@@ -121,9 +152,9 @@ class Cdn(unittest.TestCase):
 
     def test_files_are_cached_once_and_images_not_recompressed(self):
         patterns = {b["PathPattern"]: b for b in self.dist["CacheBehaviors"]}
-        self.assertEqual(set(patterns), {"*.jpg", "*.webp", "*.avif", "*.png", "*.json"})
+        self.assertEqual(set(patterns), {f"*{ext}" for ext in served_extensions()})
         for pattern, behavior in patterns.items():
-            self.assertEqual(behavior["Compress"], pattern == "*.json", pattern)
+            self.assertFalse(behavior["Compress"], pattern)
             self.assertNotIn("FunctionAssociations", behavior)
             key = self.r[refs(behavior["CachePolicyId"]).pop()]["Properties"]["CachePolicyConfig"][
                 "ParametersInCacheKeyAndForwardedToOrigin"]

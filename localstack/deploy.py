@@ -4,9 +4,12 @@
 Uses a change set with 0.5 s polling: awscli's `cloudformation deploy` waiter sleeps ~30 s between polls.
 In LocalMode the function is left out by the template's condition, but LocalStack's SAM translator still
 insists that a CodeUri be an S3 URI, so the local build path is swapped for a placeholder that is never read.
+A template over CloudFormation's 51 200-byte TemplateBody limit goes through S3 (TemplateURL), as
+`sam deploy` does on AWS: it is put in the bucket imgpipe-deploy-templates under its SHA-256.
 
 usage: deploy.py STACK_NAME [Key=Value ...]
 """
+import hashlib
 import json
 import os
 import sys
@@ -16,6 +19,23 @@ import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "infra", "template.yaml")
+TEMPLATE_BUCKET = "imgpipe-deploy-templates"
+MAX_TEMPLATE_BODY = 51_200
+
+
+def template_source(body: str, endpoint: str, region: str) -> dict:
+    """TemplateBody when it fits, else a TemplateURL to a copy in S3 (path-style on the endpoint)."""
+    data = body.encode("utf-8")
+    if len(data) <= MAX_TEMPLATE_BODY:
+        return {"TemplateBody": body}
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
+    try:
+        s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    key = f"templates/{hashlib.sha256(data).hexdigest()}.yaml"
+    s3.put_object(Bucket=TEMPLATE_BUCKET, Key=key, Body=data, ContentType="application/x-yaml")
+    return {"TemplateURL": f"{endpoint.rstrip('/')}/{TEMPLATE_BUCKET}/{key}"}
 
 
 def main() -> int:
@@ -29,7 +49,9 @@ def main() -> int:
     if params["LocalMode"] == "true":
         body = body.replace("CodeUri: ..\n", "CodeUri: s3://imgpipe-local-mode/unused.zip\n")
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-    cfn = boto3.client("cloudformation", endpoint_url=endpoint, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    cfn = boto3.client("cloudformation", endpoint_url=endpoint, region_name=region)
+    source = template_source(body, endpoint, region)
     try:
         cfn.describe_stacks(StackName=stack)
         change_set_type = "UPDATE"
@@ -40,7 +62,7 @@ def main() -> int:
         StackName=stack,
         ChangeSetName=name,
         ChangeSetType=change_set_type,
-        TemplateBody=body,
+        **source,
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )

@@ -4,8 +4,12 @@
 // rewritten to the best derivative the browser accepts: AVIF when the group has an AVIF preset, else
 // WebP, else JPEG (/derived/photos/cat.jpg/webp.webp). The Accept header is replaced by the one chosen
 // type, so the cache (keyed on the normalised Accept) holds at most three variants per group.
-// Requests for a file (with an extension, or metadata.json) pass unchanged. Paths with dot segments,
-// encoded slashes or backslashes, NUL or control characters are refused with 400 before anything else.
+// A request for a derivative file (.jpg, .webp, .avif or .png, the extensions imgpipe writes) passes
+// unchanged; any other path is answered 404 here: the CDN serves images only, never a document
+// (metadata.json holds the uploader's location and capture time; summaries and import outcomes hold
+// URLs). The bucket policy lets CloudFront read those four extensions only, so this is the second
+// line, not the only one. Paths with dot segments, encoded slashes or backslashes, NUL or control
+// characters are refused with 400 before anything else.
 //
 // Rules for Accept (RFC 9110 §12.5.1): a type is acceptable when listed explicitly with q > 0; JPEG and
 // PNG are also acceptable through image/*, */*, or no Accept at all, and are the fallback whatever the
@@ -23,13 +27,30 @@ var PREFERENCE = ['avif', 'webp', 'jpeg', 'png'];
 var FALLBACK = ['jpeg', 'png', 'webp', 'avif'];
 var MIME = { avif: 'image/avif', webp: 'image/webp', jpeg: 'image/jpeg', png: 'image/png' };
 
-function badRequest(why) {
+// The extensions of the files imgpipe writes (OutputFormat::extension); a Rust test keeps them equal.
+var FILE_EXTENSIONS = ['.jpg', '.webp', '.avif', '.png'];
+
+function answer(statusCode, statusDescription, why) {
     return {
-        statusCode: 400,
-        statusDescription: 'Bad Request',
+        statusCode: statusCode,
+        statusDescription: statusDescription,
         headers: { 'content-type': { value: 'text/plain' }, 'cache-control': { value: 'no-store' } },
         body: { encoding: 'text', data: why + '\n' }
     };
+}
+
+function badRequest(why) {
+    return answer(400, 'Bad Request', why);
+}
+
+function isDerivativeFile(name) {
+    for (var i = 0; i < FILE_EXTENSIONS.length; i++) {
+        var ext = FILE_EXTENSIONS[i];
+        if (name.length > ext.length && name.substring(name.length - ext.length) === ext) {
+            return true;
+        }
+    }
+    return false;
 }
 
 // q-value of each listed media type (lower-case), e.g. {"image/webp": 1, "*/*": 0.8}.
@@ -100,7 +121,10 @@ function handler(event) {
     var last = uri.substring(slash + 1);
     var group = GROUPS.hasOwnProperty(last) ? GROUPS[last] : null;
     if (!group || slash === 0) {
-        return request; // a file (derivative, metadata.json) or not a group: unchanged
+        if (isDerivativeFile(last)) {
+            return request; // a derivative file: unchanged
+        }
+        return answer(404, 'Not Found', 'not an image of this CDN');
     }
     var accept = request.headers.accept ? request.headers.accept.value : '';
     var weights = parseAccept(accept);

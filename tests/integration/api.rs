@@ -7,8 +7,8 @@ use imgpipe_api::{ApiConfig, AppState};
 use crate::harness::{Stack, api_binary, fixture, setup};
 
 /// The upload API on a free port, in process (the router the `api` binary serves).
-struct Api {
-    url: String,
+pub(crate) struct Api {
+    pub(crate) url: String,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -18,7 +18,7 @@ impl Drop for Api {
     }
 }
 
-fn api_env(stack: &Stack, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn api_env(stack: &Stack, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = [
         ("IMGPIPE_INGEST_BUCKET", stack.ingest.as_str()),
         ("IMGPIPE_OUTPUT_BUCKET", stack.derivatives.as_str()),
@@ -42,7 +42,8 @@ fn api_env(stack: &Stack, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     vars
 }
 
-async fn start_api(stack: &Stack, overrides: &[(&str, &str)]) -> Api {
+/// The API's state for this stack, with `overrides` of its environment.
+pub(crate) async fn api_state(stack: &Stack, overrides: &[(&str, &str)]) -> AppState {
     let vars = api_env(stack, overrides);
     let config = ApiConfig::from_lookup(|k| {
         vars.iter()
@@ -51,7 +52,11 @@ async fn start_api(stack: &Stack, overrides: &[(&str, &str)]) -> Api {
             .or_else(|| std::env::var(k).ok())
     })
     .unwrap();
-    let state = AppState::from_config(config).await.unwrap();
+    AppState::from_config(config).await.unwrap()
+}
+
+pub(crate) async fn start_api(stack: &Stack, overrides: &[(&str, &str)]) -> Api {
+    let state = api_state(stack, overrides).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = imgpipe_api::router(Arc::new(state));
@@ -62,7 +67,7 @@ async fn start_api(stack: &Stack, overrides: &[(&str, &str)]) -> Api {
 }
 
 /// POST /v1/uploads; returns (status, body).
-fn request_upload(api: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) fn request_upload(api: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let response = ureq::post(&format!("{api}/v1/uploads"))
         .set("Content-Type", "application/json")
         .send_string(&body.to_string());
@@ -74,12 +79,12 @@ fn request_upload(api: &str, body: serde_json::Value) -> (u16, serde_json::Value
     (status, json(response))
 }
 
-fn json(response: ureq::Response) -> serde_json::Value {
+pub(crate) fn json(response: ureq::Response) -> serde_json::Value {
     let text = response.into_string().unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn get_json(url: &str) -> (u16, serde_json::Value) {
+pub(crate) fn get_json(url: &str) -> (u16, serde_json::Value) {
     match ureq::get(url).call() {
         Ok(r) => (r.status(), json(r)),
         Err(ureq::Error::Status(code, r)) => (code, json(r)),
@@ -109,7 +114,7 @@ fn form(fields: &[(String, String)], file: &[u8]) -> (String, Vec<u8>) {
 
 /// POSTs the form of an upload response with `file`, after `edit` changed its fields; returns the
 /// HTTP status and S3's answer.
-fn post_form(
+pub(crate) fn post_form(
     upload: &serde_json::Value,
     file: &[u8],
     edit: impl Fn(&mut Vec<(String, String)>),
@@ -137,7 +142,7 @@ fn set(fields: &mut [(String, String)], name: &str, value: &str) {
 }
 
 /// Polls the status URL until it is no longer `pending` (60 s at most).
-async fn wait_for_status(status_url: &str) -> serde_json::Value {
+pub(crate) async fn wait_for_status(status_url: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (code, body) = get_json(status_url);

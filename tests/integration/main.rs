@@ -41,6 +41,9 @@ mod no_extra_work;
 /// deletes the removed preset's outputs; `imgpipe status` and `dlq list` show five failures, and
 /// `dlq redrive` after the fix ends with five done and an empty DLQ.
 mod operations;
+/// Private by default: every path the CDN (its local twin) and the API answer without auth, read as
+/// an anonymous client would, shows no location or capture time; an authenticated caller reads them.
+mod privacy;
 /// The `derive` binary itself: Lambda mode against a Runtime API stub (batch item failures, images
 /// returned unstarted before the deadline), and SIGTERM in worker mode.
 mod process_modes;

@@ -42,6 +42,12 @@ pub struct ApiConfig {
     /// tell apart from anyone. `status`: `ok` or `degraded` only; `full`: also the queue depths and
     /// the configuration (buckets, prefixes, limits, presets), an operator's explicit choice.
     pub health_details: bool,
+    /// `IMGPIPE_ANONYMOUS_METADATA` (default `public`): what `GET /v1/images/{id}` returns of the
+    /// metadata document to a caller no authorizer vouched for. `public`: the image and its
+    /// derivatives, without location, capture time, copyright, software, hashes or bucket names
+    /// (`Metadata::public_view`); `full`: the whole document, an operator's explicit choice.
+    /// Authenticated callers (JWT or IAM) always get the whole document.
+    pub anonymous_metadata_full: bool,
 }
 
 impl ApiConfig {
@@ -96,7 +102,13 @@ impl ApiConfig {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             queues,
             endpoint_url: lookup("AWS_ENDPOINT_URL"),
-            health_details: read_health_details(lookup)?,
+            health_details: read_choice(lookup, "IMGPIPE_HEALTH_DETAILS", "status", "full")?,
+            anonymous_metadata_full: read_choice(
+                lookup,
+                "IMGPIPE_ANONYMOUS_METADATA",
+                "public",
+                "full",
+            )?,
         })
     }
 
@@ -118,14 +130,20 @@ impl ApiConfig {
     }
 }
 
-/// `IMGPIPE_HEALTH_DETAILS`: `status` (default) or `full`.
-fn read_health_details(lookup: Lookup<'_>) -> Result<bool, ConfigError> {
-    match lookup("IMGPIPE_HEALTH_DETAILS").as_deref() {
-        None | Some("status") => Ok(false),
-        Some("full") => Ok(true),
+/// A variable that is `default` (or unset) → false, or `opt_in` → true; anything else is an error.
+fn read_choice(
+    lookup: Lookup<'_>,
+    variable: &'static str,
+    default: &str,
+    opt_in: &str,
+) -> Result<bool, ConfigError> {
+    match lookup(variable).as_deref() {
+        None => Ok(false),
+        Some(value) if value == default => Ok(false),
+        Some(value) if value == opt_in => Ok(true),
         Some(other) => Err(ConfigError {
-            variable: "IMGPIPE_HEALTH_DETAILS",
-            message: format!("'{other}' is neither 'status' (the default) nor 'full'"),
+            variable,
+            message: format!("'{other}' is neither '{default}' (the default) nor '{opt_in}'"),
         }),
     }
 }
@@ -153,6 +171,16 @@ mod tests {
         assert_eq!(c.max_source_bytes, 50_000_000);
         assert_eq!(c.upload_expiry, Duration::from_secs(900));
         assert!(c.queues.is_empty() && c.public_url.is_none() && c.cdn_base_url.is_none());
+        assert!(
+            !c.health_details && !c.anonymous_metadata_full,
+            "private by default"
+        );
+        let c = config(&[
+            ("IMGPIPE_HEALTH_DETAILS", "full"),
+            ("IMGPIPE_ANONYMOUS_METADATA", "full"),
+        ])
+        .unwrap();
+        assert!(c.health_details && c.anonymous_metadata_full);
     }
 
     #[test]
@@ -164,6 +192,8 @@ mod tests {
             ("IMGPIPE_MAX_SOURCE_BYTES", "big"),
             ("IMGPIPE_API_PUBLIC_URL", "api.example.com"),
             ("IMGPIPE_CDN_BASE_URL", "cdn.example.com"),
+            ("IMGPIPE_HEALTH_DETAILS", "all"),
+            ("IMGPIPE_ANONYMOUS_METADATA", "yes"),
         ] {
             assert_eq!(
                 config(&[(variable, value)]).unwrap_err().variable,

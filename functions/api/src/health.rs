@@ -2,16 +2,18 @@
 //! answer is the status only (and, when degraded, an error id for the log lines that name each
 //! queue and its error): the route is open to anyone where no authorizer is set, and bucket names,
 //! queue URLs (the account id) and AWS error text are not theirs to read. With
-//! `IMGPIPE_HEALTH_DETAILS=full` (an operator's choice, e.g. on LocalStack) it also has the depth of
+//! `IMGPIPE_HEALTH_DETAILS=full` (an operator's choice, e.g. on LocalStack), or for a caller an
+//! authorizer vouched for (see [`crate::auth`]), it also has the depth of
 //! every queue (visible and in flight) and what the API is configured with. `imgpipe status`
 //! reads the same depths with the operator's own credentials.
 
 use axum::http::StatusCode;
 
+use crate::auth::Caller;
 use crate::routes::AppState;
 
 /// The health document and its status.
-pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
+pub async fn report(state: &AppState, caller: &Caller) -> (StatusCode, serde_json::Value) {
     let depths = futures::future::join_all(
         state
             .config
@@ -37,7 +39,7 @@ pub async fn report(state: &AppState) -> (StatusCode, serde_json::Value) {
         queues.insert((*name).to_string(), value);
     }
     let status = if degraded { "degraded" } else { "ok" };
-    let body = if state.config.health_details {
+    let body = if state.config.health_details || caller.is_authenticated() {
         serde_json::json!({
             "status": status,
             "version": env!("CARGO_PKG_VERSION"),

@@ -15,6 +15,7 @@
 //! - [`status`] and [`health`]: `GET /v1/images/{id}` and `GET /v1/health`.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use imgpipe_core::pipeline::public_url;
 
+use crate::auth::Caller;
 use crate::config::ApiConfig;
 use crate::credentials::CredentialCache;
 use crate::error::ApiError;
@@ -217,7 +218,6 @@ async fn create_upload(
         "metadata": {
             "bucket": config.output_bucket,
             "key": metadata_key,
-            "url": config.cdn_base_url.as_deref().map(|base| public_url(base, &metadata_key)),
         },
         "derivatives": derivatives,
     });
@@ -231,6 +231,7 @@ async fn create_upload(
 
 async fn image_status(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Path(id) = id
@@ -243,13 +244,16 @@ async fn image_status(
             ),
         )
     })?;
-    crate::status::lookup(&state, &ulid.to_string())
+    crate::status::lookup(&state, &ulid.to_string(), &caller)
         .await
         .map(Json)
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
-    let (status, body) = crate::health::report(&state).await;
+async fn health(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let (status, body) = crate::health::report(&state, &caller).await;
     (status, Json(body))
 }
 

@@ -555,10 +555,7 @@ impl Handler {
             .layout
             .derivative_key(&manifest.key, "summary", "json");
         let summary = ObjectRef {
-            url: config
-                .cdn_base_url
-                .as_deref()
-                .map(|base| imgpipe_core::pipeline::public_url(base, &summary_key)),
+            url: None, // summaries are not served by the CDN (they name sources and URLs)
             bucket: config.output_bucket.clone(),
             key: summary_key,
         };

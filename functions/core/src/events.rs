@@ -112,9 +112,7 @@ pub fn deleted_event(
             metadata: ObjectRef {
                 bucket: output.bucket.into(),
                 key: output.metadata_key.into(),
-                url: output
-                    .cdn_base_url
-                    .map(|base| public_url(base, output.metadata_key)),
+                url: None, // documents are not served by the CDN (they hold personal fields)
             },
             deleted_keys,
         },
@@ -164,7 +162,9 @@ pub struct ObjectRef {
     pub bucket: String,
     /// Object key.
     pub key: String,
-    /// Public URL under the CDN base URL; null when none is configured.
+    /// Always null for documents (metadata.json, summary.json): the CDN serves images only,
+    /// because the documents hold the uploader's location and capture time. Read them with an
+    /// authenticated `GET /v1/images/{id}` or from the bucket with IAM.
     pub url: Option<String>,
 }
 
@@ -245,7 +245,7 @@ pub fn image_event(metadata: &Metadata, output: &OutputRef<'_>) -> ImageEvent {
             metadata: ObjectRef {
                 bucket: output.bucket.into(),
                 key: output.metadata_key.into(),
-                url: url(output.metadata_key),
+                url: None, // documents are not served by the CDN (they hold personal fields)
             },
             derivatives: metadata
                 .derivatives
@@ -445,8 +445,8 @@ mod tests {
             Some("https://cdn.example/derived/uploads/01J/a%20b.jpg/thumbnail.jpg")
         );
         assert_eq!(
-            event.data.metadata.url.as_deref(),
-            Some("https://cdn.example/derived/uploads/01J/a%20b.jpg/metadata.json")
+            event.data.metadata.url, None,
+            "metadata.json is not on the CDN: no URL to it"
         );
         validate(&serde_json::to_value(&event).unwrap());
         let without_cdn = image_event(&done_metadata("e1"), &output(None));

@@ -6,7 +6,9 @@
 //! WebP, then JPEG, then PNG, among the formats the group has. AVIF and WebP count only when the
 //! `Accept` header names them with q > 0; JPEG and PNG also through `image/*`, `*/*` or no header, and
 //! are the fallback whatever it says. Unsafe paths (dot segments, encoded slashes or dots, backslashes,
-//! control characters) are refused before anything else.
+//! control characters) are refused before anything else. Any other path that is not a derivative
+//! file (`.jpg`, `.webp`, `.avif`, `.png`) is not served: the edge never hands out a document
+//! (metadata.json holds the uploader's location; summaries and import outcomes hold URLs).
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,7 @@ const FALLBACK: [&str; 4] = ["jpeg", "png", "webp", "avif"];
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Negotiation {
-    /// Not a group request (a file, metadata.json, an unknown name): serve the path as it is.
+    /// A derivative file: serve the path as it is.
     Unchanged,
     /// Serve `path` instead; `content_type` is the chosen format's media type, which also replaces
     /// the request's `Accept` so a cache keyed on it holds at most one entry per format.
@@ -32,6 +34,24 @@ pub enum Negotiation {
     },
     /// Refuse with 400: the path tries to leave its prefix or hides characters.
     Refused,
+    /// Answer 404: neither a group nor a derivative file (a document, an unknown name).
+    NotServed,
+}
+
+/// The extensions of the files imgpipe writes ([`OutputFormat::extension`](crate::preset::OutputFormat::extension),
+/// with the dot): the only files the edge serves.
+pub fn served_extensions() -> Vec<String> {
+    crate::preset::OutputFormat::ALL
+        .iter()
+        .map(|f| format!(".{}", f.extension()))
+        .collect()
+}
+
+/// True when the last path segment `name` is a derivative file by its extension.
+fn is_derivative_file(name: &str) -> bool {
+    served_extensions()
+        .iter()
+        .any(|ext| name.len() > ext.len() && name.ends_with(ext.as_str()))
 }
 
 /// Negotiates `path` (percent-encoded, starting with `/`) for a client sending `accept`
@@ -41,12 +61,15 @@ pub fn negotiate(path: &str, accept: Option<&str>, groups: &EdgeGroups) -> Negot
         return Negotiation::Refused;
     }
     let slash = path.rfind('/').unwrap_or(0);
-    let Some(group) = groups.get(&path[slash + 1..]) else {
-        return Negotiation::Unchanged;
+    let last = &path[slash + 1..];
+    let group = groups.get(last).filter(|_| slash > 0);
+    let Some(group) = group else {
+        return if is_derivative_file(last) {
+            Negotiation::Unchanged
+        } else {
+            Negotiation::NotServed
+        };
     };
-    if slash == 0 {
-        return Negotiation::Unchanged;
-    }
     let accept = accept.unwrap_or("");
     let weights = parse_accept(accept);
     let chosen = PREFERENCE
@@ -185,10 +208,14 @@ mod tests {
                 assert_eq!(got, Negotiation::Refused, "{name}");
                 continue;
             }
+            if expect["status"] == 404 {
+                assert_eq!(got, Negotiation::NotServed, "{name}");
+                continue;
+            }
             let (path, accept_out) = match got {
                 Negotiation::Rewritten { path, content_type } => (path, Some(content_type)),
                 Negotiation::Unchanged => (case["uri"].as_str().unwrap().to_string(), accept),
-                Negotiation::Refused => panic!("{name}: refused"),
+                Negotiation::Refused | Negotiation::NotServed => panic!("{name}: no file served"),
             };
             assert_eq!(path, expect["uri"].as_str().unwrap(), "{name}");
             assert_eq!(accept_out, expect["accept"].as_str(), "{name}");
@@ -202,6 +229,17 @@ mod tests {
         let end = start + function[start..].find(";\n").unwrap();
         let in_function: EdgeGroups = serde_json::from_str(&function[start..end]).unwrap();
         assert_eq!(in_function, PresetSet::default_set().edge_groups());
+    }
+
+    #[test]
+    fn the_function_serves_the_extensions_imgpipe_writes() {
+        let function = infra_cloudfront("negotiate.js");
+        let start =
+            function.find("var FILE_EXTENSIONS = ").unwrap() + "var FILE_EXTENSIONS = ".len();
+        let end = start + function[start..].find(";\n").unwrap();
+        let in_function: Vec<String> =
+            serde_json::from_str(&function[start..end].replace('\'', "\"")).unwrap();
+        assert_eq!(in_function, served_extensions());
     }
 
     #[test]

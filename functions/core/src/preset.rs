@@ -42,6 +42,14 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    /// Every format, in the order of the edge's list of served extensions.
+    pub const ALL: [OutputFormat; 4] = [
+        OutputFormat::Jpeg,
+        OutputFormat::Webp,
+        OutputFormat::Avif,
+        OutputFormat::Png,
+    ];
+
     /// File extension used in output keys.
     pub fn extension(self) -> &'static str {
         match self {

@@ -1,12 +1,13 @@
 //! The local edge: what the CloudFront distribution does, over the derivatives bucket, for `make demo`
 //! and tests. `GET /<output key>/<group>` is negotiated by `Accept` with the CloudFront Function's own
-//! rules ([`imgpipe_core::negotiate`], tested against the same case table); any other path is an
-//! object key served as it is. Responses carry what the distribution's response headers policies add
+//! rules ([`imgpipe_core::negotiate`], tested against the same case table); a derivative file
+//! (`.jpg`, `.webp`, `.avif`, `.png`) is served as it is, and nothing else: no document
+//! (metadata.json, summaries, import outcomes), as at the edge. Responses carry what the distribution's response headers policies add
 //! (`Vary: Accept` on negotiated responses, `X-Content-Type-Options: nosniff`), `Cache-Control`,
 //! `ETag` and `Content-Type` from the object, and conditional requests answer 304.
 //!
 //! Refusals: 400 for unsafe paths (dot segments, encoded slashes, control characters), 404 for a
-//! missing object or a directory-like path (nothing is ever listed), 405 for anything but GET/HEAD.
+//! path that is not a derivative file, a missing object or a directory-like path (nothing is ever listed), 405 for anything but GET/HEAD.
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ async fn serve(
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (path, negotiated) = match negotiate(uri.path(), accept, &gateway.groups) {
         Negotiation::Refused => return text(StatusCode::BAD_REQUEST, "path refused"),
+        Negotiation::NotServed => return text(StatusCode::NOT_FOUND, "not an image of this CDN"),
         Negotiation::Unchanged => (uri.path().to_string(), false),
         Negotiation::Rewritten { path, .. } => (path, true),
     };
