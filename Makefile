@@ -142,7 +142,7 @@ deploy: up ## deploy infra/template.yaml to LocalStack (LocalMode) as $(STACK); 
 worker: deploy build-cache ## run the derive handler as a long-polling worker on the deployed queue
 	cargo build -p imgpipe-derive -p imgpipe-gpu-worker
 	eval "$$($(PY) -c 'import json, shlex; o = json.load(open(".localstack/$(STACK).json")); \
-	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
+	  print(" ".join(f"export {k}={shlex.quote(o[v])};" for k, v in [("IMGPIPE_INGEST_BUCKET", "IngestBucketName"), ("IMGPIPE_OUTPUT_BUCKET", "DerivativesBucketName"), \
 	  ("IMGPIPE_DLQ_URL", "DlqUrl"), ("IMGPIPE_QUEUE_URL", "JobsQueueUrl")]))')" && $(TARGET_DIR)/debug/derive
 
 demo: setup build-cache ## LocalStack + template + worker, API, webhook sender; uploads, webhooks, the edge gateway, and the gallery page

@@ -93,7 +93,7 @@ def main():
     healthy_url, healthy, s1 = endpoint(secret, 0)
     flaky_url, flaky, s2 = endpoint(secret, 2)
     env = dict(os.environ, RUST_LOG="error", IMGPIPE_OUTPUT_BUCKET=out["DerivativesBucketName"],
-               IMGPIPE_DLQ_URL=out["DlqUrl"], IMGPIPE_QUEUE_URL=out["JobsQueueUrl"],
+               IMGPIPE_INGEST_BUCKET=out["IngestBucketName"], IMGPIPE_DLQ_URL=out["DlqUrl"], IMGPIPE_QUEUE_URL=out["JobsQueueUrl"],
                IMGPIPE_EVENTS_TOPIC_ARN=out["EventsTopicArn"], IMGPIPE_WEBHOOK_QUEUE_URL=out["WebhookQueueUrl"],
                IMGPIPE_WEBHOOK_DLQ_URL=out["WebhookDlqUrl"], IMGPIPE_WEBHOOK_URLS=f"{healthy_url},{flaky_url}",
                IMGPIPE_WEBHOOK_SECRET=secret, IMGPIPE_WEBHOOK_RETRY_SCHEDULE="1s,1s,1s,1s")

@@ -138,7 +138,7 @@ def lambda_starts(binary, env, event=None):
 
 
 def init_times():
-    env = {"IMGPIPE_OUTPUT_BUCKET": "bench-derivatives",
+    env = {"IMGPIPE_INGEST_BUCKET": "bench-ingest", "IMGPIPE_OUTPUT_BUCKET": "bench-derivatives",
            "IMGPIPE_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/bench-dlq"}
     return [init for init, _ in lambda_starts(DERIVE, env)]
 

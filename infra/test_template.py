@@ -250,5 +250,37 @@ class Cdn(unittest.TestCase):
         self.assertTrue(any(st.get("Action") == ["s3:PutObjectTagging"] for st in statements), statements)
 
 
+
+class TrustBoundaries(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.t = load()
+        cls.r = cls.t["Resources"]
+
+    def test_the_jobs_queue_takes_the_ingest_buckets_notifications_only(self):
+        (statement,) = self.r["JobsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertNotIn("ArnLike", statement["Condition"])
+        source_arn = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        self.assertNotIn("*", str(source_arn))
+        name = self.r["IngestBucket"]["Properties"]["BucketName"]
+        # The policy's ARN ends with exactly the expression the bucket is named by.
+        parts = source_arn["Fn::Join"][1]
+        self.assertEqual(parts[-2], ":s3:::imgpipe-ingest-")
+        self.assertEqual(parts[-1], name["Fn::Join"][1][-1])
+        self.assertEqual(name["Fn::Join"][1][0], "imgpipe-ingest-")
+
+    def test_both_workers_know_their_source_buckets(self):
+        env = self.r["DeriveFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(refs(env["IMGPIPE_INGEST_BUCKET"]), {"IngestBucket"})
+        self.assertEqual(refs(env["IMGPIPE_BACKFILL_BUCKETS"]), {"BackfillBuckets"})
+        self.assertEqual(self.t["Parameters"]["BackfillBuckets"]["Default"], "")
+        worker, errors = decode(str(INFRA / "gpu-worker.yaml"))
+        assert not errors, errors
+        (container,) = worker["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        names = {e["Name"]: e["Value"] for e in container["Environment"] if "Name" in e}
+        self.assertEqual(refs(names["IMGPIPE_INGEST_BUCKET"]), {"IngestBucketName"})
+        self.assertEqual(refs(names["IMGPIPE_BACKFILL_BUCKETS"]), {"BackfillBuckets"})
+
+
 if __name__ == "__main__":
     unittest.main()

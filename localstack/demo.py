@@ -93,14 +93,14 @@ def main() -> int:
     hook_url = f"http://127.0.0.1:{receiver.server_port}/hooks/imgpipe"
 
     base = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), IMGPIPE_PRESETS_FILE=PRESETS,
-                IMGPIPE_OUTPUT_BUCKET=out["DerivativesBucketName"],
+                IMGPIPE_INGEST_BUCKET=out["IngestBucketName"], IMGPIPE_OUTPUT_BUCKET=out["DerivativesBucketName"],
                 IMGPIPE_QUEUE_URL=out["JobsQueueUrl"], IMGPIPE_DLQ_URL=out["DlqUrl"],
                 IMGPIPE_WEBHOOK_QUEUE_URL=out["WebhookQueueUrl"], IMGPIPE_WEBHOOK_DLQ_URL=out["WebhookDlqUrl"])
     # Each process gets what the template gives its Lambda.
     # EMF metric lines (one JSON object per image on stdout) are for CloudWatch, not this terminal.
     derive_env = dict(base, IMGPIPE_EVENTS_TOPIC_ARN=out["EventsTopicArn"], IMGPIPE_METRICS="off")
     webhooks_env = dict(base, IMGPIPE_WEBHOOK_URLS=hook_url, IMGPIPE_WEBHOOK_SECRET=Receiver.secret)
-    api_env = dict(base, IMGPIPE_INGEST_BUCKET=out["IngestBucketName"], IMGPIPE_GPU_QUEUE_URL=out["GpuJobsQueueUrl"],
+    api_env = dict(base, IMGPIPE_GPU_QUEUE_URL=out["GpuJobsQueueUrl"],
                    IMGPIPE_GPU_DLQ_URL=out["GpuDlqUrl"], IMGPIPE_API_LISTEN=API,
                    IMGPIPE_HEALTH_DETAILS="full")  # local: show the queue depths (default: status only)
     processes = [

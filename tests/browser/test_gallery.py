@@ -54,7 +54,7 @@ def process_demo_uploads(stack: str) -> list[str]:
                               check=True, capture_output=True, text=True)
     out = json.loads(deployed.stdout)
     env = dict(os.environ, RUST_LOG="warn", IMGPIPE_OUTPUT_BUCKET=out["DerivativesBucketName"],
-               IMGPIPE_QUEUE_URL=out["JobsQueueUrl"], IMGPIPE_DLQ_URL=out["DlqUrl"], IMGPIPE_PRESETS_FILE=PRESETS,
+               IMGPIPE_INGEST_BUCKET=out["IngestBucketName"], IMGPIPE_QUEUE_URL=out["JobsQueueUrl"], IMGPIPE_DLQ_URL=out["DlqUrl"], IMGPIPE_PRESETS_FILE=PRESETS,
                IMGPIPE_RETRY_BASE_SECONDS="1", IMGPIPE_METRICS="off")  # EMF lines are for CloudWatch
     worker = subprocess.Popen([os.path.join(BIN, "derive"), "--wait-seconds", "1"], env=env)
     s3 = boto3.client("s3", endpoint_url=ENDPOINT, config=Config(s3={"addressing_style": "path"}))

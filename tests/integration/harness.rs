@@ -57,6 +57,9 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// Buckets made by [`Stack::archive_bucket`]: workers started afterwards accept them as
+    /// sources (`IMGPIPE_BACKFILL_BUCKETS`), as an operator lists an archive for a backfill.
+    pub archives: std::sync::Mutex<Vec<String>>,
 }
 
 /// Deploys `infra/template.yaml` (LocalMode) as a stack named after the test.
@@ -120,6 +123,7 @@ pub async fn setup(test_name: &str) -> Stack {
         events_topic: outputs["EventsTopicArn"].clone(),
         webhook_queue_url: outputs["WebhookQueueUrl"].clone(),
         webhook_dlq_url: outputs["WebhookDlqUrl"].clone(),
+        archives: std::sync::Mutex::new(Vec::new()),
         s3: imgpipe_cloud::store::client(&shared, true),
         sqs: aws_sdk_sqs::Client::new(&shared),
         sns: aws_sdk_sns::Client::new(&shared),
@@ -143,6 +147,11 @@ impl Stack {
     /// The worker's environment for this stack, with `overrides` applied.
     pub fn worker_env(&self, overrides: &[(&str, &str)]) -> HashMap<String, String> {
         let mut vars: HashMap<String, String> = [
+            ("IMGPIPE_INGEST_BUCKET", self.ingest.clone()),
+            (
+                "IMGPIPE_BACKFILL_BUCKETS",
+                self.archives.lock().unwrap().join(","),
+            ),
             ("IMGPIPE_OUTPUT_BUCKET", self.derivatives.clone()),
             ("IMGPIPE_DLQ_URL", self.dlq_url.clone()),
             ("IMGPIPE_QUEUE_URL", self.queue_url.clone()),
@@ -348,8 +357,16 @@ impl Stack {
             .await
     }
 
-    /// A new bucket with no notification (a backfill's source), holding `files` (key, fixture name).
+    /// A new bucket with no notification (a backfill's source, accepted by workers started
+    /// afterwards), holding `files` (key, fixture name).
     pub async fn archive_bucket(&self, name: &str, files: &[(&str, &str)]) -> String {
+        let bucket = self.other_bucket(name, files).await;
+        self.archives.lock().unwrap().push(bucket.clone());
+        bucket
+    }
+
+    /// A new bucket of the same account that is not this stack's source, holding `files`.
+    pub async fn other_bucket(&self, name: &str, files: &[(&str, &str)]) -> String {
         let bucket = format!("it-{name}-{}", std::process::id());
         self.s3
             .create_bucket()

@@ -47,6 +47,8 @@ mod privacy;
 /// The `derive` binary itself: Lambda mode against a Runtime API stub (batch item failures, images
 /// returned unstarted before the deadline), and SIGTERM in worker mode.
 mod process_modes;
+/// The bucket boundary: another bucket's records and manifest items touch nothing of this stack.
+mod trust_boundaries;
 /// Upload paths: pre-signed PUT URL, multipart upload, keys with spaces and non-ASCII letters.
 mod upload_paths;
 /// Signed webhooks: retries keep the id, the Python library verifies them, undeliverable ones end

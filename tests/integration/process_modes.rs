@@ -130,6 +130,8 @@ async fn lambda_mode_reports_only_retryable_messages_as_batch_item_failures() {
         .envs(stack.worker_env(&[
             ("IMGPIPE_METRICS", "emf"),
             ("IMGPIPE_STACK_NAME", "it-lambda"),
+            // A source bucket of this stack that cannot be read: transient (s3_get).
+            ("IMGPIPE_BACKFILL_BUCKETS", "imgpipe-no-such-ingest-bucket"),
         ]))
         .envs(lambda_env("derive", &address))
         .stdout(Stdio::piped())

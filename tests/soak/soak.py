@@ -292,6 +292,7 @@ def main() -> int:
     env = {
         **os.environ,
         **AWS_ENV,
+        "IMGPIPE_INGEST_BUCKET": ingest,
         "IMGPIPE_OUTPUT_BUCKET": derivatives,
         "IMGPIPE_DLQ_URL": dlq,
         "IMGPIPE_QUEUE_URL": queue,

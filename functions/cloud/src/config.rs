@@ -10,6 +10,15 @@ use imgpipe_core::{GpsPolicy, Limits, OutputLayout, PresetSet};
 /// Everything the handler needs besides AWS clients.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `IMGPIPE_INGEST_BUCKET` (required): the bucket whose uploads this stack processes. A record
+    /// or manifest item of any other bucket (save `backfill_buckets`) is refused unread
+    /// (`foreign_bucket`): output keys depend on the source key only, so another bucket's delete
+    /// would otherwise delete this bucket's outputs.
+    pub ingest_bucket: String,
+    /// `IMGPIPE_BACKFILL_BUCKETS` (comma-separated, default none): archive buckets that manifests
+    /// and `imgpipe backfill --bucket` may name besides the ingest bucket. Reading them is the
+    /// operator's grant to give.
+    pub backfill_buckets: Vec<String>,
     /// `IMGPIPE_OUTPUT_BUCKET` (required): bucket for derivatives and metadata.
     pub output_bucket: String,
     /// `IMGPIPE_OUTPUT_PREFIX` (default `derived/`): key prefix of every output.
@@ -33,7 +42,8 @@ pub struct Config {
     pub background: [u8; 3],
     /// `IMGPIPE_CACHE_CONTROL` (default `public, max-age=86400, s-maxage=31536000`): on derivatives.
     pub cache_control: String,
-    /// `IMGPIPE_METADATA_CACHE_CONTROL` (default `public, max-age=60`): on metadata.json.
+    /// `IMGPIPE_METADATA_CACHE_CONTROL` (default `private, max-age=60`): on metadata.json (which no
+    /// CDN serves: it holds personal fields).
     pub metadata_cache_control: String,
     /// `IMGPIPE_MAX_ATTEMPTS` (default 5, = the queue's maxReceiveCount): receives before a transient
     /// failure is dead-lettered by the handler with its reason.
@@ -182,6 +192,16 @@ impl Config {
             }
         };
         Ok(Self {
+            ingest_bucket: required("IMGPIPE_INGEST_BUCKET")?,
+            backfill_buckets: lookup("IMGPIPE_BACKFILL_BUCKETS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|b| !b.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
             output_bucket: required("IMGPIPE_OUTPUT_BUCKET")?,
             layout: OutputLayout {
                 prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()),
@@ -196,7 +216,7 @@ impl Config {
             cache_control: lookup("IMGPIPE_CACHE_CONTROL")
                 .unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),
             metadata_cache_control: lookup("IMGPIPE_METADATA_CACHE_CONTROL")
-                .unwrap_or_else(|| "public, max-age=60".into()),
+                .unwrap_or_else(|| "private, max-age=60".into()),
             max_attempts: max_attempts as u32,
             retry_base: Duration::from_secs(number("IMGPIPE_RETRY_BASE_SECONDS", 10)?),
             retry_max: Duration::from_secs(number("IMGPIPE_RETRY_MAX_SECONDS", 900)?),
@@ -252,6 +272,19 @@ impl Config {
             cdn_base_url: self.cdn_base_url.clone(),
             encode_threads: self.encode_threads,
         }
+    }
+
+    /// True when `bucket` is this stack's ingest bucket or one of `IMGPIPE_BACKFILL_BUCKETS`.
+    pub fn accepts_bucket(&self, bucket: &str) -> bool {
+        bucket == self.ingest_bucket || self.backfill_buckets.iter().any(|b| b == bucket)
+    }
+
+    /// Why `bucket` is refused, for the dead letter and the manifest summary.
+    pub fn foreign_bucket_reason(&self, bucket: &str) -> String {
+        format!(
+            "bucket '{bucket}' is not this stack's ingest bucket ({}) or one of IMGPIPE_BACKFILL_BUCKETS; nothing was read, written or deleted: check the bucket notification, the jobs queue policy or the manifest",
+            self.ingest_bucket
+        )
     }
 
     /// Delay before the next attempt after `receive_count` receives: base × 2^(n−1), capped.
@@ -353,6 +386,7 @@ mod tests {
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut map: HashMap<String, String> = [
+            ("IMGPIPE_INGEST_BUCKET", "in"),
             ("IMGPIPE_OUTPUT_BUCKET", "out"),
             ("IMGPIPE_DLQ_URL", "http://dlq"),
         ]
@@ -373,6 +407,18 @@ mod tests {
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.background, [255, 255, 255]);
         assert_eq!(c.presets.presets().len(), 5);
+        assert_eq!(c.metadata_cache_control, "private, max-age=60");
+    }
+
+    #[test]
+    fn only_the_ingest_bucket_and_named_archives_are_sources() {
+        let c = config(&[]).unwrap();
+        assert!(c.accepts_bucket("in"));
+        assert!(!c.accepts_bucket("out") && !c.accepts_bucket("other") && !c.accepts_bucket(""));
+        let c = config(&[("IMGPIPE_BACKFILL_BUCKETS", " archive-2020, ,archive-2021 ")]).unwrap();
+        assert_eq!(c.backfill_buckets, ["archive-2020", "archive-2021"]);
+        assert!(c.accepts_bucket("archive-2021") && c.accepts_bucket("in"));
+        assert!(!c.accepts_bucket("archive"));
     }
 
     #[test]
@@ -400,7 +446,7 @@ mod tests {
             "IMGPIPE_PRESETS_FILE"
         );
         let no_bucket = Config::from_lookup(|_| None).unwrap_err();
-        assert_eq!(no_bucket.variable, "IMGPIPE_OUTPUT_BUCKET");
+        assert_eq!(no_bucket.variable, "IMGPIPE_INGEST_BUCKET");
     }
 
     #[test]

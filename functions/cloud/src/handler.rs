@@ -194,7 +194,30 @@ impl Handler {
                     reason: "s3:TestEvent".into(),
                 };
             }
-            Ok(Notification::Records(records)) => records,
+            Ok(Notification::Records(records)) => {
+                // Output keys depend on the source key only: a record of another bucket could
+                // delete or overwrite this bucket's outputs. Refused before anything is read,
+                // written, announced or deleted, the whole message with it.
+                if let Some(foreign) = records
+                    .iter()
+                    .find(|r| !self.config.accepts_bucket(&r.bucket))
+                {
+                    let failure = Failure::permanent(
+                        "foreign_bucket",
+                        format!(
+                            "s3://{}/{}: {}",
+                            foreign.bucket,
+                            foreign.key,
+                            self.config.foreign_bucket_reason(&foreign.bucket)
+                        ),
+                    );
+                    self.metrics.record(RecordEnd::Failed(&failure.kind), None);
+                    return self
+                        .dead_letter(body, failure, Some(foreign), receive_count, message_id)
+                        .await;
+                }
+                records
+            }
             Ok(Notification::Import(job)) => {
                 return self
                     .settle_import(&job, body, receive_count, message_id)
@@ -748,6 +771,11 @@ impl Handler {
         // What the URL alone decides (scheme, allow-list) is refused here, at once; the rest
         // becomes import jobs.
         let mut parsed = parsed;
+        manifest::refuse_buckets(
+            &mut parsed,
+            |bucket| config.accepts_bucket(bucket),
+            |bucket| config.foreign_bucket_reason(bucket),
+        );
         let mut imports: Vec<importer::ImportJob> = Vec::new();
         for (index, url) in parsed.urls.iter().enumerate() {
             let checked = url
@@ -874,6 +902,21 @@ impl Handler {
         message_id: &str,
     ) -> Outcome {
         let config = &self.config;
+        if !config.accepts_bucket(&job.bucket) {
+            let failure = Failure::permanent(
+                "foreign_bucket",
+                format!(
+                    "import into s3://{}/{}: {}",
+                    job.bucket,
+                    job.prefix,
+                    config.foreign_bucket_reason(&job.bucket)
+                ),
+            );
+            self.metrics.record(RecordEnd::Failed(&failure.kind), None);
+            return self
+                .dead_letter(body, failure, None, receive_count, message_id)
+                .await;
+        }
         let outcome_key = importer::outcome_key(&config.layout, &job.manifest_key, job.index);
         let result = async {
             // An outcome of this job (same manifest version, same URL) ends it; one of another

@@ -124,6 +124,25 @@ pub fn parse(bytes: &[u8], default_bucket: &str) -> Result<Manifest, String> {
     Ok(manifest)
 }
 
+/// Moves the items whose bucket `accepts` refuses to `rejected`, with `reason(bucket)`: a manifest
+/// may name only the buckets this stack processes (its ingest bucket, `IMGPIPE_BACKFILL_BUCKETS`).
+pub fn refuse_buckets(
+    manifest: &mut Manifest,
+    accepts: impl Fn(&str) -> bool,
+    reason: impl Fn(&str) -> String,
+) {
+    let (kept, refused): (Vec<Item>, Vec<Item>) = std::mem::take(&mut manifest.items)
+        .into_iter()
+        .partition(|item| accepts(&item.bucket));
+    manifest.items = kept;
+    manifest
+        .rejected
+        .extend(refused.into_iter().map(|item| Rejected {
+            reason: reason(&item.bucket),
+            entry: format!("{},{}", item.bucket, item.key),
+        }));
+}
+
 /// `scheme://…` with an RFC 3986 scheme.
 fn is_url(entry: &str) -> bool {
     entry.split_once("://").is_some_and(|(scheme, _)| {
@@ -256,5 +275,35 @@ mod tests {
         );
         let many = format!("key\n{}", "a\n".repeat(10));
         assert!(parse(many.as_bytes(), "b").is_ok());
+    }
+
+    #[test]
+    fn items_of_other_buckets_are_rejected_with_the_reason() {
+        let mut m = parse(
+            b"bucket,key\ningest,a.jpg\narchive,b.jpg\nelsewhere,c.jpg\n,d.jpg\n",
+            "ingest",
+        )
+        .unwrap();
+        refuse_buckets(
+            &mut m,
+            |b| b == "ingest" || b == "archive",
+            |b| format!("'{b}' is not a source"),
+        );
+        let kept: Vec<(&str, &str)> = m
+            .items
+            .iter()
+            .map(|i| (i.bucket.as_str(), i.key.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("ingest", "a.jpg"),
+                ("archive", "b.jpg"),
+                ("ingest", "d.jpg")
+            ]
+        );
+        assert_eq!(m.rejected.len(), 1);
+        assert_eq!(m.rejected[0].entry, "elsewhere,c.jpg");
+        assert_eq!(m.rejected[0].reason, "'elsewhere' is not a source");
     }
 }
