@@ -127,8 +127,8 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
     let base = format!("http://images.test:{port}");
     let manifest = format!(
         "url\n\
-         {base}/photos/red%20flower.jpg\n\
-         ftp://images.test:{port}/photos/a.jpg\n\
+         {base}/photos/red%20flower.jpg?token=SECRET123\n\
+         ftp://user:SECRET789@images.test:{port}/photos/a.jpg?sig=SECRET456\n\
          http://elsewhere.test:{port}/a.jpg\n\
          http://internal.test:{port}/a.jpg\n\
          http://mapped.test:{port}/a.jpg\n\
@@ -217,8 +217,36 @@ async fn manifest_urls_are_imported_or_refused_with_a_reason() {
     let head = stack.head(&stack.ingest, key).await;
     assert_eq!(
         head.metadata().unwrap()["imgpipe-source-url"],
-        format!("{base}/photos/red%20flower.jpg")
+        format!("{base}/photos/red%20flower.jpg?..."),
+        "stored without its query (a signed URL's token)"
     );
+    assert_eq!(
+        imported["url_sha256"].as_str().unwrap().len(),
+        16,
+        "{imported}"
+    );
+    // No token of a listed URL is stored: not in the summary, an outcome or any other document.
+    let listed = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.derivatives)
+        .prefix("derived/manifests/")
+        .send()
+        .await
+        .unwrap();
+    let documents: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    assert!(documents.len() >= 8, "{documents:?}");
+    for key in &documents {
+        let text = String::from_utf8(stack.get(&stack.derivatives, key).await.unwrap()).unwrap();
+        assert!(
+            !text.contains("SECRET"),
+            "{key} stores a URL's token: {text}"
+        );
+    }
 
     // A new version of the manifest: its first URL's outcome is its own, not the old one's.
     let first_outcome = "derived/manifests/urls.csv/imports/00000.json";

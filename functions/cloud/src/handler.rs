@@ -780,7 +780,12 @@ impl Handler {
         for (index, url) in parsed.urls.iter().enumerate() {
             let checked = url
                 .parse::<reqwest::Url>()
-                .map_err(|e| url_policy::Refusal::new("bad_url", format!("'{url}': {e}")))
+                .map_err(|e| {
+                    url_policy::Refusal::new(
+                        "bad_url",
+                        format!("'{}': {e}", url_policy::redact(url)),
+                    )
+                })
                 .and_then(|u| {
                     url_policy::check_url(&u, &config.import.allow, config.import.allow_http)
                 });
@@ -793,9 +798,10 @@ impl Handler {
                     index,
                     prefix: config.import_prefix.clone(),
                 }),
+                // Stored in summary.json: the URL without its query (tokens) or credentials.
                 Err(refusal) => parsed.rejected.push(manifest::Rejected {
-                    entry: url.clone(),
-                    reason: refusal.to_string(),
+                    entry: url_policy::redact(url),
+                    reason: url_policy::redact_in(&refusal.to_string()),
                 }),
             }
         }
@@ -925,7 +931,7 @@ impl Handler {
             let mut replaces = None;
             if let Some((bytes, etag)) = existing {
                 let found: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                if found["url"] == job.url.as_str()
+                if found["url_sha256"] == url_policy::url_id(&job.url).as_str()
                     && found["manifest"]["etag"] == serde_json::json!(job.manifest_etag)
                 {
                     return Ok(None);
@@ -943,15 +949,16 @@ impl Handler {
                         .record(RecordEnd::Retried(refusal.class), None);
                     return Err(Failure::transient(
                         &format!("import_{}", refusal.class),
-                        refusal.to_string(),
+                        url_policy::redact_in(&refusal.to_string()),
                     ));
                 }
                 Err(refusal) => {
                     self.metrics
                         .record(RecordEnd::ImportRefused(refusal.class), None);
-                    tracing::warn!(manifest = %job.manifest_key, url = %job.url, class = refusal.class, reason = %refusal.reason, "URL refused");
+                    let reason = url_policy::redact_in(&refusal.reason);
+                    tracing::warn!(manifest = %job.manifest_key, url = %url_policy::redact(&job.url), class = refusal.class, reason, "URL refused");
                     serde_json::json!({
-                        "status": "rejected", "class": refusal.class, "reason": refusal.reason,
+                        "status": "rejected", "class": refusal.class, "reason": reason,
                     })
                 }
             };
@@ -959,7 +966,10 @@ impl Handler {
                 "schema": "imgpipe.import/v1",
                 "manifest": {"bucket": job.bucket, "key": job.manifest_key, "etag": job.manifest_etag},
                 "index": job.index,
-                "url": job.url,
+                // Without query or credentials (signed URLs carry tokens); the hash matches the
+                // URL the app listed.
+                "url": url_policy::redact(&job.url),
+                "url_sha256": url_policy::url_id(&job.url),
                 "attempts": receive_count,
                 "at": now(),
             });
@@ -987,7 +997,11 @@ impl Handler {
                 forwarded: 0,
             },
             Ok(Some(outcome)) => Outcome::Ignored {
-                reason: format!("{} refused: {}", job.url, outcome["reason"]),
+                reason: format!(
+                    "{} refused: {}",
+                    url_policy::redact(&job.url),
+                    outcome["reason"]
+                ),
             },
             Ok(None) => Outcome::Done {
                 processed: 0,
@@ -996,7 +1010,7 @@ impl Handler {
             },
             Err(failure) if receive_count < config.max_attempts => {
                 let delay = config.retry_delay(receive_count);
-                tracing::warn!(message_id, url = %job.url, receive_count, delay_s = delay.as_secs(), error = %failure, "import failed for now; will retry");
+                tracing::warn!(message_id, url = %url_policy::redact(&job.url), receive_count, delay_s = delay.as_secs(), error = %failure, "import failed for now; will retry");
                 Outcome::Retry { failure, delay }
             }
             Err(failure) => {
@@ -1025,22 +1039,22 @@ impl Handler {
             fetched.format,
         );
         let bytes = fetched.bytes.len();
+        let final_url = url_policy::redact(&fetched.final_url);
         store::put_tagged(
             &self.s3,
             &job.bucket,
             &key,
             fetched.bytes,
             &format!("image/{}", fetched.format.as_str()),
-            // S3 user metadata is limited to 2 KB: a longer (signed) URL stays in the outcome only.
-            &[("imgpipe-source-url", fetched.final_url.as_str())]
-                [..usize::from(fetched.final_url.len() <= 1024)],
+            // S3 user metadata is limited to 2 KB: a longer URL stays in the outcome only.
+            &[("imgpipe-source-url", final_url.as_str())][..usize::from(final_url.len() <= 1024)],
         )
         .await?;
-        tracing::info!(manifest = %job.manifest_key, url = %job.url, key, bytes, address = %fetched.address, "URL imported");
+        tracing::info!(manifest = %job.manifest_key, url = %url_policy::redact(&job.url), key, bytes, address = %fetched.address, "URL imported");
         Ok(Ok(serde_json::json!({
             "status": "imported", "key": key,
             "metadata_key": config.layout.metadata_key(&key),
-            "bytes": bytes, "final_url": fetched.final_url,
+            "bytes": bytes, "final_url": final_url,
         })))
     }
 
@@ -1072,7 +1086,8 @@ impl Handler {
         ));
         items.extend(imports.iter().map(|job| {
             serde_json::json!({
-                "entry": job.url, "status": "importing",
+                "entry": url_policy::redact(&job.url), "url_sha256": url_policy::url_id(&job.url),
+                "status": "importing",
                 // Where the import's outcome will be: imported (with its key), or rejected and why.
                 "outcome_key": importer::outcome_key(&config.layout, &job.manifest_key, job.index),
             })

@@ -37,6 +37,63 @@ impl Refusal {
     }
 }
 
+/// `url` as imgpipe stores and logs it: `scheme://host[:port]/path`, without userinfo, query or
+/// fragment (signed URLs carry their tokens there); `?...` marks a dropped query. Text that does not
+/// parse as a URL is cut at its first `?` or `#` and loses anything up to an `@` after the scheme.
+pub fn redact(url: &str) -> String {
+    if let Ok(parsed) = url::Url::parse(url)
+        && parsed.has_host()
+    {
+        let mut shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
+        if let Some(port) = parsed.port() {
+            shown.push_str(&format!(":{port}"));
+        }
+        shown.push_str(parsed.path());
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            shown.push_str("?...");
+        }
+        return shown;
+    }
+    let cut = url.find(['?', '#']);
+    let mut shown = url[..cut.unwrap_or(url.len())].to_string();
+    if let Some((scheme, rest)) = shown.split_once("://")
+        && let Some((_, host)) = rest.split_once('@')
+    {
+        shown = format!("{scheme}://{host}");
+    }
+    if cut.is_some() {
+        shown.push_str("?...");
+    }
+    shown
+}
+
+/// `text` with every URL in it (`scheme://` up to whitespace, a quote or a closing bracket)
+/// [`redact`]ed: for refusal reasons and HTTP client errors, which quote the URL they are about.
+pub fn redact_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ')' | ']' | '>' | ','))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first 16 hex digits of the SHA-256 of the whole `url`: lets an app match a stored entry with
+/// the URL it listed, without the stored copy carrying the URL's tokens.
+pub fn url_id(url: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8])
+}
+
 /// Hosts the importer may fetch from: `host`, `host:port`, `*.domain` or `*.domain:port`
 /// (subdomains only). Without a port, only the scheme's default port is allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -251,6 +308,32 @@ pub fn pick_address(host: &str, addresses: &[IpAddr]) -> Result<IpAddr, Refusal>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stored_urls_keep_no_token_or_credentials() {
+        assert_eq!(
+            redact("https://u:p@h.example:8443/a/b.jpg?X-Amz-Signature=s3cr3t#frag"),
+            "https://h.example:8443/a/b.jpg?..."
+        );
+        assert_eq!(redact("https://h.example/a.jpg"), "https://h.example/a.jpg");
+        assert_eq!(redact("not a url?token=x"), "not a url?...");
+        assert_eq!(redact("ftp://user@h/x?sig=1"), "ftp://h/x?...");
+        let reason =
+            "GET https://h.example/a.jpg?sig=SECRET answered 404; 'http://u:pw@x/y?t=SECRET2' too";
+        let shown = redact_in(reason);
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("pw"),
+            "{shown}"
+        );
+        assert_eq!(
+            shown,
+            "GET https://h.example/a.jpg?... answered 404; 'http://x/y?...' too"
+        );
+        assert_eq!(redact_in("no url here"), "no url here");
+        assert_eq!(url_id("https://h/a?x=1").len(), 16);
+        assert_ne!(url_id("https://h/a?x=1"), url_id("https://h/a?x=2"));
+    }
+
     use super::*;
 
     fn url(text: &str) -> reqwest::Url {
