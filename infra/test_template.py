@@ -282,5 +282,39 @@ class TrustBoundaries(unittest.TestCase):
         self.assertEqual(refs(names["IMGPIPE_BACKFILL_BUCKETS"]), {"BackfillBuckets"})
 
 
+class Uploads(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.t = load()
+        cls.r = cls.t["Resources"]
+
+    def test_anonymous_uploads_are_an_explicit_choice(self):
+        self.assertEqual(self.t["Parameters"]["AllowAnonymousUploads"]["Default"], "false")
+        rule = self.t["Rules"]["UploadApiNeedsAuthOrAnOptIn"]
+        condition = str(rule["RuleCondition"])
+        self.assertIn("JwtIssuer", condition)
+        self.assertIn("LocalMode", condition)
+        (assertion,) = rule["Assertions"]
+        self.assertEqual(assertion["Assert"], {"Fn::Equals": [{"Ref": "AllowAnonymousUploads"}, "true"]})
+
+    def test_unfinished_and_failed_sources_expire_by_the_handlers_tag(self):
+        rules = self.r["IngestBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        status_rs = (INFRA.parent / "functions/cloud/src/source_status.rs").read_text(encoding="utf-8")
+        tag = re.search(r'pub const TAG: &str = "([^"]+)";', status_rs).group(1)
+        expired = set()
+        for rule in rules:
+            for f in rule.get("TagFilters", []):
+                self.assertEqual(f["Key"], tag, rule)
+                self.assertEqual(refs(rule["ExpirationInDays"]), {"UnfinishedSourceDays"}, rule)
+                expired.add(f["Value"])
+        for name in ("PENDING", "FAILED"):
+            value = re.search(rf'pub const {name}: &str = "([^"]+)";', status_rs).group(1)
+            self.assertIn(value, expired)
+        done = re.search(r'pub const DONE: &str = "([^"]+)";', status_rs).group(1)
+        self.assertNotIn(done, expired, "a processed original must never expire")
+        self.assertTrue(any(r.get("AbortIncompleteMultipartUpload") for r in rules), rules)
+        self.assertEqual(self.t["Parameters"]["UnfinishedSourceDays"]["Default"], 14)
+
+
 if __name__ == "__main__":
     unittest.main()

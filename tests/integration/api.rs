@@ -206,6 +206,7 @@ async fn s3_enforces_the_post_policy_and_a_correct_upload_is_processed() {
             key: &key,
             content_type: "image/jpeg",
             max_bytes: 1_000_000,
+            tagging: &imgpipe_cloud::source_status::pending_xml(),
             expires_at: now - Duration::from_secs(1),
         },
         &post_policy::SigningCredentials {
@@ -238,10 +239,15 @@ async fn s3_enforces_the_post_policy_and_a_correct_upload_is_processed() {
         "a refused upload left an object behind"
     );
 
-    // The correct upload goes through and is processed.
-    let worker = stack.start_worker().await;
+    // The correct upload goes through, tagged pending by the policy (it would expire unprocessed),
+    // and is processed.
     let (code, answer) = post_form(upload, &photo, |_| {});
     assert_eq!(code, 204, "{answer}");
+    assert_eq!(
+        stack.tags(&stack.ingest, &key).await,
+        [("imgpipe-status".to_string(), "pending".to_string())]
+    );
+    let worker = stack.start_worker().await;
     let done = wait_for_status(issued["status_url"].as_str().unwrap()).await;
     worker.stop().await;
     assert_eq!(done["status"], "done", "{done}");
@@ -266,6 +272,11 @@ async fn s3_enforces_the_post_policy_and_a_correct_upload_is_processed() {
     assert_eq!(done["metadata_key"], issued["metadata"]["key"]);
     let head = stack.head(&stack.ingest, &key).await;
     assert_eq!(head.content_type(), Some("image/jpeg"));
+    // Signed in as pending by the POST policy, marked done before the document: it never expires.
+    assert_eq!(
+        stack.tags(&stack.ingest, &key).await,
+        [("imgpipe-status".to_string(), "done".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,22 +291,36 @@ async fn put_uploads_sign_the_content_type_and_bad_files_report_failed() {
     );
     assert_eq!(status, 201, "{issued}");
     let url = issued["upload"]["url"].as_str().unwrap();
-    match ureq::put(url)
-        .set("Content-Type", "image/png")
-        .send_bytes(&text)
-    {
+    let put = |content_type: &str, body: &[u8]| {
+        ureq::put(url)
+            .set("Content-Type", content_type)
+            .set("x-amz-tagging", "imgpipe-status=pending")
+            .send_bytes(body)
+    };
+    match put("image/png", &text) {
         Err(ureq::Error::Status(403, _)) => {}
         other => panic!("a PUT with another Content-Type was accepted: {other:?}"),
     }
-    let response = ureq::put(url)
-        .set("Content-Type", "image/jpeg")
-        .send_bytes(&text)
-        .unwrap();
+    // One byte more than declared: the signed Content-Length no longer matches.
+    let mut longer = text.clone();
+    longer.push(b'\n');
+    match put("image/jpeg", &longer) {
+        Err(ureq::Error::Status(403, _)) => {}
+        other => panic!("a PUT of another size was accepted: {other:?}"),
+    }
+    let response = put("image/jpeg", &text).unwrap();
     assert_eq!(response.status(), 200);
     let ended = wait_for_status(issued["status_url"].as_str().unwrap()).await;
     worker.stop().await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["metadata"]["error"]["kind"], "unsupported");
+    // A permanently failed source is tagged for the lifecycle rule that expires it.
+    assert_eq!(
+        stack
+            .tags(&stack.ingest, issued["key"].as_str().unwrap())
+            .await,
+        [("imgpipe-status".to_string(), "failed".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

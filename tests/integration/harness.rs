@@ -417,6 +417,25 @@ impl Stack {
             .unwrap_or_else(|e| panic!("HeadObject {bucket}/{key}: {e}"))
     }
 
+    /// The object tags of `bucket`/`key`, sorted.
+    pub async fn tags(&self, bucket: &str, key: &str) -> Vec<(String, String)> {
+        let out = self
+            .s3
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetObjectTagging {bucket}/{key}: {e}"));
+        let mut tags: Vec<(String, String)> = out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        tags.sort();
+        tags
+    }
+
     /// The current ETag of `bucket`/`key`, unquoted, as S3 events carry it.
     pub async fn etag(&self, bucket: &str, key: &str) -> String {
         let head = self.head(bucket, key).await;

@@ -2,8 +2,10 @@
 //!
 //! The policy is a JSON document, base64-encoded into the form's `policy` field, that S3 checks the
 //! POST against: an expiry and one condition per field. imgpipe's policy pins the bucket, the exact
-//! key, the exact `Content-Type`, the size range `[1, max]` and the signing fields, so S3 itself
-//! refuses a bigger or empty body, another type, another key or a late upload. The signature is
+//! key, the exact `Content-Type`, the size range `[1, max]`, the object's tags (`tagging`, the
+//! `imgpipe-status=pending` tag the ingest bucket's lifecycle rules select on) and the signing
+//! fields, so S3 itself refuses a bigger or empty body, another type, another key, other tags or a
+//! late upload. The signature is
 //! `hex(HMAC-SHA256(signing key, base64 policy))` with the usual SigV4 signing key, derived by the
 //! SDK's own `aws-sigv4` (the SDK pre-signs PUT/GET but has no POST policy builder). Pure: the
 //! caller passes credentials and the time.
@@ -24,6 +26,8 @@ pub struct PostPolicy<'a> {
     pub content_type: &'a str,
     /// Largest body in bytes (the smallest is 1).
     pub max_bytes: u64,
+    /// The exact `tagging` field: an S3 Tagging XML document.
+    pub tagging: &'a str,
     /// When the policy stops being accepted.
     pub expires_at: SystemTime,
 }
@@ -74,6 +78,7 @@ pub fn sign(
     let mut fields = vec![
         ("key".to_string(), policy.key.to_string()),
         ("Content-Type".to_string(), policy.content_type.to_string()),
+        ("tagging".to_string(), policy.tagging.to_string()),
         (
             "x-amz-algorithm".to_string(),
             "AWS4-HMAC-SHA256".to_string(),
@@ -86,6 +91,7 @@ pub fn sign(
         serde_json::json!({ "key": policy.key }),
         serde_json::json!({ "Content-Type": policy.content_type }),
         serde_json::json!(["content-length-range", 1, policy.max_bytes]),
+        serde_json::json!({ "tagging": policy.tagging }),
         serde_json::json!({ "x-amz-algorithm": "AWS4-HMAC-SHA256" }),
         serde_json::json!({ "x-amz-credential": credential }),
         serde_json::json!({ "x-amz-date": amz_date }),
@@ -142,6 +148,8 @@ mod tests {
         }
     }
 
+    const TAGGING: &str = "<Tagging><TagSet><Tag><Key>imgpipe-status</Key><Value>pending</Value></Tag></TagSet></Tagging>";
+
     fn field<'a>(post: &'a SignedPost, name: &str) -> &'a str {
         &post.fields.iter().find(|(k, _)| k == name).unwrap().1
     }
@@ -154,6 +162,7 @@ mod tests {
             key: "uploads/01J/a b.jpg",
             content_type: "image/jpeg",
             max_bytes: 50_000_000,
+            tagging: TAGGING,
             expires_at: now + Duration::from_secs(900),
         };
         let post = sign(&policy, &credentials(None), "us-east-1", now);
@@ -166,6 +175,7 @@ mod tests {
                     {"key": "uploads/01J/a b.jpg"},
                     {"Content-Type": "image/jpeg"},
                     ["content-length-range", 1, 50_000_000],
+                    {"tagging": TAGGING},
                     {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
                     {"x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20261130/us-east-1/s3/aws4_request"},
                     {"x-amz-date": "20261130T160000Z"},
@@ -179,13 +189,14 @@ mod tests {
         );
         assert_eq!(field(&post, "key"), "uploads/01J/a b.jpg");
         assert_eq!(field(&post, "Content-Type"), "image/jpeg");
+        assert_eq!(field(&post, "tagging"), TAGGING);
         assert_eq!(post.fields.last().unwrap().0, "x-amz-signature");
         // Known answer from an independent implementation: Python's hmac/hashlib following the SigV4
         // algorithm as AWS documents it (kDate = HMAC("AWS4" + secret, "20261130"), kRegion,
         // kService, kSigning; signature = hex(HMAC(kSigning, the base64 policy above))).
         assert_eq!(
             field(&post, "x-amz-signature"),
-            "1f8b30346ef3f0a8f67686376ec426b744b5f1661fb8092cba2151a86507022a"
+            "7d8a5ac9fc144ff7fada78adb93c2df3517a5d8a35a33efdf21062d13897ac7f"
         );
     }
 
@@ -197,6 +208,7 @@ mod tests {
             key: "k",
             content_type: "image/png",
             max_bytes: 10,
+            tagging: TAGGING,
             expires_at: now,
         };
         let post = sign(&policy, &credentials(Some("TOKEN")), "eu-west-1", now);

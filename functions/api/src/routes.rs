@@ -158,6 +158,7 @@ async fn create_upload(
                 key: &key,
                 content_type: request.content_type,
                 max_bytes: config.max_source_bytes,
+                tagging: &imgpipe_cloud::source_status::pending_xml(),
                 expires_at,
             };
             let signed = post_policy::sign(&policy, &credentials, &state.region, now);
@@ -189,6 +190,9 @@ async fn create_upload(
                 .bucket(&config.ingest_bucket)
                 .key(&key)
                 .content_type(request.content_type)
+                // Signed: S3 refuses a body of another length (and another tag set).
+                .content_length(request.bytes as i64)
+                .tagging(imgpipe_cloud::source_status::pending_query())
                 .presigned(presigning)
                 .await
                 .map_err(|e| ApiError::upstream("S3 PutObject pre-signing", e))?;
@@ -202,8 +206,9 @@ async fn create_upload(
                 "headers": headers,
                 "content_type": request.content_type,
                 "max_bytes": config.max_source_bytes,
-                "enforced": ["content-type", "key", "expiry"],
-                "note": "PUT the file's bytes to url with exactly these headers. A pre-signed PUT cannot enforce a size range: S3 accepts any size at this URL, and the pipeline rejects a source over max_bytes only when it processes it (over_limit). Use POST to have S3 refuse it at upload.",
+                "bytes": request.bytes,
+                "enforced": ["content-type", "key", "size", "expiry"],
+                "note": "PUT exactly `bytes` bytes (the size declared in the request) to url with exactly these headers; S3 refuses another length, type or key, or a late upload.",
             })
         }
     };

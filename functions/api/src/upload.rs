@@ -37,7 +37,8 @@ const FIELDS: &[&str] = &["filename", "content_type", "bytes", "method"];
 pub enum UploadMethod {
     /// A pre-signed POST form: S3 enforces type, key, size range and expiry (the default).
     Post,
-    /// A pre-signed PUT URL: S3 enforces type, key and expiry, not the size.
+    /// A pre-signed PUT URL: S3 enforces type, key, the exact declared size (a signed
+    /// `Content-Length`) and expiry.
     Put,
 }
 
@@ -149,7 +150,7 @@ pub fn parse_request(body: &[u8], max_bytes: u64) -> Result<UploadRequest, ApiEr
             return Err(ApiError::invalid(
                 "method",
                 format!(
-                    "'method' must be \"POST\" (default; enforces the size limit) or \"PUT\", not {other}"
+                    "'method' must be \"POST\" (default: a size range) or \"PUT\" (exactly the declared size), not {other}"
                 ),
             ));
         }

@@ -158,7 +158,7 @@ async fn a_post_upload_comes_back_signed_with_its_key_status_url_and_derivatives
 }
 
 #[tokio::test]
-async fn a_put_upload_signs_the_content_type_and_says_it_cannot_limit_size() {
+async fn a_put_upload_signs_the_content_type_the_exact_size_and_the_pending_tag() {
     let app = app(&[]).await;
     let (status, body) = post_upload(
         &app,
@@ -169,16 +169,22 @@ async fn a_put_upload_signs_the_content_type_and_says_it_cannot_limit_size() {
     let upload = &body["upload"];
     assert_eq!(upload["method"], "PUT");
     let url = upload["url"].as_str().unwrap();
-    assert!(
-        url.contains("X-Amz-Signature=") && url.contains("content-type"),
-        "{url}"
-    );
+    let signed = url
+        .split('&')
+        .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+        .unwrap_or_else(|| panic!("no signed headers in {url}"));
+    for header in ["content-type", "content-length", "x-amz-tagging"] {
+        assert!(signed.contains(header), "{header} is not signed: {signed}");
+    }
     assert_eq!(upload["headers"]["content-type"], "image/png");
+    assert_eq!(upload["headers"]["content-length"], "10");
+    assert_eq!(upload["headers"]["x-amz-tagging"], "imgpipe-status=pending");
     assert!(
-        upload["note"]
-            .as_str()
+        upload["enforced"]
+            .as_array()
             .unwrap()
-            .contains("cannot enforce a size range")
+            .contains(&serde_json::json!("size")),
+        "{upload}"
     );
 }
 

@@ -38,6 +38,7 @@ use crate::notify::Notifier;
 use crate::ordering::{self, Change, Decision, Recorded};
 use crate::progress::{self, BatchItem, Completion, ItemEnd, Progress, Started};
 use crate::queue::{self, DeadLetter};
+use crate::source_status;
 use crate::store;
 use crate::url_policy;
 
@@ -1221,6 +1222,7 @@ impl Handler {
                 metadata.source.version_id = version_id;
                 metadata.timings_ms.fetch = fetch_ms;
                 self.put_metadata(metadata_key, &mut metadata).await?;
+                self.mark_failed_source(record).await;
                 return Err(RecordError {
                     failure: Failure::from(&failed.error),
                     metadata: Some(Box::new(metadata)),
@@ -1260,6 +1262,13 @@ impl Handler {
         metadata.timings_ms.fetch = fetch_ms;
         metadata.timings_ms.put = elapsed_ms(put_started);
         metadata.timings_ms.total = elapsed_ms(started);
+        // Before the document: a `done` document means the original no longer expires.
+        self.mark_source(
+            record,
+            metadata.source.version_id.as_deref(),
+            source_status::DONE,
+        )
+        .await?;
         // Written last: its presence with status `done` is what makes a duplicate event a no-op.
         self.put_metadata(metadata_key, &mut metadata).await?;
         if tombstone.is_some() {
@@ -1400,7 +1409,32 @@ impl Handler {
         if let Err(e) = self.put_metadata(&key, &mut metadata).await {
             tracing::warn!(key, error = %e, "could not write the failed metadata document");
         }
+        if !failure.retryable {
+            self.mark_failed_source(record).await;
+        }
         metadata
+    }
+
+    /// Tags a source of the ingest bucket with its `imgpipe-status` (see [`source_status`]); other
+    /// buckets' objects (backfill archives) are left as they are.
+    async fn mark_source(
+        &self,
+        record: &ObjectEvent,
+        version_id: Option<&str>,
+        status: &str,
+    ) -> Result<(), Failure> {
+        if record.bucket != self.config.ingest_bucket {
+            return Ok(());
+        }
+        let version_id = version_id.or(record.version_id.as_deref());
+        source_status::mark(&self.s3, &record.bucket, &record.key, version_id, status).await
+    }
+
+    /// Best effort: a source whose tagging fails stays `pending`, which expires all the same.
+    async fn mark_failed_source(&self, record: &ObjectEvent) {
+        if let Err(e) = self.mark_source(record, None, source_status::FAILED).await {
+            tracing::warn!(key = %record.key, error = %e.message, "could not tag the failed source; it stays pending (it expires either way)");
+        }
     }
 
     /// The `failed` document of `record`, from what the event says about the source.

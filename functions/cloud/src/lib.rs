@@ -47,6 +47,7 @@ pub mod ordering;
 pub mod process;
 pub mod progress;
 pub mod queue;
+pub mod source_status;
 pub mod store;
 pub mod url_policy;
 pub mod webhook;

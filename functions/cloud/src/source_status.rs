@@ -1,0 +1,133 @@
+//! The ingest object's `imgpipe-status` tag, what the ingest bucket's lifecycle rules select on.
+//!
+//! The upload API tags every upload it signs `pending` (the tag is part of the signed POST policy
+//! and of the pre-signed PUT). The handler tags a source of the ingest bucket `done` before it
+//! writes the `done` document (a failed tagging retries the record: a processed original must not
+//! expire), and `failed` after a permanent failure (best effort: the object is then still
+//! `pending`, which expires all the same). The lifecycle rules expire `pending` and `failed`
+//! objects after `UnfinishedSourceDays` (template default 14, the dead-letter queues' retention, so
+//! a redrive still finds its source); the expiry's removal event deletes the failed document.
+//! Objects uploaded without the API carry no tag and never expire. Tagging emits no S3 event.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::{Tag, Tagging};
+
+use crate::failure::Failure;
+
+/// The tag's key.
+pub const TAG: &str = "imgpipe-status";
+/// Signed into every upload by the API.
+pub const PENDING: &str = "pending";
+/// Set before the `done` document is written.
+pub const DONE: &str = "done";
+/// Set after a permanent failure.
+pub const FAILED: &str = "failed";
+
+/// `imgpipe-status=pending`, as the `x-amz-tagging` header and the POST form's `tagging` field
+/// (XML) carry it.
+pub fn pending_query() -> String {
+    format!("{TAG}={PENDING}")
+}
+
+/// The POST form's `tagging` field: the S3 Tagging XML document with the `pending` tag.
+pub fn pending_xml() -> String {
+    format!(
+        "<Tagging><TagSet><Tag><Key>{TAG}</Key><Value>{PENDING}</Value></Tag></TagSet></Tagging>"
+    )
+}
+
+/// `tags` with [`TAG`] set to `status`, the others kept (an uploader's own tags survive).
+pub fn with_status(tags: &[(String, String)], status: &str) -> Vec<(String, String)> {
+    let mut merged: Vec<(String, String)> =
+        tags.iter().filter(|(k, _)| k != TAG).cloned().collect();
+    merged.push((TAG.to_string(), status.to_string()));
+    merged
+}
+
+/// Sets `bucket/key`'s [`TAG`] to `status` (on `version_id` in a versioned bucket), keeping its
+/// other tags. A missing object is not an error: it was removed, and its removal event follows.
+pub async fn mark(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    status: &str,
+) -> Result<(), Failure> {
+    let failure = |operation: &str, brief: String| {
+        Failure::transient(
+            "s3_tagging",
+            format!("{operation} s3://{bucket}/{key}: {brief}"),
+        )
+    };
+    let current = match s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(String::from))
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect::<Vec<_>>(),
+        Err(e) if is_missing(&e) => return Ok(()),
+        Err(e) => return Err(failure("GetObjectTagging", crate::aws_error::brief(&e))),
+    };
+    if current.iter().any(|(k, v)| k == TAG && v == status) {
+        return Ok(());
+    }
+    let tags = with_status(&current, status)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failure("PutObjectTagging", e.to_string()))?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tags))
+        .build()
+        .map_err(|e| failure("PutObjectTagging", e.to_string()))?;
+    match s3
+        .put_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(String::from))
+        .tagging(tagging)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_missing(&e) => Ok(()),
+        Err(e) => Err(failure("PutObjectTagging", crate::aws_error::brief(&e))),
+    }
+}
+
+fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+        || e.as_service_error()
+            .is_some_and(|s| matches!(s.code(), Some("NoSuchKey" | "NoSuchVersion")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_replaces_only_its_own_tag() {
+        let tags = vec![
+            ("project".to_string(), "x".to_string()),
+            (TAG.to_string(), PENDING.to_string()),
+        ];
+        assert_eq!(
+            with_status(&tags, DONE),
+            [
+                ("project".to_string(), "x".to_string()),
+                (TAG.to_string(), DONE.to_string())
+            ]
+        );
+        assert_eq!(pending_query(), "imgpipe-status=pending");
+        assert!(pending_xml().contains("<Key>imgpipe-status</Key><Value>pending</Value>"));
+    }
+}
