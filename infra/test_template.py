@@ -39,6 +39,17 @@ def refs(value):
     return found
 
 
+def flat(statements):
+    """A policy document's statements, each Fn::If's branches that are statements (not NoValue)."""
+    out = []
+    for st in statements:
+        if isinstance(st, dict) and "Fn::If" in st:
+            out += flat([b for b in st["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"}])
+        else:
+            out.append(st)
+    return out
+
+
 def refs_statements(policy):
     """IAM statements inside a SAM policy entry (plain, or under Fn::If)."""
     if isinstance(policy, dict) and "Fn::If" in policy:
@@ -73,8 +84,15 @@ class Cdn(unittest.TestCase):
         self.assertIn("DeployFunction", str(conditions[CDN_CONDITION]))
         self.assertIn("LocalMode", str(conditions["DeployFunction"]))
         for name, resource in self.r.items():
-            if resource["Type"].startswith("AWS::CloudFront::") or name == "DerivativesBucketPolicy":
+            if resource["Type"].startswith("AWS::CloudFront::"):
                 self.assertEqual(resource.get("Condition"), CDN_CONDITION, name)
+        # The bucket policy stays (it denies plain HTTP); CloudFront's Allow goes with the CDN.
+        for st in self.r["DerivativesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+            if "Fn::If" in st:
+                self.assertEqual(st["Fn::If"][0], CDN_CONDITION)
+                self.assertEqual(st["Fn::If"][2], {"Ref": "AWS::NoValue"})
+            else:
+                self.assertEqual(st["Effect"], "Deny", st)
 
     def test_the_derivatives_bucket_stays_private(self):
         bucket = self.r["DerivativesBucket"]["Properties"]
@@ -87,7 +105,7 @@ class Cdn(unittest.TestCase):
         policies = [r for r in self.r.values() if r["Type"] == "AWS::S3::BucketPolicy"
                     and refs(r["Properties"]["Bucket"]) == {"DerivativesBucket"}]
         self.assertEqual(len(policies), 1)
-        for statement in policies[0]["Properties"]["PolicyDocument"]["Statement"]:
+        for statement in flat(policies[0]["Properties"]["PolicyDocument"]["Statement"]):
             if statement["Effect"] != "Allow":
                 continue
             # Only CloudFront, only reads, only for this distribution.
@@ -105,7 +123,7 @@ class Cdn(unittest.TestCase):
             self.assertFalse(behavior["PathPattern"].lower().endswith(".json"), behavior)
         (policy,) = [r for r in self.r.values() if r["Type"] == "AWS::S3::BucketPolicy"
                      and refs(r["Properties"]["Bucket"]) == {"DerivativesBucket"}]
-        allows = [st for st in policy["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+        allows = [st for st in flat(policy["Properties"]["PolicyDocument"]["Statement"]) if st["Effect"] == "Allow"]
         self.assertTrue(allows)
         readable = []
         for statement in allows:
@@ -235,7 +253,8 @@ class Cdn(unittest.TestCase):
         actions = {a for st in statements if isinstance(st, dict) for a in st.get("Action", [])}
         self.assertLessEqual({"s3:ListBucket", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, actions)
         lists = [st for st in statements if isinstance(st, dict) and st.get("Action") == ["s3:ListBucket"]]
-        self.assertTrue(lists[0]["Resource"]["Fn::Sub"].endswith(":::${DerivativesBucketName}"), lists)
+        resources = [r["Fn::Sub"] for r in lists[0]["Resource"]]
+        self.assertTrue(any(r.endswith(":::${DerivativesBucketName}") for r in resources), lists)
 
     def test_tombstones_expire_by_their_tag(self):
         rules = self.r["DerivativesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
@@ -247,7 +266,8 @@ class Cdn(unittest.TestCase):
         self.assertEqual(refs(tombstones[0]["ExpirationInDays"]), {"TombstoneDays"})
         derive = self.r["DeriveFunction"]["Properties"]
         statements = [st for p in derive["Policies"] for st in refs_statements(p)]
-        self.assertTrue(any(st.get("Action") == ["s3:PutObjectTagging"] for st in statements), statements)
+        self.assertTrue(any("s3:PutObjectTagging" in st.get("Action", []) and "DerivativesBucket" in str(st["Resource"])
+                            for st in statements), statements)
 
 
 
@@ -314,6 +334,97 @@ class Uploads(unittest.TestCase):
         self.assertNotIn(done, expired, "a processed original must never expire")
         self.assertTrue(any(r.get("AbortIncompleteMultipartUpload") for r in rules), rules)
         self.assertEqual(self.t["Parameters"]["UnfinishedSourceDays"]["Default"], 14)
+
+
+def s3_statements(policies):
+    """Every Allow statement naming an s3 action in a function's or role's policies."""
+    out = []
+    for policy in policies:
+        if isinstance(policy, dict) and "PolicyDocument" in policy:
+            statements = policy["PolicyDocument"]["Statement"]
+        else:
+            statements = refs_statements(policy)
+        for st in flat(statements):
+            actions = st.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            if st.get("Effect") == "Allow" and any(a.startswith("s3:") for a in actions):
+                out.append((actions, st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]))
+    return out
+
+
+class Iam(unittest.TestCase):
+    """Exact S3 actions on exact prefixes; HTTPS only on every bucket."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.t = load()
+        cls.r = cls.t["Resources"]
+        worker, errors = decode(str(INFRA / "gpu-worker.yaml"))
+        assert not errors, errors
+        cls.worker = worker["Resources"]
+
+    def grants(self):
+        """(owner, actions, resources) of every S3 Allow, in both templates."""
+        found = []
+        for name, resource in self.r.items():
+            if resource["Type"] == "AWS::Serverless::Function":
+                for actions, resources in s3_statements(resource["Properties"].get("Policies", [])):
+                    found.append((name, actions, resources))
+        for actions, resources in s3_statements(self.worker["TaskRole"]["Properties"]["Policies"]):
+            found.append(("gpu-worker", actions, resources))
+        return found
+
+    def test_no_sam_s3_template_and_no_wildcard_or_admin_action(self):
+        for name, resource in self.r.items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            for policy in resource["Properties"].get("Policies", []):
+                if isinstance(policy, dict):
+                    for template in ("S3CrudPolicy", "S3FullAccessPolicy", "S3ReadPolicy", "S3WritePolicy"):
+                        self.assertNotIn(template, policy, name)
+        grants = self.grants()
+        self.assertGreaterEqual(len(grants), 6, grants)
+        for owner, actions, _ in grants:
+            for action in actions:
+                self.assertNotIn("*", action, owner)
+                self.assertFalse(action.startswith(("s3:PutBucket", "s3:PutLifecycle", "s3:DeleteBucket")), (owner, action))
+                self.assertNotIn(action, ("s3:PutObjectAcl", "s3:PutObjectVersionAcl"), owner)
+
+    def test_object_grants_are_scoped_to_a_prefix(self):
+        for owner, actions, resources in self.grants():
+            for resource in resources:
+                text = resource.get("Fn::Sub") if isinstance(resource, dict) else resource
+                self.assertIsInstance(text, str, (owner, resource))
+                bucket_only = text.endswith("}") and "/" not in text.split(":::", 1)[1]
+                if bucket_only:
+                    self.assertEqual(actions, ["s3:ListBucket"], (owner, text))
+                else:
+                    self.assertRegex(text, r"\$\{(IngestPrefix|OutputPrefix)\}", (owner, text))
+
+    def test_the_api_may_put_under_the_upload_prefix_only(self):
+        api = self.r["ApiFunction"]["Properties"]
+        prefix = api["Environment"]["Variables"]["IMGPIPE_UPLOAD_PREFIX"]["Fn::Sub"]
+        self.assertEqual(prefix, "${IngestPrefix}uploads/")
+        puts = [(a, r) for owner, a, r in self.grants() if owner == "ApiFunction" and "s3:PutObject" in a]
+        self.assertEqual(len(puts), 1, puts)
+        actions, (resource,) = puts[0]
+        self.assertEqual(sorted(actions), ["s3:PutObject", "s3:PutObjectTagging"])
+        self.assertTrue(resource["Fn::Sub"].endswith(f"${{IngestBucket}}/{prefix}*"), resource)
+        reads = [r for owner, a, rs in self.grants() if owner == "ApiFunction" and "s3:GetObject" in a for r in rs]
+        self.assertEqual([r["Fn::Sub"] for r in reads], ["arn:${AWS::Partition}:s3:::${DerivativesBucket}/${OutputPrefix}*/metadata.json"])
+
+    def test_every_bucket_refuses_plain_http(self):
+        buckets = [name for name, r in self.r.items() if r["Type"] == "AWS::S3::Bucket"]
+        self.assertGreaterEqual(len(buckets), 2)
+        for bucket in buckets:
+            policies = [r for r in self.r.values() if r["Type"] == "AWS::S3::BucketPolicy"
+                        and refs(r["Properties"]["Bucket"]) == {bucket}]
+            self.assertEqual(len(policies), 1, bucket)
+            self.assertNotIn("Condition", policies[0], f"{bucket}: the TLS rule must not depend on a condition")
+            denies = [st for st in policies[0]["Properties"]["PolicyDocument"]["Statement"]
+                      if isinstance(st, dict) and st.get("Effect") == "Deny"]
+            self.assertTrue(any(st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and st["Action"] == "s3:*"
+                                for st in denies), bucket)
 
 
 if __name__ == "__main__":
