@@ -289,6 +289,14 @@ class TrustBoundaries(unittest.TestCase):
         self.assertEqual(parts[-1], name["Fn::Join"][1][-1])
         self.assertEqual(name["Fn::Join"][1][0], "imgpipe-ingest-")
 
+    def test_a_long_fan_out_may_continue_through_the_jobs_queue(self):
+        derive = self.r["DeriveFunction"]["Properties"]
+        env = derive["Environment"]["Variables"]
+        self.assertEqual(refs(env["IMGPIPE_QUEUE_URL"]), {"JobsQueue"})
+        sends = [p["SQSSendMessagePolicy"]["QueueName"] for p in derive["Policies"]
+                 if isinstance(p, dict) and "SQSSendMessagePolicy" in p]
+        self.assertIn({"Fn::GetAtt": ["JobsQueue", "QueueName"]}, sends)
+
     def test_both_workers_know_their_source_buckets(self):
         env = self.r["DeriveFunction"]["Properties"]["Environment"]["Variables"]
         self.assertEqual(refs(env["IMGPIPE_INGEST_BUCKET"]), {"IngestBucket"})

@@ -19,10 +19,14 @@ async fn a_manifest_sends_one_batch_done_after_its_last_item_and_repeats_it_with
         )
         .await;
     let events = stack.subscribe_queue("batch-events", None).await;
+    // One item per slice and no time: the fan-out sends one job per invocation and continues
+    // through the jobs queue from its stored cursor (three invocations for three jobs).
     let cpu = stack
         .start_worker_with(&[
             ("IMGPIPE_GPU_QUEUE_URL", stack.gpu_queue_url.as_str()),
             ("IMGPIPE_MANIFEST_PREFIX", "manifests/"),
+            ("IMGPIPE_FANOUT_SECONDS", "0"),
+            ("IMGPIPE_FANOUT_SLICE", "1"),
         ])
         .await;
     let gpu = stack

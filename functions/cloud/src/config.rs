@@ -79,6 +79,15 @@ pub struct Config {
     /// (default false), `IMGPIPE_IMPORT_TIMEOUT_SECONDS` (default 30); the byte limit is
     /// `IMGPIPE_MAX_SOURCE_BYTES`.
     pub import: crate::importer::ImportPolicy,
+    /// `IMGPIPE_FANOUT_SECONDS` (default 30): a manifest's fan-out stops starting slices after
+    /// this long and sends itself to `jobs_queue_url` as a continuation, which resumes from the
+    /// stored cursor (a Lambda's default timeout is 60 s). 0: one slice per invocation.
+    pub fanout_budget: Duration,
+    /// `IMGPIPE_FANOUT_SLICE` (default 1000): queued items sent between two saves of the cursor.
+    pub fanout_slice: usize,
+    /// `IMGPIPE_QUEUE_URL` (default: none): the jobs queue, where a fan-out out of time sends its
+    /// continuation; without it the fan-out runs to the end in one invocation.
+    pub jobs_queue_url: Option<String>,
     /// `IMGPIPE_IMPORT_PREFIX` (default `imports/`): where imported files are written in the
     /// manifest's bucket; it must be under the ingest notification's prefix.
     pub import_prefix: String,
@@ -237,6 +246,9 @@ impl Config {
                 }
             },
             stack_name: lookup("IMGPIPE_STACK_NAME").unwrap_or_else(|| "imgpipe".into()),
+            fanout_budget: Duration::from_secs(number("IMGPIPE_FANOUT_SECONDS", 30)?),
+            fanout_slice: number("IMGPIPE_FANOUT_SLICE", 1000)?.clamp(1, 50_000) as usize,
+            jobs_queue_url: lookup("IMGPIPE_QUEUE_URL"),
             import: crate::importer::ImportPolicy {
                 allow: crate::url_policy::AllowList::parse(
                     &lookup("IMGPIPE_IMPORT_ALLOW_HOSTS").unwrap_or_default(),

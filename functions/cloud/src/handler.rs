@@ -42,6 +42,9 @@ use crate::source_status;
 use crate::store;
 use crate::url_policy;
 
+/// HeadObject calls a manifest's fan-out makes at once (50 000 items: under 800 rounds).
+const FANOUT_HEADS: usize = 64;
+
 enum RecordDone {
     /// Processed now: the metadata document written. `replaced`: the keys of an earlier upload's
     /// outputs that were overwritten or deleted, whose cached copies the CDN must forget.
@@ -815,7 +818,8 @@ impl Handler {
         );
         queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &import_bodies, &reason).await?;
         let mut found = Vec::with_capacity(parsed.items.len());
-        for chunk in parsed.items.chunks(16) {
+        let fan_out_started = Instant::now();
+        for chunk in parsed.items.chunks(FANOUT_HEADS) {
             let heads = futures::future::join_all(
                 chunk
                     .iter()
@@ -851,10 +855,11 @@ impl Handler {
             })
             .collect();
         let (queued, missing) = (jobs.len(), found.len() - jobs.len());
-        let started = progress::start(
+        let progress_key = self.progress_key(&record.key);
+        let (started, mut cursor) = progress::begin(
             &self.s3,
             &config.output_bucket,
-            &self.progress_key(&record.key),
+            &progress_key,
             Progress::new(
                 manifest_ref.clone(),
                 (parsed.items.len() + parsed.rejected.len()) as u64,
@@ -878,18 +883,53 @@ impl Handler {
                 completion
             }
         };
+        // Sent in slices from the stored cursor, which is saved after each: a redelivered or
+        // continued manifest sends only what was not sent yet.
         let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
-        let bodies: Vec<String> = jobs.iter().map(ObjectEvent::to_body).collect();
-        for chunk in bodies.chunks(16) {
-            let sent = futures::future::join_all(
-                chunk
-                    .iter()
-                    .map(|body| queue::forward(&self.sqs, &routing.gpu_queue_url, body, &reason)),
+        let from = cursor;
+        let mut slices = 0;
+        let mut continued = false;
+        while (cursor as usize) < jobs.len() {
+            if slices > 0
+                && fan_out_started.elapsed() >= config.fanout_budget
+                && let Some(jobs_queue) = &config.jobs_queue_url
+            {
+                // Out of time for this invocation: the manifest's own event goes back to the jobs
+                // queue and the next invocation resumes here (a retry would count against
+                // maxReceiveCount).
+                queue::forward(&self.sqs, jobs_queue, &record.to_body(), "manifest fan-out continues")
+                    .await?;
+                continued = true;
+                break;
+            }
+            let end = (cursor as usize + config.fanout_slice).min(jobs.len());
+            let bodies: Vec<String> = jobs[cursor as usize..end]
+                .iter()
+                .map(ObjectEvent::to_body)
+                .collect();
+            queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &bodies, &reason).await?;
+            cursor = end as u64;
+            slices += 1;
+            if !progress::advance(
+                &self.s3,
+                &config.output_bucket,
+                &progress_key,
+                &manifest_ref,
+                cursor,
             )
-            .await;
-            sent.into_iter().collect::<Result<Vec<()>, Failure>>()?;
+            .await?
+            {
+                tracing::info!(manifest = %record.key, "a newer version of the manifest took over; this fan-out stops");
+                return Ok(RecordDone::Forwarded);
+            }
         }
-        tracing::info!(manifest = %record.key, queued, missing, rejected = parsed.rejected.len(), urls = imports.len(), "manifest fanned out to the GPU queue");
+        let sent = cursor - from;
+        tracing::info!(
+            manifest = %record.key, queued, missing, rejected = parsed.rejected.len(),
+            urls = imports.len(), heads = found.len(), sent, send_calls = sent.div_ceil(10),
+            slices, continued, ms = elapsed_ms(fan_out_started),
+            "manifest fanned out to the GPU queue"
+        );
         if let Some(completion) = completed {
             self.publish_batch_done(&manifest_ref, &completion).await?;
         }

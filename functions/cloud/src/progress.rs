@@ -77,6 +77,11 @@ pub struct Progress {
     /// Bitmap of failed items, base64.
     #[serde(with = "bitmap")]
     pub failed: Vec<u8>,
+    /// The fan-out's cursor: queued items `0..sent` were sent to the GPU queue. A redelivered or
+    /// continued manifest sends from here. Absent in documents written before the cursor existed
+    /// (all sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
     /// When the last item ended (RFC 3339); set by the write that completed the bitmaps.
     pub completed_at: Option<String>,
 }
@@ -115,8 +120,14 @@ impl Progress {
             queued_hash: queued_hash(queued),
             done: vec![0; bytes],
             failed: vec![0; bytes],
+            sent: Some(0),
             completed_at: None,
         }
+    }
+
+    /// Queued items already sent (see [`Progress::sent`]).
+    pub fn sent(&self) -> u64 {
+        self.sent.unwrap_or(self.queued).min(self.queued)
     }
 
     /// Records that `item` ended; returns whether anything changed. `Done` wins over `Failed`: a
@@ -189,9 +200,11 @@ pub enum Started {
     /// A new progress document (a first fan-out, or a new version of the manifest).
     Fresh(Option<Completion>),
     /// The same manifest version with the same queued objects was fanned out before (a
-    /// redelivery): its progress is kept; `Some` when every item had already ended.
+    /// redelivery, or a continuation): its progress is kept; `Some` when every item had already
+    /// ended.
     Resumed(Option<Completion>),
 }
+
 
 /// Begins the progress of a fan-out, before any item is queued (so no item can end before its
 /// progress exists): resumes the stored one when it is for the same manifest ETag and the same
@@ -200,14 +213,24 @@ pub async fn start(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-    mut progress: Progress,
+    progress: Progress,
 ) -> Result<Started, Failure> {
+    Ok(begin(s3, bucket, key, progress).await?.0)
+}
+
+/// [`start`], also returning the cursor to send from: the stored one when resumed, else 0.
+pub async fn begin(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    mut progress: Progress,
+) -> Result<(Started, u64), Failure> {
     if let Some((bytes, _)) = store::get_with_etag(s3, bucket, key).await?
         && let Ok(stored) = serde_json::from_slice::<Progress>(&bytes)
         && stored.manifest == progress.manifest
         && stored.queued_hash == progress.queued_hash
     {
-        return Ok(Started::Resumed(stored.completion(false)));
+        return Ok((Started::Resumed(stored.completion(false)), stored.sent()));
     }
     if progress.is_complete() {
         progress.completed_at = Some(now());
@@ -221,7 +244,48 @@ pub async fn start(
         "no-store",
     )
     .await?;
-    Ok(Started::Fresh(progress.completion(true)))
+    Ok((Started::Fresh(progress.completion(true)), 0))
+}
+
+/// Moves the fan-out's cursor of `bucket/key` to `sent` by compare-and-swap (never backwards).
+/// Returns false when the document now belongs to another version of the manifest (a newer
+/// upload replaced it): that fan-out stops.
+pub async fn advance(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    manifest: &ManifestRef,
+    sent: u64,
+) -> Result<bool, Failure> {
+    for attempt in 0..MAX_SWAPS {
+        let Some((bytes, etag)) = store::get_with_etag(s3, bucket, key).await? else {
+            return Ok(false);
+        };
+        let mut progress: Progress = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::permanent(
+                "bad_progress",
+                format!("s3://{bucket}/{key} is not manifest progress: {e}"),
+            )
+        })?;
+        if progress.manifest != *manifest {
+            return Ok(false);
+        }
+        if progress.sent() >= sent {
+            return Ok(true);
+        }
+        progress.sent = Some(sent.min(progress.queued));
+        let body = serde_json::to_vec(&progress).expect("progress serialises");
+        if store::put_if_match(s3, bucket, key, body, "application/json", "no-store", &etag).await?
+        {
+            return Ok(true);
+        }
+        // Item ends are writing the same document: re-read and try again.
+        tokio::time::sleep(Duration::from_millis(5 + 10 * u64::from(attempt.min(5)))).await;
+    }
+    Err(Failure::transient(
+        "progress_conflict",
+        format!("s3://{bucket}/{key}: still changing after {MAX_SWAPS} compare-and-swap attempts"),
+    ))
 }
 
 /// Records the end of `batch.item` in `bucket/key` by compare-and-swap; returns the completion when
@@ -320,6 +384,17 @@ mod tests {
             1,
             1,
         )
+    }
+
+    #[test]
+    fn the_cursor_starts_at_zero_and_older_documents_count_as_sent() {
+        let p = progress(10);
+        assert_eq!(p.sent(), 0);
+        let mut json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["sent"], 0);
+        json.as_object_mut().unwrap().remove("sent");
+        let legacy: Progress = serde_json::from_value(json).unwrap();
+        assert_eq!(legacy.sent(), 10, "a document without a cursor was fanned out whole");
     }
 
     #[test]
