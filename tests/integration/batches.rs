@@ -160,20 +160,17 @@ async fn racing_item_ends_are_each_counted_once_and_exactly_one_completes_the_ma
     let key = "derived/manifests/race.json/progress.json";
     let items = 24u64;
     let keys: Vec<String> = (0..items).map(|i| format!("2020/{i}.jpg")).collect();
-    let started = progress::start(
-        &stack.s3,
-        &stack.derivatives,
-        key,
-        Progress::new(
-            manifest.clone(),
-            items,
-            keys.iter().map(|k| ("b", k.as_str())),
-            0,
-            0,
-        ),
-    )
-    .await
-    .unwrap();
+    // Fanned out whole: every object looked up and sent.
+    let mut fanned_out = Progress::new(
+        manifest.clone(),
+        items,
+        keys.iter().map(|k| ("b", k.as_str())),
+        0,
+    );
+    fanned_out.advance(items, &[]);
+    let started = progress::start(&stack.s3, &stack.derivatives, key, fanned_out)
+        .await
+        .unwrap();
     assert_eq!(started, progress::Started::Fresh(None));
     // Every item ends twice (an at-least-once redelivery), all at once; a third of them failed.
     let ends = (0..items).flat_map(|item| [item, item]).map(|item| {

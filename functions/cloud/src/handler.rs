@@ -734,12 +734,16 @@ impl Handler {
         Ok(routing.rule.route(&record.key, size, Some(&head)))
     }
 
-    /// Reads a manifest and fans it out: looks up every listed object (size and ETag, so the GPU
-    /// worker's idempotency check applies), writes the manifest's progress and `summary.json` (per
-    /// item `queued` with the key of the metadata.json that will hold its outcome, `missing`, or
-    /// `rejected` with the reason), then sends one GPU job per existing object, each carrying the
-    /// manifest and its index so its end is counted. Progress and summary exist before any job is
-    /// sent, so no item can end before them. A manifest with nothing to queue is done at once.
+    /// Reads a manifest and fans it out: writes (or resumes) the manifest's progress, then works
+    /// through the listed objects in slices from the progress's cursor: looks each one up (size and
+    /// ETag, so the GPU worker's idempotency check applies), sends one GPU job per existing object
+    /// (SendMessageBatch), each carrying the manifest and the object's position so its end is
+    /// counted, and moves the cursor, marking the missing ones. Progress exists before any job is
+    /// sent, so no item can end before it. Before the last slice's cursor moves, `summary.json` is
+    /// written (per item `queued` with the key of the metadata.json that will hold its outcome,
+    /// `missing`, or `rejected` with the reason), so the batch cannot complete before it exists.
+    /// Out of time (`IMGPIPE_FANOUT_SECONDS`), it sends its own event back to the jobs queue and the
+    /// next invocation goes on from the cursor. A manifest with nothing listed is done at once.
     async fn fan_out(
         &self,
         record: &ObjectEvent,
@@ -817,122 +821,142 @@ impl Handler {
             record.bucket, record.key
         );
         queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &import_bodies, &reason).await?;
-        let mut found = Vec::with_capacity(parsed.items.len());
-        let fan_out_started = Instant::now();
-        for chunk in parsed.items.chunks(FANOUT_HEADS) {
-            let heads = futures::future::join_all(
-                chunk
-                    .iter()
-                    .map(|item| store::head(&self.s3, &item.bucket, &item.key)),
-            )
-            .await;
-            for (item, head) in chunk.iter().zip(heads) {
-                found.push((item, head?));
-            }
-        }
         let manifest_ref = ManifestRef {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
             etag: record.etag.clone(),
         };
-        let jobs: Vec<ObjectEvent> = found
-            .iter()
-            .filter_map(|(item, head)| head.as_ref().map(|head| (item, head)))
-            .enumerate()
-            .map(|(index, (item, (size, etag)))| ObjectEvent {
-                event_name: "ObjectCreated:Manifest".into(),
-                bucket: item.bucket.clone(),
-                key: item.key.clone(),
-                size: Some(*size),
-                etag: etag.clone(),
-                batch: Some(BatchItem {
-                    manifest: manifest_ref.clone(),
-                    item: index as u64,
-                }),
-                sequencer: None,
-                version_id: None,
-                event_time: None,
-            })
-            .collect();
-        let (queued, missing) = (jobs.len(), found.len() - jobs.len());
+        let fan_out_started = Instant::now();
+        let listed = &parsed.items;
         let progress_key = self.progress_key(&record.key);
-        let (started, mut cursor) = progress::begin(
+        let (started, progress) = progress::begin(
             &self.s3,
             &config.output_bucket,
             &progress_key,
             Progress::new(
                 manifest_ref.clone(),
-                (parsed.items.len() + parsed.rejected.len()) as u64,
-                jobs.iter().map(|j| (j.bucket.as_str(), j.key.as_str())),
-                missing as u64,
+                (listed.len() + parsed.rejected.len()) as u64,
+                listed.iter().map(|i| (i.bucket.as_str(), i.key.as_str())),
                 parsed.rejected.len() as u64,
             ),
         )
         .await?;
-        let completed = match started {
+        let mut missing: Vec<bool> = (0..listed.len() as u64)
+            .map(|i| progress.is_missing(i))
+            .collect();
+        match started {
             // A redelivered manifest whose items all ended: only its event is repeated.
             Started::Resumed(Some(completion)) => {
                 tracing::info!(manifest = %record.key, "manifest already fanned out and complete; batch event repeated");
                 self.publish_batch_done(&manifest_ref, &completion).await?;
                 return Ok(RecordDone::Forwarded);
             }
-            Started::Resumed(None) => None,
-            Started::Fresh(completion) => {
-                self.write_summary(record, &found, &parsed.rejected, &imports)
+            Started::Resumed(None) => {}
+            // Nothing listed: complete at once.
+            Started::Fresh(Some(completion)) => {
+                self.write_summary(record, listed, &missing, &parsed.rejected, &imports)
                     .await?;
-                completion
+                self.publish_batch_done(&manifest_ref, &completion).await?;
+                return Ok(RecordDone::Forwarded);
             }
-        };
-        // Sent in slices from the stored cursor, which is saved after each: a redelivered or
-        // continued manifest sends only what was not sent yet.
+            Started::Fresh(None) => {}
+        }
         let reason = format!("listed in manifest s3://{}/{}", record.bucket, record.key);
-        let from = cursor;
-        let mut slices = 0;
-        let mut continued = false;
-        while (cursor as usize) < jobs.len() {
+        let from = progress.sent as usize;
+        let mut cursor = from;
+        let (mut slices, mut sent, mut continued) = (0, 0, false);
+        while cursor < listed.len() {
             if slices > 0
                 && fan_out_started.elapsed() >= config.fanout_budget
                 && let Some(jobs_queue) = &config.jobs_queue_url
             {
                 // Out of time for this invocation: the manifest's own event goes back to the jobs
-                // queue and the next invocation resumes here (a retry would count against
-                // maxReceiveCount).
-                queue::forward(&self.sqs, jobs_queue, &record.to_body(), "manifest fan-out continues")
-                    .await?;
+                // queue and the next invocation goes on from the cursor (a retry would count
+                // against maxReceiveCount).
+                queue::forward(
+                    &self.sqs,
+                    jobs_queue,
+                    &record.to_body(),
+                    "manifest fan-out continues",
+                )
+                .await?;
                 continued = true;
                 break;
             }
-            let end = (cursor as usize + config.fanout_slice).min(jobs.len());
-            let bodies: Vec<String> = jobs[cursor as usize..end]
-                .iter()
-                .map(ObjectEvent::to_body)
-                .collect();
-            queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &bodies, &reason).await?;
-            cursor = end as u64;
+            let end = (cursor + config.fanout_slice).min(listed.len());
+            let mut jobs = Vec::new();
+            let mut missing_here = Vec::new();
+            for chunk_start in (cursor..end).step_by(FANOUT_HEADS) {
+                let chunk_end = (chunk_start + FANOUT_HEADS).min(end);
+                let heads = futures::future::join_all(
+                    listed[chunk_start..chunk_end]
+                        .iter()
+                        .map(|item| store::head(&self.s3, &item.bucket, &item.key)),
+                )
+                .await;
+                for (position, head) in (chunk_start..chunk_end).zip(heads) {
+                    let item = &listed[position];
+                    match head? {
+                        Some((size, etag)) => jobs.push(
+                            ObjectEvent {
+                                event_name: "ObjectCreated:Manifest".into(),
+                                bucket: item.bucket.clone(),
+                                key: item.key.clone(),
+                                size: Some(size),
+                                etag,
+                                batch: Some(BatchItem {
+                                    manifest: manifest_ref.clone(),
+                                    item: position as u64,
+                                }),
+                                sequencer: None,
+                                version_id: None,
+                                event_time: None,
+                            }
+                            .to_body(),
+                        ),
+                        None => {
+                            missing[position] = true;
+                            missing_here.push(position as u64);
+                        }
+                    }
+                }
+            }
+            queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &jobs, &reason).await?;
+            sent += jobs.len();
             slices += 1;
-            if !progress::advance(
+            if end == listed.len() {
+                self.write_summary(record, listed, &missing, &parsed.rejected, &imports)
+                    .await?;
+            }
+            match progress::advance(
                 &self.s3,
                 &config.output_bucket,
                 &progress_key,
                 &manifest_ref,
-                cursor,
+                end as u64,
+                &missing_here,
             )
             .await?
             {
-                tracing::info!(manifest = %record.key, "a newer version of the manifest took over; this fan-out stops");
-                return Ok(RecordDone::Forwarded);
+                progress::Advanced::Stale => {
+                    tracing::info!(manifest = %record.key, "a newer version of the manifest took over; this fan-out stops");
+                    return Ok(RecordDone::Forwarded);
+                }
+                // Every item had ended before the cursor reached the end: this write completes it.
+                progress::Advanced::Moved(Some(completion)) => {
+                    self.publish_batch_done(&manifest_ref, &completion).await?;
+                }
+                progress::Advanced::Moved(None) => {}
             }
+            cursor = end;
         }
-        let sent = cursor - from;
+        let queued = missing.iter().filter(|m| !**m).count();
         tracing::info!(
-            manifest = %record.key, queued, missing, rejected = parsed.rejected.len(),
-            urls = imports.len(), heads = found.len(), sent, send_calls = sent.div_ceil(10),
-            slices, continued, ms = elapsed_ms(fan_out_started),
+            manifest = %record.key, queued, missing = listed.len() - queued,
+            rejected = parsed.rejected.len(), urls = imports.len(), heads = cursor - from, sent,
+            send_calls = sent.div_ceil(10), slices, continued, ms = elapsed_ms(fan_out_started),
             "manifest fanned out to the GPU queue"
         );
-        if let Some(completion) = completed {
-            self.publish_batch_done(&manifest_ref, &completion).await?;
-        }
         Ok(RecordDone::Forwarded)
     }
 
@@ -1103,16 +1127,18 @@ impl Handler {
     async fn write_summary(
         &self,
         record: &ObjectEvent,
-        found: &[(&manifest::Item, Option<store::Head>)],
+        listed: &[manifest::Item],
+        missing: &[bool],
         rejected: &[manifest::Rejected],
         imports: &[importer::ImportJob],
     ) -> Result<(), Failure> {
         let config = &self.config;
-        let mut items: Vec<serde_json::Value> = found
+        let mut items: Vec<serde_json::Value> = listed
             .iter()
-            .map(|(item, head)| {
+            .zip(missing)
+            .map(|(item, missing)| {
                 let mut entry = serde_json::json!({"bucket": item.bucket, "key": item.key});
-                if head.is_some() {
+                if !missing {
                     entry["status"] = "queued".into();
                     // Where the item's outcome will be: its own metadata document.
                     entry["metadata_key"] = config.layout.metadata_key(&item.key).into();
@@ -1133,13 +1159,13 @@ impl Handler {
                 "outcome_key": importer::outcome_key(&config.layout, &job.manifest_key, job.index),
             })
         }));
-        let queued = found.iter().filter(|(_, head)| head.is_some()).count();
+        let queued = missing.iter().filter(|m| !**m).count();
         let summary = serde_json::json!({
             "schema": "imgpipe.manifest-summary/v1",
             "manifest": {"bucket": record.bucket, "key": record.key, "etag": record.etag},
             "output_bucket": config.output_bucket,
             "queued": queued,
-            "missing": found.len() - queued,
+            "missing": listed.len() - queued,
             "rejected": rejected.len(),
             "importing": imports.len(),
             "progress_key": self.progress_key(&record.key),

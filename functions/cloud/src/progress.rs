@@ -1,8 +1,11 @@
-//! Manifest progress: which queued items of a fanned-out manifest have ended, so that when the last
-//! one ends, `imgpipe.batch.done` goes out.
+//! Manifest progress: how far a manifest's fan-out got, and which of its listed objects have ended,
+//! so that when the last one ends, `imgpipe.batch.done` goes out.
 //!
-//! One JSON object beside the manifest's summary (`<prefix><manifest key>/progress.json`) holds a
-//! bitmap of done items and one of failed items. Every item end updates it by compare-and-swap: read
+//! One JSON object beside the manifest's summary (`<prefix><manifest key>/progress.json`) holds,
+//! per listed object (bit `i` is the manifest's `i`-th listed object), a bitmap of done items, one of
+//! failed items and one of objects that did not exist at fan-out, plus the fan-out's cursor `sent`
+//! (objects `0..sent` were looked up and, when they exist, sent). A manifest is complete when the
+//! cursor is at the end and every listed object is done, failed or missing. Every item end updates it by compare-and-swap: read
 //! it with its ETag, set the item's bit, write it back `If-Match` that ETag; S3 refuses the write
 //! (412) when another worker changed the object in between, and the update is re-read and retried.
 //! Why this design:
@@ -31,7 +34,7 @@ use crate::failure::Failure;
 use crate::store;
 
 /// Schema identifier of the progress document.
-pub const SCHEMA: &str = "imgpipe.manifest-progress/v1";
+pub const SCHEMA: &str = "imgpipe.manifest-progress/v2";
 
 /// Compare-and-swap attempts before the update is given up as transient (the message is retried).
 const MAX_SWAPS: u32 = 40;
@@ -41,7 +44,7 @@ const MAX_SWAPS: u32 = 40;
 pub struct BatchItem {
     /// The manifest (with the ETag of the version that was fanned out).
     pub manifest: ManifestRef,
-    /// Index of the item among the queued ones (0-based).
+    /// Position of the object among the manifest's listed objects (0-based).
     pub item: u64,
 }
 
@@ -63,25 +66,24 @@ pub struct Progress {
     pub manifest: ManifestRef,
     /// Entries in the manifest.
     pub items: u64,
-    /// Listed objects that did not exist at fan-out.
-    pub missing: u64,
     /// Entries refused at fan-out.
     pub rejected: u64,
-    /// Items sent to the GPU queue; bit `i` of the bitmaps is queued item `i`.
-    pub queued: u64,
-    /// Hash of the queued objects in order ([`queued_hash`]): which object bit `i` stands for.
-    pub queued_hash: String,
+    /// Objects the manifest lists (bit `i` of the bitmaps is listed object `i`).
+    pub listed: u64,
+    /// Hash of the listed objects in order ([`listed_hash`]): which object bit `i` stands for.
+    pub listed_hash: String,
+    /// The fan-out's cursor: listed objects `0..sent` were looked up and, when they exist, sent to
+    /// the GPU queue. A redelivered or continued manifest goes on from here.
+    pub sent: u64,
     /// Bitmap of done items, base64.
     #[serde(with = "bitmap")]
     pub done: Vec<u8>,
     /// Bitmap of failed items, base64.
     #[serde(with = "bitmap")]
     pub failed: Vec<u8>,
-    /// The fan-out's cursor: queued items `0..sent` were sent to the GPU queue. A redelivered or
-    /// continued manifest sends from here. Absent in documents written before the cursor existed
-    /// (all sent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sent: Option<u64>,
+    /// Bitmap of listed objects that did not exist at fan-out, base64.
+    #[serde(with = "bitmap")]
+    pub missing: Vec<u8>,
     /// When the last item ended (RFC 3339); set by the write that completed the bitmaps.
     pub completed_at: Option<String>,
 }
@@ -99,44 +101,54 @@ pub struct Completion {
 }
 
 impl Progress {
-    /// Progress of a manifest just fanned out, nothing ended yet; `queued` are the objects sent,
-    /// in index order.
+    /// Progress of a manifest about to be fanned out: nothing sent, nothing ended; `listed` are the
+    /// objects it lists, in order.
     pub fn new<'a>(
         manifest: ManifestRef,
         items: u64,
-        queued: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-        missing: u64,
+        listed: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
         rejected: u64,
     ) -> Self {
-        let count = queued.len() as u64;
+        let count = listed.len() as u64;
         let bytes = count.div_ceil(8) as usize;
         Self {
             schema: SCHEMA.into(),
             manifest,
             items,
-            missing,
             rejected,
-            queued: count,
-            queued_hash: queued_hash(queued),
+            listed: count,
+            listed_hash: listed_hash(listed),
+            sent: 0,
             done: vec![0; bytes],
             failed: vec![0; bytes],
-            sent: Some(0),
+            missing: vec![0; bytes],
             completed_at: None,
         }
     }
 
-    /// Queued items already sent (see [`Progress::sent`]).
-    pub fn sent(&self) -> u64 {
-        self.sent.unwrap_or(self.queued).min(self.queued)
+    /// True when listed object `item` did not exist at fan-out.
+    pub fn is_missing(&self, item: u64) -> bool {
+        item < self.listed && self.missing[(item / 8) as usize] & (1 << (item % 8)) != 0
+    }
+
+    /// Moves the cursor to `sent` (never back) and marks `missing` objects; returns whether
+    /// anything changed.
+    pub fn advance(&mut self, sent: u64, missing: &[u64]) -> bool {
+        let before = (self.sent, self.missing.clone());
+        self.sent = self.sent.max(sent.min(self.listed));
+        for &item in missing.iter().filter(|&&i| i < self.listed) {
+            self.missing[(item / 8) as usize] |= 1 << (item % 8);
+        }
+        before != (self.sent, self.missing.clone())
     }
 
     /// Records that `item` ended; returns whether anything changed. `Done` wins over `Failed`: a
     /// failed item that was redriven and then processed counts as done, never the other way round.
     pub fn mark(&mut self, item: u64, end: ItemEnd) -> Result<bool, String> {
-        if item >= self.queued {
+        if item >= self.listed {
             return Err(format!(
-                "item {item} is out of range: the manifest queued {} items",
-                self.queued
+                "item {item} is out of range: the manifest lists {} objects",
+                self.listed
             ));
         }
         let (byte, bit) = ((item / 8) as usize, 1u8 << (item % 8));
@@ -155,20 +167,21 @@ impl Progress {
     /// Counts so far.
     pub fn counts(&self) -> BatchCounts {
         let ones = |bits: &[u8]| bits.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+        let missing = ones(&self.missing);
         BatchCounts {
             items: self.items,
-            queued: self.queued,
+            queued: self.listed - missing,
             done: ones(&self.done),
             failed: ones(&self.failed),
-            missing: self.missing,
+            missing,
             rejected: self.rejected,
         }
     }
 
-    /// True when every queued item ended.
+    /// True when the fan-out reached the end and every queued item ended.
     pub fn is_complete(&self) -> bool {
         let c = self.counts();
-        c.done + c.failed == c.queued
+        self.sent == self.listed && c.done + c.failed == c.queued
     }
 
     fn completion(&self, first: bool) -> Option<Completion> {
@@ -180,9 +193,9 @@ impl Progress {
     }
 }
 
-/// SHA-256 of the queued objects' buckets and keys, each length-prefixed (keys may hold any
+/// SHA-256 of the listed objects' buckets and keys, each length-prefixed (keys may hold any
 /// character, newlines included), first 16 bytes in hex.
-pub fn queued_hash<'a>(queued: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+pub fn listed_hash<'a>(queued: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     for (bucket, key) in queued {
@@ -205,10 +218,9 @@ pub enum Started {
     Resumed(Option<Completion>),
 }
 
-
 /// Begins the progress of a fan-out, before any item is queued (so no item can end before its
 /// progress exists): resumes the stored one when it is for the same manifest ETag and the same
-/// queued objects, else writes `progress` (replacing an earlier version's).
+/// listed objects, else writes `progress` (replacing an earlier version's, or one of schema v1).
 pub async fn start(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -218,19 +230,21 @@ pub async fn start(
     Ok(begin(s3, bucket, key, progress).await?.0)
 }
 
-/// [`start`], also returning the cursor to send from: the stored one when resumed, else 0.
+/// [`start`], also returning the progress the fan-out goes on from: the stored one when
+/// resumed (its cursor and missing objects), else `progress` as written.
 pub async fn begin(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     mut progress: Progress,
-) -> Result<(Started, u64), Failure> {
+) -> Result<(Started, Progress), Failure> {
     if let Some((bytes, _)) = store::get_with_etag(s3, bucket, key).await?
         && let Ok(stored) = serde_json::from_slice::<Progress>(&bytes)
+        && stored.schema == SCHEMA
         && stored.manifest == progress.manifest
-        && stored.queued_hash == progress.queued_hash
+        && stored.listed_hash == progress.listed_hash
     {
-        return Ok((Started::Resumed(stored.completion(false)), stored.sent()));
+        return Ok((Started::Resumed(stored.completion(false)), stored));
     }
     if progress.is_complete() {
         progress.completed_at = Some(now());
@@ -244,40 +258,51 @@ pub async fn begin(
         "no-store",
     )
     .await?;
-    Ok((Started::Fresh(progress.completion(true)), 0))
+    Ok((Started::Fresh(progress.completion(true)), progress))
 }
 
-/// Moves the fan-out's cursor of `bucket/key` to `sent` by compare-and-swap (never backwards).
-/// Returns false when the document now belongs to another version of the manifest (a newer
-/// upload replaced it): that fan-out stops.
+/// What [`advance`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advanced {
+    /// The cursor moved (or was already there); `Some` when the manifest is now complete (`first`
+    /// when this write completed it: the fan-out publishes the batch event).
+    Moved(Option<Completion>),
+    /// The document belongs to another version of the manifest (a newer upload replaced it, or it
+    /// is gone): this fan-out stops.
+    Stale,
+}
+
+/// Moves the fan-out's cursor of `bucket/key` to `sent` and marks `missing` objects, by
+/// compare-and-swap (never backwards).
 pub async fn advance(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     manifest: &ManifestRef,
     sent: u64,
-) -> Result<bool, Failure> {
+    missing: &[u64],
+) -> Result<Advanced, Failure> {
     for attempt in 0..MAX_SWAPS {
         let Some((bytes, etag)) = store::get_with_etag(s3, bucket, key).await? else {
-            return Ok(false);
+            return Ok(Advanced::Stale);
         };
-        let mut progress: Progress = serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::permanent(
-                "bad_progress",
-                format!("s3://{bucket}/{key} is not manifest progress: {e}"),
-            )
-        })?;
+        let Ok(mut progress) = serde_json::from_slice::<Progress>(&bytes) else {
+            return Ok(Advanced::Stale);
+        };
         if progress.manifest != *manifest {
-            return Ok(false);
+            return Ok(Advanced::Stale);
         }
-        if progress.sent() >= sent {
-            return Ok(true);
+        let was_complete = progress.is_complete();
+        if !progress.advance(sent, missing) {
+            return Ok(Advanced::Moved(progress.completion(false)));
         }
-        progress.sent = Some(sent.min(progress.queued));
+        if progress.is_complete() {
+            progress.completed_at = Some(now());
+        }
         let body = serde_json::to_vec(&progress).expect("progress serialises");
         if store::put_if_match(s3, bucket, key, body, "application/json", "no-store", &etag).await?
         {
-            return Ok(true);
+            return Ok(Advanced::Moved(progress.completion(!was_complete)));
         }
         // Item ends are writing the same document: re-read and try again.
         tokio::time::sleep(Duration::from_millis(5 + 10 * u64::from(attempt.min(5)))).await;
@@ -307,12 +332,23 @@ pub async fn record_end(
             );
             return Ok(None);
         };
-        let mut progress: Progress = serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::permanent(
-                "bad_progress",
-                format!("s3://{bucket}/{key} is not manifest progress: {e}"),
-            )
-        })?;
+        let mut progress: Progress = match serde_json::from_slice(&bytes) {
+            Ok(progress) => progress,
+            Err(_) if String::from_utf8_lossy(&bytes).contains("imgpipe.manifest-progress/v1") => {
+                tracing::info!(
+                    key,
+                    item = batch.item,
+                    "item of a fan-out made before progress v2; not counted"
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(Failure::permanent(
+                    "bad_progress",
+                    format!("s3://{bucket}/{key} is not manifest progress: {e}"),
+                ));
+            }
+        };
         if progress.manifest.etag != batch.manifest.etag {
             tracing::info!(
                 key,
@@ -370,31 +406,43 @@ mod bitmap {
 mod tests {
     use super::*;
 
-    fn progress(queued: u64) -> Progress {
+    /// `listed` objects, all sent, none missing.
+    fn progress(listed: u64) -> Progress {
         let manifest = ManifestRef {
             bucket: "b".into(),
             key: "manifests/m.json".into(),
             etag: Some("e".into()),
         };
-        let keys: Vec<String> = (0..queued).map(|i| format!("k{i}")).collect();
-        Progress::new(
+        let keys: Vec<String> = (0..listed).map(|i| format!("k{i}")).collect();
+        let mut p = Progress::new(
             manifest,
-            queued + 2,
+            listed + 2,
             keys.iter().map(|k| ("b", k.as_str())),
             1,
-            1,
-        )
+        );
+        p.advance(listed, &[]);
+        p
     }
 
     #[test]
-    fn the_cursor_starts_at_zero_and_older_documents_count_as_sent() {
-        let p = progress(10);
-        assert_eq!(p.sent(), 0);
-        let mut json = serde_json::to_value(&p).unwrap();
-        assert_eq!(json["sent"], 0);
-        json.as_object_mut().unwrap().remove("sent");
-        let legacy: Progress = serde_json::from_value(json).unwrap();
-        assert_eq!(legacy.sent(), 10, "a document without a cursor was fanned out whole");
+    fn complete_only_when_the_cursor_reached_the_end_and_every_object_ended_or_was_missing() {
+        let mut p = progress(4);
+        p.sent = 0;
+        assert!(p.advance(2, &[1]));
+        assert!(!p.advance(2, &[1]), "a repeated slice changes nothing");
+        assert_eq!(p.mark(0, ItemEnd::Done), Ok(true));
+        assert!(!p.is_complete(), "objects 2 and 3 were not looked up yet");
+        assert!(p.advance(4, &[3]));
+        assert!(!p.advance(3, &[]), "the cursor never goes back");
+        assert!(!p.is_complete());
+        assert_eq!(p.mark(2, ItemEnd::Failed), Ok(true));
+        assert!(p.is_complete());
+        let c = p.counts();
+        assert_eq!(
+            (c.items, c.queued, c.done, c.failed, c.missing, c.rejected),
+            (6, 2, 1, 1, 2, 1)
+        );
+        assert!(p.is_missing(1) && p.is_missing(3) && !p.is_missing(0));
     }
 
     #[test]
@@ -422,7 +470,7 @@ mod tests {
         let c = p.counts();
         assert_eq!(
             (c.items, c.queued, c.done, c.failed, c.missing, c.rejected),
-            (12, 10, 7, 3, 1, 1)
+            (12, 10, 7, 3, 0, 1)
         );
     }
 
@@ -447,7 +495,7 @@ mod tests {
         p.mark(2, ItemEnd::Failed).unwrap();
         let json = serde_json::to_string(&p).unwrap();
         assert!(
-            json.contains(r#""schema":"imgpipe.manifest-progress/v1""#),
+            json.contains(r#""schema":"imgpipe.manifest-progress/v2""#),
             "{json}"
         );
         let back: Progress = serde_json::from_str(&json).unwrap();
@@ -461,8 +509,8 @@ mod tests {
     }
 
     #[test]
-    fn the_queued_hash_tells_which_objects_the_bits_stand_for() {
-        let hash = |keys: &[(&str, &str)]| queued_hash(keys.iter().copied());
+    fn the_listed_hash_tells_which_objects_the_bits_stand_for() {
+        let hash = |keys: &[(&str, &str)]| listed_hash(keys.iter().copied());
         let ab = hash(&[("b", "x"), ("b", "y")]);
         assert_eq!(ab, hash(&[("b", "x"), ("b", "y")]));
         assert_ne!(ab, hash(&[("b", "y"), ("b", "x")]), "order is meaning");
