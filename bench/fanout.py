@@ -6,7 +6,9 @@ Deploys the template (LocalMode), fills an archive bucket with BENCH_FANOUT_EXIS
 manifest limit): the archive's objects and the rest missing. One `derive` worker (GPU routing on,
 no GPU worker, so every job stays on the GPU queue to be counted) fans it out.
 
-Reports: seconds from the manifest's upload until every job is on the GPU queue, the HeadObject and
+Reports: seconds from the manifest's upload until every job is on the GPU queue and until the
+fan-out ended (its summary.json written, which the sliced fan-out does with its last slice; an
+older binary wrote it after its HEADs, before sending anything), the HeadObject and
 SQS send calls made (from the worker's "manifest fanned out" log lines; SendMessage for a binary
 without batching, which logs no counts), and how many invocations the fan-out took (continuations
 through the jobs queue, IMGPIPE_FANOUT_SECONDS). BENCH_FANOUT_BIN picks the derive binary (default
@@ -76,7 +78,15 @@ def main():
         while depth(sqs, out["GpuJobsQueueUrl"]) < EXISTING and time.time() < deadline:
             time.sleep(0.5)
         all_queued = time.time() - started
-        time.sleep(3)  # any extra (duplicate) jobs and the last log line
+        summary_key = "derived/manifests/max.csv/summary.json"
+        while time.time() < deadline:
+            try:
+                s3.head_object(Bucket=out["DerivativesBucketName"], Key=summary_key)
+                break
+            except s3.exceptions.ClientError:
+                time.sleep(0.5)
+        summary_written = time.time() - started
+        time.sleep(5)  # any extra (duplicate) jobs and the last log line
         on_gpu_queue = depth(sqs, out["GpuJobsQueueUrl"])
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -99,6 +109,7 @@ def main():
         "existing": EXISTING,
         "binary": str(BIN),
         "seconds_until_all_queued": round(all_queued, 1),
+        "seconds_until_fanned_out": round(summary_written, 1),
         "jobs_on_gpu_queue": on_gpu_queue,
         "invocations": invocations,
         "head_object_calls": heads,
