@@ -212,7 +212,7 @@ def deliver(stack: str, out: dict, key: str) -> None:
     print(f"the gateway keeps serving on http://{GATEWAY}/ (pid {gateway.pid}; make down stops it)")
     page = os.path.join(TARGET, "gallery", "index.html")
     os.makedirs(os.path.dirname(page), exist_ok=True)
-    subprocess.run([os.path.join(BIN, "imgpipe"), "gallery", "--stack", stack, "-o", page], check=True)
+    subprocess.run([os.path.join(BIN, "imgpipe"), "gallery", "--stack", stack, "-o", page, "--show-gps"], check=True)
 
 
 def wait_for_api(api: str, timeout: float = 30.0) -> None:

@@ -11,7 +11,7 @@ cache cannot pick a larger image), it asserts:
 - every frame painted its ThumbHash canvas (non-empty, stamped) before its image loaded;
 - each responsive <picture> chose the srcset width the viewport asks for (sizes = 100vw up to the
   widest rung, so at 640 px the 640w rung and at 1024 px the 1024w rung);
-- the failed upload shows its error kind; GPS shows where the photo has it.
+- the failed upload shows its error kind; GPS shows where the photo has it (with --show-gps).
 
 Screenshots: target/gallery/screenshot-640.png and screenshot-1024.png. Runs in make test (about a
 minute) under localstack/with.sh.   usage: test_gallery.py [STACK_NAME]
@@ -152,7 +152,7 @@ def main() -> int:
     started = time.time()
     keys = process_demo_uploads(stack)
     page = os.path.join(OUT, "index.html")
-    subprocess.run([os.path.join(BIN, "imgpipe"), "gallery", "--stack", stack, "-o", page], check=True)
+    subprocess.run([os.path.join(BIN, "imgpipe"), "gallery", "--stack", stack, "-o", page, "--show-gps"], check=True)
     for width in VIEWPORTS:
         check(page, width, len(keys))
     print(f"gallery browser test passed in {time.time() - started:.0f} s")

@@ -75,6 +75,25 @@ async fn another_buckets_records_and_manifest_items_touch_nothing_of_this_stack(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // A late event of another version of the manifest (a continuation queued before a new
+    // upload) reads nothing under its ETag: the current version's progress stays as it is.
+    let progress_key = "derived/manifests/mixed.csv/progress.json";
+    stack.wait_until_drained().await;
+    let progress = stack.get(&stack.derivatives, progress_key).await.unwrap();
+    stack
+        .send_to_jobs(&event_body(
+            &stack.ingest,
+            "manifests/mixed.csv",
+            "ffffffffffffffffffffffffffffffff",
+            40,
+        ))
+        .await;
+    stack.wait_until_drained().await;
+    assert_eq!(
+        stack.get(&stack.derivatives, progress_key).await.unwrap(),
+        progress,
+        "a stale manifest event fanned the current content out again"
+    );
     worker.stop().await;
     assert_eq!(
         (summary["queued"].as_u64(), summary["rejected"].as_u64()),

@@ -43,9 +43,10 @@ pub struct GalleryArgs {
     /// Most sources on the page (newest first).
     #[arg(long, default_value_t = 200)]
     limit: usize,
-    /// Leave GPS positions out of the page even when metadata has them.
+    /// Show GPS positions where metadata has them. Off by default: the page is a file meant to be
+    /// shared, with week-long links, and a photo's position is personal.
     #[arg(long)]
-    no_gps: bool,
+    show_gps: bool,
 }
 
 /// `imgpipe serve`'s options.
@@ -103,7 +104,7 @@ pub async fn gallery(args: GalleryArgs) -> anyhow::Result<()> {
     let page = Page {
         origin: format!("s3://{}/{}", outputs.bucket, outputs.prefix),
         generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        show_gps: !args.no_gps,
+        show_gps: args.show_gps,
     };
     let html = gallery_html::render(&entries, &page);
     std::fs::write(&args.out, html).with_context(|| format!("writing {}", args.out.display()))?;

@@ -64,7 +64,7 @@ pub trait BatchFunction: Send + Sync + 'static {
                             delay: Duration::ZERO,
                         }
                     }
-                    _ => self.handle_message(&message).await,
+                    _ => crate::deadline::scope(deadline, self.handle_message(&message)).await,
                 };
                 MessageResult {
                     message_id,

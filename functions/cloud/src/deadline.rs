@@ -10,6 +10,22 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+tokio::task_local! {
+    /// The deadline of the invocation a message is being settled in (under Lambda), for work that
+    /// must stop before it, such as a manifest's fan-out.
+    static CURRENT: Option<Deadline>;
+}
+
+/// Runs `work` with `deadline` as the [`current`] one.
+pub async fn scope<F: std::future::Future>(deadline: Option<Deadline>, work: F) -> F::Output {
+    CURRENT.scope(deadline, work).await
+}
+
+/// The deadline of the invocation this task runs in; `None` outside Lambda.
+pub fn current() -> Option<Deadline> {
+    CURRENT.try_with(|d| *d).ok().flatten()
+}
+
 /// When the invocation ends (Lambda's `deadline`), as an [`Instant`] of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {

@@ -45,6 +45,10 @@ use crate::url_policy;
 /// HeadObject calls a manifest's fan-out makes at once (50 000 items: under 800 rounds).
 const FANOUT_HEADS: usize = 64;
 
+/// Under Lambda, time a fan-out keeps before the invocation's deadline: one more slice, the
+/// continuation and the response.
+const FANOUT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 enum RecordDone {
     /// Processed now: the metadata document written. `replaced`: the keys of an earlier upload's
     /// outputs that were overwritten or deleted, whose cached copies the CDN must forget.
@@ -750,13 +754,30 @@ impl Handler {
         routing: &Routing,
     ) -> Result<RecordDone, RecordError> {
         let config = &self.config;
-        let (bytes, total) = store::get_head(
+        let fan_out_started = Instant::now();
+        // Under Lambda, stop starting slices well before the invocation's deadline too.
+        let budget = match crate::deadline::current() {
+            Some(deadline) => config
+                .fanout_budget
+                .min(deadline.left().saturating_sub(FANOUT_DEADLINE_MARGIN)),
+            None => config.fanout_budget,
+        };
+        // The version this event is about, not a newer one: a late continuation of an earlier
+        // version must not fan the new content out under the old ETag.
+        let Some((bytes, total)) = store::get_head_if(
             &self.s3,
             &record.bucket,
             &record.key,
             manifest::MAX_MANIFEST_BYTES + 1,
+            record.etag.as_deref(),
         )
-        .await?;
+        .await?
+        else {
+            return Ok(RecordDone::Ignored(format!(
+                "{} changed since this event; its newer version's event fans it out",
+                record.key
+            )));
+        };
         let parsed = if total.is_some_and(|t| t > manifest::MAX_MANIFEST_BYTES) {
             Err(format!(
                 "manifest is over the {}-byte limit; split it",
@@ -813,20 +834,11 @@ impl Handler {
                 }),
             }
         }
-        // Sent first, whatever happens to the key items: each import job is idempotent (its outcome
-        // document ends it), so a redelivered manifest may send them again.
-        let import_bodies: Vec<String> = imports.iter().map(importer::ImportJob::to_body).collect();
-        let reason = format!(
-            "URL listed in manifest s3://{}/{}",
-            record.bucket, record.key
-        );
-        queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &import_bodies, &reason).await?;
         let manifest_ref = ManifestRef {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
             etag: record.etag.clone(),
         };
-        let fan_out_started = Instant::now();
         let listed = &parsed.items;
         let progress_key = self.progress_key(&record.key);
         let (started, progress) = progress::begin(
@@ -844,6 +856,19 @@ impl Handler {
         let mut missing: Vec<bool> = (0..listed.len() as u64)
             .map(|i| progress.is_missing(i))
             .collect();
+        // Import jobs go out with the first slice's invocation (not again on each continuation);
+        // each is idempotent (its outcome document ends it), so a crash before the first cursor
+        // move only sends them twice.
+        if progress.sent == 0 && !matches!(started, Started::Resumed(Some(_))) {
+            let import_bodies: Vec<String> =
+                imports.iter().map(importer::ImportJob::to_body).collect();
+            let reason = format!(
+                "URL listed in manifest s3://{}/{}",
+                record.bucket, record.key
+            );
+            queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &import_bodies, &reason)
+                .await?;
+        }
         match started {
             // A redelivered manifest whose items all ended: only its event is repeated.
             Started::Resumed(Some(completion)) => {
@@ -867,7 +892,7 @@ impl Handler {
         let (mut slices, mut sent, mut continued) = (0, 0, false);
         while cursor < listed.len() {
             if slices > 0
-                && fan_out_started.elapsed() >= config.fanout_budget
+                && fan_out_started.elapsed() >= budget
                 && let Some(jobs_queue) = &config.jobs_queue_url
             {
                 // Out of time for this invocation: the manifest's own event goes back to the jobs

@@ -137,7 +137,12 @@ impl Progress {
         let before = (self.sent, self.missing.clone());
         self.sent = self.sent.max(sent.min(self.listed));
         for &item in missing.iter().filter(|&&i| i < self.listed) {
-            self.missing[(item / 8) as usize] |= 1 << (item % 8);
+            let (byte, bit) = ((item / 8) as usize, 1u8 << (item % 8));
+            // An object deleted after its job ended (a slice looked up again after a crash) stays
+            // as it ended: counted once.
+            if (self.done[byte] | self.failed[byte]) & bit == 0 {
+                self.missing[byte] |= bit;
+            }
         }
         before != (self.sent, self.missing.clone())
     }
@@ -152,6 +157,9 @@ impl Progress {
             ));
         }
         let (byte, bit) = ((item / 8) as usize, 1u8 << (item % 8));
+        // A job that ends counts as ended, even where a later look-up found its object gone.
+        let was_missing = self.missing[byte] & bit != 0;
+        self.missing[byte] &= !bit;
         let before = (self.done[byte] & bit, self.failed[byte] & bit);
         match end {
             ItemEnd::Done => {
@@ -161,7 +169,7 @@ impl Progress {
             ItemEnd::Failed if self.done[byte] & bit == 0 => self.failed[byte] |= bit,
             ItemEnd::Failed => {}
         }
-        Ok(before != (self.done[byte] & bit, self.failed[byte] & bit))
+        Ok(was_missing || before != (self.done[byte] & bit, self.failed[byte] & bit))
     }
 
     /// Counts so far.
@@ -443,6 +451,21 @@ mod tests {
             (6, 2, 1, 1, 2, 1)
         );
         assert!(p.is_missing(1) && p.is_missing(3) && !p.is_missing(0));
+    }
+
+    #[test]
+    fn an_object_is_counted_once_whether_it_ended_or_went_missing_first() {
+        let mut p = progress(2);
+        p.mark(0, ItemEnd::Done).unwrap();
+        p.advance(2, &[0]); // looked up again after a crash: gone by now
+        assert!(!p.is_missing(0));
+        p.sent = 1;
+        p.advance(2, &[1]);
+        assert_eq!(p.mark(1, ItemEnd::Failed), Ok(true)); // its job ended after all
+        assert!(!p.is_missing(1));
+        let c = p.counts();
+        assert_eq!((c.queued, c.done, c.failed, c.missing), (2, 1, 1, 0));
+        assert!(p.is_complete());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The upload API tags every upload it signs `pending` (the tag is part of the signed POST policy
 //! and of the pre-signed PUT). The handler tags a source of the ingest bucket `done` before it
 //! writes the `done` document (a failed tagging retries the record: a processed original must not
-//! expire), and `failed` after a permanent failure (best effort: the object is then still
-//! `pending`, which expires all the same). The lifecycle rules expire `pending` and `failed`
+//! expire), and `pending` ones `failed` after a permanent failure (best effort: the object is then
+//! still `pending`, which expires all the same). A `done` or untagged object is never tagged
+//! `failed` ([`should_mark`]). The lifecycle rules expire `pending` and `failed`
 //! objects after `UnfinishedSourceDays` (template default 14, the dead-letter queues' retention, so
 //! a redrive still finds its source); the expiry's removal event deletes the failed document.
 //! Objects uploaded without the API carry no tag and never expire. Tagging emits no S3 event.
@@ -44,8 +45,25 @@ pub fn with_status(tags: &[(String, String)], status: &str) -> Vec<(String, Stri
     merged
 }
 
-/// Sets `bucket/key`'s [`TAG`] to `status` (on `version_id` in a versioned bucket), keeping its
-/// other tags. A missing object is not an error: it was removed, and its removal event follows.
+/// Whether an object with tags `current` is to be tagged `status`: `done` always (unless it is
+/// already), `failed` only from `pending`. An object the API did not sign (no tag) never gets an
+/// expiring tag, and a `done` original stays `done` whatever a later run (a backfill) says:
+/// lifecycle counts days from the object's creation, so tagging an old original `failed` would
+/// expire it, and its derivatives with it, at once.
+pub fn should_mark(current: &[(String, String)], status: &str) -> bool {
+    let now = current
+        .iter()
+        .find(|(k, _)| k == TAG)
+        .map(|(_, v)| v.as_str());
+    match status {
+        FAILED => now == Some(PENDING),
+        _ => now != Some(status),
+    }
+}
+
+/// Sets `bucket/key`'s [`TAG`] to `status` (on `version_id` in a versioned bucket) as
+/// [`should_mark`] allows, keeping its other tags. A missing object is not an error: it was
+/// removed, and its removal event follows.
 pub async fn mark(
     s3: &Client,
     bucket: &str,
@@ -75,7 +93,7 @@ pub async fn mark(
         Err(e) if is_missing(&e) => return Ok(()),
         Err(e) => return Err(failure("GetObjectTagging", crate::aws_error::brief(&e))),
     };
-    if current.iter().any(|(k, v)| k == TAG && v == status) {
+    if !should_mark(&current, status) {
         return Ok(());
     }
     let tags = with_status(&current, status)
@@ -128,6 +146,18 @@ mod tests {
             ]
         );
         assert_eq!(pending_query(), "imgpipe-status=pending");
+        let tagged = |v: &str| vec![(TAG.to_string(), v.to_string())];
+        assert!(should_mark(&tagged(PENDING), FAILED));
+        assert!(
+            !should_mark(&tagged(DONE), FAILED),
+            "a processed original never expires"
+        );
+        assert!(
+            !should_mark(&[], FAILED),
+            "an object the API did not sign never expires"
+        );
+        assert!(should_mark(&[], DONE) && should_mark(&tagged(PENDING), DONE));
+        assert!(!should_mark(&tagged(DONE), DONE));
         assert!(pending_xml().contains("<Key>imgpipe-status</Key><Value>pending</Value>"));
     }
 }

@@ -126,14 +126,33 @@ pub async fn get_head(
     key: &str,
     length: u64,
 ) -> Result<(Vec<u8>, Option<u64>), Failure> {
-    let response = s3
+    Ok(get_head_if(s3, bucket, key, length, None)
+        .await?
+        .expect("no condition, no precondition failure"))
+}
+
+/// [`get_head`] of the version whose ETag is `etag` (`If-Match`); `None` when the object now has
+/// another ETag.
+pub async fn get_head_if(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    length: u64,
+    etag: Option<&str>,
+) -> Result<Option<(Vec<u8>, Option<u64>)>, Failure> {
+    let response = match s3
         .get_object()
         .bucket(bucket)
         .key(key)
         .range(format!("bytes=0-{}", length.saturating_sub(1)))
+        .set_if_match(etag.map(|e| format!("\"{}\"", e.trim_matches('"'))))
         .send()
         .await
-        .map_err(|e| get_error(bucket, key, e))?;
+    {
+        Ok(response) => response,
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => return Ok(None),
+        Err(e) => return Err(get_error(bucket, key, e)),
+    };
     // Content-Range: bytes 0-262143/31457280
     let total = response
         .content_range()
@@ -141,10 +160,10 @@ pub async fn get_head(
         .and_then(|t| t.parse().ok())
         .or(response.content_length().map(|l| l.max(0) as u64));
     // A store that ignores Range sends the whole object: read_prefix stops at `length` bytes.
-    Ok((
+    Ok(Some((
         read_prefix(bucket, key, response.body, length).await?,
         total,
-    ))
+    )))
 }
 
 /// An object's size and ETag (no quotes), from HeadObject.
