@@ -111,3 +111,60 @@ async fn transient_failures_are_retried_with_backoff_then_dead_lettered_with_the
     );
     assert_eq!((stats.retried, stats.dead_lettered), (2, 1), "{stats:?}");
 }
+
+/// The crash window of issue 28: a worker killed after a bad file's `failed` document was written and
+/// before its letter went out. The redelivered message (receive count 2) finds the file already
+/// failed for its ETag and sends the letter then, so no bad file ends without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_whose_letter_was_lost_in_a_crash_is_lettered_on_redelivery() {
+    let stack = setup("letter-window").await;
+    let text = fixture("not_an_image_text.jpg");
+    // What the killed worker left: the failed document of this very upload (made by processing the
+    // same bytes under another key, so it is the handler's own), and the message, received once.
+    let worker = stack.start_worker().await;
+    let etag = stack.put("uploads/first.jpg", text.clone()).await;
+    stack.wait_for_metadata("uploads/first.jpg").await;
+    assert_eq!(stack.dlq_messages(1).await.len(), 1);
+    stack.wait_until_drained().await;
+    worker.stop().await;
+    let failed = stack
+        .get(&stack.derivatives, &stack.metadata_key("uploads/first.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(stack.put("uploads/crashed.jpg", text).await, etag);
+    stack
+        .s3
+        .put_object()
+        .bucket(&stack.derivatives)
+        .key(stack.metadata_key("uploads/crashed.jpg"))
+        .body(failed.into())
+        .send()
+        .await
+        .unwrap();
+    let received = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .wait_time_seconds(5)
+        .visibility_timeout(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received.messages().len(), 1, "the upload's notification");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let worker = stack.start_worker().await;
+    let letters = stack.dlq_messages(1).await;
+    stack.wait_until_drained().await;
+    worker.stop().await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let attrs = letters[0].message_attributes().unwrap();
+    assert_eq!(
+        attrs[attributes::SOURCE_KEY].string_value(),
+        Some("uploads/crashed.jpg")
+    );
+    assert_eq!(
+        attrs[attributes::ERROR_KIND].string_value(),
+        Some("unsupported")
+    );
+}

@@ -236,6 +236,8 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             let letters = dlq::peek(&clients.sqs, &dlq_url, max)
                 .await
                 .map_err(|f| anyhow::anyhow!("{f}"))?;
+            // One line per (key, ETag), with the number of letters for it.
+            let letters = dlq::by_source(letters);
             if json {
                 println!("{}", serde_json::to_string_pretty(&letters)?);
             } else {
@@ -261,8 +263,8 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!(
-                    "{} sent back to {queue_url} ({}); {} left in the DLQ",
-                    report.moved, report.method, report.left
+                    "{} sent back to {queue_url} ({}); {} left in the DLQ; {} extra copies of a source deleted",
+                    report.moved, report.method, report.left, report.duplicates
                 );
             }
         }
@@ -291,14 +293,23 @@ fn print_letters(letters: &[Letter]) {
         "key", "kind", "attempts", "age"
     );
     for l in letters {
+        let key = match (l.key.as_deref(), l.copies) {
+            (None, _) => "-".to_string(),
+            (Some(key), 1) => key.to_string(),
+            (Some(key), n) => format!("{key} (×{n})"),
+        };
         println!(
             "{:<40} {:<18} {:>8} {:>10}  {}",
-            l.key.as_deref().unwrap_or("-"),
+            key,
             l.kind,
             l.attempts.map_or("-".into(), |a| a.to_string()),
             age(l.age_s),
             l.message
         );
     }
-    println!("{} dead-lettered jobs", letters.len());
+    let copies: u32 = letters.iter().map(|l| l.copies).sum();
+    println!(
+        "{} dead-lettered jobs ({copies} letters: a job can be lettered again after a crash)",
+        letters.len()
+    );
 }

@@ -33,6 +33,12 @@ pub struct Letter {
     pub bucket: Option<String>,
     /// Source key (decoded), from the attributes or the body.
     pub key: Option<String>,
+    /// The source's ETag, from the body.
+    pub etag: Option<String>,
+    /// Letters of the same source (bucket, key, ETag) this one stands for: a letter is sent at
+    /// least once, so a crash between a failed document and its letter sends another on redelivery
+    /// ([`by_source`]).
+    pub copies: u32,
     /// Failure kind (`corrupt`, `over_limit`, `retries_exhausted`, …; `max_receives` when SQS moved
     /// it without a reason).
     pub kind: String,
@@ -84,6 +90,8 @@ impl Letter {
                 .or_else(|| first_record.as_ref().map(|r| r.bucket.clone())),
             key: attribute(attributes::SOURCE_KEY)
                 .or_else(|| first_record.as_ref().map(|r| r.key.clone())),
+            etag: first_record.as_ref().and_then(|r| r.etag.clone()),
+            copies: 1,
             message: attribute(attributes::ERROR_MESSAGE).unwrap_or_else(|| {
                 if kind.is_some() {
                     String::new()
@@ -100,6 +108,35 @@ impl Letter {
             receipt_handle: message.receipt_handle().unwrap_or_default().to_string(),
         }
     }
+}
+
+/// The source a letter is about, `None` for a letter with no key (an unreadable message).
+fn source_of(letter: &Letter) -> Option<(Option<String>, String, Option<String>)> {
+    letter
+        .key
+        .clone()
+        .map(|key| (letter.bucket.clone(), key, letter.etag.clone()))
+}
+
+/// One letter per source (bucket, key, ETag), the first seen, with `copies` counting the others.
+/// Letters without a key are kept as they are.
+pub fn by_source(letters: Vec<Letter>) -> Vec<Letter> {
+    let mut out: Vec<Letter> = Vec::with_capacity(letters.len());
+    let mut index: std::collections::HashMap<(Option<String>, String, Option<String>), usize> =
+        std::collections::HashMap::new();
+    for letter in letters {
+        match source_of(&letter) {
+            Some(source) => match index.get(&source) {
+                Some(&at) => out[at].copies += letter.copies,
+                None => {
+                    index.insert(source, out.len());
+                    out.push(letter);
+                }
+            },
+            None => out.push(letter),
+        }
+    }
+    out
 }
 
 /// Letters per failure kind.
@@ -250,6 +287,8 @@ pub struct Redriven {
     pub moved: u64,
     /// Messages looked at and left in the DLQ (another kind, or over `max`).
     pub left: u64,
+    /// Extra copies of a source already sent back in this redrive: deleted, not sent again.
+    pub duplicates: u64,
     /// `receive-send-delete` or `move-task`.
     pub method: &'static str,
 }
@@ -271,6 +310,7 @@ pub async fn redrive(
         ..Redriven::default()
     };
     let mut held: Vec<String> = Vec::new();
+    let mut sent_back = std::collections::HashSet::new();
     let mut walk = Walk::new(sqs, dlq, REDRIVE_HOLD);
     let started_ms = now_ms();
     let result = async {
@@ -290,6 +330,18 @@ pub async fn redrive(
                     held.push(letter.receipt_handle);
                     continue;
                 }
+                let source = source_of(&letter);
+                if source.as_ref().is_some_and(|s| sent_back.contains(s)) {
+                    // Another copy of a letter this redrive already sent back: one job per source.
+                    sqs.delete_message()
+                        .queue_url(dlq)
+                        .receipt_handle(&letter.receipt_handle)
+                        .send()
+                        .await
+                        .map_err(|e| sqs_error("DeleteMessage", dlq, e))?;
+                    report.duplicates += 1;
+                    continue;
+                }
                 sqs.send_message()
                     .queue_url(target)
                     .message_body(&letter.body)
@@ -307,6 +359,7 @@ pub async fn redrive(
                     .await
                     .map_err(|e| sqs_error("DeleteMessage", dlq, e))?;
                 report.moved += 1;
+                sent_back.extend(source);
             }
         }
         Ok::<(), Failure>(())
@@ -371,6 +424,7 @@ pub async fn move_task(sqs: &Client, dlq: &str, target: &str) -> Result<Redriven
                     return Ok(Redriven {
                         moved: task.approximate_number_of_messages_moved().max(0) as u64,
                         left: 0,
+                        duplicates: 0,
                         method: "move-task",
                     });
                 }
@@ -448,6 +502,45 @@ mod tests {
         assert_eq!(letter.key, None);
         let json = serde_json::to_value(&letter).unwrap();
         assert!(json.get("body").is_none() && json.get("receipt_handle").is_none());
+    }
+
+    #[test]
+    fn letters_of_the_same_source_collapse_and_count_their_copies() {
+        let letter = |key: Option<&str>, etag: &str| {
+            let mut l = Letter::from_message(
+                &Message::builder()
+                    .message_id("m")
+                    .body("not an event")
+                    .message_attributes(attributes::ERROR_KIND, string("corrupt"))
+                    .build(),
+                0,
+            );
+            l.key = key.map(String::from);
+            l.etag = Some(etag.into());
+            l
+        };
+        let collapsed = by_source(vec![
+            letter(Some("a.jpg"), "e1"),
+            letter(Some("b.jpg"), "e1"),
+            letter(Some("a.jpg"), "e1"),
+            letter(Some("a.jpg"), "e2"),
+            letter(None, "e1"),
+            letter(None, "e1"),
+        ]);
+        let shown: Vec<(Option<&str>, Option<&str>, u32)> = collapsed
+            .iter()
+            .map(|l| (l.key.as_deref(), l.etag.as_deref(), l.copies))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Some("a.jpg"), Some("e1"), 2),
+                (Some("b.jpg"), Some("e1"), 1),
+                (Some("a.jpg"), Some("e2"), 1),
+                (None, Some("e1"), 1),
+                (None, Some("e1"), 1),
+            ]
+        );
     }
 
     #[test]

@@ -282,6 +282,30 @@ impl Handler {
                     skipped += 1;
                     metadata
                 }
+                // The same message again (a crash after the failed document was written, before
+                // its letter went out, or a retry for another record of the message): its letter
+                // is sent again, so every bad file has one. A letter may go out twice; `dlq list`
+                // counts letters by (key, ETag).
+                Ok(RecordDone::AlreadyFailed(metadata)) if receive_count > 1 => {
+                    let (kind, message) = metadata.error.as_ref().map_or_else(
+                        || {
+                            (
+                                "failed".to_string(),
+                                "failed (recorded in metadata.json)".to_string(),
+                            )
+                        },
+                        |e| (e.kind.clone(), e.message.clone()),
+                    );
+                    let failure = Failure::permanent(&kind, message);
+                    permanent.push((
+                        RecordError {
+                            failure,
+                            metadata: Some(metadata),
+                        },
+                        record,
+                    ));
+                    continue;
+                }
                 Ok(RecordDone::AlreadyFailed(metadata)) => {
                     ignored.push(format!(
                         "{} already failed permanently and was dead-lettered",
