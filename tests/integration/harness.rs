@@ -204,6 +204,7 @@ impl Stack {
             wait_time_seconds: 1,
             gather: None,
             gauges: Default::default(),
+            visibility: Some(imgpipe_cloud::worker::DEFAULT_VISIBILITY),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker::run(handler, options, async move {
@@ -242,6 +243,7 @@ impl Stack {
             wait_time_seconds: 1,
             gather: None,
             gauges: Default::default(),
+            visibility: Some(imgpipe_cloud::worker::DEFAULT_VISIBILITY),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker::run(sender, options, async move {

@@ -387,3 +387,104 @@ async fn api_answers_api_gateway_http_api_events_under_lambda() {
         format!("https://abc123.execute-api.us-east-1.amazonaws.com/v1/images/{id}")
     );
 }
+
+/// A worker holds its messages for its own short visibility (`--visibility-seconds`), renewed by its
+/// heartbeat, not for the queue's (6× the Lambda timeout): killed mid-image, its message is back on
+/// the queue within seconds for another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_message_is_back_long_before_the_queues_visibility_timeout() {
+    let stack = setup("kill-recovery").await;
+    let queue_visibility: u64 = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        queue_visibility >= 180,
+        "the template's queue: {queue_visibility} s"
+    );
+    let mut child = Command::new(derive_binary())
+        .envs(crate::harness::aws_env())
+        .envs(stack.worker_env(&[]))
+        .args([
+            "--wait-seconds",
+            "1",
+            "--concurrency",
+            "1",
+            "--visibility-seconds",
+            "4",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    stack.wait_until_drained().await;
+    stack
+        .put("uploads/held.jpg", fixture("large_olympus-e-p3_12mp.jpg"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let in_flight: u64 = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.queue_url)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if in_flight > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never took the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Back within a long poll or two (well under the queue's timeout), received a second time.
+    let back = Instant::now() + Duration::from_secs(40);
+    let message = loop {
+        let out = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .wait_time_seconds(10)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .unwrap();
+        if let Some(message) = out.messages.unwrap_or_default().into_iter().next() {
+            break message;
+        }
+        assert!(
+            Instant::now() < back,
+            "the killed worker's message is still hidden (queue visibility {queue_visibility} s)"
+        );
+    };
+    assert!(message.body().unwrap().contains("uploads/held.jpg"));
+    let receives = &message.attributes().unwrap()
+        [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
+    assert_eq!(receives, "2");
+}

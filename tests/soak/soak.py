@@ -86,7 +86,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kills", type=int, default=20, help="kills at most (default 20)")
     p.add_argument("--stall", type=float, default=20.0, help="SIGSTOP LocalStack once for S s (0: none)")
     p.add_argument("--stall-at", type=float, default=0.3, help="stall when this share of uploads has settled")
-    p.add_argument("--visibility", type=int, default=10, help="jobs queue visibility timeout in s")
+    p.add_argument("--visibility", type=int, default=10,
+                   help="jobs queue visibility timeout and the workers' --visibility-seconds, in s")
     p.add_argument("--upload-threads", type=int, default=8)
     p.add_argument("--profile", default="release", choices=["release", "debug"], help="which derive build")
     p.add_argument("--timeout", type=float, default=3600, help="give up waiting after this many s")
@@ -139,8 +140,9 @@ def clients():
 class Workers:
     """K derive processes; each incarnation logs to its own file so a kill's in-flight work is visible."""
 
-    def __init__(self, binary: Path, env: dict, count: int, concurrency: int, logs: Path):
+    def __init__(self, binary: Path, env: dict, count: int, concurrency: int, logs: Path, visibility: int):
         self.binary, self.env, self.concurrency, self.logs = binary, env, concurrency, logs
+        self.visibility = visibility
         self.procs: list[subprocess.Popen | None] = [None] * count
         self.files: list[Path | None] = [None] * count
         self.incarnations = collections.Counter()
@@ -154,7 +156,8 @@ class Workers:
         path = self.logs / f"worker-{i}-{self.incarnations[i]}.log"
         out = open(path, "wb")
         self.procs[i] = subprocess.Popen(
-            [str(self.binary), "--json-logs", "--wait-seconds", "1", "--concurrency", str(self.concurrency)],
+            [str(self.binary), "--json-logs", "--wait-seconds", "1", "--concurrency", str(self.concurrency),
+             "--visibility-seconds", str(self.visibility)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -304,7 +307,7 @@ def main() -> int:
     }
     plan = plan_uploads(args.uploads, args.bad_percent, rng)
     bodies = {f: (FIXTURES / f).read_bytes() for f in {p[1] for p in plan}}
-    workers = Workers(binary, env, args.workers, args.concurrency, logs)
+    workers = Workers(binary, env, args.workers, args.concurrency, logs, args.visibility)
     reader = LogReader(logs)
 
     uploaded: dict[str, float] = {}
@@ -518,6 +521,15 @@ def verify(args, plan, uploaded, upload_errors, reader, workers, stalled, crashe
         ended = {r["key"] for r in reader.records if r["file"] == name and r["msg"] in ("done", "dead-lettered")}
         kill["in_flight"] = sorted(began - ended)
         in_flight_at_kills += len(kill["in_flight"])
+    # Recovery: for each image in flight at a kill, the time from the kill to its end anywhere.
+    recovery = []
+    for kill in workers.killed:
+        for key in kill["in_flight"]:
+            ends = [r["t"] for r in reader.records
+                    if r["key"] == key and r["msg"] in SETTLED and r["t"] >= kill["at"]]
+            if ends:
+                recovery.append(min(ends) - kill["at"])
+    recovery.sort()
     in_flight_at_stall = 0
     if stalled:
         # Records that started before the stall ended and had not finished when it began. A message
@@ -575,6 +587,12 @@ def verify(args, plan, uploaded, upload_errors, reader, workers, stalled, crashe
         "retries_after_transient_failures": retries,
         "duplicated_work": duplicated,
         "repeated_keys": len(repeated),
+        "kill_to_done_s": {
+            "n": len(recovery),
+            "p50": round(recovery[len(recovery) // 2], 1) if recovery else None,
+            "p99": round(recovery[min(len(recovery) - 1, int(len(recovery) * 0.99))], 1) if recovery else None,
+            "max": round(recovery[-1], 1) if recovery else None,
+        },
         "in_flight_at_kills": in_flight_at_kills,
         "in_flight_at_stall": in_flight_at_stall,
         "rewritten_outputs": len(rewritten),
@@ -603,6 +621,7 @@ soak: {r['uploads']} uploads ({r['bad_files']} bad), {r['workers']} workers x {r
   panics                  {r['panics']}
   throughput              {r['throughput_per_s']} images/s over {r['seconds']} s
   latency upload→done     p50 {r['latency_s']['p50']} s, p99 {r['latency_s']['p99']} s, max {r['latency_s']['max']} s
+  kill→done (in flight)   p50 {r['kill_to_done_s']['p50']} s, p99 {r['kill_to_done_s']['p99']} s, max {r['kill_to_done_s']['max']} s over {r['kill_to_done_s']['n']} images
 """
     )
     for p in r["problems"]:

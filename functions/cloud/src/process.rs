@@ -18,6 +18,7 @@ pub async fn run_queue_consumer<F: BatchFunction>(
     function: Arc<F>,
     queue_url: Option<String>,
     wait_time_seconds: i32,
+    visibility: Option<std::time::Duration>,
 ) -> Result<(), String> {
     if under_lambda() {
         return crate::lambda::run(function, queue_url)
@@ -32,6 +33,7 @@ pub async fn run_queue_consumer<F: BatchFunction>(
         wait_time_seconds,
         gather: None,
         gauges: Default::default(),
+        visibility,
     };
     worker::run(function, options, shutdown_signal()).await;
     Ok(())

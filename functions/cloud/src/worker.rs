@@ -30,7 +30,15 @@ pub struct WorkerOptions {
     pub gather: Option<Gather>,
     /// Live counts for a health endpoint.
     pub gauges: Arc<Gauges>,
+    /// How long a received message stays hidden while this worker holds it, kept up by the
+    /// heartbeat every third of it; `None`: the queue's visibility timeout. Short (the binaries'
+    /// default is [`DEFAULT_VISIBILITY`]) so that a killed worker's messages are back in seconds,
+    /// not after the queue's timeout (6× the Lambda's, for the Lambda's sake).
+    pub visibility: Option<Duration>,
 }
+
+/// The workers' visibility by default (`--visibility-seconds`, `IMGPIPE_WORKER_VISIBILITY_SECONDS`).
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 
 /// How the GPU worker gathers a batch: after the first message arrives it keeps receiving until it
 /// holds `max_messages` (capped by `concurrency`) or `window` has passed, so the device gets work in
@@ -108,7 +116,10 @@ pub async fn run<H: BatchFunction>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> WorkerStats {
     let sqs = handler.sqs().clone();
-    let visibility = queue_visibility_timeout(&sqs, &options.queue_url).await;
+    let visibility = match options.visibility {
+        Some(visibility) => visibility.max(Duration::from_secs(3)),
+        None => queue_visibility_timeout(&sqs, &options.queue_url).await,
+    };
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut in_flight: JoinSet<Vec<MessageResult>> = JoinSet::new();
     let mut stats = WorkerStats::default();
@@ -142,11 +153,18 @@ pub async fn run<H: BatchFunction>(
         }
         let most = options.gather.map_or(10, |g| g.max_messages.clamp(1, 10));
         let room = (1 + permits.available_permits().min(9)).min(most);
-        let mut messages =
-            match receive(&sqs, &options.queue_url, room, options.wait_time_seconds).await {
-                Some(messages) if !messages.is_empty() => messages,
-                _ => continue,
-            };
+        let mut messages = match receive(
+            &sqs,
+            &options.queue_url,
+            room,
+            options.wait_time_seconds,
+            visibility,
+        )
+        .await
+        {
+            Some(messages) if !messages.is_empty() => messages,
+            _ => continue,
+        };
         // Messages already received are in flight even when shutdown began meanwhile: they are hidden
         // from every other worker, so this one finishes them (the loop ends after this batch).
         let mut held = vec![first];
@@ -165,7 +183,7 @@ pub async fn run<H: BatchFunction>(
                 }
                 // Whole seconds only: long-poll while at least one is left, else short polls.
                 let wait = left.as_secs().min(20) as i32;
-                match receive(&sqs, &options.queue_url, room, wait).await {
+                match receive(&sqs, &options.queue_url, room, wait, visibility).await {
                     Some(more) if !more.is_empty() => {
                         take_permits(&permits, &mut held, more.len());
                         messages.extend(more);
@@ -207,12 +225,14 @@ async fn receive(
     queue_url: &str,
     room: usize,
     wait_time_seconds: i32,
+    visibility: Duration,
 ) -> Option<Vec<Message>> {
     let received = sqs
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(room as i32)
         .wait_time_seconds(wait_time_seconds)
+        .visibility_timeout(visibility.as_secs().min(43_200) as i32)
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
         .message_attribute_names(crate::queue::attributes::REDRIVEN)
         .message_attribute_names(crate::queue::attributes::ERROR_KIND)
@@ -282,14 +302,15 @@ async fn process_batch<H: BatchFunction>(
     results
 }
 
-/// Every half visibility timeout, extends the visibility of the messages being processed.
+/// Every third of the visibility timeout, extends the visibility of the messages being processed
+/// (two chances before it runs out).
 async fn heartbeat(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     handles: &[String],
     visibility: Duration,
 ) {
-    let period = (visibility / 2).max(Duration::from_secs(1));
+    let period = (visibility / 3).max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(period).await;
         for handle in handles {

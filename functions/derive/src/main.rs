@@ -28,6 +28,10 @@ struct Args {
     /// Print log lines as JSON (default under Lambda).
     #[arg(long)]
     json_logs: bool,
+    /// Worker mode: seconds a received message stays hidden, renewed by a heartbeat every third;
+    /// a killed worker's messages are back after at most this long. Ignored under Lambda.
+    #[arg(long, env = "IMGPIPE_WORKER_VISIBILITY_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=43_200))]
+    visibility_seconds: u64,
 }
 
 #[tokio::main]
@@ -45,7 +49,12 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(presets = config.presets.presets().len(), memory_mib = config.memory_mib, preset_set_hash = config.presets.hash(), output_bucket = %config.output_bucket, "configuration loaded");
     let handler = Arc::new(Handler::from_config(config).await);
-    run_queue_consumer(handler, args.queue_url, args.wait_seconds)
-        .await
-        .map_err(anyhow::Error::msg)
+    run_queue_consumer(
+        handler,
+        args.queue_url,
+        args.wait_seconds,
+        Some(std::time::Duration::from_secs(args.visibility_seconds)),
+    )
+    .await
+    .map_err(anyhow::Error::msg)
 }

@@ -34,6 +34,10 @@ struct Args {
     /// Long-poll wait in seconds (1–20).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=20))]
     wait_seconds: i32,
+    /// Seconds a received message stays hidden, renewed by a heartbeat every third while its batch
+    /// runs: a killed worker's messages are back after at most this long.
+    #[arg(long, env = "IMGPIPE_WORKER_VISIBILITY_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=43_200))]
+    visibility_seconds: u64,
     /// Address of the health endpoint (`GET /health`); empty to turn it off.
     #[arg(long, env = "IMGPIPE_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     health_addr: String,
@@ -85,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             window: Duration::from_millis(args.batch_window_ms),
         }),
         gauges: Arc::clone(&gauges),
+        visibility: Some(Duration::from_secs(args.visibility_seconds)),
     };
     let stats = worker::run(handler, options, shutdown_signal()).await;
     tracing::info!(?stats, "gpu-worker stopped");

@@ -38,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
     );
     let queue_url = sender.config().queue_url.clone();
-    run_queue_consumer(sender, Some(queue_url), args.wait_seconds)
+    // The queue's own visibility: a webhook attempt's timeout and backoff are set against it.
+    run_queue_consumer(sender, Some(queue_url), args.wait_seconds, None)
         .await
         .map_err(anyhow::Error::msg)
 }
