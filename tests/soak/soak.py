@@ -86,8 +86,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kills", type=int, default=20, help="kills at most (default 20)")
     p.add_argument("--stall", type=float, default=20.0, help="SIGSTOP LocalStack once for S s (0: none)")
     p.add_argument("--stall-at", type=float, default=0.3, help="stall when this share of uploads has settled")
-    p.add_argument("--visibility", type=int, default=10,
-                   help="jobs queue visibility timeout and the workers' --visibility-seconds, in s")
+    p.add_argument("--visibility", type=int, default=10, help="jobs queue visibility timeout in s")
+    p.add_argument("--worker-visibility", type=int, default=None,
+                   help="the workers' --visibility-seconds (default: --visibility)")
     p.add_argument("--upload-threads", type=int, default=8)
     p.add_argument("--profile", default="release", choices=["release", "debug"], help="which derive build")
     p.add_argument("--timeout", type=float, default=3600, help="give up waiting after this many s")
@@ -307,7 +308,7 @@ def main() -> int:
     }
     plan = plan_uploads(args.uploads, args.bad_percent, rng)
     bodies = {f: (FIXTURES / f).read_bytes() for f in {p[1] for p in plan}}
-    workers = Workers(binary, env, args.workers, args.concurrency, logs, args.visibility)
+    workers = Workers(binary, env, args.workers, args.concurrency, logs, args.worker_visibility or args.visibility)
     reader = LogReader(logs)
 
     uploaded: dict[str, float] = {}
