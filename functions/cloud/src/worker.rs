@@ -38,7 +38,7 @@ pub struct WorkerOptions {
 }
 
 /// The workers' visibility by default (`--visibility-seconds`, `IMGPIPE_WORKER_VISIBILITY_SECONDS`).
-pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(20);
 
 /// How the GPU worker gathers a batch: after the first message arrives it keeps receiving until it
 /// holds `max_messages` (capped by `concurrency`) or `window` has passed, so the device gets work in

@@ -30,7 +30,7 @@ struct Args {
     json_logs: bool,
     /// Worker mode: seconds a received message stays hidden, renewed by a heartbeat every third;
     /// a killed worker's messages are back after at most this long. Ignored under Lambda.
-    #[arg(long, env = "IMGPIPE_WORKER_VISIBILITY_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=43_200))]
+    #[arg(long, env = "IMGPIPE_WORKER_VISIBILITY_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=43_200))]
     visibility_seconds: u64,
 }
 

@@ -36,7 +36,7 @@ struct Args {
     wait_seconds: i32,
     /// Seconds a received message stays hidden, renewed by a heartbeat every third while its batch
     /// runs: a killed worker's messages are back after at most this long.
-    #[arg(long, env = "IMGPIPE_WORKER_VISIBILITY_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=43_200))]
+    #[arg(long, env = "IMGPIPE_WORKER_VISIBILITY_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=43_200))]
     visibility_seconds: u64,
     /// Address of the health endpoint (`GET /health`); empty to turn it off.
     #[arg(long, env = "IMGPIPE_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
