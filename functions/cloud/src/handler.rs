@@ -16,8 +16,8 @@
 //! failed document and its letter) is dead-lettered then: letters are sent at least once.
 //!
 //! This file is the message loop and the per-record decision; the flows live beside it:
-//! [`upload`] (processing a source), [`manifests`] (fan-out, summary, batch event) and [`imports`]
-//! (URL import jobs).
+//! `handler/upload.rs` (processing a source), `handler/manifests.rs` (fan-out, summary, batch event)
+//! and `handler/imports.rs` (URL import jobs).
 
 use std::cell::RefCell;
 use std::future::Future;
