@@ -490,7 +490,8 @@ impl Stack {
             .await
     }
 
-    async fn count(
+    /// The sum of the queue attributes `names` (counts, or a single value such as its visibility).
+    pub async fn count(
         &self,
         queue_url: &str,
         names: &[aws_sdk_sqs::types::QueueAttributeName],

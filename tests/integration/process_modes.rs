@@ -394,21 +394,8 @@ async fn api_answers_api_gateway_http_api_events_under_lambda() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_message_is_back_long_before_the_queues_visibility_timeout() {
     let stack = setup("kill-recovery").await;
-    let queue_visibility: u64 = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&stack.queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let queue_visibility = stack.count(&stack.queue_url, &[A::VisibilityTimeout]).await;
     assert!(
         queue_visibility >= 180,
         "the template's queue: {queue_visibility} s"
@@ -433,23 +420,12 @@ async fn a_killed_workers_message_is_back_long_before_the_queues_visibility_time
         .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let in_flight: u64 = stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&stack.queue_url)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        let in_flight = stack
+            .count(
+                &stack.queue_url,
+                &[A::ApproximateNumberOfMessagesNotVisible],
             )
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+            .await;
         if in_flight > 0 {
             break;
         }

@@ -331,35 +331,33 @@ pub async fn redrive(
                     continue;
                 }
                 let source = source_of(&letter);
-                if source.as_ref().is_some_and(|s| sent_back.contains(s)) {
-                    // Another copy of a letter this redrive already sent back: one job per source.
-                    sqs.delete_message()
-                        .queue_url(dlq)
-                        .receipt_handle(&letter.receipt_handle)
+                // Another copy of a letter this redrive already sent back is deleted, not sent:
+                // one job per source.
+                let copy = source.as_ref().is_some_and(|s| sent_back.contains(s));
+                if !copy {
+                    sqs.send_message()
+                        .queue_url(target)
+                        .message_body(&letter.body)
+                        .message_attributes(
+                            attributes::REDRIVEN,
+                            crate::queue::string_attribute(&letter.kind),
+                        )
                         .send()
                         .await
-                        .map_err(|e| sqs_error("DeleteMessage", dlq, e))?;
-                    report.duplicates += 1;
-                    continue;
+                        .map_err(|e| sqs_error("SendMessage", target, e))?;
                 }
-                sqs.send_message()
-                    .queue_url(target)
-                    .message_body(&letter.body)
-                    .message_attributes(
-                        attributes::REDRIVEN,
-                        crate::queue::string_attribute(&letter.kind),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| sqs_error("SendMessage", target, e))?;
                 sqs.delete_message()
                     .queue_url(dlq)
                     .receipt_handle(&letter.receipt_handle)
                     .send()
                     .await
                     .map_err(|e| sqs_error("DeleteMessage", dlq, e))?;
-                report.moved += 1;
-                sent_back.extend(source);
+                if copy {
+                    report.duplicates += 1;
+                } else {
+                    report.moved += 1;
+                    sent_back.extend(source);
+                }
             }
         }
         Ok::<(), Failure>(())

@@ -16,8 +16,9 @@
 //! failed document and its letter) is dead-lettered then: letters are sent at least once.
 //!
 //! This file is the message loop and the per-record decision; the flows live beside it:
-//! `handler/upload.rs` (processing a source), `handler/manifests.rs` (fan-out, summary, batch event)
-//! and `handler/imports.rs` (URL import jobs).
+//! `handler/upload.rs` (processing a source), `handler/removal.rs` (a removal's deletions and
+//! tombstone), `handler/announce.rs` (events and CDN invalidations), `handler/manifests.rs`
+//! (fan-out, summary, batch event) and `handler/imports.rs` (URL import jobs).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -48,8 +49,10 @@ use crate::source_status;
 use crate::store;
 use crate::url_policy;
 
+mod announce;
 mod imports;
 mod manifests;
+mod removal;
 mod upload;
 
 /// HeadObject calls a manifest's fan-out makes at once (50 000 items: under 800 rounds).
@@ -425,189 +428,6 @@ impl Handler {
             Err(e) => RecordEnd::Failed(&e.failure.kind),
         };
         self.metrics.record(end, record.event_time.as_deref());
-    }
-
-    /// After a message was dead-lettered, announces each failed record; when that fails the message
-    /// is retried, and the retry finds the records already failed and announces them again.
-    async fn announce_failures(
-        &self,
-        outcome: Outcome,
-        failed: &[(ObjectEvent, Box<Metadata>)],
-        receive_count: u32,
-    ) -> Outcome {
-        if !matches!(outcome, Outcome::DeadLettered { .. }) {
-            return outcome;
-        }
-        for (record, metadata) in failed {
-            if let Err(failure) = self.announce(record, metadata).await {
-                let delay = self.config.retry_delay(receive_count);
-                tracing::warn!(key = %record.key, error = %failure, "failure recorded and dead-lettered, but not announced; will retry the announcement");
-                return Outcome::Retry { failure, delay };
-            }
-        }
-        outcome
-    }
-
-    /// Every record ended but an announcement failed: retry with backoff, and after `max_attempts`
-    /// dead-letter the message (`announce_failed`) so a redrive announces it; metadata stays as
-    /// written.
-    async fn retry_announcement(
-        &self,
-        body: &str,
-        failure: Failure,
-        receive_count: u32,
-        message_id: &str,
-    ) -> Outcome {
-        if receive_count < self.config.max_attempts {
-            let delay = self.config.retry_delay(receive_count);
-            tracing::warn!(message_id, receive_count, delay_s = delay.as_secs(), error = %failure, "outputs written but the event was not published; will retry");
-            return Outcome::Retry { failure, delay };
-        }
-        let failure = Failure {
-            kind: "announce_failed".into(),
-            message: format!(
-                "outputs and metadata.json are written, but the event could not be published after {receive_count} attempts (redrive this message to publish it); last error: {failure}"
-            ),
-            retryable: true,
-        };
-        self.dead_letter(body, failure, None, receive_count, message_id)
-            .await
-    }
-
-    /// Tells the world that `record` ended as `metadata` says: publishes its image event and, for a
-    /// manifest item, records the item's end and publishes `imgpipe.batch.done` after the last one.
-    /// Deterministic ids make repeating this harmless.
-    async fn announce(&self, record: &ObjectEvent, metadata: &Metadata) -> Result<(), Failure> {
-        let config = &self.config;
-        let metadata_key = config.layout.metadata_key(&record.key);
-        let event = events::image_event(
-            metadata,
-            &OutputRef {
-                bucket: &config.output_bucket,
-                metadata_key: &metadata_key,
-                cdn_base_url: config.cdn_base_url.as_deref(),
-            },
-        );
-        self.notifier.publish(&event).await?;
-        let Some(batch) = &record.batch else {
-            return Ok(());
-        };
-        let end = match metadata.status {
-            Status::Done => ItemEnd::Done,
-            Status::Failed => ItemEnd::Failed,
-        };
-        let key = self.progress_key(&batch.manifest.key);
-        if let Some(completion) =
-            progress::record_end(&self.s3, &config.output_bucket, &key, batch, end).await?
-        {
-            self.publish_batch_done(&batch.manifest, &completion)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Publishes `imgpipe.image.deleted`, built from the tombstone alone, so a redelivered removal
-    /// repeats the same event.
-    async fn announce_deletion(&self, tombstone: &Tombstone) -> Result<(), Failure> {
-        let config = &self.config;
-        let metadata_key = config.layout.metadata_key(&tombstone.key);
-        let event = events::deleted_event(
-            events::DeletedSource {
-                bucket: tombstone.bucket.clone(),
-                key: tombstone.key.clone(),
-                sequencer: tombstone.sequencer.clone(),
-                version_id: tombstone.version_id.clone(),
-            },
-            tombstone.deleted_keys.clone(),
-            &OutputRef {
-                bucket: &config.output_bucket,
-                metadata_key: &metadata_key,
-                cdn_base_url: config.cdn_base_url.as_deref(),
-            },
-            &tombstone.deleted_at,
-        );
-        self.notifier.publish(&event).await
-    }
-
-    /// Invalidates `paths` on the configured distribution (nothing without one, or no paths).
-    async fn invalidate(&self, paths: &[String]) -> Result<(), Failure> {
-        let (Some(cloudfront), Some(distribution)) =
-            (&self.cloudfront, &self.config.cdn_distribution_id)
-        else {
-            return Ok(());
-        };
-        if paths.is_empty() {
-            return Ok(());
-        }
-        let ids = crate::invalidation::invalidate(cloudfront, distribution, paths).await?;
-        tracing::info!(distribution = %distribution, paths = paths.len(), invalidations = ?ids, "deleted outputs invalidated on the CDN");
-        Ok(())
-    }
-
-    fn tombstone_key(&self, source_key: &str) -> String {
-        format!(
-            "{}{source_key}/{}",
-            self.config.layout.prefix,
-            deletion::TOMBSTONE
-        )
-    }
-
-    /// The removal `record` won (see [`ordering`]): deletes every output of the key and writes the
-    /// tombstone; a redelivery of the same removal keeps the tombstone it finds.
-    async fn delete_record(
-        &self,
-        record: &ObjectEvent,
-        existing: Option<Metadata>,
-        tombstone: Option<Tombstone>,
-    ) -> Result<RecordDone, RecordError> {
-        let config = &self.config;
-        let dir = format!("{}{}/", config.layout.prefix, record.key);
-        let tombstone_key = self.tombstone_key(&record.key);
-        let listed = existing
-            .iter()
-            .flat_map(|m| m.derivatives.iter().map(|d| d.key.clone()))
-            .collect::<Vec<_>>();
-        let deleted = deletion::delete_outputs(
-            &self.s3,
-            &config.output_bucket,
-            &dir,
-            listed,
-            &tombstone_key,
-        )
-        .await?;
-        let same_removal = tombstone.filter(|t| {
-            t.sequencer == record.sequencer
-                && t.version_id == record.version_id
-                && deleted.is_empty()
-        });
-        let tombstone = match same_removal {
-            Some(found) => found,
-            None => {
-                let tombstone = Tombstone {
-                    schema: deletion::TOMBSTONE_SCHEMA.into(),
-                    bucket: record.bucket.clone(),
-                    key: record.key.clone(),
-                    sequencer: record.sequencer.clone(),
-                    version_id: record.version_id.clone(),
-                    event_name: record.event_name.clone(),
-                    deleted_at: now(),
-                    deleted_keys: deleted,
-                };
-                store::put_tagging(
-                    &self.s3,
-                    &config.output_bucket,
-                    &tombstone_key,
-                    serde_json::to_vec_pretty(&tombstone).expect("tombstone serialises"),
-                    "application/json",
-                    &config.metadata_cache_control,
-                    deletion::TOMBSTONE_TAGGING,
-                )
-                .await?;
-                tombstone
-            }
-        };
-        tracing::info!(key = %record.key, event = %record.event_name, deleted = tombstone.deleted_keys.len(), "source removed; its outputs deleted");
-        Ok(RecordDone::Deleted(Box::new(tombstone)))
     }
 
     async fn dead_letter(

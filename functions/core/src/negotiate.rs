@@ -47,11 +47,14 @@ pub fn served_extensions() -> Vec<String> {
         .collect()
 }
 
-/// True when the last path segment `name` is a derivative file by its extension.
+/// True when the last path segment `name` is a derivative file by its extension (no allocation:
+/// the local gateway asks on every request).
 fn is_derivative_file(name: &str) -> bool {
-    served_extensions()
-        .iter()
-        .any(|ext| name.len() > ext.len() && name.ends_with(ext.as_str()))
+    crate::preset::OutputFormat::ALL.iter().any(|f| {
+        name.strip_suffix(f.extension())
+            .and_then(|stem| stem.strip_suffix('.'))
+            .is_some_and(|stem| !stem.is_empty())
+    })
 }
 
 /// Negotiates `path` (percent-encoded, starting with `/`) for a client sending `accept`
