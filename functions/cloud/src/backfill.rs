@@ -74,7 +74,7 @@ pub fn judge(
 
 /// The verdict on `source`: a HEAD of its metadata.json, or a GET of documents without tags.
 pub async fn inspect(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     output_bucket: &str,
     layout: &OutputLayout,
     source: &Listed,

@@ -47,7 +47,7 @@ pub struct Tombstone {
 /// Reads the tombstone at `key`; `None` when there is none (or it is not a tombstone: not JSON of
 /// the schema, or over [`store::MAX_DOCUMENT_BYTES`], which no tombstone of ours is).
 pub async fn read_tombstone(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
     key: &str,
 ) -> Result<Option<Tombstone>, Failure> {
@@ -67,7 +67,7 @@ pub async fn read_tombstone(
 /// Deletes every object directly under `dir` (which ends with `/`) and each of `listed` (keys the
 /// metadata names), except `keep`; returns the deleted keys, sorted.
 pub async fn delete_outputs(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
     dir: &str,
     listed: impl IntoIterator<Item = String>,

@@ -36,6 +36,7 @@ use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
 use crate::deadline::ServiceTime;
 use crate::deletion::{self, Tombstone};
+use crate::effects::{Cdn, Effects, ObjectStore, Queues};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::importer;
@@ -99,10 +100,14 @@ pub type EngineFactory = Arc<dyn Fn() -> Engine + Send + Sync>;
 
 /// Clients and configuration, built once per process and shared by every invocation.
 pub struct Handler {
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
+    /// S3, through the [effect boundary](crate::effects).
+    s3: Arc<dyn ObjectStore>,
+    /// SQS sends, deletes and visibility, through the effect boundary.
+    queues: Arc<dyn Queues>,
+    /// The SDK client the drivers receive with (never used by the flows).
+    driver_sqs: aws_sdk_sqs::Client,
     /// Present when `IMGPIPE_CDN_DISTRIBUTION_ID` is set: invalidates deleted outputs.
-    cloudfront: Option<aws_sdk_cloudfront::Client>,
+    cdn: Option<Arc<dyn Cdn>>,
     notifier: Notifier,
     metrics: Metrics,
     /// Name resolution for URL imports (the system's; tests inject theirs).
@@ -129,11 +134,24 @@ impl Handler {
         sns: aws_sdk_sns::Client,
         config: Config,
     ) -> Self {
+        let effects = Effects {
+            store: Arc::new(s3),
+            queues: Arc::new(sqs.clone()),
+            topic: Arc::new(sns),
+            cdn: None,
+        };
+        Self::with_effects(effects, sqs, config)
+    }
+
+    /// Builds the handler on `effects` (the AWS executor, or the fault simulator's); `driver_sqs`
+    /// is only what [`BatchFunction::sqs`] hands the drivers for receiving.
+    pub fn with_effects(effects: Effects, driver_sqs: aws_sdk_sqs::Client, config: Config) -> Self {
         Self {
-            s3,
-            sqs,
-            cloudfront: None,
-            notifier: Notifier::new(sns, config.events_topic_arn.clone()),
+            s3: effects.store,
+            queues: effects.queues,
+            driver_sqs,
+            cdn: effects.cdn,
+            notifier: Notifier::new(effects.topic, config.events_topic_arn.clone()),
             metrics: Metrics::new(config.metrics, &config.stack_name),
             network: Arc::new(importer::SystemNetwork),
             memory: config.memory_mib.map(|mib| {
@@ -175,14 +193,17 @@ impl Handler {
         let s3 = store::client(&shared, config.endpoint_url.is_some());
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let sns = aws_sdk_sns::Client::new(&shared);
-        let cloudfront = config
+        let cdn = config
             .cdn_distribution_id
             .is_some()
-            .then(|| aws_sdk_cloudfront::Client::new(&shared));
-        Self {
-            cloudfront,
-            ..Self::new(s3, sqs, sns, config)
-        }
+            .then(|| Arc::new(aws_sdk_cloudfront::Client::new(&shared)) as Arc<dyn Cdn>);
+        let effects = Effects {
+            store: Arc::new(s3),
+            queues: Arc::new(sqs.clone()),
+            topic: Arc::new(sns),
+            cdn,
+        };
+        Self::with_effects(effects, sqs, config)
     }
 
     /// The configuration.
@@ -190,14 +211,9 @@ impl Handler {
         &self.config
     }
 
-    /// The SQS client.
+    /// The SQS client the drivers receive with.
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {
-        &self.sqs
-    }
-
-    /// The S3 client.
-    pub fn s3(&self) -> &aws_sdk_s3::Client {
-        &self.s3
+        &self.driver_sqs
     }
 
     async fn settle(&self, message: &SqsMessage) -> Outcome {
@@ -445,7 +461,7 @@ impl Handler {
             receive_count,
             message_id,
         };
-        match queue::send_to_dlq(&self.sqs, &self.config.dlq_url, &letter).await {
+        match queue::send_to_dlq(&*self.queues, &self.config.dlq_url, &letter).await {
             Ok(()) => {
                 tracing::error!(message_id, key = record.map(|r| r.key.as_str()), kind = %failure.kind, error = %failure.message, "dead-lettered");
                 Outcome::DeadLettered { failure }
@@ -481,12 +497,12 @@ impl Handler {
             )));
         }
         let metadata_key = config.layout.metadata_key(&record.key);
-        let existing = store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?;
+        let existing = store::get_metadata(&*self.s3, &config.output_bucket, &metadata_key).await?;
         // A tombstone matters only without metadata, and only to an event with a sequencer or a removal.
         let tombstone =
             if existing.is_none() && (record.sequencer.is_some() || change != Change::Created) {
                 deletion::read_tombstone(
-                    &self.s3,
+                    &*self.s3,
                     &config.output_bucket,
                     &self.tombstone_key(&record.key),
                 )
@@ -534,7 +550,7 @@ impl Handler {
                 Route::Gpu(reason) => {
                     let reason = reason.to_string();
                     queue::forward(
-                        &self.sqs,
+                        &*self.queues,
                         &routing.gpu_queue_url,
                         &record.to_body(),
                         &reason,
@@ -560,7 +576,7 @@ impl Handler {
             return Ok(route);
         }
         let (head, total) =
-            store::get_head(&self.s3, &record.bucket, &record.key, HEADER_PROBE_BYTES).await?;
+            store::get_head(&*self.s3, &record.bucket, &record.key, HEADER_PROBE_BYTES).await?;
         let size = total.or(record.size).unwrap_or(head.len() as u64);
         Ok(routing.rule.route(&record.key, size, Some(&head)))
     }
@@ -568,7 +584,7 @@ impl Handler {
 
 impl BatchFunction for Handler {
     fn sqs(&self) -> &aws_sdk_sqs::Client {
-        &self.sqs
+        &self.driver_sqs
     }
 
     fn concurrency(&self) -> usize {

@@ -8,7 +8,6 @@
 //! hash of the sorted paths, so a redelivered deletion repeats the same request, which CloudFront
 //! answers with the existing invalidation instead of making a second one.
 
-use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use imgpipe_core::pipeline::public_url;
 use sha2::{Digest, Sha256};
 
@@ -53,40 +52,17 @@ pub fn caller_reference(paths: &[String]) -> String {
 /// invalidation ids. Failures are transient: the message is retried, and the repeated request has
 /// the same caller reference.
 pub async fn invalidate(
-    cloudfront: &aws_sdk_cloudfront::Client,
+    cloudfront: &dyn crate::effects::Cdn,
     distribution_id: &str,
     paths: &[String],
 ) -> Result<Vec<String>, Failure> {
     let mut ids = Vec::new();
     for chunk in paths.chunks(MAX_PATHS) {
-        let items = Paths::builder()
-            .quantity(chunk.len() as i32)
-            .set_items(Some(chunk.to_vec()))
-            .build()
-            .map_err(|e| Failure::permanent("internal", format!("invalidation paths: {e}")))?;
-        let batch = InvalidationBatch::builder()
-            .paths(items)
-            .caller_reference(caller_reference(chunk))
-            .build()
-            .map_err(|e| Failure::permanent("internal", format!("invalidation batch: {e}")))?;
-        let response = cloudfront
-            .create_invalidation()
-            .distribution_id(distribution_id)
-            .invalidation_batch(batch)
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::transient(
-                    "cdn_invalidate",
-                    format!(
-                        "CloudFront CreateInvalidation {distribution_id} ({} paths): {}",
-                        chunk.len(),
-                        crate::aws_error::brief(&e)
-                    ),
-                )
-            })?;
-        if let Some(id) = response.invalidation().map(|i| i.id()) {
-            ids.push(id.to_string());
+        if let Some(id) = cloudfront
+            .invalidate(distribution_id, chunk, &caller_reference(chunk))
+            .await?
+        {
+            ids.push(id);
         }
     }
     Ok(ids)

@@ -10,7 +10,9 @@
 //! - [`handler`]: the image batch function; permanent vs transient decisions; announcing outcomes.
 //! - [`notify`]: events to the SNS topic; [`progress`]: which manifest items ended (compare-and-swap).
 //! - [`webhook`] and [`webhook_sender`]: Standard Webhooks signing and the retrying webhook sender.
-//! - [`store`] and [`queue`]: S3 and SQS operations.
+//! - [`effects`]: the boundary every S3, SQS, SNS and CloudFront call of the flows crosses (the
+//!   AWS executor in [`effects::aws`]; the fault simulator's in `tests/simulate`).
+//! - [`store`] and [`queue`]: S3 and SQS operations, on that boundary.
 //! - [`worker`] and [`lambda`]: the two drivers (long-poll process, Lambda runtime); [`process`]:
 //!   logging and shutdown signal for the binaries.
 //! - [`metrics`]: per-record CloudWatch metrics as Embedded Metric Format lines.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod deadline;
 pub mod deletion;
 pub mod dlq;
+pub mod effects;
 pub mod event;
 pub mod failure;
 pub mod handler;

@@ -6,9 +6,11 @@
 //! exactly what the webhooks carry. Publishing is at least once: a failure is transient (the SQS
 //! message is retried, and the retry publishes the same event with the same id).
 
-use aws_sdk_sns::types::MessageAttributeValue;
+use std::sync::Arc;
+
 use imgpipe_core::events::Event;
 
+use crate::effects::Topic;
 use crate::failure::Failure;
 
 /// SNS message attribute names on every published event.
@@ -20,15 +22,15 @@ pub mod attributes {
 }
 
 /// Publishes events to the topic, or nowhere when none is configured.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Notifier {
-    sns: aws_sdk_sns::Client,
+    sns: Arc<dyn Topic>,
     topic_arn: Option<String>,
 }
 
 impl Notifier {
     /// A notifier for `topic_arn` (`None`: events are not published).
-    pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>) -> Self {
+    pub fn new(sns: Arc<dyn Topic>, topic_arn: Option<String>) -> Self {
         Self { sns, topic_arn }
     }
 
@@ -43,30 +45,17 @@ impl Notifier {
             return Ok(());
         };
         let body = serde_json::to_string(event).expect("events serialise");
-        let attribute = |value: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .expect("data type set")
-        };
+        let attributes = [
+            (attributes::EVENT_TYPE, event.event_type.as_str()),
+            (attributes::EVENT_ID, event.id.as_str()),
+        ];
         self.sns
-            .publish()
-            .topic_arn(topic_arn)
-            .message(body)
-            .message_attributes(attributes::EVENT_TYPE, attribute(&event.event_type))
-            .message_attributes(attributes::EVENT_ID, attribute(&event.id))
-            .send()
+            .publish(topic_arn, &body, &attributes)
             .await
             .map_err(|e| {
                 Failure::transient(
                     "sns_publish",
-                    format!(
-                        "SNS Publish of {} {} to {topic_arn}: {}",
-                        event.event_type,
-                        event.id,
-                        crate::aws_error::brief(&e)
-                    ),
+                    format!("{} {}: {}", event.event_type, event.id, e.message),
                 )
             })?;
         tracing::info!(event_type = %event.event_type, event_id = %event.id, "event published");

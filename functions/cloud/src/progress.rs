@@ -230,7 +230,7 @@ pub enum Started {
 /// progress exists): resumes the stored one when it is for the same manifest ETag and the same
 /// listed objects, else writes `progress` (replacing an earlier version's, or one of schema v1).
 pub async fn start(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
     key: &str,
     progress: Progress,
@@ -241,7 +241,7 @@ pub async fn start(
 /// [`start`], also returning the progress the fan-out goes on from: the stored one when
 /// resumed (its cursor and missing objects), else `progress` as written.
 pub async fn begin(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
     key: &str,
     mut progress: Progress,
@@ -283,7 +283,7 @@ pub enum Advanced {
 /// Moves the fan-out's cursor of `bucket/key` to `sent` and marks `missing` objects, by
 /// compare-and-swap (never backwards).
 pub async fn advance(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
     key: &str,
     manifest: &ManifestRef,
@@ -325,7 +325,7 @@ pub async fn advance(
 /// every item has now ended (see the module doc for `first`). An item of an older version of the
 /// manifest (its ETag differs from the progress document's) is not counted.
 pub async fn record_end(
-    s3: &aws_sdk_s3::Client,
+    s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
     key: &str,
     batch: &BatchItem,

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue};
+use aws_sdk_sqs::types::MessageAttributeValue;
 
 use crate::batch::{MessageResult, Outcome};
+use crate::effects::{Attribute, Outgoing, Queues};
 use crate::failure::Failure;
 
 /// Message attribute names written on dead-lettered messages.
@@ -60,207 +61,84 @@ pub fn string_attribute(value: &str) -> MessageAttributeValue {
 
 /// Sends `letter` to the dead-letter queue at `dlq_url`.
 pub async fn send_to_dlq(
-    sqs: &Client,
+    sqs: &dyn Queues,
     dlq_url: &str,
     letter: &DeadLetter<'_>,
 ) -> Result<(), Failure> {
-    let mut request = sqs
-        .send_message()
-        .queue_url(dlq_url)
-        .message_body(letter.body)
-        .message_attributes(
-            attributes::ERROR_KIND,
-            string_attribute(&letter.failure.kind),
-        )
-        .message_attributes(
-            attributes::ERROR_MESSAGE,
-            string_attribute(&letter.failure.message),
-        )
-        .message_attributes(
+    let mut attributes = vec![
+        Attribute::string(attributes::ERROR_KIND, &letter.failure.kind),
+        Attribute::string(attributes::ERROR_MESSAGE, &letter.failure.message),
+        Attribute::string(
             attributes::RETRYABLE,
-            string_attribute(&letter.failure.retryable.to_string()),
-        )
-        .message_attributes(
-            attributes::RECEIVE_COUNT,
-            MessageAttributeValue::builder()
-                .data_type("Number")
-                .string_value(letter.receive_count.to_string())
-                .build()
-                .expect("data type set"),
-        )
-        .message_attributes(
-            attributes::ORIGINAL_MESSAGE_ID,
-            string_attribute(letter.message_id),
-        );
+            &letter.failure.retryable.to_string(),
+        ),
+        Attribute::number(attributes::RECEIVE_COUNT, letter.receive_count),
+        Attribute::string(attributes::ORIGINAL_MESSAGE_ID, letter.message_id),
+    ];
     if let Some((bucket, key)) = letter.source {
-        request = request
-            .message_attributes(attributes::SOURCE_BUCKET, string_attribute(bucket))
-            .message_attributes(attributes::SOURCE_KEY, string_attribute(key));
+        attributes.push(Attribute::string(attributes::SOURCE_BUCKET, bucket));
+        attributes.push(Attribute::string(attributes::SOURCE_KEY, key));
     }
-    request.send().await.map_err(|e| {
-        Failure::transient(
-            "sqs_send",
-            format!(
-                "SendMessage to the DLQ {dlq_url}: {}",
-                crate::aws_error::brief(&e)
-            ),
-        )
-    })?;
-    Ok(())
+    let message = Outgoing {
+        body: letter.body.to_string(),
+        attributes,
+    };
+    sqs.send(dlq_url, &[message]).await
 }
 
 /// Sends a job body to another queue (the GPU queue), saying why.
 pub async fn forward(
-    sqs: &Client,
+    sqs: &dyn Queues,
     queue_url: &str,
     body: &str,
     reason: &str,
 ) -> Result<(), Failure> {
-    sqs.send_message()
-        .queue_url(queue_url)
-        .message_body(body)
-        .message_attributes(attributes::ROUTE_REASON, string_attribute(reason))
-        .send()
-        .await
-        .map_err(|e| {
-            Failure::transient(
-                "sqs_send",
-                format!(
-                    "SendMessage to {queue_url}: {}",
-                    crate::aws_error::brief(&e)
-                ),
-            )
-        })?;
-    Ok(())
+    forward_batch(sqs, queue_url, &[body.to_string()], reason).await
 }
 
-/// Sends job `bodies` to `queue_url` with SendMessageBatch (10 per call, 8 calls at once), each
+/// Sends job `bodies` to `queue_url` (SendMessageBatch, 10 per call, 8 calls at once), each
 /// saying why; an entry SQS refuses fails the call (the caller retries; jobs are idempotent).
 pub async fn forward_batch(
-    sqs: &Client,
+    sqs: &dyn Queues,
     queue_url: &str,
     bodies: &[String],
     reason: &str,
 ) -> Result<(), Failure> {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-    for group in bodies.chunks(80) {
-        let calls = group.chunks(10).map(|chunk| async move {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .message_attributes(attributes::ROUTE_REASON, string_attribute(reason))
-                        .build()
-                        .expect("id and body set")
-                })
-                .collect();
-            let out = sqs
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| {
-                    Failure::transient(
-                        "sqs_send",
-                        format!(
-                            "SendMessageBatch to {queue_url}: {}",
-                            crate::aws_error::brief(&e)
-                        ),
-                    )
-                })?;
-            match out.failed().first() {
-                None => Ok(()),
-                Some(failed) => Err(Failure::transient(
-                    "sqs_send",
-                    format!(
-                        "SendMessageBatch to {queue_url}: {} of {} messages refused, first: {} {}",
-                        out.failed().len(),
-                        chunk.len(),
-                        failed.code(),
-                        failed.message().unwrap_or_default()
-                    ),
-                )),
-            }
-        });
-        futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, Failure>>()?;
+    let messages: Vec<Outgoing> = bodies
+        .iter()
+        .map(|body| Outgoing {
+            body: body.clone(),
+            attributes: vec![Attribute::string(attributes::ROUTE_REASON, reason)],
+        })
+        .collect();
+    if messages.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    sqs.send(queue_url, &messages).await
 }
 
 /// Hides a message for `delay` (retry backoff, or a visibility heartbeat).
 pub async fn set_visibility(
-    sqs: &Client,
+    sqs: &dyn Queues,
     queue_url: &str,
     receipt_handle: &str,
     delay: Duration,
 ) -> Result<(), Failure> {
-    let seconds = delay.as_secs().min(43_200) as i32; // SQS maximum: 12 hours
-    sqs.change_message_visibility()
-        .queue_url(queue_url)
-        .receipt_handle(receipt_handle)
-        .visibility_timeout(seconds)
-        .send()
-        .await
-        .map_err(|e| {
-            Failure::transient(
-                "sqs_visibility",
-                format!("ChangeMessageVisibility: {}", crate::aws_error::brief(&e)),
-            )
-        })?;
-    Ok(())
+    let seconds = delay.as_secs().min(43_200) as u32; // SQS maximum: 12 hours
+    sqs.set_visibility(queue_url, receipt_handle, seconds).await
 }
 
 /// Deletes messages by receipt handle, in batches of 10; returns how many could not be deleted.
-pub async fn delete_all(sqs: &Client, queue_url: &str, receipt_handles: &[String]) -> usize {
-    let mut failed = 0;
-    for chunk in receipt_handles.chunks(10) {
-        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, handle)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build()
-                    .expect("id and handle set")
-            })
-            .collect();
-        match sqs
-            .delete_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                for f in out.failed() {
-                    tracing::warn!(
-                        code = f.code(),
-                        message = f.message(),
-                        "delete failed; the message will be received again"
-                    );
-                }
-                failed += out.failed().len();
-            }
-            Err(e) => {
-                tracing::warn!(error = %crate::aws_error::brief(&e), "DeleteMessageBatch failed; the messages will be received again");
-                failed += chunk.len();
-            }
-        }
+pub async fn delete_all(sqs: &dyn Queues, queue_url: &str, receipt_handles: &[String]) -> usize {
+    if receipt_handles.is_empty() {
+        return 0;
     }
-    failed
+    sqs.delete(queue_url, receipt_handles).await
 }
 
 /// Hides each message whose outcome is a retry for its backoff delay (both drivers call this; under
 /// Lambda the message is also reported as a batch item failure, so it stays on the queue).
-pub async fn apply_backoff(sqs: &Client, queue_url: &str, results: &[MessageResult]) {
+pub async fn apply_backoff(sqs: &dyn Queues, queue_url: &str, results: &[MessageResult]) {
     for result in results {
         if let (Outcome::Retry { delay, .. }, Some(handle)) =
             (&result.outcome, &result.receipt_handle)
@@ -269,6 +147,18 @@ pub async fn apply_backoff(sqs: &Client, queue_url: &str, results: &[MessageResu
             tracing::warn!(message_id = %result.message_id, error = %e, "could not set retry backoff; the queue's visibility timeout applies");
         }
     }
+}
+
+/// What the long-poll worker does with a batch's results: applies the retries' backoff, then
+/// deletes every other message (the simulator settles its batches with this too).
+pub async fn settle(sqs: &dyn Queues, queue_url: &str, results: &[MessageResult]) {
+    apply_backoff(sqs, queue_url, results).await;
+    let finished: Vec<String> = results
+        .iter()
+        .filter(|r| !r.outcome.keeps_message())
+        .filter_map(|r| r.receipt_handle.clone())
+        .collect();
+    delete_all(sqs, queue_url, &finished).await;
 }
 
 /// How many messages of a queue wait (`visible`) and are being worked on (`in_flight`), as SQS's

@@ -10,9 +10,7 @@
 //! a redrive still finds its source); the expiry's removal event deletes the failed document.
 //! Objects uploaded without the API carry no tag and never expire. Tagging emits no S3 event.
 
-use aws_sdk_s3::Client;
-use aws_sdk_s3::types::{Tag, Tagging};
-
+use crate::effects::ObjectStore;
 use crate::failure::Failure;
 
 /// The tag's key.
@@ -65,67 +63,21 @@ pub fn should_mark(current: &[(String, String)], status: &str) -> bool {
 /// [`should_mark`] allows, keeping its other tags. A missing object is not an error: it was
 /// removed, and its removal event follows.
 pub async fn mark(
-    s3: &Client,
+    s3: &dyn ObjectStore,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
     status: &str,
 ) -> Result<(), Failure> {
-    let failure = |operation: &str, brief: String| {
-        Failure::transient(
-            "s3_tagging",
-            format!("{operation} s3://{bucket}/{key}: {brief}"),
-        )
-    };
-    let current = match s3
-        .get_object_tagging()
-        .bucket(bucket)
-        .key(key)
-        .set_version_id(version_id.map(String::from))
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .tag_set()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect::<Vec<_>>(),
-        Err(e) if is_missing(&e) => return Ok(()),
-        Err(e) => return Err(failure("GetObjectTagging", crate::aws_error::brief(&e))),
+    let Some(current) = s3.tags(bucket, key, version_id).await? else {
+        return Ok(());
     };
     if !should_mark(&current, status) {
         return Ok(());
     }
-    let tags = with_status(&current, status)
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| failure("PutObjectTagging", e.to_string()))?;
-    let tagging = Tagging::builder()
-        .set_tag_set(Some(tags))
-        .build()
-        .map_err(|e| failure("PutObjectTagging", e.to_string()))?;
-    match s3
-        .put_object_tagging()
-        .bucket(bucket)
-        .key(key)
-        .set_version_id(version_id.map(String::from))
-        .tagging(tagging)
-        .send()
+    s3.set_tags(bucket, key, version_id, &with_status(&current, status))
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_missing(&e) => Ok(()),
-        Err(e) => Err(failure("PutObjectTagging", crate::aws_error::brief(&e))),
-    }
-}
-
-fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(
-    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> bool {
-    e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
-        || e.as_service_error()
-            .is_some_and(|s| matches!(s.code(), Some("NoSuchKey" | "NoSuchVersion")))
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -292,13 +292,7 @@ async fn process_batch<H: BatchFunction>(
             _ = heartbeat => unreachable!("heartbeat never ends"),
         }
     };
-    queue::apply_backoff(handler.sqs(), queue_url, &results).await;
-    let finished: Vec<String> = results
-        .iter()
-        .filter(|r| !r.outcome.keeps_message())
-        .filter_map(|r| r.receipt_handle.clone())
-        .collect();
-    queue::delete_all(handler.sqs(), queue_url, &finished).await;
+    queue::settle(handler.sqs(), queue_url, &results).await;
     results
 }
 

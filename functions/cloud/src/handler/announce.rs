@@ -80,7 +80,7 @@ impl Handler {
         };
         let key = self.progress_key(&batch.manifest.key);
         if let Some(completion) =
-            progress::record_end(&self.s3, &config.output_bucket, &key, batch, end).await?
+            progress::record_end(&*self.s3, &config.output_bucket, &key, batch, end).await?
         {
             self.publish_batch_done(&batch.manifest, &completion)
                 .await?;
@@ -114,14 +114,14 @@ impl Handler {
     /// Invalidates `paths` on the configured distribution (nothing without one, or no paths).
     pub(super) async fn invalidate(&self, paths: &[String]) -> Result<(), Failure> {
         let (Some(cloudfront), Some(distribution)) =
-            (&self.cloudfront, &self.config.cdn_distribution_id)
+            (&self.cdn, &self.config.cdn_distribution_id)
         else {
             return Ok(());
         };
         if paths.is_empty() {
             return Ok(());
         }
-        let ids = crate::invalidation::invalidate(cloudfront, distribution, paths).await?;
+        let ids = crate::invalidation::invalidate(&**cloudfront, distribution, paths).await?;
         tracing::info!(distribution = %distribution, paths = paths.len(), invalidations = ?ids, "deleted outputs invalidated on the CDN");
         Ok(())
     }

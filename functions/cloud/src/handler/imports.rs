@@ -37,7 +37,7 @@ impl Handler {
         let result = async {
             // An outcome of this job (same manifest version, same URL) ends it; one of another
             // version of the manifest is replaced, conditionally on its ETag.
-            let existing = store::get_with_etag(&self.s3, &config.output_bucket, &outcome_key).await?;
+            let existing = store::get_with_etag(&*self.s3, &config.output_bucket, &outcome_key).await?;
             let mut replaces = None;
             if let Some((bytes, etag)) = existing {
                 let found: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -88,7 +88,7 @@ impl Handler {
             }
             // Conditional: when two copies of the job race, the first outcome stands.
             let written = store::put_if(
-                &self.s3,
+                &*self.s3,
                 &config.output_bucket,
                 &outcome_key,
                 serde_json::to_vec_pretty(&outcome).expect("outcome serialises"),
@@ -151,7 +151,7 @@ impl Handler {
         let bytes = fetched.bytes.len();
         let final_url = url_policy::redact(&fetched.final_url);
         store::put_tagged(
-            &self.s3,
+            &*self.s3,
             &job.bucket,
             &key,
             fetched.bytes,

@@ -58,7 +58,7 @@ impl Handler {
         // The version this event is about, not a newer one: a late continuation of an earlier
         // version must not fan the new content out under the old ETag.
         let Some((bytes, total)) = store::get_head_if(
-            &self.s3,
+            &*self.s3,
             &record.bucket,
             &record.key,
             manifest::MAX_MANIFEST_BYTES + 1,
@@ -135,7 +135,7 @@ impl Handler {
         let listed = &parsed.items;
         let progress_key = self.progress_key(&record.key);
         let (started, progress) = progress::begin(
-            &self.s3,
+            &*self.s3,
             &config.output_bucket,
             &progress_key,
             Progress::new(
@@ -159,7 +159,7 @@ impl Handler {
                 "URL listed in manifest s3://{}/{}",
                 record.bucket, record.key
             );
-            queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &import_bodies, &reason)
+            queue::forward_batch(&*self.queues, &routing.gpu_queue_url, &import_bodies, &reason)
                 .await?;
         }
         match started {
@@ -192,7 +192,7 @@ impl Handler {
                 // queue and the next invocation goes on from the cursor (a retry would count
                 // against maxReceiveCount).
                 queue::forward(
-                    &self.sqs,
+                    &*self.queues,
                     jobs_queue,
                     &record.to_body(),
                     "manifest fan-out continues",
@@ -209,7 +209,7 @@ impl Handler {
                 let heads = futures::future::join_all(
                     listed[chunk_start..chunk_end]
                         .iter()
-                        .map(|item| store::head(&self.s3, &item.bucket, &item.key)),
+                        .map(|item| store::head(&*self.s3, &item.bucket, &item.key)),
                 )
                 .await;
                 for (position, head) in (chunk_start..chunk_end).zip(heads) {
@@ -239,7 +239,7 @@ impl Handler {
                     }
                 }
             }
-            queue::forward_batch(&self.sqs, &routing.gpu_queue_url, &jobs, &reason).await?;
+            queue::forward_batch(&*self.queues, &routing.gpu_queue_url, &jobs, &reason).await?;
             sent += jobs.len();
             slices += 1;
             if end == listed.len() {
@@ -247,7 +247,7 @@ impl Handler {
                     .await?;
             }
             match progress::advance(
-                &self.s3,
+                &*self.s3,
                 &config.output_bucket,
                 &progress_key,
                 &manifest_ref,
@@ -329,7 +329,7 @@ impl Handler {
         });
         let key = config.layout.derivative_key(&record.key, "summary", "json");
         store::put(
-            &self.s3,
+            &*self.s3,
             &config.output_bucket,
             &key,
             serde_json::to_vec_pretty(&summary).expect("summary serialises"),

@@ -28,7 +28,7 @@ impl Handler {
             .flat_map(|m| m.derivatives.iter().map(|d| d.key.clone()))
             .collect::<Vec<_>>();
         let deleted = deletion::delete_outputs(
-            &self.s3,
+            &*self.s3,
             &config.output_bucket,
             &dir,
             listed,
@@ -54,7 +54,7 @@ impl Handler {
                     deleted_keys: deleted,
                 };
                 store::put_tagging(
-                    &self.s3,
+                    &*self.s3,
                     &config.output_bucket,
                     &tombstone_key,
                     serde_json::to_vec_pretty(&tombstone).expect("tombstone serialises"),

@@ -45,7 +45,7 @@ impl Handler {
         // The soak test (tests/soak) counts repeated work from these lines: a key started twice.
         tracing::debug!(key = %record.key, "processing");
         let fetched =
-            match store::get_source(&self.s3, &record.bucket, &record.key, &config.limits).await {
+            match store::get_source(&*self.s3, &record.bucket, &record.key, &config.limits).await {
                 Ok(fetched) => fetched,
                 Err(failure) if failure.retryable => return Err(failure.into()),
                 Err(failure) => {
@@ -122,7 +122,7 @@ impl Handler {
         };
         let put_started = Instant::now();
         let uploads = processed.derivatives.into_iter().map(|d| {
-            let s3 = &self.s3;
+            let s3 = &*self.s3;
             let bucket = &config.output_bucket;
             let cache_control = &config.cache_control;
             async move {
@@ -143,7 +143,7 @@ impl Handler {
         metadata.source.version_id = version_id;
         if self.removed_meanwhile(record, tombstone.as_ref()).await? {
             let keys: Vec<String> = metadata.derivatives.iter().map(|d| d.key.clone()).collect();
-            store::delete_keys(&self.s3, &config.output_bucket, &keys).await?;
+            store::delete_keys(&*self.s3, &config.output_bucket, &keys).await?;
             tracing::info!(key = %record.key, "the source was removed while it was processed; its new outputs deleted");
             return Ok(RecordDone::Ignored(format!(
                 "{} was removed while it was processed",
@@ -165,7 +165,7 @@ impl Handler {
         if tombstone.is_some() {
             // A re-upload after a deletion: the tombstone has done its job.
             store::delete_keys(
-                &self.s3,
+                &*self.s3,
                 &config.output_bucket,
                 &[self.tombstone_key(&record.key)],
             )
@@ -210,7 +210,7 @@ impl Handler {
                 self.tombstone_key(&record.key),
             ];
             candidates.extend(
-                store::list_children(&self.s3, &config.output_bucket, &dir)
+                store::list_children(&*self.s3, &config.output_bucket, &dir)
                     .await?
                     .into_iter()
                     .filter(|k| !documents.contains(k)),
@@ -254,12 +254,12 @@ impl Handler {
     ) -> Result<(), Failure> {
         let config = &self.config;
         let metadata_key = config.layout.metadata_key(&record.key);
-        let stored = store::get_metadata(&self.s3, &config.output_bucket, &metadata_key).await?;
+        let stored = store::get_metadata(&*self.s3, &config.output_bucket, &metadata_key).await?;
         if stored.as_ref().map(|m| &m.processed_at) != Some(&current.processed_at) {
             tracing::info!(key = %record.key, "metadata.json was rewritten by another run meanwhile; leaving the cleanup to it");
             return Ok(());
         }
-        match store::delete_keys(&self.s3, &config.output_bucket, &gone).await {
+        match store::delete_keys(&*self.s3, &config.output_bucket, &gone).await {
             Ok(()) => {
                 tracing::info!(key = %record.key, deleted = gone.len(), "outputs of presets no longer in the set deleted")
             }
@@ -278,7 +278,7 @@ impl Handler {
         seen: Option<&Tombstone>,
     ) -> Result<bool, Failure> {
         let now = deletion::read_tombstone(
-            &self.s3,
+            &*self.s3,
             &self.config.output_bucket,
             &self.tombstone_key(&record.key),
         )
@@ -322,7 +322,7 @@ impl Handler {
             return Ok(());
         }
         let version_id = version_id.or(record.version_id.as_deref());
-        source_status::mark(&self.s3, &record.bucket, &record.key, version_id, status).await
+        source_status::mark(&*self.s3, &record.bucket, &record.key, version_id, status).await
     }
 
     /// Best effort: a source whose tagging fails stays `pending`, which expires all the same.
@@ -357,7 +357,7 @@ impl Handler {
     ) -> Result<(), Failure> {
         metadata.processed_at = Some(now());
         store::put_document(
-            &self.s3,
+            &*self.s3,
             &self.config.output_bucket,
             key,
             metadata,
