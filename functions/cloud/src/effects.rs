@@ -294,7 +294,24 @@ pub trait Cdn: Send + Sync {
     ) -> Result<Option<String>, Failure>;
 }
 
-/// The four boundaries one handler uses.
+/// The wall clock the flows stamp documents with (`processed_at`, `deleted_at`); the simulator's
+/// is virtual, so a schedule replays byte for byte.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> std::time::SystemTime;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+}
+
+/// The boundaries one handler uses.
 #[derive(Clone)]
 pub struct Effects {
     /// S3.
@@ -305,4 +322,6 @@ pub struct Effects {
     pub topic: std::sync::Arc<dyn Topic>,
     /// CloudFront, when a distribution is configured.
     pub cdn: Option<std::sync::Arc<dyn Cdn>>,
+    /// The clock.
+    pub clock: std::sync::Arc<dyn Clock>,
 }

@@ -36,7 +36,7 @@ use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
 use crate::deadline::ServiceTime;
 use crate::deletion::{self, Tombstone};
-use crate::effects::{Cdn, Effects, ObjectStore, Queues};
+use crate::effects::{Cdn, Clock, Effects, ObjectStore, Queues, SystemClock};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::importer;
@@ -69,11 +69,14 @@ enum RecordDone {
     Processed {
         metadata: Box<Metadata>,
         replaced: Vec<String>,
+        /// The clean-up after the document failed: the message is retried, the image is done.
+        follow_up: Option<Failure>,
     },
     /// The source was removed: its outputs deleted, the tombstone written (or found, on redelivery).
     Deleted(Box<Tombstone>),
-    /// Already done for this ETag and preset set: the existing document.
-    Skipped(Box<Metadata>),
+    /// Already done for this ETag and preset set: the existing document, and the failure of
+    /// finishing a killed run's clean-up, if that failed (the message is retried).
+    Skipped(Box<Metadata>, Option<Failure>),
     /// Already failed for good (and dead-lettered) for this ETag: the existing document.
     AlreadyFailed(Box<Metadata>),
     Forwarded,
@@ -108,6 +111,8 @@ pub struct Handler {
     driver_sqs: aws_sdk_sqs::Client,
     /// Present when `IMGPIPE_CDN_DISTRIBUTION_ID` is set: invalidates deleted outputs.
     cdn: Option<Arc<dyn Cdn>>,
+    /// Stamps `processed_at` and `deleted_at`.
+    clock: Arc<dyn Clock>,
     notifier: Notifier,
     metrics: Metrics,
     /// Name resolution for URL imports (the system's; tests inject theirs).
@@ -139,6 +144,7 @@ impl Handler {
             queues: Arc::new(sqs.clone()),
             topic: Arc::new(sns),
             cdn: None,
+            clock: Arc::new(SystemClock),
         };
         Self::with_effects(effects, sqs, config)
     }
@@ -151,6 +157,7 @@ impl Handler {
             queues: effects.queues,
             driver_sqs,
             cdn: effects.cdn,
+            clock: effects.clock,
             notifier: Notifier::new(effects.topic, config.events_topic_arn.clone()),
             metrics: Metrics::new(config.metrics, &config.stack_name),
             network: Arc::new(importer::SystemNetwork),
@@ -202,6 +209,7 @@ impl Handler {
             queues: Arc::new(sqs.clone()),
             topic: Arc::new(sns),
             cdn,
+            clock: Arc::new(SystemClock),
         };
         Self::with_effects(effects, sqs, config)
     }
@@ -271,8 +279,8 @@ impl Handler {
         let (mut processed, mut skipped, mut forwarded, mut ignored) = (0, 0, 0, Vec::new());
         let mut permanent: Vec<(RecordError, ObjectEvent)> = Vec::new();
         let mut transient: Option<(Failure, ObjectEvent)> = None;
-        // The record ended (metadata written) but its announcement failed: retry the message, never
-        // fail the image.
+        // The record ended (metadata written) but its announcement or clean-up failed: retry the
+        // message, never fail the image.
         let mut unannounced: Option<Failure> = None;
         // Paths of outputs deleted in this message, invalidated on the CDN in one request.
         let mut stale: Vec<String> = Vec::new();
@@ -280,8 +288,15 @@ impl Handler {
             let result = self.handle_record(&record, redriven).await;
             self.count(&record, &result, receive_count);
             let ended = match result {
-                Ok(RecordDone::Processed { metadata, replaced }) => {
+                Ok(RecordDone::Processed {
+                    metadata,
+                    replaced,
+                    follow_up,
+                }) => {
                     processed += 1;
+                    if let Some(failure) = follow_up {
+                        unannounced = unannounced.or(Some(failure));
+                    }
                     if !replaced.is_empty() {
                         let dir = format!("{}{}/", self.config.layout.prefix, record.key);
                         let groups = self.config.presets.edge_groups();
@@ -307,8 +322,11 @@ impl Handler {
                     }
                     continue;
                 }
-                Ok(RecordDone::Skipped(metadata)) => {
+                Ok(RecordDone::Skipped(metadata, follow_up)) => {
                     skipped += 1;
+                    if let Some(failure) = follow_up {
+                        unannounced = unannounced.or(Some(failure));
+                    }
                     metadata
                 }
                 // The same message again (a crash after the failed document was written, before
@@ -434,7 +452,7 @@ impl Handler {
         let end = match result {
             Ok(RecordDone::Processed { metadata, .. }) => RecordEnd::Processed(metadata),
             Ok(RecordDone::Deleted(_)) => RecordEnd::Deleted,
-            Ok(RecordDone::Skipped(_)) => RecordEnd::Skipped,
+            Ok(RecordDone::Skipped(..)) => RecordEnd::Skipped,
             Ok(RecordDone::Forwarded) => RecordEnd::Forwarded,
             Ok(RecordDone::AlreadyFailed(_) | RecordDone::Ignored(_)) => return,
             Err(e) if e.failure.retryable && receive_count < self.config.max_attempts => {
@@ -538,7 +556,8 @@ impl Handler {
         {
             if existing.is_done_for(etag, config.presets.hash()) {
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
-                return Ok(RecordDone::Skipped(Box::new(existing.clone())));
+                let follow_up = self.finish_superseded(record, existing).await.err();
+                return Ok(RecordDone::Skipped(Box::new(existing.clone()), follow_up));
             }
             if !redriven && existing.is_failed_permanently_for(etag, config.presets.hash()) {
                 return Ok(RecordDone::AlreadyFailed(Box::new(existing.clone())));
@@ -608,8 +627,11 @@ impl BatchFunction for Handler {
     }
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+impl Handler {
+    /// Now, RFC 3339 with milliseconds, from the handler's clock.
+    fn now(&self) -> String {
+        humantime::format_rfc3339_millis(self.clock.now()).to_string()
+    }
 }
 
 fn elapsed_ms(since: Instant) -> f64 {

@@ -44,7 +44,7 @@ impl Handler {
         let failure = Failure {
             kind: "announce_failed".into(),
             message: format!(
-                "outputs and metadata.json are written, but the event could not be published after {receive_count} attempts (redrive this message to publish it); last error: {failure}"
+                "outputs and metadata.json are written, but the event could not be published or the outputs it replaced deleted after {receive_count} attempts (redrive this message to finish it); last error: {failure}"
             ),
             retryable: true,
         };

@@ -81,7 +81,7 @@ impl Handler {
                 "url": url_policy::redact(&job.url),
                 "url_sha256": url_policy::url_id(&job.url),
                 "attempts": receive_count,
-                "at": now(),
+                "at": self.now(),
             });
             if let (Some(outcome), Some(entry)) = (outcome.as_object_mut(), entry.as_object()) {
                 outcome.extend(entry.clone());

@@ -325,7 +325,7 @@ impl Handler {
             "importing": imports.len(),
             "progress_key": self.progress_key(&record.key),
             "items": items,
-            "written_at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            "written_at": self.now(),
         });
         let key = config.layout.derivative_key(&record.key, "summary", "json");
         store::put(

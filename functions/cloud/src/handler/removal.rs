@@ -50,7 +50,7 @@ impl Handler {
                     sequencer: record.sequencer.clone(),
                     version_id: record.version_id.clone(),
                     event_name: record.event_name.clone(),
-                    deleted_at: now(),
+                    deleted_at: self.now(),
                     deleted_keys: deleted,
                 };
                 store::put_tagging(

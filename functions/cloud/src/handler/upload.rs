@@ -162,39 +162,43 @@ impl Handler {
         .await?;
         // Written last: its presence with status `done` is what makes a duplicate event a no-op.
         self.put_metadata(metadata_key, &mut metadata).await?;
-        if tombstone.is_some() {
-            // A re-upload after a deletion: the tombstone has done its job.
-            store::delete_keys(
-                &*self.s3,
-                &config.output_bucket,
-                &[self.tombstone_key(&record.key)],
-            )
-            .await?;
+        // The record has ended. What follows is clean-up: its failure retries the message (the
+        // retry finds the record done and finishes it, `finish_superseded`), never fails the image.
+        let follow_up = async {
+            if tombstone.is_some() {
+                // A re-upload after a deletion: the tombstone has done its job.
+                store::delete_keys(
+                    &*self.s3,
+                    &config.output_bucket,
+                    &[self.tombstone_key(&record.key)],
+                )
+                .await?;
+            }
+            self.drop_old_outputs(record, previous, &metadata).await
         }
-        let replaced = self.drop_old_outputs(record, previous, &metadata).await?;
+        .await
+        .err();
+        let replaced = replaced_keys(previous, &metadata);
         self.service_time
             .observe(metadata.source.bytes.unwrap_or(0), started.elapsed());
         tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
         Ok(RecordDone::Processed {
             metadata: Box::new(metadata),
             replaced,
+            follow_up,
         })
     }
 
     /// After the new document is written: deletes the outputs that `current` no longer lists (a
     /// preset removed or renamed, a ladder rung no longer made): those `previous` lists, and, for a
     /// backfill job or a preset-set change, any other file directly in the key's output folder (a
-    /// document lost or never written still leaves its outputs there). Returns the keys whose
-    /// cached copies are now wrong when the source itself changed (a re-upload: every earlier and
-    /// new key). A preset change alone returns none: a backfill re-processes thousands of images,
-    /// and CloudFront allows 3 000 paths in progress, so `imgpipe backfill` invalidates the output
-    /// prefix once at its end instead.
+    /// document lost or never written still leaves its outputs there).
     pub(super) async fn drop_old_outputs(
         &self,
         record: &ObjectEvent,
         previous: Option<&Metadata>,
         current: &Metadata,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<(), Failure> {
         let config = &self.config;
         let previous_done = previous.filter(|p| p.status == Status::Done);
         let mut candidates: Vec<String> = previous_done
@@ -227,25 +231,54 @@ impl Handler {
         if !gone.is_empty() {
             self.delete_unlisted(record, current, gone).await?;
         }
-        let Some(previous) = previous_done else {
-            return Ok(Vec::new());
+        Ok(())
+    }
+
+    /// A record found done: the run that wrote `current` may have been killed after the document
+    /// and before deleting what it superseded (a preset change or a re-upload writes the new
+    /// document first, then deletes the old files). Deletes the files of the key's output folder
+    /// that `current` does not list and that are older than it; a newer run's files, written
+    /// after it, are never touched (a file of the same second is left: an orphan, never a hole).
+    pub(super) async fn finish_superseded(
+        &self,
+        record: &ObjectEvent,
+        current: &Metadata,
+    ) -> Result<(), Failure> {
+        let config = &self.config;
+        let Some(written) = current
+            .processed_at
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        else {
+            return Ok(());
         };
-        let strip = |e: &String| e.trim_matches('"').to_string();
-        if previous.source.etag.as_ref().map(strip) == current.source.etag.as_ref().map(strip) {
-            return Ok(Vec::new());
+        let dir = format!("{}{}/", config.layout.prefix, record.key);
+        let documents = [
+            config.layout.metadata_key(&record.key),
+            self.tombstone_key(&record.key),
+        ];
+        let kept: std::collections::HashSet<&str> =
+            current.derivatives.iter().map(|d| d.key.as_str()).collect();
+        let gone: Vec<String> =
+            store::list_objects(&*self.s3, &config.output_bucket, &dir, Some("/"), None)
+                .await?
+                .into_iter()
+                .filter(|o| o.modified < written.as_secs() as i64)
+                .map(|o| o.key)
+                .filter(|k| !documents.contains(k) && !kept.contains(k.as_str()))
+                .collect();
+        if gone.is_empty() {
+            return Ok(());
         }
-        Ok(previous
-            .derivatives
-            .iter()
-            .chain(&current.derivatives)
-            .map(|d| d.key.clone())
-            .collect())
+        tracing::info!(key = %record.key, files = gone.len(), "outputs a killed run superseded but did not delete; deleting them");
+        self.delete_unlisted(record, current, gone).await
     }
 
     /// Deletes `gone`, the outputs `current` no longer lists, unless another run wrote the key's
     /// metadata.json since this one did (a newer upload processed concurrently: its outputs may
-    /// carry the same names, and its own run cleans up). Best effort: a failed delete is logged
-    /// with the keys and does not fail the record (a retry would find it done and skip it).
+    /// carry the same names, and its own run cleans up). A failed delete retries the message; the
+    /// retry finds the record done and deletes them then ([`Handler::finish_superseded`]).
     pub(super) async fn delete_unlisted(
         &self,
         record: &ObjectEvent,
@@ -259,14 +292,11 @@ impl Handler {
             tracing::info!(key = %record.key, "metadata.json was rewritten by another run meanwhile; leaving the cleanup to it");
             return Ok(());
         }
-        match store::delete_keys(&*self.s3, &config.output_bucket, &gone).await {
-            Ok(()) => {
-                tracing::info!(key = %record.key, deleted = gone.len(), "outputs of presets no longer in the set deleted")
-            }
-            Err(e) => {
-                tracing::warn!(key = %record.key, keys = ?gone, error = %e, "could not delete outputs no longer in the set; they are orphaned (delete them by hand)")
-            }
+        if let Err(e) = store::delete_keys(&*self.s3, &config.output_bucket, &gone).await {
+            tracing::warn!(key = %record.key, keys = ?gone, error = %e, "could not delete outputs no longer in the set; will retry");
+            return Err(e);
         }
+        tracing::info!(key = %record.key, deleted = gone.len(), "outputs of presets no longer in the set deleted");
         Ok(())
     }
 
@@ -345,7 +375,7 @@ impl Handler {
         };
         let mut metadata = Metadata::new(source, self.config.presets.hash());
         metadata.fail(&failure.kind, &failure.message, failure.retryable);
-        metadata.processed_at = Some(now());
+        metadata.processed_at = Some(self.now());
         metadata
     }
 
@@ -355,7 +385,7 @@ impl Handler {
         key: &str,
         metadata: &mut Metadata,
     ) -> Result<(), Failure> {
-        metadata.processed_at = Some(now());
+        metadata.processed_at = Some(self.now());
         store::put_document(
             &*self.s3,
             &self.config.output_bucket,
@@ -365,4 +395,24 @@ impl Handler {
         )
         .await
     }
+}
+
+/// The keys whose cached copies are wrong once `current` replaced `previous`: when the source
+/// itself changed (a re-upload), every earlier and new key. A preset change alone returns none: a
+/// backfill re-processes thousands of images, and CloudFront allows 3 000 paths in progress, so
+/// `imgpipe backfill` invalidates the output prefix once at its end instead.
+fn replaced_keys(previous: Option<&Metadata>, current: &Metadata) -> Vec<String> {
+    let Some(previous) = previous.filter(|p| p.status == Status::Done) else {
+        return Vec::new();
+    };
+    let strip = |e: &String| e.trim_matches('"').to_string();
+    if previous.source.etag.as_ref().map(strip) == current.source.etag.as_ref().map(strip) {
+        return Vec::new();
+    }
+    previous
+        .derivatives
+        .iter()
+        .chain(&current.derivatives)
+        .map(|d| d.key.clone())
+        .collect()
 }

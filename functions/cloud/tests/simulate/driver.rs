@@ -1,0 +1,350 @@
+//! The seeded scheduler: users act (upload, delete, re-upload, change presets, redrive) at
+//! moments the seed picks, workers receive batches in the seed's order, and each batch runs
+//! through the real [`Handler`] and the worker's own settlement ([`queue::settle`]) against the
+//! simulated cloud, until the system is quiet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use imgpipe_cloud::effects::Effects;
+use imgpipe_cloud::{BatchFunction, Config, Handler, queue};
+use imgpipe_core::PresetSet;
+
+use crate::rng::Rng;
+use crate::world::{Faults, Sim, World};
+
+pub const INGEST: &str = "ingest";
+pub const OUTPUT: &str = "derivatives";
+pub const JOBS: &str = "sim://jobs";
+pub const GPU: &str = "sim://gpu";
+pub const DLQ: &str = "sim://dlq";
+pub const TOPIC: &str = "arn:sim:sns:events";
+/// The queues' visibility timeout (the template's, 180 s) and maxReceiveCount.
+pub const VISIBILITY: u64 = 180;
+pub const MAX_RECEIVES: u32 = 8;
+const MAX_STEPS: usize = 3000;
+
+/// The small preset sets the scenarios use (a JPEG and a WebP; the second renames one).
+pub const PRESETS_A: &str = r#"
+[[preset]]
+name = "thumb"
+width = 48
+height = 48
+fit = "cover"
+format = "jpeg"
+quality = 70
+
+[[preset]]
+name = "small"
+width = 96
+height = 96
+fit = "inside"
+format = "webp"
+quality = 70
+"#;
+pub const PRESETS_B: &str = r#"
+[[preset]]
+name = "thumb"
+width = 40
+height = 40
+fit = "cover"
+format = "jpeg"
+quality = 70
+
+[[preset]]
+name = "tiny"
+width = 24
+height = 24
+fit = "inside"
+format = "webp"
+quality = 70
+"#;
+
+pub fn presets(text: &str) -> PresetSet {
+    PresetSet::from_file_text("sim.toml", text).expect("sim presets parse")
+}
+
+/// What a user or operator does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// An upload (or re-upload) to the ingest bucket; S3 sends ObjectCreated.
+    Upload { key: &'static str, bytes: &'static [u8] },
+    /// A delete; S3 sends ObjectRemoved.
+    Delete { key: &'static str },
+    /// The preset set changes to [`PRESETS_B`], then `imgpipe backfill` sends a job per source.
+    ChangePresets,
+    /// `imgpipe dlq redrive`: every letter back to the jobs queue, marked redriven.
+    Redrive,
+}
+
+impl Action {
+    fn describe(&self) -> String {
+        match self {
+            Action::Upload { key, bytes } => format!("upload {key} ({} bytes, ETag {})", bytes.len(), crate::world::etag_of(bytes)),
+            Action::Delete { key } => format!("delete {key}"),
+            Action::ChangePresets => "preset set changed; backfill jobs sent".into(),
+            Action::Redrive => "dlq redrive".into(),
+        }
+    }
+}
+
+/// How a source must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Processed (or, under injected faults, failed after retries with a letter).
+    Good,
+    /// A bad file: failed for good, with a letter.
+    Bad,
+}
+
+/// A scenario: what happens, in order, and how each key must end.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub actions: Vec<Action>,
+    pub expect: Vec<(&'static str, Expect)>,
+    /// Source reads of these keys fail this many times (a store outage on one object).
+    pub broken_reads: Vec<(&'static str, u32)>,
+    /// Manifest scenarios route through the GPU queue.
+    pub routing: bool,
+    /// Every action happens before any worker receives (the events wait together).
+    pub eager: bool,
+}
+
+/// How the scheduler behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
+    /// Chance (‰) that a user acts before a worker's next receive, while work is queued.
+    pub act_per_mille: u32,
+    /// Largest batch a receive takes.
+    pub max_batch: u64,
+    /// Chance (‰) that SQS hands a received message out a second time.
+    pub duplicate_per_mille: u32,
+}
+
+impl Knobs {
+    pub const CALM: Knobs = Knobs {
+        act_per_mille: 0,
+        max_batch: 1,
+        duplicate_per_mille: 0,
+    };
+}
+
+/// What one schedule did.
+pub struct Outcome {
+    pub world: Arc<World>,
+    pub presets_hash: String,
+    pub steps: usize,
+    pub quiet: bool,
+    pub config: Arc<Config>,
+}
+
+fn config(routing: bool, presets_text: &str) -> Config {
+    let mut vars: HashMap<&str, &str> = HashMap::from([
+        ("IMGPIPE_INGEST_BUCKET", INGEST),
+        ("IMGPIPE_OUTPUT_BUCKET", OUTPUT),
+        ("IMGPIPE_DLQ_URL", DLQ),
+        ("IMGPIPE_EVENTS_TOPIC_ARN", TOPIC),
+        ("IMGPIPE_CDN_DISTRIBUTION_ID", "SIMCDN"),
+        ("IMGPIPE_METRICS", "off"),
+        ("IMGPIPE_CONCURRENCY", "1"),
+        ("IMGPIPE_MAX_ATTEMPTS", "5"),
+        ("IMGPIPE_QUEUE_URL", JOBS),
+    ]);
+    if routing {
+        vars.insert("IMGPIPE_GPU_QUEUE_URL", GPU);
+        vars.insert("IMGPIPE_MANIFEST_PREFIX", "manifests/");
+    }
+    let mut config = Config::from_lookup(|v| vars.get(v).map(|s| s.to_string())).expect("config");
+    config.presets = presets(presets_text);
+    config
+}
+
+/// The GPU worker's configuration: the same, without routing (it processes what it receives).
+fn gpu_config(cpu: &Config) -> Config {
+    let mut config = config(false, PRESETS_A);
+    config.presets = cpu.presets.clone();
+    config
+}
+
+/// An SQS client for the drivers' receive loop only; the simulator never uses it (every call of
+/// the flows goes through the effect boundary), and an accidental use fails at once.
+fn unused_sqs() -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+fn handler(world: &Arc<World>, config: Config) -> Arc<Handler> {
+    let sim = Sim(Arc::clone(world));
+    let effects = Effects {
+        store: Arc::new(sim.clone()),
+        queues: Arc::new(sim.clone()),
+        topic: Arc::new(sim.clone()),
+        cdn: Some(Arc::new(sim)),
+        clock: Arc::new(crate::world::VirtualClock(Arc::clone(world))),
+    };
+    Arc::new(Handler::with_effects(effects, unused_sqs(), config))
+}
+
+/// The S3 notification body of one event, as S3 sends it (key URL-encoded).
+fn s3_event(name: &str, key: &str, size: Option<u64>, etag: Option<&str>, sequencer: u64) -> String {
+    let mut object = serde_json::json!({
+        "key": key.replace(' ', "+"),
+        "sequencer": format!("{sequencer:016X}"),
+    });
+    if let Some(size) = size {
+        object["size"] = size.into();
+    }
+    if let Some(etag) = etag {
+        object["eTag"] = etag.into();
+    }
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-12-07T00:00:00.000Z",
+        "eventName": name,
+        "s3": {"bucket": {"name": INGEST}, "object": object},
+    }]})
+    .to_string()
+}
+
+/// Runs `scenario` under `seed`, `faults` and `knobs` until quiet (or the step limit).
+pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> Outcome {
+    for (key, n) in &scenario.broken_reads {
+        faults.broken_reads.insert(key.to_string(), *n);
+    }
+    let world = World::new(faults, seed);
+    for bucket in [INGEST, OUTPUT] {
+        world.add_bucket(bucket);
+    }
+    world.add_queue(JOBS, VISIBILITY, Some((MAX_RECEIVES, DLQ)));
+    world.add_queue(GPU, VISIBILITY, Some((MAX_RECEIVES, DLQ)));
+    world.add_queue(DLQ, 30, None);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut rng = Rng::new(seed);
+    let mut cpu_config = config(scenario.routing, PRESETS_A);
+    let mut sequencer = 0u64;
+    let mut steps = 0;
+    let mut quiet = false;
+    runtime.block_on(async {
+        let mut cpu = handler(&world, cpu_config.clone());
+        let mut gpu = handler(&world, gpu_config(&cpu_config));
+        let mut actions = scenario.actions.iter();
+        let mut next_action = actions.next();
+        while steps < MAX_STEPS {
+            steps += 1;
+            let queued = world.queue(JOBS).messages.len() + world.queue(GPU).messages.len();
+            if let Some(action) = next_action
+                && (queued == 0 || scenario.eager || rng.chance(knobs.act_per_mille))
+            {
+                world.note(format!("t={} user: {}", world.now(), action.describe()));
+                match action {
+                    Action::Upload { key, bytes } => {
+                        let etag = world.user_put(INGEST, key, bytes, &[("imgpipe-status", "pending")]);
+                        sequencer += 1;
+                        let body = s3_event("ObjectCreated:Put", key, Some(bytes.len() as u64), Some(&etag), sequencer);
+                        world.enqueue(JOBS, body, Vec::new());
+                    }
+                    Action::Delete { key } => {
+                        world.user_delete(INGEST, key);
+                        sequencer += 1;
+                        world.enqueue(JOBS, s3_event("ObjectRemoved:Delete", key, None, None, sequencer), Vec::new());
+                    }
+                    Action::ChangePresets => {
+                        cpu_config.presets = presets(PRESETS_B);
+                        cpu = handler(&world, cpu_config.clone());
+                        gpu = handler(&world, gpu_config(&cpu_config));
+                        for key in world.keys(INGEST) {
+                            let object = world.object(INGEST, &key).unwrap();
+                            let listed = imgpipe_cloud::store::Listed {
+                                key: key.clone(),
+                                size: object.bytes.len() as u64,
+                                etag: Some(object.etag.clone()),
+                                modified: 0,
+                            };
+                            world.enqueue(JOBS, imgpipe_cloud::backfill::job(INGEST, &listed).to_body(), Vec::new());
+                        }
+                    }
+                    Action::Redrive => {
+                        let letters = world.queue(DLQ).messages;
+                        world.drain(DLQ);
+                        let mut sent = std::collections::HashSet::new();
+                        for letter in letters {
+                            // One job per source, as `imgpipe dlq redrive` does.
+                            if !sent.insert(letter.body.clone()) {
+                                continue;
+                            }
+                            let kind = letter
+                                .attributes
+                                .iter()
+                                .find(|(n, _, _)| n == queue::attributes::ERROR_KIND)
+                                .map_or("max_receives".to_string(), |(_, v, _)| v.clone());
+                            world.enqueue(JOBS, letter.body, vec![(queue::attributes::REDRIVEN.to_string(), kind, false)]);
+                        }
+                    }
+                }
+                next_action = actions.next();
+                continue;
+            }
+            let ready: Vec<&str> = [JOBS, GPU].into_iter().filter(|q| world.visible(q) > 0).collect();
+            if ready.is_empty() {
+                match world.next_visible(&[JOBS, GPU]) {
+                    Some(at) => world.advance(at.saturating_sub(world.now()).max(1)),
+                    None if next_action.is_none() => {
+                        quiet = true;
+                        break;
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            let url = ready[rng.below(ready.len() as u64) as usize];
+            let max = 1 + rng.below(knobs.max_batch) as usize;
+            let duplicate = rng.chance(knobs.duplicate_per_mille);
+            let messages = world.receive(url, max, &mut rng, duplicate);
+            if messages.is_empty() {
+                continue;
+            }
+            let handler = if url == GPU { Arc::clone(&gpu) } else { Arc::clone(&cpu) };
+            let ids: Vec<String> = messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect();
+            world.note(format!("t={} worker receives {ids:?} from {url}", world.now()));
+            let batch = messages.into_iter().map(imgpipe_cloud::worker::to_lambda_message).collect();
+            let queues = Sim(Arc::clone(&world));
+            let work = async move {
+                let results = handler.handle_batch(batch).await;
+                queue::settle(&queues, url, &results).await;
+            };
+            let killed = tokio::select! {
+                biased;
+                _ = world.crash.notified() => true,
+                _ = work => false,
+            };
+            if killed || world.crashed() {
+                // SIGKILL (after the batch's last effect, too): a new process; the batch's
+                // messages stay hidden until their visibility runs out.
+                if !killed {
+                    let _ = futures::FutureExt::now_or_never(world.crash.notified());
+                }
+                world.restart();
+                cpu = self::handler(&world, cpu_config.clone());
+                gpu = self::handler(&world, gpu_config(&cpu_config));
+            }
+            world.advance(1);
+        }
+    });
+    Outcome {
+        presets_hash: cpu_config.presets.hash().to_string(),
+        config: Arc::new(cpu_config),
+        world,
+        steps,
+        quiet,
+    }
+}

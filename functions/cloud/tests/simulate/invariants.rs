@@ -1,0 +1,138 @@
+//! What must hold once the system is quiet, whatever the schedule did.
+
+use std::collections::HashMap;
+
+use imgpipe_cloud::dlq::{Letter, by_source};
+use imgpipe_core::Metadata;
+use imgpipe_core::events::{OutputRef, image_event};
+use imgpipe_core::metadata::Status;
+
+use crate::driver::{DLQ, Expect, GPU, INGEST, JOBS, OUTPUT, Outcome, Scenario};
+
+/// The violated invariants (empty: all hold).
+pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
+    let world = &o.world;
+    let mut bad = Vec::new();
+    // No message is lost, and the system settles.
+    if !o.quiet {
+        bad.push(format!("not quiet after {} steps (livelock?)", o.steps));
+    }
+    for url in [JOBS, GPU] {
+        let left = world.queue(url).messages.len();
+        if left > 0 {
+            bad.push(format!("{left} message(s) left on {url}"));
+        }
+    }
+    let published = world.published();
+    // Every copy of an event is byte-identical.
+    let mut by_id: HashMap<&str, &str> = HashMap::new();
+    for p in &published {
+        if let Some(first) = by_id.insert(&p.event_id, &p.message)
+            && first != p.message
+        {
+            bad.push(format!("two different events with id {}", p.event_id));
+        }
+    }
+    let letters = by_source(
+        world
+            .peek(DLQ)
+            .iter()
+            .map(|m| Letter::from_message(m, 0))
+            .collect(),
+    );
+    let has_letter = |key: &str, etag: &str| {
+        letters
+            .iter()
+            .any(|l| l.key.as_deref() == Some(key) && l.etag.as_deref().is_none_or(|e| e.trim_matches('"') == etag))
+    };
+    let layout = &o.config.layout;
+    for (key, expect) in &scenario.expect {
+        let dir = format!("{}{key}/", layout.prefix);
+        let metadata_key = layout.metadata_key(key);
+        let tombstone_key = format!("{dir}{}", imgpipe_cloud::deletion::TOMBSTONE);
+        let outputs: Vec<String> = world
+            .keys(OUTPUT)
+            .into_iter()
+            .filter(|k| k.starts_with(&dir))
+            .collect();
+        let Some(source) = world.object(INGEST, key) else {
+            // Removed: nothing of it is left but its tombstone, and the removal was announced.
+            if let Some(k) = outputs.iter().find(|k| **k != tombstone_key) {
+                bad.push(format!("{key} was deleted but {k} is left"));
+            }
+            if world.object(OUTPUT, &tombstone_key).is_none() {
+                bad.push(format!("{key} was deleted but has no tombstone"));
+            }
+            let announced = published.iter().any(|p| {
+                p.event_type == "imgpipe.image.deleted"
+                    && serde_json::from_str::<serde_json::Value>(&p.message)
+                        .is_ok_and(|v| v["data"]["source"]["key"] == *key)
+            });
+            if !announced {
+                bad.push(format!("{key} was deleted but imgpipe.image.deleted was not published"));
+            }
+            continue;
+        };
+        // Every upload ends with one final metadata.json for its ETag.
+        let Some(document) = world.object(OUTPUT, &metadata_key) else {
+            bad.push(format!("{key} has no metadata.json"));
+            continue;
+        };
+        let metadata: Metadata = match serde_json::from_slice(&document.bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                bad.push(format!("{key}: metadata.json unreadable: {e}"));
+                continue;
+            }
+        };
+        if metadata.source.etag.as_deref().map(|e| e.trim_matches('"')) != Some(source.etag.as_str()) {
+            bad.push(format!(
+                "{key}: metadata.json is for ETag {:?}, the source is {}",
+                metadata.source.etag, source.etag
+            ));
+        }
+        match (metadata.status, expect) {
+            (Status::Done, Expect::Bad) => bad.push(format!("{key} is a bad file but ended done")),
+            (Status::Done, Expect::Good) => {
+                if metadata.preset_set_hash != o.presets_hash {
+                    bad.push(format!("{key} ended with another preset set's outputs"));
+                }
+                // Every derivative it lists exists; nothing else is left in its folder.
+                for d in &metadata.derivatives {
+                    if world.object(OUTPUT, &d.key).is_none() {
+                        bad.push(format!("{key}: listed derivative {} does not exist", d.key));
+                    }
+                }
+                for k in &outputs {
+                    if *k != metadata_key && !metadata.derivatives.iter().any(|d| d.key == *k) {
+                        bad.push(format!("{key}: {k} is left in its folder but not listed"));
+                    }
+                }
+            }
+            (Status::Failed, expect) => {
+                let retryable = metadata.error.as_ref().is_some_and(|e| e.retryable);
+                if *expect == Expect::Good && !retryable {
+                    bad.push(format!("{key} is a good file but failed for good: {:?}", metadata.error));
+                }
+                // Every failure has its letter.
+                if !has_letter(key, &source.etag) {
+                    bad.push(format!("{key} failed ({:?}) but has no DLQ letter", metadata.error.as_ref().map(|e| &e.kind)));
+                }
+            }
+        }
+        // Every ended image is announced, with the event its document makes.
+        let expected = image_event(
+            &metadata,
+            &OutputRef {
+                bucket: OUTPUT,
+                metadata_key: &metadata_key,
+                cdn_base_url: o.config.cdn_base_url.as_deref(),
+            },
+        );
+        let expected_json = serde_json::to_string(&expected).unwrap();
+        if !published.iter().any(|p| p.message == expected_json) {
+            bad.push(format!("{key}: its {} event ({}) was not published", expected.event_type, expected.id));
+        }
+    }
+    bad
+}

@@ -1,0 +1,126 @@
+//! The deterministic fault simulator (issue 28): the real flows ([`imgpipe_cloud::Handler`], the
+//! worker's batch settlement) against an in-memory S3, SQS, SNS and CloudFront at the effect
+//! boundary, under a seeded scheduler. For every scenario it runs the schedule without faults,
+//! then once per crash point (the process killed after effect k, for every k), once per call
+//! failing before it acts, and once per effect whose answer is lost after it acted; then
+//! thousands of random schedules combining crashes, failures, duplicate deliveries, reordering and
+//! batch sizes. After each, once the system is quiet, [`invariants::check`] must hold.
+//!
+//! A failure prints the schedule's trace and how to replay it:
+//! `IMGPIPE_SIM_SEED=<seed> cargo test -p imgpipe-cloud --test simulate random -- --nocapture`.
+//! `IMGPIPE_SIM_SEEDS=<n>` sets how many random seeds run (default 300 per scenario).
+
+mod driver;
+mod invariants;
+mod rng;
+mod scenarios;
+mod world;
+
+use std::time::Instant;
+
+use driver::{Knobs, Scenario};
+use world::{FailMode, Faults};
+
+/// Runs one schedule and panics with its trace when an invariant is violated.
+fn verify(scenario: &Scenario, seed: u64, faults: Faults, knobs: Knobs, label: &str) -> (u64, u64) {
+    let outcome = driver::run(scenario, seed, faults.clone(), knobs);
+    let violations = invariants::check(scenario, &outcome);
+    let (calls, effects, _) = outcome.world.counts();
+    if !violations.is_empty() {
+        let trace = outcome.world.trace();
+        let shown = trace.len().saturating_sub(400);
+        panic!(
+            "scenario '{}', {label}, seed {seed}: {} invariant(s) violated:\n  - {}\nfaults: {faults:?}\ntrace ({} lines, last 400):\n{}\n",
+            scenario.name,
+            violations.len(),
+            violations.join("\n  - "),
+            trace.len(),
+            trace[shown..].join("\n")
+        );
+    }
+    (calls, effects)
+}
+
+/// Every crash point, every failed call and every lost answer of every scenario, one at a time.
+#[test]
+fn every_crash_point_and_every_failure_of_every_scenario() {
+    let started = Instant::now();
+    let mut schedules = 0u64;
+    for scenario in scenarios::all() {
+        let (calls, effects) = verify(&scenario, 1, Faults::default(), Knobs::CALM, "no faults");
+        schedules += 1;
+        for k in 1..=effects {
+            let faults = Faults {
+                crash_after: [k].into(),
+                ..Faults::default()
+            };
+            verify(&scenario, 1, faults, Knobs::CALM, &format!("killed after effect {k}"));
+            schedules += 1;
+        }
+        for j in 1..=calls {
+            for mode in [FailMode::Before, FailMode::After] {
+                let faults = Faults {
+                    fail_calls: [(j, mode)].into(),
+                    ..Faults::default()
+                };
+                verify(&scenario, 1, faults, Knobs::CALM, &format!("call {j} fails ({mode:?})"));
+                schedules += 1;
+            }
+        }
+        eprintln!(
+            "simulate: '{}': {effects} effects, {calls} calls: every crash point and failure explored",
+            scenario.name
+        );
+    }
+    eprintln!(
+        "simulate: {schedules} exhaustive schedules in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Random schedules: crashes, failures, duplicates, reordering and batch sizes together.
+#[test]
+fn random_schedules() {
+    let started = Instant::now();
+    let seeds: Vec<u64> = match std::env::var("IMGPIPE_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("IMGPIPE_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("IMGPIPE_SIM_SEEDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300);
+            (1..=n).collect()
+        }
+    };
+    let mut schedules = 0u64;
+    for scenario in scenarios::all() {
+        for &seed in &seeds {
+            let (faults, knobs) = random_faults(seed);
+            verify(&scenario, seed, faults, knobs, "random schedule");
+            schedules += 1;
+        }
+    }
+    eprintln!(
+        "simulate: {schedules} random schedules ({} seeds × {} scenarios) in {:.1} s",
+        seeds.len(),
+        scenarios::all().len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The faults and knobs of a random schedule, from its seed alone.
+fn random_faults(seed: u64) -> (Faults, Knobs) {
+    let mut rng = rng::Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let crashes = rng.below(3);
+    let faults = Faults {
+        crash_after: (0..crashes).map(|_| 1 + rng.below(30)).collect(),
+        fail_per_mille: [0, 20, 60][rng.below(3) as usize],
+        ..Faults::default()
+    };
+    let knobs = Knobs {
+        act_per_mille: [0, 300, 900][rng.below(3) as usize],
+        max_batch: 1 + rng.below(3),
+        duplicate_per_mille: [0, 200, 500][rng.below(3) as usize],
+    };
+    (faults, knobs)
+}

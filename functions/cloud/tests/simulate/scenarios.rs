@@ -1,0 +1,101 @@
+//! The scenarios the simulator explores, and the sources they upload.
+
+use std::sync::OnceLock;
+
+use crate::driver::{Action, Expect, Scenario};
+
+/// A real photo (tests/fixtures/images, see its MANIFEST.tsv) made small once with the pipeline
+/// itself, so each of the thousands of schedules decodes a 64-pixel JPEG, not a 600-pixel one.
+fn small(source: &'static [u8], width: u32) -> &'static [u8] {
+    let presets = crate::driver::presets(&format!(
+        "[[preset]]\nname = \"s\"\nwidth = {width}\nheight = {width}\nfit = \"inside\"\nformat = \"jpeg\"\nquality = 80\n"
+    ));
+    let source_ref = imgpipe_core::SourceRef {
+        bucket: "fixtures".into(),
+        key: "photo.jpg".into(),
+        etag: None,
+    };
+    let mut engine = imgpipe_core::Engine::default();
+    let out = imgpipe_core::process(source, &source_ref, &presets, &Default::default(), &mut engine)
+        .expect("the fixture processes");
+    Box::leak(out.derivatives.into_iter().next().unwrap().bytes.into_boxed_slice())
+}
+
+pub fn photo() -> &'static [u8] {
+    static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
+    PHOTO.get_or_init(|| small(include_bytes!("../../../../tests/fixtures/images/Landscape_1.jpg"), 64))
+}
+
+pub fn other_photo() -> &'static [u8] {
+    static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
+    PHOTO.get_or_init(|| small(include_bytes!("../../../../tests/fixtures/images/Portrait_2.jpg"), 64))
+}
+
+/// A text file named .jpg: `unsupported`, a permanent failure.
+pub fn not_an_image() -> &'static [u8] {
+    include_bytes!("../../../../tests/fixtures/images/not_an_image_text.jpg")
+}
+
+pub fn all() -> Vec<Scenario> {
+    use Action::*;
+    use Expect::*;
+    let plain = |name, actions, expect| Scenario {
+        name,
+        actions,
+        expect,
+        broken_reads: Vec::new(),
+        routing: false,
+        eager: false,
+    };
+    vec![
+        plain("good upload", vec![Upload { key: "a.jpg", bytes: photo() }], vec![("a.jpg", Good)]),
+        plain("bad file", vec![Upload { key: "bad.jpg", bytes: not_an_image() }], vec![("bad.jpg", Bad)]),
+        plain(
+            "upload then delete",
+            vec![Upload { key: "a.jpg", bytes: photo() }, Delete { key: "a.jpg" }],
+            vec![("a.jpg", Good)],
+        ),
+        plain(
+            "re-upload with a new ETag",
+            vec![
+                Upload { key: "a.jpg", bytes: photo() },
+                Upload { key: "a.jpg", bytes: other_photo() },
+            ],
+            vec![("a.jpg", Good)],
+        ),
+        plain(
+            "preset change",
+            vec![Upload { key: "a.jpg", bytes: photo() }, ChangePresets],
+            vec![("a.jpg", Good)],
+        ),
+        Scenario {
+            name: "redrive from the DLQ",
+            // The source cannot be read for the message's 5 attempts: retries_exhausted, a
+            // letter; the operator redrives it and it is processed.
+            actions: vec![Upload { key: "r.jpg", bytes: photo() }, Redrive],
+            expect: vec![("r.jpg", Good)],
+            broken_reads: vec![("r.jpg", 5)],
+            routing: false,
+            eager: false,
+        },
+        plain(
+            "good and bad together",
+            vec![
+                Upload { key: "a.jpg", bytes: photo() },
+                Upload { key: "bad.jpg", bytes: not_an_image() },
+                Upload { key: "b.jpg", bytes: other_photo() },
+            ],
+            vec![("a.jpg", Good), ("bad.jpg", Bad), ("b.jpg", Good)],
+        ),
+        // Both events wait together and arrive in the scheduler's order.
+        Scenario {
+            name: "delete before create",
+            actions: vec![Upload { key: "a.jpg", bytes: photo() }, Delete { key: "a.jpg" }],
+            expect: vec![("a.jpg", Good)],
+            broken_reads: Vec::new(),
+            routing: false,
+            eager: true,
+        },
+    ]
+}
+

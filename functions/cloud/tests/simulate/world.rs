@@ -1,0 +1,727 @@
+//! The simulated cloud: S3, SQS, SNS and CloudFront in memory, behind the same effect boundary
+//! ([`imgpipe_cloud::effects`]) the AWS executor implements, with a virtual clock and faults.
+//!
+//! Faults are decided at the boundary, by call number (reads and effects) and effect number
+//! (writes, sends, publishes, deletes): a call can fail before it acts (the request never
+//! arrived), an effect can fail after it acted (the answer was lost), and the process can be
+//! killed after any effect: from then on every call of that process hangs, and the driver drops
+//! it, as SIGKILL does. SQS is at least once and unordered: a receive takes visible messages in
+//! the scheduler's order, may hand out a second copy, and a message whose receiver died comes
+//! back after its visibility timeout; after `max_receives` receives SQS moves it to the DLQ.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use imgpipe_cloud::effects::{
+    Cdn, Condition, Get, Got, Listed, Object, ObjectHead, ObjectStore, Outgoing, Put, Queues,
+    Topic,
+};
+use imgpipe_cloud::failure::Failure;
+use sha2::{Digest, Sha256};
+
+use crate::rng::Rng;
+
+/// One stored object.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub bytes: Vec<u8>,
+    /// When it was written, on the virtual clock.
+    pub modified: u64,
+    pub etag: String,
+    pub tags: Vec<(String, String)>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// One queued message.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: String,
+    pub body: String,
+    pub attributes: Vec<(String, String, bool)>,
+    pub receives: u32,
+    pub visible_at: u64,
+    pub receipt: Option<String>,
+    pub sent_at: u64,
+}
+
+/// A queue and its settings.
+#[derive(Debug, Clone, Default)]
+pub struct Queue {
+    pub messages: Vec<Queued>,
+    pub visibility: u64,
+    /// SQS's redrive policy: received this many times, the next receive moves it to `dlq`.
+    pub max_receives: Option<(u32, String)>,
+}
+
+/// A published SNS message.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub message: String,
+    pub event_type: String,
+    pub event_id: String,
+}
+
+/// How a call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Before it acts.
+    Before,
+    /// After it acted (effects only): the answer was lost.
+    After,
+}
+
+/// The faults of one schedule.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Kill the process right after these effects (1-based, counted over the whole schedule).
+    pub crash_after: BTreeSet<u64>,
+    /// Fail these calls (1-based, counted over the whole schedule).
+    pub fail_calls: BTreeMap<u64, FailMode>,
+    /// Fail each call with this probability (per mille), before or after at random.
+    pub fail_per_mille: u32,
+    /// Keys whose source reads fail, for this many reads.
+    pub broken_reads: HashMap<String, u32>,
+}
+
+#[derive(Default)]
+struct State {
+    buckets: HashMap<String, BTreeMap<String, Stored>>,
+    queues: HashMap<String, Queue>,
+    published: Vec<Published>,
+    invalidations: Vec<Vec<String>>,
+    clock: u64,
+    /// Milliseconds of the last clock reading.
+    ticks: u64,
+    next_id: u64,
+    calls: u64,
+    effects: u64,
+    crashed: bool,
+    crashes: u64,
+    trace: Vec<String>,
+}
+
+/// The simulated cloud.
+pub struct World {
+    state: Mutex<State>,
+    faults: Mutex<(Faults, Rng)>,
+    pub crash: tokio::sync::Notify,
+}
+
+enum Gate {
+    Go,
+    Hang,
+    Fail(FailMode),
+}
+
+/// The virtual clock's zero, in seconds since the Unix epoch (2026-12-07T00:00:00Z).
+pub const EPOCH: u64 = 1_796_601_600;
+
+/// The virtual clock as the flows read it: each reading a millisecond after the last within one
+/// virtual second, so documents written in turn are stamped in order.
+pub struct VirtualClock(pub Arc<World>);
+
+impl imgpipe_cloud::effects::Clock for VirtualClock {
+    fn now(&self) -> std::time::SystemTime {
+        let mut s = self.0.state.lock().unwrap();
+        s.ticks = if s.ticks / 1000 == s.clock { s.ticks + 1 } else { s.clock * 1000 };
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(EPOCH * 1000 + s.ticks)
+    }
+}
+
+pub fn etag_of(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+impl World {
+    pub fn new(faults: Faults, seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            faults: Mutex::new((faults, Rng::new(seed ^ 0x5eed_fa17))),
+            crash: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn add_queue(&self, url: &str, visibility: u64, max_receives: Option<(u32, &str)>) {
+        self.state.lock().unwrap().queues.insert(
+            url.into(),
+            Queue {
+                messages: Vec::new(),
+                visibility,
+                max_receives: max_receives.map(|(n, dlq)| (n, dlq.to_string())),
+            },
+        );
+    }
+
+    pub fn add_bucket(&self, bucket: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .entry(bucket.into())
+            .or_default();
+    }
+
+    pub fn now(&self) -> u64 {
+        self.state.lock().unwrap().clock
+    }
+
+    pub fn advance(&self, seconds: u64) {
+        self.state.lock().unwrap().clock += seconds;
+    }
+
+    pub fn note(&self, line: String) {
+        self.state.lock().unwrap().trace.push(line);
+    }
+
+    pub fn trace(&self) -> Vec<String> {
+        self.state.lock().unwrap().trace.clone()
+    }
+
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let s = self.state.lock().unwrap();
+        (s.calls, s.effects, s.crashes)
+    }
+
+    pub fn crashed(&self) -> bool {
+        self.state.lock().unwrap().crashed
+    }
+
+    /// The process was restarted: calls go through again.
+    pub fn restart(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.crashed = false;
+        let line = format!("t={} restart", s.clock);
+        s.trace.push(line);
+    }
+
+    // ---- what the user and S3 do (not through the boundary) ----
+
+    /// Writes an object as a user's upload would (S3 makes its ETag).
+    pub fn user_put(&self, bucket: &str, key: &str, bytes: &[u8], tags: &[(&str, &str)]) -> String {
+        let etag = etag_of(bytes);
+        let mut s = self.state.lock().unwrap();
+        let modified = s.clock;
+        s.buckets.entry(bucket.into()).or_default().insert(
+            key.into(),
+            Stored {
+                modified,
+                bytes: bytes.to_vec(),
+                etag: etag.clone(),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                metadata: HashMap::new(),
+            },
+        );
+        etag
+    }
+
+    pub fn user_delete(&self, bucket: &str, key: &str) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(b) = s.buckets.get_mut(bucket) {
+            b.remove(key);
+        }
+    }
+
+    /// Sends a message as S3 or an operator would (not an effect of the flows).
+    pub fn enqueue(&self, url: &str, body: String, attributes: Vec<(String, String, bool)>) {
+        let mut s = self.state.lock().unwrap();
+        let id = next_id(&mut s, "m");
+        let now = s.clock;
+        s.queues
+            .get_mut(url)
+            .unwrap_or_else(|| panic!("no queue {url}"))
+            .messages
+            .push(Queued {
+                id,
+                body,
+                attributes,
+                receives: 0,
+                visible_at: now,
+                receipt: None,
+                sent_at: now,
+            });
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Stored> {
+        self.state.lock().unwrap().buckets.get(bucket)?.get(key).cloned()
+    }
+
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .get(bucket)
+            .map(|b| b.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn queue(&self, url: &str) -> Queue {
+        self.state.lock().unwrap().queues[url].clone()
+    }
+
+    /// Empties a queue (an operator's redrive took every letter).
+    pub fn drain(&self, url: &str) {
+        self.state.lock().unwrap().queues.get_mut(url).unwrap().messages.clear();
+    }
+
+    /// The messages of `url` as SQS would hand them out (for reading letters).
+    pub fn peek(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let s = self.state.lock().unwrap();
+        s.queues[url].messages.iter().map(|m| to_message(m, "peek".into())).collect()
+    }
+
+    pub fn published(&self) -> Vec<Published> {
+        self.state.lock().unwrap().published.clone()
+    }
+
+    pub fn invalidations(&self) -> Vec<Vec<String>> {
+        self.state.lock().unwrap().invalidations.clone()
+    }
+
+    /// Takes up to `max` visible messages of `url` in `rng`'s order, as ReceiveMessage does; with
+    /// `duplicate`, SQS also hands one of them out again later (at-least-once delivery). A message
+    /// received `max_receives` times goes to the DLQ instead.
+    pub fn receive(
+        &self,
+        url: &str,
+        max: usize,
+        rng: &mut Rng,
+        duplicate: bool,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut s = self.state.lock().unwrap();
+        let now = s.clock;
+        let queue = s.queues.get(url).unwrap();
+        let mut visible: Vec<usize> = (0..queue.messages.len())
+            .filter(|&i| queue.messages[i].visible_at <= now)
+            .collect();
+        rng.shuffle(&mut visible);
+        visible.truncate(max);
+        visible.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::new();
+        let mut moved = Vec::new();
+        let mut copies = Vec::new();
+        for i in visible {
+            let receipt = next_id(&mut s, "r");
+            let queue = s.queues.get_mut(url).unwrap();
+            let visibility = queue.visibility;
+            if let Some((limit, dlq)) = queue.max_receives.clone()
+                && queue.messages[i].receives >= limit
+            {
+                let m = queue.messages.remove(i);
+                moved.push((dlq, m));
+                continue;
+            }
+            let m = &mut queue.messages[i];
+            m.receives += 1;
+            m.visible_at = now + visibility;
+            m.receipt = Some(receipt.clone());
+            if duplicate && copies.is_empty() {
+                let mut copy = m.clone();
+                copy.receipt = None;
+                copy.visible_at = now;
+                copies.push(copy);
+            }
+            out.push(to_message(m, receipt));
+        }
+        s.queues
+            .get_mut(url)
+            .unwrap()
+            .messages
+            .extend(copies);
+        for (dlq, mut m) in moved {
+            s.trace.push(format!("t={now} SQS moved {} to the DLQ after {} receives", m.id, m.receives));
+            m.visible_at = now;
+            m.receipt = None;
+            m.receives = 0;
+            s.queues.get_mut(&dlq).unwrap().messages.push(m);
+        }
+        out
+    }
+
+    /// The earliest time a message of these queues becomes visible, if any is waiting.
+    pub fn next_visible(&self, urls: &[&str]) -> Option<u64> {
+        let s = self.state.lock().unwrap();
+        urls.iter()
+            .flat_map(|u| s.queues[*u].messages.iter().map(|m| m.visible_at))
+            .min()
+    }
+
+    pub fn visible(&self, url: &str) -> usize {
+        let s = self.state.lock().unwrap();
+        s.queues[url]
+            .messages
+            .iter()
+            .filter(|m| m.visible_at <= s.clock)
+            .count()
+    }
+
+    // ---- the boundary gate ----
+
+    async fn enter(&self, what: &str, key: Option<&str>, effect: bool) -> Result<(), Failure> {
+        let gate = {
+            let mut s = self.state.lock().unwrap();
+            if s.crashed {
+                Gate::Hang
+            } else {
+                s.calls += 1;
+                let call = s.calls;
+                let mut faults = self.faults.lock().unwrap();
+                let (faults, rng) = &mut *faults;
+                let broken = key.and_then(|k| faults.broken_reads.get_mut(k)).filter(|n| **n > 0);
+                let gate = if let Some(left) = broken {
+                    *left -= 1;
+                    Gate::Fail(FailMode::Before)
+                } else if let Some(mode) = faults.fail_calls.get(&call) {
+                    Gate::Fail(*mode)
+                } else if faults.fail_per_mille > 0 && rng.below(1000) < u64::from(faults.fail_per_mille) {
+                    Gate::Fail(if rng.below(2) == 0 { FailMode::Before } else { FailMode::After })
+                } else {
+                    Gate::Go
+                };
+                if let Gate::Fail(mode) = gate {
+                    let line = format!("t={} call {call} {what}: injected failure ({mode:?})", s.clock);
+                    s.trace.push(line);
+                }
+                gate
+            }
+        };
+        match gate {
+            Gate::Go => Ok(()),
+            Gate::Hang => std::future::pending().await,
+            Gate::Fail(FailMode::Before) => Err(injected(what)),
+            // The effect acts, then its answer is lost: `effect` sees the mode through `lost`.
+            Gate::Fail(FailMode::After) if effect => {
+                Err(Failure::transient("sim_lost", what.to_string()))
+            }
+            Gate::Fail(FailMode::After) => Err(injected(what)),
+        }
+    }
+
+    /// Passes the gate of an effect: `Ok(true)` to act and answer, `Ok(false)` to act and fail.
+    async fn gate_effect(&self, what: &str) -> Result<bool, Failure> {
+        match self.enter(what, None, true).await {
+            Ok(()) => Ok(true),
+            Err(f) if f.kind == "sim_lost" => Ok(false),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Counts an effect that acted; kills the process when the schedule says so.
+    fn acted(&self, what: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.effects += 1;
+        let n = s.effects;
+        let line = format!("t={} effect {n}: {what}", s.clock);
+        s.trace.push(line);
+        if self.faults.lock().unwrap().0.crash_after.contains(&n) {
+            s.crashed = true;
+            s.crashes += 1;
+            let line = format!("t={} CRASH after effect {n}", s.clock);
+            s.trace.push(line);
+            self.crash.notify_one();
+        }
+    }
+
+    async fn effect<T>(&self, what: String, act: impl FnOnce(&mut State) -> T) -> Result<T, Failure> {
+        let answer = self.gate_effect(&what).await?;
+        let out = act(&mut self.state.lock().unwrap());
+        self.acted(&what);
+        if answer { Ok(out) } else { Err(injected(&what)) }
+    }
+}
+
+fn to_message(m: &Queued, receipt: String) -> aws_sdk_sqs::types::Message {
+    use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName as N};
+    let mut message = Message::builder()
+        .message_id(&m.id)
+        .receipt_handle(receipt)
+        .body(&m.body)
+        .attributes(N::ApproximateReceiveCount, m.receives.to_string())
+        .attributes(N::SentTimestamp, (m.sent_at * 1000).to_string());
+    for (name, value, number) in &m.attributes {
+        message = message.message_attributes(
+            name,
+            MessageAttributeValue::builder()
+                .data_type(if *number { "Number" } else { "String" })
+                .string_value(value)
+                .build()
+                .unwrap(),
+        );
+    }
+    message.build()
+}
+
+fn injected(what: &str) -> Failure {
+    Failure::transient("sim_fault", format!("injected failure of {what}"))
+}
+
+fn next_id(s: &mut State, prefix: &str) -> String {
+    s.next_id += 1;
+    format!("{prefix}{}", s.next_id)
+}
+
+/// A handle on the world, as one process sees it.
+#[derive(Clone)]
+pub struct Sim(pub Arc<World>);
+
+#[async_trait]
+impl ObjectStore for Sim {
+    async fn get(&self, r: Get<'_>) -> Result<Got, Failure> {
+        self.0
+            .enter(&format!("GetObject s3://{}/{}", r.bucket, r.key), Some(r.key), false)
+            .await?;
+        let s = self.0.state.lock().unwrap();
+        let Some(o) = s.buckets.get(r.bucket).and_then(|b| b.get(r.key)) else {
+            return Ok(Got::Missing);
+        };
+        if r.if_match.is_some_and(|e| e != o.etag) {
+            return Ok(Got::NotMatched);
+        }
+        let size = o.bytes.len() as u64;
+        let bytes = match r.first_bytes {
+            Some(n) => o.bytes[..(n as usize).min(o.bytes.len())].to_vec(),
+            None if size > r.max_bytes => return Ok(Got::TooLarge(size)),
+            None => o.bytes.clone(),
+        };
+        Ok(Got::Found(Object {
+            bytes,
+            etag: Some(o.etag.clone()),
+            version_id: None,
+            size: Some(size),
+        }))
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, Failure> {
+        self.0.enter(&format!("HeadObject s3://{bucket}/{key}"), None, false).await?;
+        let s = self.0.state.lock().unwrap();
+        Ok(s.buckets.get(bucket).and_then(|b| b.get(key)).map(|o| ObjectHead {
+            size: o.bytes.len() as u64,
+            etag: Some(o.etag.clone()),
+            metadata: o.metadata.clone(),
+        }))
+    }
+
+    async fn put(&self, r: Put<'_>) -> Result<bool, Failure> {
+        let what = format!("PutObject s3://{}/{}", r.bucket, r.key);
+        let (bucket, key) = (r.bucket.to_string(), r.key.to_string());
+        let condition = r.condition.map(|c| match c {
+            Condition::IfMatch(e) => Some(e.to_string()),
+            Condition::IfNoneMatch => None,
+        });
+        let mut stored = Stored {
+            modified: 0,
+            etag: etag_of(&r.body),
+            bytes: r.body,
+            tags: r
+                .tagging
+                .map(|t| {
+                    t.split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            metadata: r.metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        };
+        self.0
+            .effect(what, move |s| {
+                stored.modified = s.clock;
+                let b = s.buckets.entry(bucket).or_default();
+                let holds = match &condition {
+                    None => true,
+                    Some(Some(etag)) => b.get(&key).is_some_and(|o| &o.etag == etag),
+                    Some(None) => !b.contains_key(&key),
+                };
+                if holds {
+                    b.insert(key, stored);
+                }
+                holds
+            })
+            .await
+    }
+
+    async fn delete(&self, bucket: &str, keys: &[String]) -> Result<(), Failure> {
+        let what = format!("DeleteObjects s3://{bucket} {keys:?}");
+        let (bucket, keys) = (bucket.to_string(), keys.to_vec());
+        self.0
+            .effect(what, move |s| {
+                if let Some(b) = s.buckets.get_mut(&bucket) {
+                    for k in &keys {
+                        b.remove(k);
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<Vec<Listed>, Failure> {
+        self.0.enter(&format!("ListObjectsV2 s3://{bucket}/{prefix}"), None, false).await?;
+        let s = self.0.state.lock().unwrap();
+        let Some(b) = s.buckets.get(bucket) else {
+            return Ok(Vec::new());
+        };
+        Ok(b.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a))
+            .filter(|(k, _)| delimiter.is_none_or(|d| !k[prefix.len()..].contains(d)))
+            .map(|(k, o)| Listed {
+                key: k.clone(),
+                size: o.bytes.len() as u64,
+                etag: Some(o.etag.clone()),
+                modified: (EPOCH + o.modified) as i64,
+            })
+            .collect())
+    }
+
+    async fn tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version_id: Option<&str>,
+    ) -> Result<Option<Vec<(String, String)>>, Failure> {
+        self.0.enter(&format!("GetObjectTagging s3://{bucket}/{key}"), None, false).await?;
+        let s = self.0.state.lock().unwrap();
+        Ok(s.buckets.get(bucket).and_then(|b| b.get(key)).map(|o| o.tags.clone()))
+    }
+
+    async fn set_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version_id: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<bool, Failure> {
+        let what = format!("PutObjectTagging s3://{bucket}/{key} {tags:?}");
+        let (bucket, key, tags) = (bucket.to_string(), key.to_string(), tags.to_vec());
+        self.0
+            .effect(what, move |s| {
+                match s.buckets.get_mut(&bucket).and_then(|b| b.get_mut(&key)) {
+                    Some(o) => {
+                        o.tags = tags;
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Queues for Sim {
+    async fn send(&self, queue_url: &str, messages: &[Outgoing]) -> Result<(), Failure> {
+        let what = format!("SendMessage {queue_url} ×{}", messages.len());
+        let url = queue_url.to_string();
+        let messages = messages.to_vec();
+        self.0
+            .effect(what, move |s| {
+                for m in messages {
+                    let id = next_id(s, "m");
+                    let now = s.clock;
+                    s.queues.get_mut(&url).unwrap_or_else(|| panic!("no queue {url}")).messages.push(Queued {
+                        id,
+                        body: m.body,
+                        attributes: m
+                            .attributes
+                            .into_iter()
+                            .map(|a| (a.name.to_string(), a.value, a.number))
+                            .collect(),
+                        receives: 0,
+                        visible_at: now,
+                        receipt: None,
+                        sent_at: now,
+                    });
+                }
+            })
+            .await
+    }
+
+    async fn set_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<(), Failure> {
+        let what = format!("ChangeMessageVisibility {queue_url} {receipt_handle} {seconds}s");
+        let (url, receipt) = (queue_url.to_string(), receipt_handle.to_string());
+        self.0
+            .effect(what, move |s| {
+                let now = s.clock;
+                if let Some(m) = s.queues.get_mut(&url).unwrap().messages.iter_mut().find(|m| m.receipt.as_deref() == Some(&receipt)) {
+                    m.visible_at = now + u64::from(seconds);
+                }
+            })
+            .await
+    }
+
+    async fn delete(&self, queue_url: &str, receipt_handles: &[String]) -> usize {
+        let what = format!("DeleteMessageBatch {queue_url} {receipt_handles:?}");
+        let (url, handles) = (queue_url.to_string(), receipt_handles.to_vec());
+        let n = handles.len();
+        self.0
+            .effect(what, move |s| {
+                s.queues
+                    .get_mut(&url)
+                    .unwrap()
+                    .messages
+                    .retain(|m| !m.receipt.as_ref().is_some_and(|r| handles.contains(r)));
+            })
+            .await
+            .map_or(n, |()| 0)
+    }
+}
+
+#[async_trait]
+impl Topic for Sim {
+    async fn publish(
+        &self,
+        _topic_arn: &str,
+        message: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<(), Failure> {
+        let find = |name: &str| {
+            attributes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let published = Published {
+            message: message.to_string(),
+            event_type: find(imgpipe_cloud::notify::attributes::EVENT_TYPE),
+            event_id: find(imgpipe_cloud::notify::attributes::EVENT_ID),
+        };
+        let what = format!("Publish {} {}", published.event_type, published.event_id);
+        self.0.effect(what, move |s| s.published.push(published)).await
+    }
+}
+
+#[async_trait]
+impl Cdn for Sim {
+    async fn invalidate(
+        &self,
+        _distribution_id: &str,
+        paths: &[String],
+        caller_reference: &str,
+    ) -> Result<Option<String>, Failure> {
+        let what = format!("CreateInvalidation {} paths", paths.len());
+        let paths = paths.to_vec();
+        let id = caller_reference.to_string();
+        self.0
+            .effect(what, move |s| {
+                s.invalidations.push(paths);
+                Some(id)
+            })
+            .await
+    }
+}
