@@ -395,12 +395,28 @@ impl Handler {
                 message: format!("gave up after {receive_count} attempts; last error: {failure}"),
                 retryable: true,
             };
-            let metadata = Box::new(self.write_failed_metadata(&record, &failure).await);
+            let failed = match self.record_exhausted(&record, &failure).await {
+                Ok(failed) => failed.map(|m| (record.clone(), Box::new(m))),
+                Err(done) => {
+                    // Another delivery finished it: announce it, as a skip would.
+                    return match self.announce(&record, &done).await {
+                        Ok(()) => Outcome::Done {
+                            processed: 0,
+                            skipped: 1,
+                            forwarded: 0,
+                        },
+                        Err(failure) => {
+                            self.retry_announcement(body, failure, receive_count, message_id)
+                                .await
+                        }
+                    };
+                }
+            };
             let outcome = self
                 .dead_letter(body, failure, Some(&record), receive_count, message_id)
                 .await;
             return self
-                .announce_failures(outcome, &[(record, metadata)], receive_count)
+                .announce_failures(outcome, failed.as_slice(), receive_count)
                 .await;
         }
         if let Some((first, record)) = permanent.first() {

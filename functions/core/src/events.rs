@@ -87,7 +87,9 @@ pub struct DeletedSource {
 }
 
 /// The event for a deletion recorded at `deleted_at` (the tombstone's time, so a redelivered removal
-/// repeats the same event). The id hashes the type, source bucket, key, sequencer and version.
+/// repeats the same event). The id hashes the type, source bucket, key, sequencer, version and
+/// `deleted_at` (a second removal run that found outputs to delete writes a new tombstone, and so
+/// makes a new event rather than a different body under the same id).
 pub fn deleted_event(
     source: DeletedSource,
     deleted_keys: Vec<String>,
@@ -100,6 +102,7 @@ pub fn deleted_event(
         &source.key,
         source.sequencer.as_deref().unwrap_or(""),
         source.version_id.as_deref().unwrap_or(""),
+        deleted_at,
     ]);
     Event {
         schema: SCHEMA.into(),
@@ -216,6 +219,9 @@ pub fn image_event(metadata: &Metadata, output: &OutputRef<'_>) -> ImageEvent {
         .as_deref()
         .map(crate::metadata::strip_quotes)
         .map(String::from);
+    // `processed_at` makes each recorded outcome its own event: repeating the announcement of one
+    // document repeats the event byte for byte, while processing the source again (a redrive, a
+    // lost document) is a new event, never a different body under an id already delivered.
     let id = event_id(&[
         event_type,
         status_word,
@@ -223,6 +229,7 @@ pub fn image_event(metadata: &Metadata, output: &OutputRef<'_>) -> ImageEvent {
         &source.key,
         etag.as_deref().unwrap_or(""),
         &metadata.preset_set_hash,
+        metadata.processed_at.as_deref().unwrap_or(""),
     ]);
     let url = |key: &str| output.cdn_base_url.map(|base| public_url(base, key));
     Event {

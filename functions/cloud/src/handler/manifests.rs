@@ -83,11 +83,7 @@ impl Handler {
             Ok(parsed) => parsed,
             Err(message) => {
                 let failure = Failure::permanent("bad_manifest", message);
-                let metadata = self.write_failed_metadata(record, &failure).await;
-                return Err(RecordError {
-                    failure,
-                    metadata: Some(Box::new(metadata)),
-                });
+                return Err(self.failed_record(record, failure).await);
             }
         };
         // What the URL alone decides (scheme, allow-list) is refused here, at once; the rest

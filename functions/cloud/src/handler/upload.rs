@@ -48,24 +48,12 @@ impl Handler {
             match store::get_source(&*self.s3, &record.bucket, &record.key, &config.limits).await {
                 Ok(fetched) => fetched,
                 Err(failure) if failure.retryable => return Err(failure.into()),
-                Err(failure) => {
-                    let metadata = self.write_failed_metadata(record, &failure).await;
-                    return Err(RecordError {
-                        failure,
-                        metadata: Some(Box::new(metadata)),
-                    });
-                }
+                Err(failure) => return Err(self.failed_record(record, failure).await),
             };
         let fetch_ms = elapsed_ms(started);
         let admitted = match self.admit(record, &fetched.bytes).await {
             Ok(admitted) => admitted,
-            Err(failure) => {
-                let metadata = self.write_failed_metadata(record, &failure).await;
-                return Err(RecordError {
-                    failure,
-                    metadata: Some(Box::new(metadata)),
-                });
-            }
+            Err(failure) => return Err(self.failed_record(record, failure).await),
         };
         let version_id = fetched.version_id.clone();
         let sequencer = record
@@ -322,22 +310,81 @@ impl Handler {
         })
     }
 
-    /// Writes the `failed` document of `record` (logged, not returned, when the write fails: the
-    /// message goes to the DLQ with the reason either way) and returns it.
+    /// A record out of attempts: writes its `failed` document and returns it, unless the key's
+    /// document says the record is done for this ETag and preset set (another delivery finished
+    /// it: `Err` with that document), already failed for good (returned as it is), or cannot be read (`Ok(None)`: nothing is written, since a
+    /// `failed` document must never replace a `done` one; the DLQ letter carries the reason).
+    pub(super) async fn record_exhausted(
+        &self,
+        record: &ObjectEvent,
+        failure: &Failure,
+    ) -> Result<Option<Metadata>, Box<Metadata>> {
+        let config = &self.config;
+        if record.change() != Change::Created {
+            // A removal out of attempts: its letter says so; a `failed` document would stand for
+            // an image that no longer exists.
+            return Ok(None);
+        }
+        let key = config.layout.metadata_key(&record.key);
+        match store::get_metadata(&*self.s3, &config.output_bucket, &key).await {
+            Ok(Some(existing))
+                if record
+                    .etag
+                    .as_deref()
+                    .is_some_and(|etag| existing.is_done_for(etag, config.presets.hash())) =>
+            {
+                Err(Box::new(existing))
+            }
+            // Already failed for good (a bad file whose later delivery met a store error): its
+            // document keeps the real reason, and is announced again as it is.
+            Ok(Some(existing))
+                if record.etag.as_deref().is_some_and(|etag| {
+                    existing.is_failed_permanently_for(etag, config.presets.hash())
+                }) =>
+            {
+                Ok(Some(existing))
+            }
+            Ok(_) => Ok(self.write_failed_metadata(record, failure).await.ok()),
+            Err(e) => {
+                tracing::warn!(key = %record.key, error = %e, "out of attempts and metadata.json unreadable; no failed document written (the letter says why)");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The permanent `failure` of `record`, with its `failed` document written. When the document
+    /// cannot be written the record is retried instead (a transient failure): the retry fails the
+    /// same way and writes it then, so a bad file does not end in the DLQ without its document.
+    pub(super) async fn failed_record(&self, record: &ObjectEvent, failure: Failure) -> RecordError {
+        match self.write_failed_metadata(record, &failure).await {
+            Ok(metadata) => RecordError {
+                failure,
+                metadata: Some(Box::new(metadata)),
+            },
+            Err(write) => RecordError::from(Failure::transient(
+                &write.kind,
+                format!("{} (recording the failure: {})", write.message, failure.message),
+            )),
+        }
+    }
+
+    /// Writes the `failed` document of `record` and returns it (tagging a permanently failed
+    /// source `failed`); `Err` when the document could not be written.
     pub(super) async fn write_failed_metadata(
         &self,
         record: &ObjectEvent,
         failure: &Failure,
-    ) -> Metadata {
+    ) -> Result<Metadata, Failure> {
         let mut metadata = self.failed_metadata(record, failure);
         let key = self.config.layout.metadata_key(&record.key);
         if let Err(e) = self.put_metadata(&key, &mut metadata).await {
             tracing::warn!(key, error = %e, "could not write the failed metadata document");
+            return Err(e);
         }
         if !failure.retryable {
             self.mark_failed_source(record).await;
         }
-        metadata
+        Ok(metadata)
     }
 
     /// Tags a source of the ingest bucket with its `imgpipe-status` (see [`source_status`]); other

@@ -19,9 +19,9 @@ pub const JOBS: &str = "sim://jobs";
 pub const GPU: &str = "sim://gpu";
 pub const DLQ: &str = "sim://dlq";
 pub const TOPIC: &str = "arn:sim:sns:events";
-/// The queues' visibility timeout (the template's, 180 s) and maxReceiveCount.
+/// The queues' visibility timeout and maxReceiveCount (the template's: 180 s, 5).
 pub const VISIBILITY: u64 = 180;
-pub const MAX_RECEIVES: u32 = 8;
+pub const MAX_RECEIVES: u32 = 5;
 const MAX_STEPS: usize = 3000;
 
 /// The small preset sets the scenarios use (a JPEG and a WebP; the second renames one).
@@ -237,16 +237,17 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
     runtime.block_on(async {
         let mut cpu = handler(&world, cpu_config.clone());
         let mut gpu = handler(&world, gpu_config(&cpu_config));
-        let mut actions = scenario.actions.iter();
-        let mut next_action = actions.next();
+        let mut actions: std::collections::VecDeque<Action> = scenario.actions.iter().cloned().collect();
+        let mut next_action = actions.pop_front();
+        let mut final_redrive = false;
         while steps < MAX_STEPS {
             steps += 1;
             let queued = world.queue(JOBS).messages.len() + world.queue(GPU).messages.len();
-            if let Some(action) = next_action
+            if let Some(action) = next_action.clone()
                 && (queued == 0 || scenario.eager || rng.chance(knobs.act_per_mille))
             {
                 world.note(format!("t={} user: {}", world.now(), action.describe()));
-                match action {
+                match &action {
                     Action::Upload { key, bytes } => {
                         let etag = world.user_put(INGEST, key, bytes, &[("imgpipe-status", "pending")]);
                         sequencer += 1;
@@ -291,13 +292,20 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                         }
                     }
                 }
-                next_action = actions.next();
+                next_action = actions.pop_front();
                 continue;
             }
             let ready: Vec<&str> = [JOBS, GPU].into_iter().filter(|q| world.visible(q) > 0).collect();
             if ready.is_empty() {
                 match world.next_visible(&[JOBS, GPU]) {
                     Some(at) => world.advance(at.saturating_sub(world.now()).max(1)),
+                    None if next_action.is_none() && !final_redrive && !world.queue(DLQ).messages.is_empty() => {
+                        // The outage is over: the operator redrives the DLQ once, and the system
+                        // must finish every upload (nothing is lost).
+                        final_redrive = true;
+                        world.calm();
+                        next_action = Some(Action::Redrive);
+                    }
                     None if next_action.is_none() => {
                         quiet = true;
                         break;

@@ -187,6 +187,12 @@ impl World {
         self.state.lock().unwrap().crashed
     }
 
+    /// No more faults from now on (the outage is over).
+    pub fn calm(&self) {
+        self.faults.lock().unwrap().0 = Faults::default();
+        self.note("faults end; the operator redrives the DLQ".into());
+    }
+
     /// The process was restarted: calls go through again.
     pub fn restart(&self) {
         let mut s = self.state.lock().unwrap();
