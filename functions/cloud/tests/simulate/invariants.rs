@@ -74,6 +74,11 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
             if !announced {
                 bad.push(format!("{key} was deleted but imgpipe.image.deleted was not published"));
             }
+            // The CDN was told to forget its outputs.
+            let path = format!("/{}", dir.replace(' ', "%20"));
+            if !world.invalidations().iter().flatten().any(|p| p.starts_with(&path)) {
+                bad.push(format!("{key} was deleted but the CDN was not told to forget {path}"));
+            }
             continue;
         };
         // Every upload ends with one final metadata.json for its ETag.
