@@ -109,6 +109,9 @@ pub struct Scenario {
     pub routing: bool,
     /// Every action happens before any worker receives (the events wait together).
     pub eager: bool,
+    /// A manifest this scenario uploads, and the counts its last `imgpipe.batch.done` must carry:
+    /// (key, items, done, failed).
+    pub manifest: Option<(&'static str, u64, u64, u64)>,
 }
 
 /// How the scheduler behaves.

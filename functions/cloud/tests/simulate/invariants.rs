@@ -48,6 +48,26 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
             .iter()
             .any(|l| l.key.as_deref() == Some(key) && l.etag.as_deref().is_none_or(|e| e.trim_matches('"') == etag))
     };
+    // A manifest's batch.done is published once its last item ended, with the right counts.
+    if let Some((manifest, items, done, failed)) = scenario.manifest {
+        let last = published
+            .iter()
+            .filter(|p| p.event_type == "imgpipe.batch.done")
+            .filter_map(|p| serde_json::from_str::<serde_json::Value>(&p.message).ok())
+            .rfind(|v| v["data"]["manifest"]["key"] == manifest);
+        match last {
+            None => bad.push(format!("{manifest}: imgpipe.batch.done was not published")),
+            Some(event) => {
+                let counts = &event["data"]["counts"];
+                let got = (counts["items"].as_u64(), counts["done"].as_u64(), counts["failed"].as_u64());
+                if got != (Some(items), Some(done), Some(failed)) {
+                    bad.push(format!(
+                        "{manifest}: batch.done counts (items, done, failed) = {got:?}, expected ({items}, {done}, {failed})"
+                    ));
+                }
+            }
+        }
+    }
     let layout = &o.config.layout;
     for (key, expect) in &scenario.expect {
         let dir = format!("{}{key}/", layout.prefix);

@@ -46,6 +46,7 @@ pub fn all() -> Vec<Scenario> {
         broken_reads: Vec::new(),
         routing: false,
         eager: false,
+        manifest: None,
     };
     vec![
         plain("good upload", vec![Upload { key: "a.jpg", bytes: photo() }], vec![("a.jpg", Good)]),
@@ -77,6 +78,7 @@ pub fn all() -> Vec<Scenario> {
             broken_reads: vec![("r.jpg", 5)],
             routing: false,
             eager: false,
+            manifest: None,
         },
         plain(
             "good and bad together",
@@ -95,6 +97,23 @@ pub fn all() -> Vec<Scenario> {
             broken_reads: Vec::new(),
             routing: false,
             eager: true,
+            manifest: None,
+        },
+        // The items are uploaded (and processed), then a manifest fans them out again on the
+        // GPU queue; its batch event follows the last item's end.
+        Scenario {
+            name: "manifest of 3 items, one bad",
+            actions: vec![
+                Upload { key: "a.jpg", bytes: photo() },
+                Upload { key: "bad.jpg", bytes: not_an_image() },
+                Upload { key: "b.jpg", bytes: other_photo() },
+                Upload { key: "manifests/batch.json", bytes: br#"["a.jpg", "bad.jpg", "b.jpg"]"# },
+            ],
+            expect: vec![("a.jpg", Good), ("bad.jpg", Bad), ("b.jpg", Good)],
+            broken_reads: Vec::new(),
+            routing: true,
+            eager: false,
+            manifest: Some(("manifests/batch.json", 3, 2, 1)),
         },
     ]
 }
