@@ -68,10 +68,7 @@ pub async fn send_to_dlq(
     let mut attributes = vec![
         Attribute::string(attributes::ERROR_KIND, &letter.failure.kind),
         Attribute::string(attributes::ERROR_MESSAGE, &letter.failure.message),
-        Attribute::string(
-            attributes::RETRYABLE,
-            &letter.failure.retryable.to_string(),
-        ),
+        Attribute::string(attributes::RETRYABLE, &letter.failure.retryable.to_string()),
         Attribute::number(attributes::RECEIVE_COUNT, letter.receive_count),
         Attribute::string(attributes::ORIGINAL_MESSAGE_ID, letter.message_id),
     ];

@@ -258,10 +258,7 @@ pub async fn get_with_etag(
     bucket: &str,
     key: &str,
 ) -> Result<Option<(Vec<u8>, String)>, Failure> {
-    match s3
-        .get(Get::whole(bucket, key, MAX_DOCUMENT_BYTES))
-        .await?
-    {
+    match s3.get(Get::whole(bucket, key, MAX_DOCUMENT_BYTES)).await? {
         Got::Found(object) => Ok(Some((object.bytes, object.etag.unwrap_or_default()))),
         Got::Missing | Got::NotMatched => Ok(None),
         Got::TooLarge(n) => Err(document_too_large(bucket, key, n)),

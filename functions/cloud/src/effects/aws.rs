@@ -48,7 +48,10 @@ impl super::ObjectStore for aws_sdk_s3::Client {
             Err(e) => {
                 return Err(Failure::transient(
                     "s3_get",
-                    format!("GetObject s3://{bucket}/{key}: {}", crate::aws_error::brief(&e)),
+                    format!(
+                        "GetObject s3://{bucket}/{key}: {}",
+                        crate::aws_error::brief(&e)
+                    ),
                 ));
             }
         };
@@ -109,7 +112,10 @@ impl super::ObjectStore for aws_sdk_s3::Client {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(Failure::transient(
                 "s3_head",
-                format!("HeadObject s3://{bucket}/{key}: {}", crate::aws_error::brief(&e)),
+                format!(
+                    "HeadObject s3://{bucket}/{key}: {}",
+                    crate::aws_error::brief(&e)
+                ),
             )),
         }
     }
@@ -154,7 +160,10 @@ impl super::ObjectStore for aws_sdk_s3::Client {
             }
             Err(e) => Err(Failure::transient(
                 "s3_put",
-                format!("PutObject s3://{bucket}/{key}: {}", crate::aws_error::brief(&e)),
+                format!(
+                    "PutObject s3://{bucket}/{key}: {}",
+                    crate::aws_error::brief(&e)
+                ),
             )),
         }
     }
@@ -234,7 +243,10 @@ impl super::ObjectStore for aws_sdk_s3::Client {
                 .map_err(|e| {
                     Failure::transient(
                         "s3_list",
-                        format!("ListObjectsV2 s3://{bucket}/{prefix}: {}", crate::aws_error::brief(&e)),
+                        format!(
+                            "ListObjectsV2 s3://{bucket}/{prefix}: {}",
+                            crate::aws_error::brief(&e)
+                        ),
                     )
                 })?;
             found.extend(page.contents().iter().filter_map(|o| {
@@ -286,7 +298,12 @@ impl super::ObjectStore for aws_sdk_s3::Client {
                     .collect(),
             )),
             Err(e) if is_missing(&e) => Ok(None),
-            Err(e) => Err(tagging_failure("GetObjectTagging", bucket, key, crate::aws_error::brief(&e))),
+            Err(e) => Err(tagging_failure(
+                "GetObjectTagging",
+                bucket,
+                key,
+                crate::aws_error::brief(&e),
+            )),
         }
     }
 
@@ -378,7 +395,8 @@ impl super::Queues for aws_sdk_sqs::Client {
                             .id(i.to_string())
                             .message_body(&message.body);
                         for attribute in &message.attributes {
-                            entry = entry.message_attributes(attribute.name, sqs_attribute(attribute));
+                            entry =
+                                entry.message_attributes(attribute.name, sqs_attribute(attribute));
                         }
                         entry.build().expect("id and body set")
                     })

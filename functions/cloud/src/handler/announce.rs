@@ -113,8 +113,7 @@ impl Handler {
 
     /// Invalidates `paths` on the configured distribution (nothing without one, or no paths).
     pub(super) async fn invalidate(&self, paths: &[String]) -> Result<(), Failure> {
-        let (Some(cloudfront), Some(distribution)) =
-            (&self.cdn, &self.config.cdn_distribution_id)
+        let (Some(cloudfront), Some(distribution)) = (&self.cdn, &self.config.cdn_distribution_id)
         else {
             return Ok(());
         };

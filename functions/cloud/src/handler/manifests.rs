@@ -155,8 +155,13 @@ impl Handler {
                 "URL listed in manifest s3://{}/{}",
                 record.bucket, record.key
             );
-            queue::forward_batch(&*self.queues, &routing.gpu_queue_url, &import_bodies, &reason)
-                .await?;
+            queue::forward_batch(
+                &*self.queues,
+                &routing.gpu_queue_url,
+                &import_bodies,
+                &reason,
+            )
+            .await?;
         }
         match started {
             // A redelivered manifest whose items all ended: only its event is repeated.

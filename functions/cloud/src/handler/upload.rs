@@ -355,7 +355,11 @@ impl Handler {
     /// The permanent `failure` of `record`, with its `failed` document written. When the document
     /// cannot be written the record is retried instead (a transient failure): the retry fails the
     /// same way and writes it then, so a bad file does not end in the DLQ without its document.
-    pub(super) async fn failed_record(&self, record: &ObjectEvent, failure: Failure) -> RecordError {
+    pub(super) async fn failed_record(
+        &self,
+        record: &ObjectEvent,
+        failure: Failure,
+    ) -> RecordError {
         match self.write_failed_metadata(record, &failure).await {
             Ok(metadata) => RecordError {
                 failure,
@@ -363,7 +367,10 @@ impl Handler {
             },
             Err(write) => RecordError::from(Failure::transient(
                 &write.kind,
-                format!("{} (recording the failure: {})", write.message, failure.message),
+                format!(
+                    "{} (recording the failure: {})",
+                    write.message, failure.message
+                ),
             )),
         }
     }

@@ -68,7 +68,10 @@ pub fn presets(text: &str) -> PresetSet {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// An upload (or re-upload) to the ingest bucket; S3 sends ObjectCreated.
-    Upload { key: &'static str, bytes: &'static [u8] },
+    Upload {
+        key: &'static str,
+        bytes: &'static [u8],
+    },
     /// A delete; S3 sends ObjectRemoved.
     Delete { key: &'static str },
     /// The preset set changes to [`PRESETS_B`], then `imgpipe backfill` sends a job per source.
@@ -80,7 +83,11 @@ pub enum Action {
 impl Action {
     fn describe(&self) -> String {
         match self {
-            Action::Upload { key, bytes } => format!("upload {key} ({} bytes, ETag {})", bytes.len(), crate::world::etag_of(bytes)),
+            Action::Upload { key, bytes } => format!(
+                "upload {key} ({} bytes, ETag {})",
+                bytes.len(),
+                crate::world::etag_of(bytes)
+            ),
             Action::Delete { key } => format!("delete {key}"),
             Action::ChangePresets => "preset set changed; backfill jobs sent".into(),
             Action::Redrive => "dlq redrive".into(),
@@ -194,7 +201,13 @@ fn handler(world: &Arc<World>, config: Config) -> Arc<Handler> {
 }
 
 /// The S3 notification body of one event, as S3 sends it (key URL-encoded).
-fn s3_event(name: &str, key: &str, size: Option<u64>, etag: Option<&str>, sequencer: u64) -> String {
+fn s3_event(
+    name: &str,
+    key: &str,
+    size: Option<u64>,
+    etag: Option<&str>,
+    sequencer: u64,
+) -> String {
     let mut object = serde_json::json!({
         "key": key.replace(' ', "+"),
         "sequencer": format!("{sequencer:016X}"),
@@ -240,7 +253,8 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
     runtime.block_on(async {
         let mut cpu = handler(&world, cpu_config.clone());
         let mut gpu = handler(&world, gpu_config(&cpu_config));
-        let mut actions: std::collections::VecDeque<Action> = scenario.actions.iter().cloned().collect();
+        let mut actions: std::collections::VecDeque<Action> =
+            scenario.actions.iter().cloned().collect();
         let mut next_action = actions.pop_front();
         let mut final_redrive = false;
         while steps < MAX_STEPS {
@@ -252,15 +266,26 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                 world.note(format!("t={} user: {}", world.now(), action.describe()));
                 match &action {
                     Action::Upload { key, bytes } => {
-                        let etag = world.user_put(INGEST, key, bytes, &[("imgpipe-status", "pending")]);
+                        let etag =
+                            world.user_put(INGEST, key, bytes, &[("imgpipe-status", "pending")]);
                         sequencer += 1;
-                        let body = s3_event("ObjectCreated:Put", key, Some(bytes.len() as u64), Some(&etag), sequencer);
+                        let body = s3_event(
+                            "ObjectCreated:Put",
+                            key,
+                            Some(bytes.len() as u64),
+                            Some(&etag),
+                            sequencer,
+                        );
                         world.enqueue(JOBS, body, Vec::new());
                     }
                     Action::Delete { key } => {
                         world.user_delete(INGEST, key);
                         sequencer += 1;
-                        world.enqueue(JOBS, s3_event("ObjectRemoved:Delete", key, None, None, sequencer), Vec::new());
+                        world.enqueue(
+                            JOBS,
+                            s3_event("ObjectRemoved:Delete", key, None, None, sequencer),
+                            Vec::new(),
+                        );
                     }
                     Action::ChangePresets => {
                         cpu_config.presets = presets(PRESETS_B);
@@ -274,7 +299,11 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                                 etag: Some(object.etag.clone()),
                                 modified: 0,
                             };
-                            world.enqueue(JOBS, imgpipe_cloud::backfill::job(INGEST, &listed).to_body(), Vec::new());
+                            world.enqueue(
+                                JOBS,
+                                imgpipe_cloud::backfill::job(INGEST, &listed).to_body(),
+                                Vec::new(),
+                            );
                         }
                     }
                     Action::Redrive => {
@@ -291,18 +320,28 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                                 .iter()
                                 .find(|(n, _, _)| n == queue::attributes::ERROR_KIND)
                                 .map_or("max_receives".to_string(), |(_, v, _)| v.clone());
-                            world.enqueue(JOBS, letter.body, vec![(queue::attributes::REDRIVEN.to_string(), kind, false)]);
+                            world.enqueue(
+                                JOBS,
+                                letter.body,
+                                vec![(queue::attributes::REDRIVEN.to_string(), kind, false)],
+                            );
                         }
                     }
                 }
                 next_action = actions.pop_front();
                 continue;
             }
-            let ready: Vec<&str> = [JOBS, GPU].into_iter().filter(|q| world.visible(q) > 0).collect();
+            let ready: Vec<&str> = [JOBS, GPU]
+                .into_iter()
+                .filter(|q| world.visible(q) > 0)
+                .collect();
             if ready.is_empty() {
                 match world.next_visible(&[JOBS, GPU]) {
                     Some(at) => world.advance(at.saturating_sub(world.now()).max(1)),
-                    None if next_action.is_none() && !final_redrive && !world.queue(DLQ).messages.is_empty() => {
+                    None if next_action.is_none()
+                        && !final_redrive
+                        && !world.queue(DLQ).messages.is_empty() =>
+                    {
                         // The outage is over: the operator redrives the DLQ once, and the system
                         // must finish every upload (nothing is lost).
                         final_redrive = true;
@@ -324,10 +363,23 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
             if messages.is_empty() {
                 continue;
             }
-            let handler = if url == GPU { Arc::clone(&gpu) } else { Arc::clone(&cpu) };
-            let ids: Vec<String> = messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect();
-            world.note(format!("t={} worker receives {ids:?} from {url}", world.now()));
-            let batch = messages.into_iter().map(imgpipe_cloud::worker::to_lambda_message).collect();
+            let handler = if url == GPU {
+                Arc::clone(&gpu)
+            } else {
+                Arc::clone(&cpu)
+            };
+            let ids: Vec<String> = messages
+                .iter()
+                .filter_map(|m| m.message_id().map(str::to_string))
+                .collect();
+            world.note(format!(
+                "t={} worker receives {ids:?} from {url}",
+                world.now()
+            ));
+            let batch = messages
+                .into_iter()
+                .map(imgpipe_cloud::worker::to_lambda_message)
+                .collect();
             let queues = Sim(Arc::clone(&world));
             let work = async move {
                 let results = handler.handle_batch(batch).await;

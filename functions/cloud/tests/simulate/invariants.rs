@@ -44,9 +44,12 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
             .collect(),
     );
     let has_letter = |key: &str, etag: &str| {
-        letters
-            .iter()
-            .any(|l| l.key.as_deref() == Some(key) && l.etag.as_deref().is_none_or(|e| e.trim_matches('"') == etag))
+        letters.iter().any(|l| {
+            l.key.as_deref() == Some(key)
+                && l.etag
+                    .as_deref()
+                    .is_none_or(|e| e.trim_matches('"') == etag)
+        })
     };
     // A manifest's batch.done is published once its last item ended, with the right counts.
     if let Some((manifest, items, done, failed)) = scenario.manifest {
@@ -59,7 +62,11 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
             None => bad.push(format!("{manifest}: imgpipe.batch.done was not published")),
             Some(event) => {
                 let counts = &event["data"]["counts"];
-                let got = (counts["items"].as_u64(), counts["done"].as_u64(), counts["failed"].as_u64());
+                let got = (
+                    counts["items"].as_u64(),
+                    counts["done"].as_u64(),
+                    counts["failed"].as_u64(),
+                );
                 if got != (Some(items), Some(done), Some(failed)) {
                     bad.push(format!(
                         "{manifest}: batch.done counts (items, done, failed) = {got:?}, expected ({items}, {done}, {failed})"
@@ -92,12 +99,21 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
                         .is_ok_and(|v| v["data"]["source"]["key"] == *key)
             });
             if !announced {
-                bad.push(format!("{key} was deleted but imgpipe.image.deleted was not published"));
+                bad.push(format!(
+                    "{key} was deleted but imgpipe.image.deleted was not published"
+                ));
             }
             // The CDN was told to forget its outputs.
             let path = format!("/{}", dir.replace(' ', "%20"));
-            if !world.invalidations().iter().flatten().any(|p| p.starts_with(&path)) {
-                bad.push(format!("{key} was deleted but the CDN was not told to forget {path}"));
+            if !world
+                .invalidations()
+                .iter()
+                .flatten()
+                .any(|p| p.starts_with(&path))
+            {
+                bad.push(format!(
+                    "{key} was deleted but the CDN was not told to forget {path}"
+                ));
             }
             continue;
         };
@@ -113,7 +129,9 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
                 continue;
             }
         };
-        if metadata.source.etag.as_deref().map(|e| e.trim_matches('"')) != Some(source.etag.as_str()) {
+        if metadata.source.etag.as_deref().map(|e| e.trim_matches('"'))
+            != Some(source.etag.as_str())
+        {
             bad.push(format!(
                 "{key}: metadata.json is for ETag {:?}, the source is {}",
                 metadata.source.etag, source.etag
@@ -140,11 +158,17 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
             (Status::Failed, expect) => {
                 // Faults end before the operator's redrive, so a good file ends done.
                 if *expect == Expect::Good {
-                    bad.push(format!("{key} is a good file but ended failed: {:?}", metadata.error));
+                    bad.push(format!(
+                        "{key} is a good file but ended failed: {:?}",
+                        metadata.error
+                    ));
                 }
                 // Every failure has its letter.
                 if !has_letter(key, &source.etag) {
-                    bad.push(format!("{key} failed ({:?}) but has no DLQ letter", metadata.error.as_ref().map(|e| &e.kind)));
+                    bad.push(format!(
+                        "{key} failed ({:?}) but has no DLQ letter",
+                        metadata.error.as_ref().map(|e| &e.kind)
+                    ));
                 }
             }
         }
@@ -159,7 +183,10 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
         );
         let expected_json = serde_json::to_string(&expected).unwrap();
         if !published.iter().any(|p| p.message == expected_json) {
-            bad.push(format!("{key}: its {} event ({}) was not published", expected.event_type, expected.id));
+            bad.push(format!(
+                "{key}: its {} event ({}) was not published",
+                expected.event_type, expected.id
+            ));
         }
     }
     bad

@@ -54,7 +54,13 @@ fn every_crash_point_and_every_failure_of_every_scenario() {
                 crash_after: [k].into(),
                 ..Faults::default()
             };
-            verify(&scenario, 1, faults, Knobs::CALM, &format!("killed after effect {k}"));
+            verify(
+                &scenario,
+                1,
+                faults,
+                Knobs::CALM,
+                &format!("killed after effect {k}"),
+            );
             schedules += 1;
         }
         for j in 1..=calls {
@@ -63,7 +69,13 @@ fn every_crash_point_and_every_failure_of_every_scenario() {
                     fail_calls: [(j, mode)].into(),
                     ..Faults::default()
                 };
-                verify(&scenario, 1, faults, Knobs::CALM, &format!("call {j} fails ({mode:?})"));
+                verify(
+                    &scenario,
+                    1,
+                    faults,
+                    Knobs::CALM,
+                    &format!("call {j} fails ({mode:?})"),
+                );
                 schedules += 1;
             }
         }

@@ -16,19 +16,42 @@ fn small(source: &'static [u8], width: u32) -> &'static [u8] {
         etag: None,
     };
     let mut engine = imgpipe_core::Engine::default();
-    let out = imgpipe_core::process(source, &source_ref, &presets, &Default::default(), &mut engine)
-        .expect("the fixture processes");
-    Box::leak(out.derivatives.into_iter().next().unwrap().bytes.into_boxed_slice())
+    let out = imgpipe_core::process(
+        source,
+        &source_ref,
+        &presets,
+        &Default::default(),
+        &mut engine,
+    )
+    .expect("the fixture processes");
+    Box::leak(
+        out.derivatives
+            .into_iter()
+            .next()
+            .unwrap()
+            .bytes
+            .into_boxed_slice(),
+    )
 }
 
 pub fn photo() -> &'static [u8] {
     static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
-    PHOTO.get_or_init(|| small(include_bytes!("../../../../tests/fixtures/images/Landscape_1.jpg"), 64))
+    PHOTO.get_or_init(|| {
+        small(
+            include_bytes!("../../../../tests/fixtures/images/Landscape_1.jpg"),
+            64,
+        )
+    })
 }
 
 pub fn other_photo() -> &'static [u8] {
     static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
-    PHOTO.get_or_init(|| small(include_bytes!("../../../../tests/fixtures/images/Portrait_2.jpg"), 64))
+    PHOTO.get_or_init(|| {
+        small(
+            include_bytes!("../../../../tests/fixtures/images/Portrait_2.jpg"),
+            64,
+        )
+    })
 }
 
 /// A text file named .jpg: `unsupported`, a permanent failure.
@@ -49,31 +72,69 @@ pub fn all() -> Vec<Scenario> {
         manifest: None,
     };
     vec![
-        plain("good upload", vec![Upload { key: "a.jpg", bytes: photo() }], vec![("a.jpg", Good)]),
-        plain("bad file", vec![Upload { key: "bad.jpg", bytes: not_an_image() }], vec![("bad.jpg", Bad)]),
+        plain(
+            "good upload",
+            vec![Upload {
+                key: "a.jpg",
+                bytes: photo(),
+            }],
+            vec![("a.jpg", Good)],
+        ),
+        plain(
+            "bad file",
+            vec![Upload {
+                key: "bad.jpg",
+                bytes: not_an_image(),
+            }],
+            vec![("bad.jpg", Bad)],
+        ),
         plain(
             "upload then delete",
-            vec![Upload { key: "a.jpg", bytes: photo() }, Delete { key: "a.jpg" }],
+            vec![
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                Delete { key: "a.jpg" },
+            ],
             vec![("a.jpg", Good)],
         ),
         plain(
             "re-upload with a new ETag",
             vec![
-                Upload { key: "a.jpg", bytes: photo() },
-                Upload { key: "a.jpg", bytes: other_photo() },
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                Upload {
+                    key: "a.jpg",
+                    bytes: other_photo(),
+                },
             ],
             vec![("a.jpg", Good)],
         ),
         plain(
             "preset change",
-            vec![Upload { key: "a.jpg", bytes: photo() }, ChangePresets],
+            vec![
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                ChangePresets,
+            ],
             vec![("a.jpg", Good)],
         ),
         Scenario {
             name: "redrive from the DLQ",
             // The source cannot be read for the message's 5 attempts: retries_exhausted, a
             // letter; the operator redrives it and it is processed.
-            actions: vec![Upload { key: "r.jpg", bytes: photo() }, Redrive],
+            actions: vec![
+                Upload {
+                    key: "r.jpg",
+                    bytes: photo(),
+                },
+                Redrive,
+            ],
             expect: vec![("r.jpg", Good)],
             broken_reads: vec![("r.jpg", 5)],
             routing: false,
@@ -83,16 +144,31 @@ pub fn all() -> Vec<Scenario> {
         plain(
             "good and bad together",
             vec![
-                Upload { key: "a.jpg", bytes: photo() },
-                Upload { key: "bad.jpg", bytes: not_an_image() },
-                Upload { key: "b.jpg", bytes: other_photo() },
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                Upload {
+                    key: "bad.jpg",
+                    bytes: not_an_image(),
+                },
+                Upload {
+                    key: "b.jpg",
+                    bytes: other_photo(),
+                },
             ],
             vec![("a.jpg", Good), ("bad.jpg", Bad), ("b.jpg", Good)],
         ),
         // Both events wait together and arrive in the scheduler's order.
         Scenario {
             name: "delete before create",
-            actions: vec![Upload { key: "a.jpg", bytes: photo() }, Delete { key: "a.jpg" }],
+            actions: vec![
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                Delete { key: "a.jpg" },
+            ],
             expect: vec![("a.jpg", Good)],
             broken_reads: Vec::new(),
             routing: false,
@@ -104,10 +180,22 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "manifest of 3 items, one bad",
             actions: vec![
-                Upload { key: "a.jpg", bytes: photo() },
-                Upload { key: "bad.jpg", bytes: not_an_image() },
-                Upload { key: "b.jpg", bytes: other_photo() },
-                Upload { key: "manifests/batch.json", bytes: br#"["a.jpg", "bad.jpg", "b.jpg"]"# },
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                Upload {
+                    key: "bad.jpg",
+                    bytes: not_an_image(),
+                },
+                Upload {
+                    key: "b.jpg",
+                    bytes: other_photo(),
+                },
+                Upload {
+                    key: "manifests/batch.json",
+                    bytes: br#"["a.jpg", "bad.jpg", "b.jpg"]"#,
+                },
             ],
             expect: vec![("a.jpg", Good), ("bad.jpg", Bad), ("b.jpg", Good)],
             broken_reads: Vec::new(),
@@ -117,4 +205,3 @@ pub fn all() -> Vec<Scenario> {
         },
     ]
 }
-

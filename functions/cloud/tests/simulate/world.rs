@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use imgpipe_cloud::effects::{
-    Cdn, Condition, Get, Got, Listed, Object, ObjectHead, ObjectStore, Outgoing, Put, Queues,
-    Topic,
+    Cdn, Condition, Get, Got, Listed, Object, ObjectHead, ObjectStore, Outgoing, Put, Queues, Topic,
 };
 use imgpipe_cloud::failure::Failure;
 use sha2::{Digest, Sha256};
@@ -124,7 +123,11 @@ pub struct VirtualClock(pub Arc<World>);
 impl imgpipe_cloud::effects::Clock for VirtualClock {
     fn now(&self) -> std::time::SystemTime {
         let mut s = self.0.state.lock().unwrap();
-        s.ticks = if s.ticks / 1000 == s.clock { s.ticks + 1 } else { s.clock * 1000 };
+        s.ticks = if s.ticks / 1000 == s.clock {
+            s.ticks + 1
+        } else {
+            s.clock * 1000
+        };
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(EPOCH * 1000 + s.ticks)
     }
 }
@@ -252,7 +255,13 @@ impl World {
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<Stored> {
-        self.state.lock().unwrap().buckets.get(bucket)?.get(key).cloned()
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .get(bucket)?
+            .get(key)
+            .cloned()
     }
 
     pub fn keys(&self, bucket: &str) -> Vec<String> {
@@ -271,13 +280,24 @@ impl World {
 
     /// Empties a queue (an operator's redrive took every letter).
     pub fn drain(&self, url: &str) {
-        self.state.lock().unwrap().queues.get_mut(url).unwrap().messages.clear();
+        self.state
+            .lock()
+            .unwrap()
+            .queues
+            .get_mut(url)
+            .unwrap()
+            .messages
+            .clear();
     }
 
     /// The messages of `url` as SQS would hand them out (for reading letters).
     pub fn peek(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let s = self.state.lock().unwrap();
-        s.queues[url].messages.iter().map(|m| to_message(m, "peek".into())).collect()
+        s.queues[url]
+            .messages
+            .iter()
+            .map(|m| to_message(m, "peek".into()))
+            .collect()
     }
 
     pub fn published(&self) -> Vec<Published> {
@@ -333,13 +353,12 @@ impl World {
             }
             out.push(to_message(m, receipt));
         }
-        s.queues
-            .get_mut(url)
-            .unwrap()
-            .messages
-            .extend(copies);
+        s.queues.get_mut(url).unwrap().messages.extend(copies);
         for (dlq, mut m) in moved {
-            s.trace.push(format!("t={now} SQS moved {} to the DLQ after {} receives", m.id, m.receives));
+            s.trace.push(format!(
+                "t={now} SQS moved {} to the DLQ after {} receives",
+                m.id, m.receives
+            ));
             m.visible_at = now;
             m.receipt = None;
             m.receives = 0;
@@ -377,19 +396,30 @@ impl World {
                 let call = s.calls;
                 let mut faults = self.faults.lock().unwrap();
                 let (faults, rng) = &mut *faults;
-                let broken = key.and_then(|k| faults.broken_reads.get_mut(k)).filter(|n| **n > 0);
+                let broken = key
+                    .and_then(|k| faults.broken_reads.get_mut(k))
+                    .filter(|n| **n > 0);
                 let gate = if let Some(left) = broken {
                     *left -= 1;
                     Gate::Fail(FailMode::Before)
                 } else if let Some(mode) = faults.fail_calls.get(&call) {
                     Gate::Fail(*mode)
-                } else if faults.fail_per_mille > 0 && rng.below(1000) < u64::from(faults.fail_per_mille) {
-                    Gate::Fail(if rng.below(2) == 0 { FailMode::Before } else { FailMode::After })
+                } else if faults.fail_per_mille > 0
+                    && rng.below(1000) < u64::from(faults.fail_per_mille)
+                {
+                    Gate::Fail(if rng.below(2) == 0 {
+                        FailMode::Before
+                    } else {
+                        FailMode::After
+                    })
                 } else {
                     Gate::Go
                 };
                 if let Gate::Fail(mode) = gate {
-                    let line = format!("t={} call {call} {what}: injected failure ({mode:?})", s.clock);
+                    let line = format!(
+                        "t={} call {call} {what}: injected failure ({mode:?})",
+                        s.clock
+                    );
                     s.trace.push(line);
                 }
                 gate
@@ -432,11 +462,19 @@ impl World {
         }
     }
 
-    async fn effect<T>(&self, what: String, act: impl FnOnce(&mut State) -> T) -> Result<T, Failure> {
+    async fn effect<T>(
+        &self,
+        what: String,
+        act: impl FnOnce(&mut State) -> T,
+    ) -> Result<T, Failure> {
         let answer = self.gate_effect(&what).await?;
         let out = act(&mut self.state.lock().unwrap());
         self.acted(&what);
-        if answer { Ok(out) } else { Err(injected(&what)) }
+        if answer {
+            Ok(out)
+        } else {
+            Err(injected(&what))
+        }
     }
 }
 
@@ -478,7 +516,11 @@ pub struct Sim(pub Arc<World>);
 impl ObjectStore for Sim {
     async fn get(&self, r: Get<'_>) -> Result<Got, Failure> {
         self.0
-            .enter(&format!("GetObject s3://{}/{}", r.bucket, r.key), Some(r.key), false)
+            .enter(
+                &format!("GetObject s3://{}/{}", r.bucket, r.key),
+                Some(r.key),
+                false,
+            )
             .await?;
         let s = self.0.state.lock().unwrap();
         let Some(o) = s.buckets.get(r.bucket).and_then(|b| b.get(r.key)) else {
@@ -502,13 +544,18 @@ impl ObjectStore for Sim {
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, Failure> {
-        self.0.enter(&format!("HeadObject s3://{bucket}/{key}"), None, false).await?;
+        self.0
+            .enter(&format!("HeadObject s3://{bucket}/{key}"), None, false)
+            .await?;
         let s = self.0.state.lock().unwrap();
-        Ok(s.buckets.get(bucket).and_then(|b| b.get(key)).map(|o| ObjectHead {
-            size: o.bytes.len() as u64,
-            etag: Some(o.etag.clone()),
-            metadata: o.metadata.clone(),
-        }))
+        Ok(s.buckets
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .map(|o| ObjectHead {
+                size: o.bytes.len() as u64,
+                etag: Some(o.etag.clone()),
+                metadata: o.metadata.clone(),
+            }))
     }
 
     async fn put(&self, r: Put<'_>) -> Result<bool, Failure> {
@@ -531,7 +578,11 @@ impl ObjectStore for Sim {
                         .collect()
                 })
                 .unwrap_or_default(),
-            metadata: r.metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            metadata: r
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         };
         self.0
             .effect(what, move |s| {
@@ -571,7 +622,13 @@ impl ObjectStore for Sim {
         delimiter: Option<&str>,
         start_after: Option<&str>,
     ) -> Result<Vec<Listed>, Failure> {
-        self.0.enter(&format!("ListObjectsV2 s3://{bucket}/{prefix}"), None, false).await?;
+        self.0
+            .enter(
+                &format!("ListObjectsV2 s3://{bucket}/{prefix}"),
+                None,
+                false,
+            )
+            .await?;
         let s = self.0.state.lock().unwrap();
         let Some(b) = s.buckets.get(bucket) else {
             return Ok(Vec::new());
@@ -595,9 +652,18 @@ impl ObjectStore for Sim {
         key: &str,
         _version_id: Option<&str>,
     ) -> Result<Option<Vec<(String, String)>>, Failure> {
-        self.0.enter(&format!("GetObjectTagging s3://{bucket}/{key}"), None, false).await?;
+        self.0
+            .enter(
+                &format!("GetObjectTagging s3://{bucket}/{key}"),
+                None,
+                false,
+            )
+            .await?;
         let s = self.0.state.lock().unwrap();
-        Ok(s.buckets.get(bucket).and_then(|b| b.get(key)).map(|o| o.tags.clone()))
+        Ok(s.buckets
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .map(|o| o.tags.clone()))
     }
 
     async fn set_tags(
@@ -634,19 +700,23 @@ impl Queues for Sim {
                 for m in messages {
                     let id = next_id(s, "m");
                     let now = s.clock;
-                    s.queues.get_mut(&url).unwrap_or_else(|| panic!("no queue {url}")).messages.push(Queued {
-                        id,
-                        body: m.body,
-                        attributes: m
-                            .attributes
-                            .into_iter()
-                            .map(|a| (a.name.to_string(), a.value, a.number))
-                            .collect(),
-                        receives: 0,
-                        visible_at: now,
-                        receipt: None,
-                        sent_at: now,
-                    });
+                    s.queues
+                        .get_mut(&url)
+                        .unwrap_or_else(|| panic!("no queue {url}"))
+                        .messages
+                        .push(Queued {
+                            id,
+                            body: m.body,
+                            attributes: m
+                                .attributes
+                                .into_iter()
+                                .map(|a| (a.name.to_string(), a.value, a.number))
+                                .collect(),
+                            receives: 0,
+                            visible_at: now,
+                            receipt: None,
+                            sent_at: now,
+                        });
                 }
             })
             .await
@@ -663,7 +733,14 @@ impl Queues for Sim {
         self.0
             .effect(what, move |s| {
                 let now = s.clock;
-                if let Some(m) = s.queues.get_mut(&url).unwrap().messages.iter_mut().find(|m| m.receipt.as_deref() == Some(&receipt)) {
+                if let Some(m) = s
+                    .queues
+                    .get_mut(&url)
+                    .unwrap()
+                    .messages
+                    .iter_mut()
+                    .find(|m| m.receipt.as_deref() == Some(&receipt))
+                {
                     m.visible_at = now + u64::from(seconds);
                 }
             })
@@ -708,7 +785,9 @@ impl Topic for Sim {
             event_id: find(imgpipe_cloud::notify::attributes::EVENT_ID),
         };
         let what = format!("Publish {} {}", published.event_type, published.event_id);
-        self.0.effect(what, move |s| s.published.push(published)).await
+        self.0
+            .effect(what, move |s| s.published.push(published))
+            .await
     }
 }
 

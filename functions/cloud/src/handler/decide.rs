@@ -1,0 +1,116 @@
+//! The per-record decision: skip what is not imgpipe's (other event kinds, output keys), read
+//! what is recorded for the key (metadata.json, the tombstone), order the event against it
+//! ([`crate::ordering`]), then remove, skip (already done: finishing a killed run's clean-up),
+//! report an earlier permanent failure, forward to the GPU queue, fan a manifest out, or process.
+
+use super::*;
+
+impl Handler {
+    /// Settles one record; `redriven`: the message came back from the DLQ by an operator's hand, so a
+    /// recorded permanent failure is tried again.
+    pub(super) async fn handle_record(
+        &self,
+        record: &ObjectEvent,
+        redriven: bool,
+    ) -> Result<RecordDone, RecordError> {
+        let config = &self.config;
+        let change = record.change();
+        if change == Change::Other {
+            return Ok(RecordDone::Ignored(format!(
+                "{} is not an object creation or removal",
+                record.event_name
+            )));
+        }
+        if record.bucket == config.output_bucket && config.layout.contains(&record.key) {
+            tracing::warn!(key = %record.key, "event for a key under the output location ignored; check the bucket notification's prefix");
+            return Ok(RecordDone::Ignored(format!(
+                "{} is under the output location",
+                record.key
+            )));
+        }
+        let metadata_key = config.layout.metadata_key(&record.key);
+        let existing = store::get_metadata(&*self.s3, &config.output_bucket, &metadata_key).await?;
+        // A tombstone matters only without metadata, and only to an event with a sequencer or a removal.
+        let tombstone =
+            if existing.is_none() && (record.sequencer.is_some() || change != Change::Created) {
+                deletion::read_tombstone(
+                    &*self.s3,
+                    &config.output_bucket,
+                    &self.tombstone_key(&record.key),
+                )
+                .await?
+            } else {
+                None
+            };
+        let recorded = match (&existing, &tombstone) {
+            (Some(m), _) => Recorded::Outputs {
+                sequencer: m.source.sequencer.as_deref(),
+                version_id: m.source.version_id.as_deref(),
+            },
+            (None, Some(t)) => Recorded::Deleted {
+                sequencer: t.sequencer.as_deref(),
+            },
+            (None, None) => Recorded::Nothing,
+        };
+        match ordering::decide(
+            change,
+            record.sequencer.as_deref(),
+            record.version_id.as_deref(),
+            recorded,
+        ) {
+            Decision::Ignore(reason) => {
+                tracing::info!(key = %record.key, event = %record.event_name, reason, "event ignored");
+                return Ok(RecordDone::Ignored(format!("{}: {reason}", record.key)));
+            }
+            Decision::Delete => return self.delete_record(record, existing, tombstone).await,
+            Decision::Process => {}
+        }
+        if let Some(etag) = &record.etag
+            && let Some(existing) = &existing
+        {
+            if existing.is_done_for(etag, config.presets.hash()) {
+                tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
+                let follow_up = self.finish_superseded(record, existing).await.err();
+                return Ok(RecordDone::Skipped(Box::new(existing.clone()), follow_up));
+            }
+            if !redriven && existing.is_failed_permanently_for(etag, config.presets.hash()) {
+                return Ok(RecordDone::AlreadyFailed(Box::new(existing.clone())));
+            }
+        }
+        if let Some(routing) = &config.routing {
+            match self.route(record, routing).await? {
+                Route::Cpu => {}
+                Route::Gpu(reason) => {
+                    let reason = reason.to_string();
+                    queue::forward(
+                        &*self.queues,
+                        &routing.gpu_queue_url,
+                        &record.to_body(),
+                        &reason,
+                    )
+                    .await?;
+                    tracing::info!(key = %record.key, reason, "forwarded to the GPU queue");
+                    return Ok(RecordDone::Forwarded);
+                }
+                Route::Manifest => return self.fan_out(record, routing).await,
+            }
+        }
+        self.process_record(record, &metadata_key, tombstone, existing.as_ref())
+            .await
+    }
+
+    /// Decides CPU or GPU for `record`; reads the first bytes of the object only when the pixel rule
+    /// needs them (or the event carried no size).
+    async fn route(&self, record: &ObjectEvent, routing: &Routing) -> Result<Route, Failure> {
+        use imgpipe_core::route::KeyDecision;
+        if let Some(size) = record.size
+            && let KeyDecision::Decided(route) = routing.rule.route_by_key(&record.key, size)
+        {
+            return Ok(route);
+        }
+        let (head, total) =
+            store::get_head(&*self.s3, &record.bucket, &record.key, HEADER_PROBE_BYTES).await?;
+        let size = total.or(record.size).unwrap_or(head.len() as u64);
+        Ok(routing.rule.route(&record.key, size, Some(&head)))
+    }
+}
