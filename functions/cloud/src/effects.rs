@@ -39,6 +39,12 @@
 //! A removal: **delete every output** → **put the tombstone** → publish `image.deleted`; a late
 //! creation older than the tombstone is ignored (*after a delete nothing of the source is left*).
 //!
+//! A webhook delivery (the sender, on the webhook queue): **POST** to every endpoint
+//! ([`Endpoints::post`]) → for each endpoint that did not answer 2xx, **send its retry message**
+//! (delayed) → delete the message; a retry's failure sets the message's visibility to the next
+//! step of the schedule; after the last, **send to the webhook DLQ** (*every event reaches each
+//! endpoint with the same `webhook-id`, or its letter is in the webhook DLQ*).
+//!
 //! A manifest: **put progress** (before any item is queued) → **send item jobs** (in slices, the
 //! cursor advanced by compare-and-swap after each) → each item's end **recorded in progress** by
 //! compare-and-swap → **publish `batch.done`** once, by the write that completed it.
@@ -230,12 +236,14 @@ pub trait Queues: Send + Sync {
 }
 
 /// A message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outgoing {
     /// Body.
     pub body: String,
     /// Message attributes.
     pub attributes: Vec<Attribute>,
+    /// Seconds before it can be received (SQS `DelaySeconds`, at most 900).
+    pub delay_seconds: u32,
 }
 
 /// A message attribute.
@@ -292,6 +300,18 @@ pub trait Cdn: Send + Sync {
         paths: &[String],
         caller_reference: &str,
     ) -> Result<Option<String>, Failure>;
+}
+
+/// The webhook endpoints, as the webhook sender reaches them: one signed POST, and what it got.
+#[async_trait]
+pub trait Endpoints: Send + Sync {
+    /// POSTs `body` (JSON) with `headers` to `url`.
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> crate::webhook::Attempt;
 }
 
 /// The wall clock the flows stamp documents with (`processed_at`, `deleted_at`); the simulator's

@@ -79,6 +79,7 @@ pub async fn send_to_dlq(
     let message = Outgoing {
         body: letter.body.to_string(),
         attributes,
+        delay_seconds: 0,
     };
     sqs.send(dlq_url, &[message]).await
 }
@@ -106,6 +107,7 @@ pub async fn forward_batch(
         .map(|body| Outgoing {
             body: body.clone(),
             attributes: vec![Attribute::string(attributes::ROUTE_REASON, reason)],
+            delay_seconds: 0,
         })
         .collect();
     if messages.is_empty() {

@@ -96,9 +96,9 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .expect("TLS backend initialises")
 }
 
-/// POSTs `body` (an event with id `id`) to `url`, signed now.
+/// POSTs `body` (an event with id `id`) to `url`, signed now, through `endpoints`.
 pub async fn deliver(
-    client: &reqwest::Client,
+    endpoints: &dyn crate::effects::Endpoints,
     signer: &Signer,
     url: &str,
     id: &str,
@@ -107,32 +107,41 @@ pub async fn deliver(
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut request = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
-    for (name, value) in signer.headers(id, timestamp, body) {
-        request = request.header(name, value);
-    }
-    match request.send().await {
-        Ok(response) if response.status().is_success() => {
-            Attempt::Delivered(response.status().as_u16())
+    let headers = signer.headers(id, timestamp, body);
+    endpoints.post(url, &headers, body).await
+}
+
+/// The real endpoints: HTTPS through [`client`].
+#[async_trait::async_trait]
+impl crate::effects::Endpoints for reqwest::Client {
+    async fn post(&self, url: &str, headers: &[(&str, String)], body: &str) -> Attempt {
+        let mut request = self
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
-        Ok(response) => {
-            let status = response.status();
-            let snippet = snippet(response).await;
-            Attempt::Failed {
-                status: format!("HTTP {status}: {}", snippet.trim())
-                    .trim_end_matches(": ")
-                    .to_string(),
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                Attempt::Delivered(response.status().as_u16())
             }
+            Ok(response) => {
+                let status = response.status();
+                let snippet = snippet(response).await;
+                Attempt::Failed {
+                    status: format!("HTTP {status}: {}", snippet.trim())
+                        .trim_end_matches(": ")
+                        .to_string(),
+                }
+            }
+            Err(e) if e.is_timeout() => Attempt::Failed {
+                status: "timed out (no answer within IMGPIPE_WEBHOOK_TIMEOUT_SECONDS)".into(),
+            },
+            Err(e) => Attempt::Failed {
+                status: format!("no answer: {}", error_chain(&e)),
+            },
         }
-        Err(e) if e.is_timeout() => Attempt::Failed {
-            status: "timed out (no answer within IMGPIPE_WEBHOOK_TIMEOUT_SECONDS)".into(),
-        },
-        Err(e) => Attempt::Failed {
-            status: format!("no answer: {}", error_chain(&e)),
-        },
     }
 }
 

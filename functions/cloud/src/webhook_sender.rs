@@ -17,7 +17,10 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsMessage;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::batch::{self, BatchFunction, Outcome};
+use crate::effects::{Attribute, Endpoints, Outgoing, Queues};
 use crate::failure::Failure;
 use crate::queue;
 use crate::webhook::{self, Attempt, Signer};
@@ -249,10 +252,13 @@ fn parse_message(body: &str, endpoints: &[String]) -> Result<Delivery, String> {
     })
 }
 
-/// The sender: configuration, a signer, an HTTP client and an SQS client.
+/// The sender: configuration, a signer, and its [effect boundary](crate::effects): the
+/// endpoints (HTTPS) and SQS.
 pub struct Sender {
-    sqs: aws_sdk_sqs::Client,
-    http: reqwest::Client,
+    /// The SDK client the drivers receive with (never used by the sender itself).
+    driver_sqs: aws_sdk_sqs::Client,
+    queues: Arc<dyn Queues>,
+    http: Arc<dyn Endpoints>,
     signer: Signer,
     config: WebhookConfig,
 }
@@ -260,9 +266,23 @@ pub struct Sender {
 impl Sender {
     /// Builds the sender from ready parts.
     pub fn new(sqs: aws_sdk_sqs::Client, signer: Signer, config: WebhookConfig) -> Self {
+        let http = Arc::new(webhook::client(config.timeout));
+        Self::with_effects(Arc::new(sqs.clone()), http, sqs, signer, config)
+    }
+
+    /// Builds the sender on `queues` and `http` (the AWS and HTTPS executors, or the fault
+    /// simulator's); `driver_sqs` is only what [`BatchFunction::sqs`] hands the drivers.
+    pub fn with_effects(
+        queues: Arc<dyn Queues>,
+        http: Arc<dyn Endpoints>,
+        driver_sqs: aws_sdk_sqs::Client,
+        signer: Signer,
+        config: WebhookConfig,
+    ) -> Self {
         Self {
-            http: webhook::client(config.timeout),
-            sqs,
+            driver_sqs,
+            queues,
+            http,
             signer,
             config,
         }
@@ -319,7 +339,7 @@ impl Sender {
                     receive_count,
                     message_id: message.message_id.as_deref().unwrap_or(""),
                 };
-                match queue::send_to_dlq(&self.sqs, &self.config.dlq_url, &letter).await {
+                match queue::send_to_dlq(&*self.queues, &self.config.dlq_url, &letter).await {
                     Ok(()) => Outcome::DeadLettered { failure },
                     Err(failure) => Outcome::Retry {
                         failure,
@@ -337,7 +357,7 @@ impl Sender {
             self.config
                 .endpoints
                 .iter()
-                .map(|url| webhook::deliver(&self.http, &self.signer, url, &id, event)),
+                .map(|url| webhook::deliver(&*self.http, &self.signer, url, &id, event)),
         )
         .await;
         let (mut delivered, mut retried) = (0, 0);
@@ -387,7 +407,15 @@ impl Sender {
     async fn deliver_retry(&self, retry: Retry, receive_count: u32) -> Outcome {
         let id = event_head(&retry.event).map(|h| h.id).unwrap_or_default();
         let attempt = retry.attempts + receive_count;
-        match webhook::deliver(&self.http, &self.signer, &retry.endpoint, &id, &retry.event).await {
+        match webhook::deliver(
+            &*self.http,
+            &self.signer,
+            &retry.endpoint,
+            &id,
+            &retry.event,
+        )
+        .await
+        {
             Attempt::Delivered(status) => {
                 tracing::info!(event_id = %id, url = %retry.endpoint, status, attempt, "webhook delivered");
                 Outcome::Done {
@@ -430,24 +458,15 @@ impl Sender {
             webhook_retry: retry.clone(),
         })
         .expect("retry serialises");
-        self.sqs
-            .send_message()
-            .queue_url(&self.config.queue_url)
-            .message_body(body)
-            .delay_seconds(delay.as_secs().min(900) as i32)
-            .send()
+        let message = Outgoing {
+            body,
+            attributes: Vec::new(),
+            delay_seconds: delay.as_secs().min(900) as u32,
+        };
+        self.queues
+            .send(&self.config.queue_url, &[message])
             .await
-            .map_err(|e| {
-                Failure::transient(
-                    "sqs_send",
-                    format!(
-                        "SendMessage (webhook retry) to {}: {}",
-                        self.config.queue_url,
-                        crate::aws_error::brief(&e)
-                    ),
-                )
-            })?;
-        Ok(())
+            .map_err(|e| Failure::transient("sqs_send", format!("webhook retry: {}", e.message)))
     }
 
     /// Sends an undeliverable event to the webhook DLQ: the retry envelope with `attempts` reset
@@ -462,41 +481,34 @@ impl Sender {
             },
         })
         .expect("retry serialises");
-        let attribute = queue::string_attribute;
-        let mut request = self
-            .sqs
-            .send_message()
-            .queue_url(&self.config.dlq_url)
-            .message_body(body)
-            .message_attributes(
-                queue::attributes::ERROR_KIND,
-                attribute("webhook_undeliverable"),
-            )
-            .message_attributes(
+        let mut attributes = vec![
+            Attribute::string(queue::attributes::ERROR_KIND, "webhook_undeliverable"),
+            Attribute::string(
                 queue::attributes::ERROR_MESSAGE,
-                attribute(&format!(
+                &format!(
                     "{} did not answer 2xx in {attempts} attempts; last: {last_status}",
                     retry.endpoint
-                )),
-            )
-            .message_attributes(attributes::URL, attribute(&retry.endpoint))
-            .message_attributes(attributes::LAST_STATUS, attribute(last_status))
-            .message_attributes(attributes::ATTEMPTS, attribute(&attempts.to_string()));
-        if let Some(head) = head {
-            request = request
-                .message_attributes(attributes::EVENT_ID, attribute(&head.id))
-                .message_attributes(attributes::EVENT_TYPE, attribute(&head.event_type));
-        }
-        request.send().await.map_err(|e| {
-            Failure::transient(
-                "sqs_send",
-                format!(
-                    "SendMessage to the webhook DLQ {}: {}",
-                    self.config.dlq_url,
-                    crate::aws_error::brief(&e)
                 ),
-            )
-        })?;
+            ),
+            Attribute::string(attributes::URL, &retry.endpoint),
+            Attribute::string(attributes::LAST_STATUS, last_status),
+            Attribute::string(attributes::ATTEMPTS, &attempts.to_string()),
+        ];
+        if let Some(head) = head {
+            attributes.push(Attribute::string(attributes::EVENT_ID, &head.id));
+            attributes.push(Attribute::string(attributes::EVENT_TYPE, &head.event_type));
+        }
+        let message = Outgoing {
+            body,
+            attributes,
+            delay_seconds: 0,
+        };
+        self.queues
+            .send(&self.config.dlq_url, &[message])
+            .await
+            .map_err(|e| {
+                Failure::transient("sqs_send", format!("to the webhook DLQ: {}", e.message))
+            })?;
         tracing::error!(url = %retry.endpoint, attempts, last_status, "webhook undeliverable; sent to the webhook DLQ");
         Ok(())
     }
@@ -508,7 +520,7 @@ fn event_head(event: &str) -> Option<EventHead> {
 
 impl BatchFunction for Sender {
     fn sqs(&self) -> &aws_sdk_sqs::Client {
-        &self.sqs
+        &self.driver_sqs
     }
 
     fn concurrency(&self) -> usize {

@@ -377,6 +377,9 @@ impl super::Queues for aws_sdk_sqs::Client {
                 .send_message()
                 .queue_url(queue_url)
                 .message_body(&message.body);
+            if message.delay_seconds > 0 {
+                send = send.delay_seconds(message.delay_seconds.min(900) as i32);
+            }
             for attribute in &message.attributes {
                 send = send.message_attributes(attribute.name, sqs_attribute(attribute));
             }
@@ -394,6 +397,9 @@ impl super::Queues for aws_sdk_sqs::Client {
                         let mut entry = SendMessageBatchRequestEntry::builder()
                             .id(i.to_string())
                             .message_body(&message.body);
+                        if message.delay_seconds > 0 {
+                            entry = entry.delay_seconds(message.delay_seconds.min(900) as i32);
+                        }
                         for attribute in &message.attributes {
                             entry =
                                 entry.message_attributes(attribute.name, sqs_attribute(attribute));

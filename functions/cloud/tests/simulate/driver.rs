@@ -19,6 +19,11 @@ pub const JOBS: &str = "sim://jobs";
 pub const GPU: &str = "sim://gpu";
 pub const DLQ: &str = "sim://dlq";
 pub const TOPIC: &str = "arn:sim:sns:events";
+pub const WEBHOOKS: &str = "sim://webhooks";
+pub const WEBHOOK_DLQ: &str = "sim://webhooks-dlq";
+/// The two webhook endpoints of the webhook scenario; the second is down for good.
+pub const ENDPOINT_UP: &str = "https://app.example/hooks/imgpipe";
+pub const ENDPOINT_DOWN: &str = "https://down.example/hooks/imgpipe";
 /// The queues' visibility timeout and maxReceiveCount (the template's: 180 s, 5).
 pub const VISIBILITY: u64 = 180;
 pub const MAX_RECEIVES: u32 = 5;
@@ -116,6 +121,8 @@ pub struct Scenario {
     pub routing: bool,
     /// Every action happens before any worker receives (the events wait together).
     pub eager: bool,
+    /// Events also go to two webhook endpoints (one down) through the webhook sender.
+    pub webhooks: bool,
     /// A manifest this scenario uploads, and the counts its last `imgpipe.batch.done` must carry:
     /// (key, items, done, failed).
     pub manifest: Option<(&'static str, u64, u64, u64)>,
@@ -188,6 +195,31 @@ fn unused_sqs() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
+/// The webhook sender, as `imgpipe-webhooks` runs it, on the simulated queues and endpoints.
+fn sender(world: &Arc<World>) -> Arc<imgpipe_cloud::webhook_sender::Sender> {
+    use imgpipe_cloud::webhook_sender::{Sender, WebhookConfig};
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let urls = format!("{ENDPOINT_UP},{ENDPOINT_DOWN}");
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("IMGPIPE_WEBHOOK_URLS", urls.as_str()),
+        ("IMGPIPE_WEBHOOK_SECRET", SECRET),
+        ("IMGPIPE_WEBHOOK_QUEUE_URL", WEBHOOKS),
+        ("IMGPIPE_WEBHOOK_DLQ_URL", WEBHOOK_DLQ),
+        ("IMGPIPE_CONCURRENCY", "1"),
+    ]);
+    let config =
+        WebhookConfig::from_lookup(|v| vars.get(v).map(|s| s.to_string())).expect("webhook config");
+    let signer = imgpipe_cloud::webhook::Signer::new(SECRET).expect("secret");
+    let sim = Sim(Arc::clone(world));
+    Arc::new(Sender::with_effects(
+        Arc::new(sim.clone()),
+        Arc::new(sim),
+        unused_sqs(),
+        signer,
+        config,
+    ))
+}
+
 fn handler(world: &Arc<World>, config: Config) -> Arc<Handler> {
     let sim = Sim(Arc::clone(world));
     let effects = Effects {
@@ -241,6 +273,11 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
     world.add_queue(JOBS, VISIBILITY, Some((MAX_RECEIVES, DLQ)));
     world.add_queue(GPU, VISIBILITY, Some((MAX_RECEIVES, DLQ)));
     world.add_queue(DLQ, 30, None);
+    world.add_queue(WEBHOOKS, 60, Some((20, WEBHOOK_DLQ)));
+    world.add_queue(WEBHOOK_DLQ, 30, None);
+    if scenario.webhooks {
+        world.subscribe_webhooks(WEBHOOKS, &[ENDPOINT_DOWN]);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -253,13 +290,16 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
     runtime.block_on(async {
         let mut cpu = handler(&world, cpu_config.clone());
         let mut gpu = handler(&world, gpu_config(&cpu_config));
+        let mut webhooks = sender(&world);
         let mut actions: std::collections::VecDeque<Action> =
             scenario.actions.iter().cloned().collect();
         let mut next_action = actions.pop_front();
         let mut final_redrive = false;
         while steps < MAX_STEPS {
             steps += 1;
-            let queued = world.queue(JOBS).messages.len() + world.queue(GPU).messages.len();
+            let queued = world.queue(JOBS).messages.len()
+                + world.queue(GPU).messages.len()
+                + world.queue(WEBHOOKS).messages.len();
             if let Some(action) = next_action.clone()
                 && (queued == 0 || scenario.eager || rng.chance(knobs.act_per_mille))
             {
@@ -331,12 +371,12 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                 next_action = actions.pop_front();
                 continue;
             }
-            let ready: Vec<&str> = [JOBS, GPU]
+            let ready: Vec<&str> = [JOBS, GPU, WEBHOOKS]
                 .into_iter()
                 .filter(|q| world.visible(q) > 0)
                 .collect();
             if ready.is_empty() {
-                match world.next_visible(&[JOBS, GPU]) {
+                match world.next_visible(&[JOBS, GPU, WEBHOOKS]) {
                     Some(at) => world.advance(at.saturating_sub(world.now()).max(1)),
                     None if next_action.is_none()
                         && !final_redrive
@@ -363,11 +403,6 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
             if messages.is_empty() {
                 continue;
             }
-            let handler = if url == GPU {
-                Arc::clone(&gpu)
-            } else {
-                Arc::clone(&cpu)
-            };
             let ids: Vec<String> = messages
                 .iter()
                 .filter_map(|m| m.message_id().map(str::to_string))
@@ -376,13 +411,22 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                 "t={} worker receives {ids:?} from {url}",
                 world.now()
             ));
-            let batch = messages
+            let batch: Vec<_> = messages
                 .into_iter()
                 .map(imgpipe_cloud::worker::to_lambda_message)
                 .collect();
             let queues = Sim(Arc::clone(&world));
+            let (image, webhook_sender) = match url {
+                GPU => (Some(Arc::clone(&gpu)), None),
+                WEBHOOKS => (None, Some(Arc::clone(&webhooks))),
+                _ => (Some(Arc::clone(&cpu)), None),
+            };
             let work = async move {
-                let results = handler.handle_batch(batch).await;
+                let results = match (image, webhook_sender) {
+                    (Some(handler), _) => handler.handle_batch(batch).await,
+                    (None, Some(sender)) => sender.handle_batch(batch).await,
+                    (None, None) => unreachable!("every queue has its consumer"),
+                };
                 queue::settle(&queues, url, &results).await;
             };
             let killed = tokio::select! {
@@ -399,6 +443,7 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                 world.restart();
                 cpu = self::handler(&world, cpu_config.clone());
                 gpu = self::handler(&world, gpu_config(&cpu_config));
+                webhooks = sender(&world);
             }
             world.advance(1);
         }

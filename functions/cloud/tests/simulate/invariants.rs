@@ -10,7 +10,10 @@ use imgpipe_core::Metadata;
 use imgpipe_core::events::{OutputRef, image_event};
 use imgpipe_core::metadata::Status;
 
-use crate::driver::{DLQ, Expect, GPU, INGEST, JOBS, OUTPUT, Outcome, Scenario};
+use crate::driver::{
+    DLQ, ENDPOINT_DOWN, ENDPOINT_UP, Expect, GPU, INGEST, JOBS, OUTPUT, Outcome, Scenario,
+    WEBHOOK_DLQ, WEBHOOKS,
+};
 
 /// The violated invariants (empty: all hold).
 pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
@@ -20,7 +23,7 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
     if !o.quiet {
         bad.push(format!("not quiet after {} steps (livelock?)", o.steps));
     }
-    for url in [JOBS, GPU] {
+    for url in [JOBS, GPU, WEBHOOKS] {
         let left = world.queue(url).messages.len();
         if left > 0 {
             bad.push(format!("{left} message(s) left on {url}"));
@@ -72,6 +75,52 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
                         "{manifest}: batch.done counts (items, done, failed) = {got:?}, expected ({items}, {done}, {failed})"
                     ));
                 }
+            }
+        }
+    }
+    // Every event reaches each webhook endpoint (a 2xx, the event's id as webhook-id, the event as
+    // the body) or lands in the webhook DLQ after its schedule.
+    if scenario.webhooks {
+        let received = world.received();
+        let webhook_letters = world.peek(WEBHOOK_DLQ);
+        let lettered = |id: &str, url: &str| {
+            webhook_letters.iter().any(|m| {
+                let attribute = |name: &str| {
+                    m.message_attributes()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_string)
+                };
+                use imgpipe_cloud::webhook_sender::attributes::{EVENT_ID, URL};
+                attribute(EVENT_ID).as_deref() == Some(id) && attribute(URL).as_deref() == Some(url)
+            })
+        };
+        for p in &published {
+            let to = |url: &'static str| {
+                received
+                    .iter()
+                    .filter(move |r| r.url == url && r.webhook_id == p.event_id)
+            };
+            if !to(ENDPOINT_UP).any(|r| (200..300).contains(&r.status)) {
+                bad.push(format!(
+                    "event {} ({}) never reached {ENDPOINT_UP} with a 2xx",
+                    p.event_id, p.event_type
+                ));
+            }
+            if to(ENDPOINT_UP)
+                .chain(to(ENDPOINT_DOWN))
+                .any(|r| r.body != p.message)
+            {
+                bad.push(format!(
+                    "a delivery with webhook-id {} carried another body",
+                    p.event_id
+                ));
+            }
+            if !lettered(&p.event_id, ENDPOINT_DOWN) {
+                bad.push(format!(
+                    "event {} never reached {ENDPOINT_DOWN} and is not in the webhook DLQ",
+                    p.event_id
+                ));
             }
         }
     }

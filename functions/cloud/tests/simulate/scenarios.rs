@@ -69,6 +69,7 @@ pub fn all() -> Vec<Scenario> {
         broken_reads: Vec::new(),
         routing: false,
         eager: false,
+        webhooks: false,
         manifest: None,
     };
     vec![
@@ -139,6 +140,7 @@ pub fn all() -> Vec<Scenario> {
             broken_reads: vec![("r.jpg", 5)],
             routing: false,
             eager: false,
+            webhooks: false,
             manifest: None,
         },
         plain(
@@ -173,6 +175,28 @@ pub fn all() -> Vec<Scenario> {
             broken_reads: Vec::new(),
             routing: false,
             eager: true,
+            webhooks: false,
+            manifest: None,
+        },
+        // Every event goes to two webhook endpoints; the second answers 500 to everything.
+        Scenario {
+            name: "webhooks to two endpoints, one down",
+            actions: vec![
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                Upload {
+                    key: "bad.jpg",
+                    bytes: not_an_image(),
+                },
+                Delete { key: "a.jpg" },
+            ],
+            expect: vec![("a.jpg", Good), ("bad.jpg", Bad)],
+            broken_reads: Vec::new(),
+            routing: false,
+            eager: false,
+            webhooks: true,
             manifest: None,
         },
         // The items are uploaded (and processed), then a manifest fans them out again on the
@@ -201,6 +225,7 @@ pub fn all() -> Vec<Scenario> {
             broken_reads: Vec::new(),
             routing: true,
             eager: false,
+            webhooks: false,
             manifest: Some(("manifests/batch.json", 3, 2, 1)),
         },
     ]

@@ -42,6 +42,9 @@ pub struct Queued {
     pub visible_at: u64,
     pub receipt: Option<String>,
     pub sent_at: u64,
+    /// SQS handed this message out twice already (a copy, or an original that was copied):
+    /// duplicates are rare, so each message is duplicated at most once.
+    pub duplicated: bool,
 }
 
 /// A queue and its settings.
@@ -59,6 +62,16 @@ pub struct Published {
     pub message: String,
     pub event_type: String,
     pub event_id: String,
+}
+
+/// One POST a webhook endpoint received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub url: String,
+    pub webhook_id: String,
+    pub body: String,
+    /// What the endpoint answered (2xx: delivered).
+    pub status: u16,
 }
 
 /// How a call fails.
@@ -88,6 +101,11 @@ struct State {
     buckets: HashMap<String, BTreeMap<String, Stored>>,
     queues: HashMap<String, Queue>,
     published: Vec<Published>,
+    /// SNS subscription of the webhook queue (raw message delivery), when set.
+    subscribed: Option<String>,
+    /// Webhook endpoints that answer 500 to everything.
+    down: Vec<String>,
+    received: Vec<Received>,
     invalidations: Vec<Vec<String>>,
     clock: u64,
     /// Milliseconds of the last clock reading.
@@ -190,6 +208,17 @@ impl World {
         self.state.lock().unwrap().crashed
     }
 
+    /// Subscribes `queue` to the events topic (raw message delivery); `down` endpoints answer 500.
+    pub fn subscribe_webhooks(&self, queue: &str, down: &[&str]) {
+        let mut s = self.state.lock().unwrap();
+        s.subscribed = Some(queue.to_string());
+        s.down = down.iter().map(|d| d.to_string()).collect();
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
     /// No more faults from now on (the outage is over).
     pub fn calm(&self) {
         self.faults.lock().unwrap().0 = Faults::default();
@@ -251,6 +280,7 @@ impl World {
                 visible_at: now,
                 receipt: None,
                 sent_at: now,
+                duplicated: false,
             });
     }
 
@@ -345,7 +375,8 @@ impl World {
             m.receives += 1;
             m.visible_at = now + visibility;
             m.receipt = Some(receipt.clone());
-            if duplicate && copies.is_empty() {
+            if duplicate && copies.is_empty() && !m.duplicated {
+                m.duplicated = true;
                 let mut copy = m.clone();
                 copy.receipt = None;
                 copy.visible_at = now;
@@ -699,7 +730,7 @@ impl Queues for Sim {
             .effect(what, move |s| {
                 for m in messages {
                     let id = next_id(s, "m");
-                    let now = s.clock;
+                    let now = s.clock + u64::from(m.delay_seconds);
                     s.queues
                         .get_mut(&url)
                         .unwrap_or_else(|| panic!("no queue {url}"))
@@ -716,6 +747,7 @@ impl Queues for Sim {
                             visible_at: now,
                             receipt: None,
                             sent_at: now,
+                            duplicated: false,
                         });
                 }
             })
@@ -786,8 +818,66 @@ impl Topic for Sim {
         };
         let what = format!("Publish {} {}", published.event_type, published.event_id);
         self.0
-            .effect(what, move |s| s.published.push(published))
+            .effect(what, move |s| {
+                // The webhook queue's subscription (raw message delivery).
+                if let Some(queue) = s.subscribed.clone() {
+                    let id = next_id(s, "m");
+                    let now = s.clock;
+                    s.queues.get_mut(&queue).unwrap().messages.push(Queued {
+                        id,
+                        body: published.message.clone(),
+                        attributes: Vec::new(),
+                        receives: 0,
+                        visible_at: now,
+                        receipt: None,
+                        sent_at: now,
+                        duplicated: false,
+                    });
+                }
+                s.published.push(published)
+            })
             .await
+    }
+}
+
+#[async_trait]
+impl imgpipe_cloud::effects::Endpoints for Sim {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> imgpipe_cloud::webhook::Attempt {
+        use imgpipe_cloud::webhook::Attempt;
+        let webhook_id = headers
+            .iter()
+            .find(|(n, _)| *n == "webhook-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let what = format!("POST {url} {webhook_id}");
+        let (url, body) = (url.to_string(), body.to_string());
+        let answered = self
+            .0
+            .effect(what, move |s| {
+                let status = if s.down.contains(&url) { 500 } else { 200 };
+                s.received.push(Received {
+                    url,
+                    webhook_id,
+                    body,
+                    status,
+                });
+                status
+            })
+            .await;
+        match answered {
+            Ok(status) if (200..300).contains(&status) => Attempt::Delivered(status),
+            Ok(status) => Attempt::Failed {
+                status: format!("HTTP {status}"),
+            },
+            Err(e) => Attempt::Failed {
+                status: format!("no answer: {}", e.message),
+            },
+        }
     }
 }
 
