@@ -28,36 +28,8 @@ impl Handler {
                 record.key
             )));
         }
-        let metadata_key = config.layout.metadata_key(&record.key);
-        let existing = store::get_metadata(&*self.s3, &config.output_bucket, &metadata_key).await?;
-        // A tombstone matters only without metadata, and only to an event with a sequencer or a removal.
-        let tombstone =
-            if existing.is_none() && (record.sequencer.is_some() || change != Change::Created) {
-                deletion::read_tombstone(
-                    &*self.s3,
-                    &config.output_bucket,
-                    &self.tombstone_key(&record.key),
-                )
-                .await?
-            } else {
-                None
-            };
-        let recorded = match (&existing, &tombstone) {
-            (Some(m), _) => Recorded::Outputs {
-                sequencer: m.source.sequencer.as_deref(),
-                version_id: m.source.version_id.as_deref(),
-            },
-            (None, Some(t)) => Recorded::Deleted {
-                sequencer: t.sequencer.as_deref(),
-            },
-            (None, None) => Recorded::Nothing,
-        };
-        match ordering::decide(
-            change,
-            record.sequencer.as_deref(),
-            record.version_id.as_deref(),
-            recorded,
-        ) {
+        let (existing, tombstone) = self.recorded(record).await?;
+        match order(record, existing.as_ref(), tombstone.as_ref()) {
             Decision::Ignore(reason) => {
                 tracing::info!(key = %record.key, event = %record.event_name, reason, "event ignored");
                 return Ok(RecordDone::Ignored(format!("{}: {reason}", record.key)));
@@ -95,6 +67,7 @@ impl Handler {
                 Route::Manifest => return self.fan_out(record, routing).await,
             }
         }
+        let metadata_key = config.layout.metadata_key(&record.key);
         self.process_record(record, &metadata_key, tombstone, existing.as_ref())
             .await
     }
@@ -113,4 +86,52 @@ impl Handler {
         let size = total.or(record.size).unwrap_or(head.len() as u64);
         Ok(routing.rule.route(&record.key, size, Some(&head)))
     }
+
+    /// What is recorded for `record`'s key: its metadata.json, and (only without one, and only
+    /// for an event with a sequencer or a removal, which it can matter to) its tombstone.
+    pub(super) async fn recorded(
+        &self,
+        record: &ObjectEvent,
+    ) -> Result<(Option<Metadata>, Option<Tombstone>), Failure> {
+        let config = &self.config;
+        let metadata_key = config.layout.metadata_key(&record.key);
+        let existing = store::get_metadata(&*self.s3, &config.output_bucket, &metadata_key).await?;
+        let tombstone = if existing.is_none()
+            && (record.sequencer.is_some() || record.change() != Change::Created)
+        {
+            deletion::read_tombstone(
+                &*self.s3,
+                &config.output_bucket,
+                &self.tombstone_key(&record.key),
+            )
+            .await?
+        } else {
+            None
+        };
+        Ok((existing, tombstone))
+    }
+}
+
+/// Whether `record` acts, given what is recorded for its key ([`ordering::decide`]).
+pub(super) fn order(
+    record: &ObjectEvent,
+    existing: Option<&Metadata>,
+    tombstone: Option<&Tombstone>,
+) -> Decision {
+    let recorded = match (existing, tombstone) {
+        (Some(m), _) => Recorded::Outputs {
+            sequencer: m.source.sequencer.as_deref(),
+            version_id: m.source.version_id.as_deref(),
+        },
+        (None, Some(t)) => Recorded::Deleted {
+            sequencer: t.sequencer.as_deref(),
+        },
+        (None, None) => Recorded::Nothing,
+    };
+    ordering::decide(
+        record.change(),
+        record.sequencer.as_deref(),
+        record.version_id.as_deref(),
+        recorded,
+    )
 }

@@ -312,8 +312,9 @@ impl Handler {
 
     /// A record out of attempts: writes its `failed` document and returns it, unless the key's
     /// document says the record is done for this ETag and preset set (another delivery finished
-    /// it: `Err` with that document), already failed for good (returned as it is), or cannot be read (`Ok(None)`: nothing is written, since a
-    /// `failed` document must never replace a `done` one; the DLQ letter carries the reason).
+    /// it: `Err` with that document) or already failed for good (returned as it is), or what is
+    /// recorded overrules the event (a deletion or a newer upload: `Ok(None)`), or cannot be read
+    /// (`Ok(None)`: a `failed` document must never replace a `done` one). The letter says why.
     pub(super) async fn record_exhausted(
         &self,
         record: &ObjectEvent,
@@ -325,30 +326,40 @@ impl Handler {
             // an image that no longer exists.
             return Ok(None);
         }
-        let key = config.layout.metadata_key(&record.key);
-        match store::get_metadata(&*self.s3, &config.output_bucket, &key).await {
-            Ok(Some(existing))
-                if record
-                    .etag
-                    .as_deref()
-                    .is_some_and(|etag| existing.is_done_for(etag, config.presets.hash())) =>
+        let (existing, tombstone) = match self.recorded(record).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(key = %record.key, error = %e, "out of attempts and metadata.json unreadable; no failed document written (the letter says why)");
+                return Ok(None);
+            }
+        };
+        let etag = record.etag.as_deref();
+        match existing {
+            Some(existing)
+                if etag.is_some_and(|e| existing.is_done_for(e, config.presets.hash())) =>
             {
                 Err(Box::new(existing))
             }
             // Already failed for good (a bad file whose later delivery met a store error): its
             // document keeps the real reason, and is announced again as it is.
-            Ok(Some(existing))
-                if record.etag.as_deref().is_some_and(|etag| {
-                    existing.is_failed_permanently_for(etag, config.presets.hash())
+            Some(existing)
+                if etag.is_some_and(|e| {
+                    existing.is_failed_permanently_for(e, config.presets.hash())
                 }) =>
             {
                 Ok(Some(existing))
             }
-            Ok(_) => Ok(self.write_failed_metadata(record, failure).await.ok()),
-            Err(e) => {
-                tracing::warn!(key = %record.key, error = %e, "out of attempts and metadata.json unreadable; no failed document written (the letter says why)");
+            // An event the recorded state overrules (older than a deletion or a newer upload)
+            // leaves no document: it would bring a deleted image back.
+            existing
+                if !matches!(
+                    super::decide::order(record, existing.as_ref(), tombstone.as_ref()),
+                    Decision::Process
+                ) =>
+            {
                 Ok(None)
             }
+            _ => Ok(self.write_failed_metadata(record, failure).await.ok()),
         }
     }
 
