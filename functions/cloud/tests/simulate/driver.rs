@@ -83,6 +83,10 @@ pub enum Action {
     ChangePresets,
     /// `imgpipe dlq redrive`: every letter back to the jobs queue, marked redriven.
     Redrive,
+    /// S3 delivers the last upload's ObjectCreated notification again (at least once).
+    Renotify { key: &'static str },
+    /// The next `reads` GetObject calls of `key` (any bucket) fail: an outage of one object.
+    BreakReads { key: &'static str, reads: u32 },
 }
 
 impl Action {
@@ -96,6 +100,8 @@ impl Action {
             Action::Delete { key } => format!("delete {key}"),
             Action::ChangePresets => "preset set changed; backfill jobs sent".into(),
             Action::Redrive => "dlq redrive".into(),
+            Action::Renotify { key } => format!("S3 notifies {key}'s upload again"),
+            Action::BreakReads { key, reads } => format!("the next {reads} reads of {key} fail"),
         }
     }
 }
@@ -121,6 +127,9 @@ pub struct Scenario {
     pub routing: bool,
     /// Every action happens before any worker receives (the events wait together).
     pub eager: bool,
+    /// After the faults end, the operator redrives the DLQ once (and every upload must finish);
+    /// without, the state the system reached on its own is checked.
+    pub operator_redrive: bool,
     /// Events also go to two webhook endpoints (one down) through the webhook sender.
     pub webhooks: bool,
     /// A manifest this scenario uploads, and the counts its last `imgpipe.batch.done` must carry:
@@ -153,6 +162,8 @@ pub struct Outcome {
     pub presets_hash: String,
     pub steps: usize,
     pub quiet: bool,
+    /// No call failed at random (only the scenario's own outages and single faults).
+    pub calm: bool,
     pub config: Arc<Config>,
 }
 
@@ -266,6 +277,7 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
     for (key, n) in &scenario.broken_reads {
         faults.broken_reads.insert(key.to_string(), *n);
     }
+    let calm = faults.fail_per_mille == 0;
     let world = World::new(faults, seed);
     for bucket in [INGEST, OUTPUT] {
         world.add_bucket(bucket);
@@ -294,7 +306,8 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
         let mut actions: std::collections::VecDeque<Action> =
             scenario.actions.iter().cloned().collect();
         let mut next_action = actions.pop_front();
-        let mut final_redrive = false;
+        let mut final_redrive = !scenario.operator_redrive;
+        let mut notified: HashMap<&str, String> = HashMap::new();
         while steps < MAX_STEPS {
             steps += 1;
             let queued = world.queue(JOBS).messages.len()
@@ -316,8 +329,13 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                             Some(&etag),
                             sequencer,
                         );
-                        world.enqueue(JOBS, body, Vec::new());
+                        world.enqueue(JOBS, body.clone(), Vec::new());
+                        notified.insert(*key, body);
                     }
+                    Action::Renotify { key } => {
+                        world.enqueue(JOBS, notified[key].clone(), Vec::new());
+                    }
+                    Action::BreakReads { key, reads } => world.break_reads(key, *reads),
                     Action::Delete { key } => {
                         world.user_delete(INGEST, key);
                         sequencer += 1;
@@ -454,5 +472,6 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
         world,
         steps,
         quiet,
+        calm,
     }
 }

@@ -205,8 +205,17 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
                 }
             }
             (Status::Failed, expect) => {
-                // Faults end before the operator's redrive, so a good file ends done.
-                if *expect == Expect::Good {
+                let retryable = metadata.error.as_ref().is_some_and(|e| e.retryable);
+                // A bad file's document keeps its real reason, unless the store failed at random.
+                if *expect == Expect::Bad && retryable && o.calm {
+                    bad.push(format!(
+                        "{key}'s document lost its real reason: {:?}",
+                        metadata.error
+                    ));
+                }
+                // Faults end before the operator's redrive, so a good file ends done; without
+                // one, only a retryable failure (retries ran out under the faults) is allowed.
+                if *expect == Expect::Good && (scenario.operator_redrive || !retryable) {
                     bad.push(format!(
                         "{key} is a good file but ended failed: {:?}",
                         metadata.error

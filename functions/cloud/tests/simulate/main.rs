@@ -107,7 +107,13 @@ fn random_schedules() {
     let mut schedules = 0u64;
     for scenario in scenarios::all() {
         for &seed in &seeds {
-            let (faults, knobs) = random_faults(seed);
+            let (mut faults, knobs) = random_faults(seed);
+            if !scenario.operator_redrive {
+                // Without an operator, random store failures can leave a last attempt's document
+                // unannounced for a redrive to finish: these scenarios get crashes, duplicates and
+                // their own outage only.
+                faults.fail_per_mille = 0;
+            }
             verify(&scenario, seed, faults, knobs, "random schedule");
             schedules += 1;
         }

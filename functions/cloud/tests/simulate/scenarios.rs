@@ -70,6 +70,7 @@ pub fn all() -> Vec<Scenario> {
         routing: false,
         eager: false,
         webhooks: false,
+        operator_redrive: true,
         manifest: None,
     };
     vec![
@@ -141,6 +142,7 @@ pub fn all() -> Vec<Scenario> {
             routing: false,
             eager: false,
             webhooks: false,
+            operator_redrive: true,
             manifest: None,
         },
         plain(
@@ -176,6 +178,52 @@ pub fn all() -> Vec<Scenario> {
             routing: false,
             eager: true,
             webhooks: false,
+            operator_redrive: true,
+            manifest: None,
+        },
+        // S3 notifies a processed upload again while its metadata.json cannot be read: the
+        // duplicate runs out of attempts and must leave the done image done (no operator).
+        Scenario {
+            name: "duplicate notification during a metadata outage",
+            actions: vec![
+                Upload {
+                    key: "a.jpg",
+                    bytes: photo(),
+                },
+                BreakReads {
+                    key: "derived/a.jpg/metadata.json",
+                    reads: 5,
+                },
+                Renotify { key: "a.jpg" },
+            ],
+            expect: vec![("a.jpg", Good)],
+            broken_reads: Vec::new(),
+            routing: false,
+            eager: false,
+            webhooks: false,
+            operator_redrive: false,
+            manifest: None,
+        },
+        // The same for a bad file: its document keeps the real reason (no operator).
+        Scenario {
+            name: "bad file renotified during a metadata outage",
+            actions: vec![
+                Upload {
+                    key: "bad.jpg",
+                    bytes: not_an_image(),
+                },
+                BreakReads {
+                    key: "derived/bad.jpg/metadata.json",
+                    reads: 5,
+                },
+                Renotify { key: "bad.jpg" },
+            ],
+            expect: vec![("bad.jpg", Bad)],
+            broken_reads: Vec::new(),
+            routing: false,
+            eager: false,
+            webhooks: false,
+            operator_redrive: false,
             manifest: None,
         },
         // Every event goes to two webhook endpoints; the second answers 500 to everything.
@@ -197,6 +245,7 @@ pub fn all() -> Vec<Scenario> {
             routing: false,
             eager: false,
             webhooks: true,
+            operator_redrive: true,
             manifest: None,
         },
         // The items are uploaded (and processed), then a manifest fans them out again on the
@@ -226,6 +275,7 @@ pub fn all() -> Vec<Scenario> {
             routing: true,
             eager: false,
             webhooks: false,
+            operator_redrive: true,
             manifest: Some(("manifests/batch.json", 3, 2, 1)),
         },
     ]

@@ -219,6 +219,16 @@ impl World {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// The next `reads` GetObject calls of `key` fail.
+    pub fn break_reads(&self, key: &str, reads: u32) {
+        self.faults
+            .lock()
+            .unwrap()
+            .0
+            .broken_reads
+            .insert(key.to_string(), reads);
+    }
+
     /// No more faults from now on (the outage is over).
     pub fn calm(&self) {
         self.faults.lock().unwrap().0 = Faults::default();
