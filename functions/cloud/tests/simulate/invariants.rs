@@ -214,8 +214,8 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
                     ));
                 }
                 // Faults end before the operator's redrive, so a good file ends done; without
-                // one, only a retryable failure (retries ran out under the faults) is allowed.
-                if *expect == Expect::Good && (scenario.operator_redrive || !retryable) {
+                // one, only a retryable failure (retries ran out under random faults) is allowed.
+                if *expect == Expect::Good && (scenario.operator_redrive || o.calm || !retryable) {
                     bad.push(format!(
                         "{key} is a good file but ended failed: {:?}",
                         metadata.error
