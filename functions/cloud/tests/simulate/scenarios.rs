@@ -34,29 +34,31 @@ fn small(source: &'static [u8], width: u32) -> &'static [u8] {
     )
 }
 
+/// A file of the repository's `tests/fixtures/images`, read once (at run time: the build cache
+/// builds crates away from the repository, so nothing outside the crate is compiled in).
+fn fixture(name: &str) -> &'static [u8] {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let path = std::path::Path::new(&crate_dir)
+        .join("../../tests/fixtures/images")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Box::leak(bytes.into_boxed_slice())
+}
+
 pub fn photo() -> &'static [u8] {
     static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
-    PHOTO.get_or_init(|| {
-        small(
-            include_bytes!("../../../../tests/fixtures/images/Landscape_1.jpg"),
-            64,
-        )
-    })
+    PHOTO.get_or_init(|| small(fixture("Landscape_1.jpg"), 64))
 }
 
 pub fn other_photo() -> &'static [u8] {
     static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
-    PHOTO.get_or_init(|| {
-        small(
-            include_bytes!("../../../../tests/fixtures/images/Portrait_2.jpg"),
-            64,
-        )
-    })
+    PHOTO.get_or_init(|| small(fixture("Portrait_2.jpg"), 64))
 }
 
 /// A text file named .jpg: `unsupported`, a permanent failure.
 pub fn not_an_image() -> &'static [u8] {
-    include_bytes!("../../../../tests/fixtures/images/not_an_image_text.jpg")
+    static FILE: OnceLock<&'static [u8]> = OnceLock::new();
+    FILE.get_or_init(|| fixture("not_an_image_text.jpg"))
 }
 
 pub fn all() -> Vec<Scenario> {
