@@ -45,6 +45,11 @@
 //! step of the schedule; after the last, **send to the webhook DLQ** (*every event reaches each
 //! endpoint with the same `webhook-id`, or its letter is in the webhook DLQ*).
 //!
+//! A URL import (a manifest's URL, on the GPU queue): read its outcome document (an outcome of
+//! this manifest version ends it) → **GET** the URL ([`Web::fetch`]) → **put the file** into the
+//! manifest's bucket (its own S3 event processes it like an upload) → **put the outcome**
+//! conditionally (If-None-Match, or If-Match on an older version's), so the first outcome stands.
+//!
 //! A manifest: **put progress** (before any item is queued) → **send item jobs** (in slices, the
 //! cursor advanced by compare-and-swap after each) → each item's end **recorded in progress** by
 //! compare-and-swap → **publish `batch.done`** once, by the write that completed it.
@@ -314,6 +319,18 @@ pub trait Endpoints: Send + Sync {
     ) -> crate::webhook::Attempt;
 }
 
+/// The web, as URL imports reach it: one GET under the import policy (the address checks,
+/// redirects, size limit and sniffing are the fetcher's).
+#[async_trait]
+pub trait Web: Send + Sync {
+    /// Fetches `url` under `policy`; a refusal says its class and why.
+    async fn fetch(
+        &self,
+        url: &str,
+        policy: &crate::importer::ImportPolicy,
+    ) -> Result<crate::importer::Fetched, crate::url_policy::Refusal>;
+}
+
 /// The wall clock the flows stamp documents with (`processed_at`, `deleted_at`); the simulator's
 /// is virtual, so a schedule replays byte for byte.
 pub trait Clock: Send + Sync {
@@ -342,6 +359,8 @@ pub struct Effects {
     pub topic: std::sync::Arc<dyn Topic>,
     /// CloudFront, when a distribution is configured.
     pub cdn: Option<std::sync::Arc<dyn Cdn>>,
+    /// The web (URL imports).
+    pub web: std::sync::Arc<dyn Web>,
     /// The clock.
     pub clock: std::sync::Arc<dyn Clock>,
 }

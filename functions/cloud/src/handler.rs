@@ -36,7 +36,7 @@ use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
 use crate::deadline::ServiceTime;
 use crate::deletion::{self, Tombstone};
-use crate::effects::{Cdn, Clock, Effects, ObjectStore, Queues, SystemClock};
+use crate::effects::{Cdn, Clock, Effects, ObjectStore, Queues, SystemClock, Web};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::importer;
@@ -116,8 +116,8 @@ pub struct Handler {
     clock: Arc<dyn Clock>,
     notifier: Notifier,
     metrics: Metrics,
-    /// Name resolution for URL imports (the system's; tests inject theirs).
-    network: Arc<dyn importer::Network>,
+    /// The web, for URL imports (the system's network; tests inject theirs).
+    web: Arc<dyn Web>,
     config: Arc<Config>,
     engines: EngineFactory,
     /// Learned processing time per source MiB (deadline admission under Lambda).
@@ -145,6 +145,7 @@ impl Handler {
             queues: Arc::new(sqs.clone()),
             topic: Arc::new(sns),
             cdn: None,
+            web: Arc::new(importer::NetworkWeb(Arc::new(importer::SystemNetwork))),
             clock: Arc::new(SystemClock),
         };
         Self::with_effects(effects, sqs, config)
@@ -161,7 +162,7 @@ impl Handler {
             clock: effects.clock,
             notifier: Notifier::new(effects.topic, config.events_topic_arn.clone()),
             metrics: Metrics::new(config.metrics, &config.stack_name),
-            network: Arc::new(importer::SystemNetwork),
+            web: effects.web,
             memory: config.memory_mib.map(|mib| {
                 let resident = crate::admission::resident_bytes();
                 let budget = MemoryBudget::new(mib, resident);
@@ -182,7 +183,7 @@ impl Handler {
     /// Resolves URL-import host names through `network` (tests say what a name resolves to; the
     /// address checks apply all the same).
     pub fn with_network(mut self, network: Arc<dyn importer::Network>) -> Self {
-        self.network = network;
+        self.web = Arc::new(importer::NetworkWeb(network));
         self
     }
 
@@ -210,6 +211,7 @@ impl Handler {
             queues: Arc::new(sqs.clone()),
             topic: Arc::new(sns),
             cdn,
+            web: Arc::new(importer::NetworkWeb(Arc::new(importer::SystemNetwork))),
             clock: Arc::new(SystemClock),
         };
         Self::with_effects(effects, sqs, config)

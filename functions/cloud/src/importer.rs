@@ -97,6 +97,16 @@ pub struct Fetched {
     pub address: IpAddr,
 }
 
+/// The web through a [`Network`] (the system's in production): [`fetch`].
+pub struct NetworkWeb(pub Arc<dyn Network>);
+
+#[async_trait::async_trait]
+impl crate::effects::Web for NetworkWeb {
+    async fn fetch(&self, url: &str, policy: &ImportPolicy) -> Result<Fetched, Refusal> {
+        fetch(url, policy, &self.0).await
+    }
+}
+
 /// Fetches `url` under `policy`; every refusal says its class and why.
 pub async fn fetch(
     url: &str,

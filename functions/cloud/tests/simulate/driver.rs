@@ -132,6 +132,11 @@ pub struct Scenario {
     pub operator_redrive: bool,
     /// Events also go to two webhook endpoints (one down) through the webhook sender.
     pub webhooks: bool,
+    /// What the web serves (URL imports).
+    pub web: Vec<(&'static str, &'static [u8])>,
+    /// The URL items of a manifest and how each must end: (manifest key, index, `None` for
+    /// imported, or the refusal class).
+    pub imports: Vec<(&'static str, usize, Option<&'static str>)>,
     /// A manifest this scenario uploads, and the counts its last `imgpipe.batch.done` must carry:
     /// (key, items, done, failed).
     pub manifest: Option<(&'static str, u64, u64, u64)>,
@@ -180,6 +185,7 @@ fn config(routing: bool, presets_text: &str) -> Config {
         ("IMGPIPE_QUEUE_URL", JOBS),
     ]);
     if routing {
+        vars.insert("IMGPIPE_IMPORT_ALLOW_HOSTS", "images.example");
         vars.insert("IMGPIPE_GPU_QUEUE_URL", GPU);
         vars.insert("IMGPIPE_MANIFEST_PREFIX", "manifests/");
     }
@@ -237,39 +243,11 @@ fn handler(world: &Arc<World>, config: Config) -> Arc<Handler> {
         store: Arc::new(sim.clone()),
         queues: Arc::new(sim.clone()),
         topic: Arc::new(sim.clone()),
-        cdn: Some(Arc::new(sim)),
+        cdn: Some(Arc::new(sim.clone())),
+        web: Arc::new(sim),
         clock: Arc::new(crate::world::VirtualClock(Arc::clone(world))),
     };
     Arc::new(Handler::with_effects(effects, unused_sqs(), config))
-}
-
-/// The S3 notification body of one event, as S3 sends it (key URL-encoded).
-fn s3_event(
-    name: &str,
-    key: &str,
-    size: Option<u64>,
-    etag: Option<&str>,
-    sequencer: u64,
-) -> String {
-    let mut object = serde_json::json!({
-        "key": key.replace(' ', "+"),
-        "sequencer": format!("{sequencer:016X}"),
-    });
-    if let Some(size) = size {
-        object["size"] = size.into();
-    }
-    if let Some(etag) = etag {
-        object["eTag"] = etag.into();
-    }
-    serde_json::json!({"Records": [{
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2026-12-07T00:00:00.000Z",
-        "eventName": name,
-        "s3": {"bucket": {"name": INGEST}, "object": object},
-    }]})
-    .to_string()
 }
 
 /// Runs `scenario` under `seed`, `faults` and `knobs` until quiet (or the step limit).
@@ -287,6 +265,11 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
     world.add_queue(DLQ, 30, None);
     world.add_queue(WEBHOOKS, 60, Some((20, WEBHOOK_DLQ)));
     world.add_queue(WEBHOOK_DLQ, 30, None);
+    // S3 notifies the jobs queue of what lands in the ingest bucket (URL imports write there).
+    world.notify_on(INGEST, JOBS);
+    for (url, bytes) in &scenario.web {
+        world.serve(url, bytes);
+    }
     if scenario.webhooks {
         world.subscribe_webhooks(WEBHOOKS, &[ENDPOINT_DOWN]);
     }
@@ -296,7 +279,6 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
         .expect("runtime");
     let mut rng = Rng::new(seed);
     let mut cpu_config = config(scenario.routing, PRESETS_A);
-    let mut sequencer = 0u64;
     let mut steps = 0;
     let mut quiet = false;
     runtime.block_on(async {
@@ -321,8 +303,9 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                     Action::Upload { key, bytes } => {
                         let etag =
                             world.user_put(INGEST, key, bytes, &[("imgpipe-status", "pending")]);
-                        sequencer += 1;
-                        let body = s3_event(
+                        let sequencer = world.next_sequencer();
+                        let body = crate::world::s3_event(
+                            INGEST,
                             "ObjectCreated:Put",
                             key,
                             Some(bytes.len() as u64),
@@ -338,10 +321,17 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                     Action::BreakReads { key, reads } => world.break_reads(key, *reads),
                     Action::Delete { key } => {
                         world.user_delete(INGEST, key);
-                        sequencer += 1;
+                        let sequencer = world.next_sequencer();
                         world.enqueue(
                             JOBS,
-                            s3_event("ObjectRemoved:Delete", key, None, None, sequencer),
+                            crate::world::s3_event(
+                                INGEST,
+                                "ObjectRemoved:Delete",
+                                key,
+                                None,
+                                None,
+                                sequencer,
+                            ),
                             Vec::new(),
                         );
                     }

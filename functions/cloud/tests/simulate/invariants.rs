@@ -125,7 +125,34 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
         }
     }
     let layout = &o.config.layout;
-    for (key, expect) in &scenario.expect {
+    // Every URL of a manifest ends with one outcome: imported (then processed like an upload) or
+    // rejected with its class.
+    let mut expect: Vec<(String, Expect)> = scenario
+        .expect
+        .iter()
+        .map(|(k, e)| (k.to_string(), *e))
+        .collect();
+    for (manifest, index, class) in &scenario.imports {
+        let key = imgpipe_cloud::importer::outcome_key(layout, manifest, *index);
+        let Some(found) = world.object(OUTPUT, &key) else {
+            bad.push(format!("{manifest} URL {index}: no outcome at {key}"));
+            continue;
+        };
+        let outcome: serde_json::Value = serde_json::from_slice(&found.bytes).unwrap_or_default();
+        match class {
+            None if outcome["status"] == "imported" => match outcome["key"].as_str() {
+                Some(imported) => expect.push((imported.to_string(), Expect::Good)),
+                None => bad.push(format!("{manifest} URL {index}: imported without a key")),
+            },
+            Some(class) if outcome["status"] == "rejected" && outcome["class"] == *class => {}
+            _ => bad.push(format!(
+                "{manifest} URL {index}: outcome {outcome}, expected {}",
+                class.map_or("imported".to_string(), |c| format!("rejected as {c}"))
+            )),
+        }
+    }
+    for (key, expect) in &expect {
+        let key = key.as_str();
         let dir = format!("{}{key}/", layout.prefix);
         let metadata_key = layout.metadata_key(key);
         let tombstone_key = format!("{dir}{}", imgpipe_cloud::deletion::TOMBSTONE);

@@ -205,6 +205,15 @@ fn regressions() {
         Knobs::CALM,
         "real reason replaced",
     );
+    // A manifest of URLs only, killed after its progress was written: the redelivery found the
+    // progress complete (no key items) and never sent the import jobs.
+    verify(
+        &scenario("URL import"),
+        1,
+        crash(1),
+        Knobs::CALM,
+        "import jobs lost",
+    );
     // A create event out of attempts wrote a failed document after its source's tombstone, and
     // a redrive then left it for good (a store failing a quarter of its calls).
     let (faults, knobs) = random_faults(111);

@@ -73,6 +73,8 @@ pub fn all() -> Vec<Scenario> {
         eager: false,
         webhooks: false,
         operator_redrive: true,
+        web: Vec::new(),
+        imports: Vec::new(),
         manifest: None,
     };
     vec![
@@ -145,6 +147,8 @@ pub fn all() -> Vec<Scenario> {
             eager: false,
             webhooks: false,
             operator_redrive: true,
+            web: Vec::new(),
+            imports: Vec::new(),
             manifest: None,
         },
         plain(
@@ -181,6 +185,8 @@ pub fn all() -> Vec<Scenario> {
             eager: true,
             webhooks: false,
             operator_redrive: true,
+            web: Vec::new(),
+            imports: Vec::new(),
             manifest: None,
         },
         // S3 notifies a processed upload again while its metadata.json cannot be read: the
@@ -204,6 +210,8 @@ pub fn all() -> Vec<Scenario> {
             eager: false,
             webhooks: false,
             operator_redrive: false,
+            web: Vec::new(),
+            imports: Vec::new(),
             manifest: None,
         },
         // The same for a bad file: its document keeps the real reason (no operator).
@@ -226,6 +234,33 @@ pub fn all() -> Vec<Scenario> {
             eager: false,
             webhooks: false,
             operator_redrive: false,
+            web: Vec::new(),
+            imports: Vec::new(),
+            manifest: None,
+        },
+        // A manifest of URLs: one image, one gone (404), one web page. The image is imported into
+        // the ingest bucket, whose own S3 event processes it; the others are rejected.
+        Scenario {
+            name: "URL import",
+            actions: vec![Upload {
+                key: "manifests/urls.json",
+                bytes: br#"["https://images.example/a.jpg", "https://images.example/gone.jpg", "https://images.example/page.html"]"#,
+            }],
+            expect: Vec::new(),
+            broken_reads: Vec::new(),
+            routing: true,
+            eager: false,
+            operator_redrive: true,
+            web: vec![
+                ("https://images.example/a.jpg", photo()),
+                ("https://images.example/page.html", b"<!doctype html><title>not an image</title>"),
+            ],
+            imports: vec![
+                ("manifests/urls.json", 0, None),
+                ("manifests/urls.json", 1, Some("http_status")),
+                ("manifests/urls.json", 2, Some("not_an_image")),
+            ],
+            webhooks: false,
             manifest: None,
         },
         // Every event goes to two webhook endpoints; the second answers 500 to everything.
@@ -248,6 +283,8 @@ pub fn all() -> Vec<Scenario> {
             eager: false,
             webhooks: true,
             operator_redrive: true,
+            web: Vec::new(),
+            imports: Vec::new(),
             manifest: None,
         },
         // The items are uploaded (and processed), then a manifest fans them out again on the
@@ -278,6 +315,8 @@ pub fn all() -> Vec<Scenario> {
             eager: false,
             webhooks: false,
             operator_redrive: true,
+            web: Vec::new(),
+            imports: Vec::new(),
             manifest: Some(("manifests/batch.json", 3, 2, 1)),
         },
     ]

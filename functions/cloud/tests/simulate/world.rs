@@ -106,6 +106,12 @@ struct State {
     /// Webhook endpoints that answer 500 to everything.
     down: Vec<String>,
     received: Vec<Received>,
+    /// What the web serves.
+    web: HashMap<String, Vec<u8>>,
+    /// S3 event notifications: objects written into this bucket notify this queue.
+    notify: Option<(String, String)>,
+    /// The last S3 sequencer handed out (they grow per event, as S3's do per key).
+    sequencer: u64,
     invalidations: Vec<Vec<String>>,
     clock: u64,
     /// Milliseconds of the last clock reading.
@@ -217,6 +223,27 @@ impl World {
 
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// S3 notifies `queue` of every object written into `bucket` (by users and by the flows).
+    pub fn notify_on(&self, bucket: &str, queue: &str) {
+        self.state.lock().unwrap().notify = Some((bucket.into(), queue.into()));
+    }
+
+    /// The web serves `bytes` at `url`.
+    pub fn serve(&self, url: &str, bytes: &[u8]) {
+        self.state
+            .lock()
+            .unwrap()
+            .web
+            .insert(url.into(), bytes.to_vec());
+    }
+
+    /// A new S3 sequencer.
+    pub fn next_sequencer(&self) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        s.sequencer += 1;
+        s.sequencer
     }
 
     /// The next `reads` GetObject calls of `key` fail.
@@ -519,6 +546,36 @@ impl World {
     }
 }
 
+/// The S3 notification body of one event, as S3 sends it (key URL-encoded).
+pub fn s3_event(
+    bucket: &str,
+    name: &str,
+    key: &str,
+    size: Option<u64>,
+    etag: Option<&str>,
+    sequencer: u64,
+) -> String {
+    let mut object = serde_json::json!({
+        "key": key.replace(' ', "+"),
+        "sequencer": format!("{sequencer:016X}"),
+    });
+    if let Some(size) = size {
+        object["size"] = size.into();
+    }
+    if let Some(etag) = etag {
+        object["eTag"] = etag.into();
+    }
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-12-07T00:00:00.000Z",
+        "eventName": name,
+        "s3": {"bucket": {"name": bucket}, "object": object},
+    }]})
+    .to_string()
+}
+
 fn to_message(m: &Queued, receipt: String) -> aws_sdk_sqs::types::Message {
     use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName as N};
     let mut message = Message::builder()
@@ -628,14 +685,39 @@ impl ObjectStore for Sim {
         self.0
             .effect(what, move |s| {
                 stored.modified = s.clock;
-                let b = s.buckets.entry(bucket).or_default();
+                let (size, etag) = (stored.bytes.len() as u64, stored.etag.clone());
+                let notify = s.notify.clone().filter(|(b, _)| *b == bucket);
+                let b = s.buckets.entry(bucket.clone()).or_default();
                 let holds = match &condition {
                     None => true,
                     Some(Some(etag)) => b.get(&key).is_some_and(|o| &o.etag == etag),
                     Some(None) => !b.contains_key(&key),
                 };
                 if holds {
-                    b.insert(key, stored);
+                    b.insert(key.clone(), stored);
+                    if let Some((bucket, queue)) = notify {
+                        s.sequencer += 1;
+                        let body = s3_event(
+                            &bucket,
+                            "ObjectCreated:Put",
+                            &key,
+                            Some(size),
+                            Some(&etag),
+                            s.sequencer,
+                        );
+                        let id = next_id(s, "m");
+                        let now = s.clock;
+                        s.queues.get_mut(&queue).unwrap().messages.push(Queued {
+                            id,
+                            body,
+                            attributes: Vec::new(),
+                            receives: 0,
+                            visible_at: now,
+                            receipt: None,
+                            sent_at: now,
+                            duplicated: false,
+                        });
+                    }
                 }
                 holds
             })
@@ -888,6 +970,35 @@ impl imgpipe_cloud::effects::Endpoints for Sim {
                 status: format!("no answer: {}", e.message),
             },
         }
+    }
+}
+
+#[async_trait]
+impl imgpipe_cloud::effects::Web for Sim {
+    async fn fetch(
+        &self,
+        url: &str,
+        _policy: &imgpipe_cloud::importer::ImportPolicy,
+    ) -> Result<imgpipe_cloud::importer::Fetched, imgpipe_cloud::url_policy::Refusal> {
+        use imgpipe_cloud::url_policy::Refusal;
+        if let Err(e) = self.0.enter(&format!("GET {url}"), Some(url), false).await {
+            return Err(Refusal::new("network", e.message));
+        }
+        let body = self.0.state.lock().unwrap().web.get(url).cloned();
+        let Some(bytes) = body else {
+            return Err(Refusal::new(
+                "http_status",
+                format!("GET {url} answered 404 Not Found"),
+            ));
+        };
+        let format = imgpipe_core::format::sniff(&bytes)
+            .map_err(|e| Refusal::new("not_an_image", format!("{url}: {e}")))?;
+        Ok(imgpipe_cloud::importer::Fetched {
+            bytes,
+            format,
+            final_url: url.to_string(),
+            address: std::net::IpAddr::from([203, 0, 113, 7]),
+        })
     }
 }
 
