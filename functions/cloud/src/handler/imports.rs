@@ -137,7 +137,7 @@ impl Handler {
         job: &importer::ImportJob,
     ) -> Result<Result<serde_json::Value, url_policy::Refusal>, Failure> {
         let config = &self.config;
-        let fetched = match importer::fetch(&job.url, &config.import, &self.network).await {
+        let fetched = match self.web.fetch(&job.url, &config.import).await {
             Ok(fetched) => fetched,
             Err(refusal) => return Ok(Err(refusal)),
         };

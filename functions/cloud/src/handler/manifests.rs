@@ -145,10 +145,12 @@ impl Handler {
         let mut missing: Vec<bool> = (0..listed.len() as u64)
             .map(|i| progress.is_missing(i))
             .collect();
-        // Import jobs go out with the first slice's invocation (not again on each continuation);
+        // Import jobs go out while the cursor has not moved (not again on each continuation);
         // each is idempotent (its outcome document ends it), so a crash before the first cursor
-        // move only sends them twice.
-        if progress.sent == 0 && !matches!(started, Started::Resumed(Some(_))) {
+        // move, or a redelivered manifest of URLs only (complete from the start: its cursor never
+        // moves), only sends them twice. (Skipping them for a resumed complete manifest lost the
+        // jobs of a URL-only manifest killed after its progress was written: the simulator.)
+        if progress.sent == 0 {
             let import_bodies: Vec<String> =
                 imports.iter().map(importer::ImportJob::to_body).collect();
             let reason = format!(
