@@ -36,7 +36,7 @@ use crate::batch::{self, BatchFunction, Outcome};
 use crate::config::{Config, Routing};
 use crate::deadline::ServiceTime;
 use crate::deletion::{self, Tombstone};
-use crate::effects::{Cdn, Clock, Effects, ObjectStore, Queues, SystemClock, Web};
+use crate::effects::{Cdn, Clock, Effects, ObjectStore, Queues, Web};
 use crate::event::{Notification, ObjectEvent, parse_body};
 use crate::failure::Failure;
 use crate::importer;
@@ -140,15 +140,7 @@ impl Handler {
         sns: aws_sdk_sns::Client,
         config: Config,
     ) -> Self {
-        let effects = Effects {
-            store: Arc::new(s3),
-            queues: Arc::new(sqs.clone()),
-            topic: Arc::new(sns),
-            cdn: None,
-            web: Arc::new(importer::NetworkWeb(Arc::new(importer::SystemNetwork))),
-            clock: Arc::new(SystemClock),
-        };
-        Self::with_effects(effects, sqs, config)
+        Self::with_effects(Effects::aws(s3, sqs.clone(), sns, None), sqs, config)
     }
 
     /// Builds the handler on `effects` (the AWS executor, or the fault simulator's); `driver_sqs`
@@ -202,19 +194,11 @@ impl Handler {
         let s3 = store::client(&shared, config.endpoint_url.is_some());
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let sns = aws_sdk_sns::Client::new(&shared);
-        let cdn = config
+        let cloudfront = config
             .cdn_distribution_id
             .is_some()
-            .then(|| Arc::new(aws_sdk_cloudfront::Client::new(&shared)) as Arc<dyn Cdn>);
-        let effects = Effects {
-            store: Arc::new(s3),
-            queues: Arc::new(sqs.clone()),
-            topic: Arc::new(sns),
-            cdn,
-            web: Arc::new(importer::NetworkWeb(Arc::new(importer::SystemNetwork))),
-            clock: Arc::new(SystemClock),
-        };
-        Self::with_effects(effects, sqs, config)
+            .then(|| aws_sdk_cloudfront::Client::new(&shared));
+        Self::with_effects(Effects::aws(s3, sqs.clone(), sns, cloudfront), sqs, config)
     }
 
     /// The configuration.

@@ -11,6 +11,29 @@ use super::{Attribute, Condition, Get, Got, Listed, Object, ObjectHead, Outgoing
 use crate::body::{read_body, read_prefix};
 use crate::failure::Failure;
 
+impl super::Effects {
+    /// The AWS executor: S3, SQS, SNS and (with a distribution) CloudFront clients, the system's
+    /// network for URL imports and the system clock.
+    pub fn aws(
+        s3: aws_sdk_s3::Client,
+        sqs: aws_sdk_sqs::Client,
+        sns: aws_sdk_sns::Client,
+        cloudfront: Option<aws_sdk_cloudfront::Client>,
+    ) -> Self {
+        use std::sync::Arc;
+        Self {
+            store: Arc::new(s3),
+            queues: Arc::new(sqs),
+            topic: Arc::new(sns),
+            cdn: cloudfront.map(|c| Arc::new(c) as Arc<dyn super::Cdn>),
+            web: Arc::new(crate::importer::NetworkWeb(Arc::new(
+                crate::importer::SystemNetwork,
+            ))),
+            clock: Arc::new(super::SystemClock),
+        }
+    }
+}
+
 fn quoted(etag: &str) -> String {
     format!("\"{}\"", etag.trim_matches('"'))
 }

@@ -225,37 +225,35 @@ impl Handler {
     /// A record found done: the run that wrote `current` may have been killed after the document
     /// and before deleting what it superseded (a preset change or a re-upload writes the new
     /// document first, then deletes the old files). Deletes the files of the key's output folder
-    /// that `current` does not list and that are older than it; a newer run's files, written
-    /// after it, are never touched (a file of the same second is left: an orphan, never a hole).
+    /// that `current` does not list and that S3 stored before the document (both times from S3's
+    /// clock, never the worker's); a newer run's files, stored after it, are never touched (a file
+    /// of the document's own second is left: an orphan, never a hole).
     pub(super) async fn finish_superseded(
         &self,
         record: &ObjectEvent,
         current: &Metadata,
     ) -> Result<(), Failure> {
         let config = &self.config;
-        let Some(written) = current
-            .processed_at
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        let dir = format!("{}{}/", config.layout.prefix, record.key);
+        let metadata_key = config.layout.metadata_key(&record.key);
+        let tombstone_key = self.tombstone_key(&record.key);
+        let listed =
+            store::list_objects(&*self.s3, &config.output_bucket, &dir, Some("/"), None).await?;
+        let Some(written) = listed
+            .iter()
+            .find(|o| o.key == metadata_key)
+            .map(|o| o.modified)
         else {
             return Ok(());
         };
-        let dir = format!("{}{}/", config.layout.prefix, record.key);
-        let documents = [
-            config.layout.metadata_key(&record.key),
-            self.tombstone_key(&record.key),
-        ];
         let kept: std::collections::HashSet<&str> =
             current.derivatives.iter().map(|d| d.key.as_str()).collect();
-        let gone: Vec<String> =
-            store::list_objects(&*self.s3, &config.output_bucket, &dir, Some("/"), None)
-                .await?
-                .into_iter()
-                .filter(|o| o.modified < written.as_secs() as i64)
-                .map(|o| o.key)
-                .filter(|k| !documents.contains(k) && !kept.contains(k.as_str()))
-                .collect();
+        let gone: Vec<String> = listed
+            .into_iter()
+            .filter(|o| o.modified < written)
+            .map(|o| o.key)
+            .filter(|k| *k != metadata_key && *k != tombstone_key && !kept.contains(k.as_str()))
+            .collect();
         if gone.is_empty() {
             return Ok(());
         }
