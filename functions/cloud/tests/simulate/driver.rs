@@ -142,6 +142,26 @@ pub struct Scenario {
     pub manifest: Option<(&'static str, u64, u64, u64)>,
 }
 
+impl Default for Scenario {
+    /// No actions, no expectations; jobs on the CPU path, actions at the scheduler's moments,
+    /// no webhooks, no web, and the operator's redrive at the end.
+    fn default() -> Self {
+        Self {
+            name: "",
+            actions: Vec::new(),
+            expect: Vec::new(),
+            broken_reads: Vec::new(),
+            routing: false,
+            eager: false,
+            operator_redrive: true,
+            webhooks: false,
+            web: Vec::new(),
+            imports: Vec::new(),
+            manifest: None,
+        }
+    }
+}
+
 /// How the scheduler behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct Knobs {

@@ -68,14 +68,7 @@ pub fn all() -> Vec<Scenario> {
         name,
         actions,
         expect,
-        broken_reads: Vec::new(),
-        routing: false,
-        eager: false,
-        webhooks: false,
-        operator_redrive: true,
-        web: Vec::new(),
-        imports: Vec::new(),
-        manifest: None,
+        ..Scenario::default()
     };
     vec![
         plain(
@@ -143,13 +136,7 @@ pub fn all() -> Vec<Scenario> {
             ],
             expect: vec![("r.jpg", Good)],
             broken_reads: vec![("r.jpg", 5)],
-            routing: false,
-            eager: false,
-            webhooks: false,
-            operator_redrive: true,
-            web: Vec::new(),
-            imports: Vec::new(),
-            manifest: None,
+            ..Scenario::default()
         },
         plain(
             "good and bad together",
@@ -180,14 +167,8 @@ pub fn all() -> Vec<Scenario> {
                 Delete { key: "a.jpg" },
             ],
             expect: vec![("a.jpg", Good)],
-            broken_reads: Vec::new(),
-            routing: false,
             eager: true,
-            webhooks: false,
-            operator_redrive: true,
-            web: Vec::new(),
-            imports: Vec::new(),
-            manifest: None,
+            ..Scenario::default()
         },
         // S3 notifies a processed upload again while its metadata.json cannot be read: the
         // duplicate runs out of attempts and must leave the done image done (no operator).
@@ -205,14 +186,8 @@ pub fn all() -> Vec<Scenario> {
                 Renotify { key: "a.jpg" },
             ],
             expect: vec![("a.jpg", Good)],
-            broken_reads: Vec::new(),
-            routing: false,
-            eager: false,
-            webhooks: false,
             operator_redrive: false,
-            web: Vec::new(),
-            imports: Vec::new(),
-            manifest: None,
+            ..Scenario::default()
         },
         // The same for a bad file: its document keeps the real reason (no operator).
         Scenario {
@@ -229,14 +204,8 @@ pub fn all() -> Vec<Scenario> {
                 Renotify { key: "bad.jpg" },
             ],
             expect: vec![("bad.jpg", Bad)],
-            broken_reads: Vec::new(),
-            routing: false,
-            eager: false,
-            webhooks: false,
             operator_redrive: false,
-            web: Vec::new(),
-            imports: Vec::new(),
-            manifest: None,
+            ..Scenario::default()
         },
         // A manifest of URLs: one image, one gone (404), one web page. The image is imported into
         // the ingest bucket, whose own S3 event processes it; the others are rejected.
@@ -247,10 +216,7 @@ pub fn all() -> Vec<Scenario> {
                 bytes: br#"["https://images.example/a.jpg", "https://images.example/gone.jpg", "https://images.example/page.html"]"#,
             }],
             expect: Vec::new(),
-            broken_reads: Vec::new(),
             routing: true,
-            eager: false,
-            operator_redrive: true,
             web: vec![
                 ("https://images.example/a.jpg", photo()),
                 ("https://images.example/page.html", b"<!doctype html><title>not an image</title>"),
@@ -260,8 +226,7 @@ pub fn all() -> Vec<Scenario> {
                 ("manifests/urls.json", 1, Some("http_status")),
                 ("manifests/urls.json", 2, Some("not_an_image")),
             ],
-            webhooks: false,
-            manifest: None,
+            ..Scenario::default()
         },
         // Every event goes to two webhook endpoints; the second answers 500 to everything.
         Scenario {
@@ -278,14 +243,8 @@ pub fn all() -> Vec<Scenario> {
                 Delete { key: "a.jpg" },
             ],
             expect: vec![("a.jpg", Good), ("bad.jpg", Bad)],
-            broken_reads: Vec::new(),
-            routing: false,
-            eager: false,
             webhooks: true,
-            operator_redrive: true,
-            web: Vec::new(),
-            imports: Vec::new(),
-            manifest: None,
+            ..Scenario::default()
         },
         // The items are uploaded (and processed), then a manifest fans them out again on the
         // GPU queue; its batch event follows the last item's end.
@@ -310,14 +269,9 @@ pub fn all() -> Vec<Scenario> {
                 },
             ],
             expect: vec![("a.jpg", Good), ("bad.jpg", Bad), ("b.jpg", Good)],
-            broken_reads: Vec::new(),
             routing: true,
-            eager: false,
-            webhooks: false,
-            operator_redrive: true,
-            web: Vec::new(),
-            imports: Vec::new(),
             manifest: Some(("manifests/batch.json", 3, 2, 1)),
+            ..Scenario::default()
         },
     ]
 }

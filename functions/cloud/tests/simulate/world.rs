@@ -302,23 +302,7 @@ impl World {
 
     /// Sends a message as S3 or an operator would (not an effect of the flows).
     pub fn enqueue(&self, url: &str, body: String, attributes: Vec<(String, String, bool)>) {
-        let mut s = self.state.lock().unwrap();
-        let id = next_id(&mut s, "m");
-        let now = s.clock;
-        s.queues
-            .get_mut(url)
-            .unwrap_or_else(|| panic!("no queue {url}"))
-            .messages
-            .push(Queued {
-                id,
-                body,
-                attributes,
-                receives: 0,
-                visible_at: now,
-                receipt: None,
-                sent_at: now,
-                duplicated: false,
-            });
+        push(&mut self.state.lock().unwrap(), url, body, attributes, 0);
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<Stored> {
@@ -601,6 +585,32 @@ fn injected(what: &str) -> Failure {
     Failure::transient("sim_fault", format!("injected failure of {what}"))
 }
 
+/// Puts a new message on `url`, visible after `delay` seconds.
+fn push(
+    s: &mut State,
+    url: &str,
+    body: String,
+    attributes: Vec<(String, String, bool)>,
+    delay: u32,
+) {
+    let id = next_id(s, "m");
+    let now = s.clock;
+    s.queues
+        .get_mut(url)
+        .unwrap_or_else(|| panic!("no queue {url}"))
+        .messages
+        .push(Queued {
+            id,
+            body,
+            attributes,
+            receives: 0,
+            visible_at: now + u64::from(delay),
+            receipt: None,
+            sent_at: now,
+            duplicated: false,
+        });
+}
+
 fn next_id(s: &mut State, prefix: &str) -> String {
     s.next_id += 1;
     format!("{prefix}{}", s.next_id)
@@ -705,18 +715,7 @@ impl ObjectStore for Sim {
                             Some(&etag),
                             s.sequencer,
                         );
-                        let id = next_id(s, "m");
-                        let now = s.clock;
-                        s.queues.get_mut(&queue).unwrap().messages.push(Queued {
-                            id,
-                            body,
-                            attributes: Vec::new(),
-                            receives: 0,
-                            visible_at: now,
-                            receipt: None,
-                            sent_at: now,
-                            duplicated: false,
-                        });
+                        push(s, &queue, body, Vec::new(), 0);
                     }
                 }
                 holds
@@ -821,26 +820,12 @@ impl Queues for Sim {
         self.0
             .effect(what, move |s| {
                 for m in messages {
-                    let id = next_id(s, "m");
-                    let now = s.clock + u64::from(m.delay_seconds);
-                    s.queues
-                        .get_mut(&url)
-                        .unwrap_or_else(|| panic!("no queue {url}"))
-                        .messages
-                        .push(Queued {
-                            id,
-                            body: m.body,
-                            attributes: m
-                                .attributes
-                                .into_iter()
-                                .map(|a| (a.name.to_string(), a.value, a.number))
-                                .collect(),
-                            receives: 0,
-                            visible_at: now,
-                            receipt: None,
-                            sent_at: now,
-                            duplicated: false,
-                        });
+                    let attributes = m
+                        .attributes
+                        .into_iter()
+                        .map(|a| (a.name.to_string(), a.value, a.number))
+                        .collect();
+                    push(s, &url, m.body, attributes, m.delay_seconds);
                 }
             })
             .await
@@ -913,18 +898,7 @@ impl Topic for Sim {
             .effect(what, move |s| {
                 // The webhook queue's subscription (raw message delivery).
                 if let Some(queue) = s.subscribed.clone() {
-                    let id = next_id(s, "m");
-                    let now = s.clock;
-                    s.queues.get_mut(&queue).unwrap().messages.push(Queued {
-                        id,
-                        body: published.message.clone(),
-                        attributes: Vec::new(),
-                        receives: 0,
-                        visible_at: now,
-                        receipt: None,
-                        sent_at: now,
-                        duplicated: false,
-                    });
+                    push(s, &queue, published.message.clone(), Vec::new(), 0);
                 }
                 s.published.push(published)
             })
