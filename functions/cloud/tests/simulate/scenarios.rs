@@ -172,41 +172,9 @@ pub fn all() -> Vec<Scenario> {
         },
         // S3 notifies a processed upload again while its metadata.json cannot be read: the
         // duplicate runs out of attempts and must leave the done image done (no operator).
-        Scenario {
-            name: "duplicate notification during a metadata outage",
-            actions: vec![
-                Upload {
-                    key: "a.jpg",
-                    bytes: photo(),
-                },
-                BreakReads {
-                    key: "derived/a.jpg/metadata.json",
-                    reads: 5,
-                },
-                Renotify { key: "a.jpg" },
-            ],
-            expect: vec![("a.jpg", Good)],
-            operator_redrive: false,
-            ..Scenario::default()
-        },
+        outage("duplicate notification during a metadata outage", "a.jpg", photo(), Good),
         // The same for a bad file: its document keeps the real reason (no operator).
-        Scenario {
-            name: "bad file renotified during a metadata outage",
-            actions: vec![
-                Upload {
-                    key: "bad.jpg",
-                    bytes: not_an_image(),
-                },
-                BreakReads {
-                    key: "derived/bad.jpg/metadata.json",
-                    reads: 5,
-                },
-                Renotify { key: "bad.jpg" },
-            ],
-            expect: vec![("bad.jpg", Bad)],
-            operator_redrive: false,
-            ..Scenario::default()
-        },
+        outage("bad file renotified during a metadata outage", "bad.jpg", not_an_image(), Bad),
         // A manifest of URLs: one image, one gone (404), one web page. The image is imported into
         // the ingest bucket, whose own S3 event processes it; the others are rejected.
         Scenario {
@@ -274,4 +242,25 @@ pub fn all() -> Vec<Scenario> {
             ..Scenario::default()
         },
     ]
+}
+
+/// `key` uploaded and processed, then S3 notifies its upload again while its metadata.json cannot
+/// be read for the duplicate's five attempts; checked without an operator's redrive.
+fn outage(name: &'static str, key: &'static str, bytes: &'static [u8], expect: Expect) -> Scenario {
+    let metadata_key: &'static str =
+        Box::leak(format!("derived/{key}/metadata.json").into_boxed_str());
+    Scenario {
+        name,
+        actions: vec![
+            Action::Upload { key, bytes },
+            Action::BreakReads {
+                key: metadata_key,
+                reads: 5,
+            },
+            Action::Renotify { key },
+        ],
+        expect: vec![(key, expect)],
+        operator_redrive: false,
+        ..Scenario::default()
+    }
 }
