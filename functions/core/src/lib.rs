@@ -23,6 +23,8 @@
 //! - [`events`]: the `imgpipe.image.*` / `imgpipe.batch.done` events built from what was written.
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
 //! - [`route`]: CPU or GPU queue for a job, from key, size and a ranged read of the header.
+//! - [`variant`]: what a request may ask for beyond the eager outputs (ladder rungs, signed
+//!   parametric variants), spelled one way and signed.
 //! - [`kernel`]: the GPU backend's resize math on the CPU (its reference in tests).
 #![warn(missing_docs)]
 
@@ -63,6 +65,7 @@ pub mod resize;
 pub mod route;
 #[cfg(test)]
 mod testing;
+pub mod variant;
 
 pub use accelerator::Accelerator;
 pub use engine::Engine;
