@@ -24,7 +24,8 @@
 //! - [`error`]: error kinds; every core error is permanent (bad input or config).
 //! - [`route`]: CPU or GPU queue for a job, from key, size and a ranged read of the header.
 //! - [`variant`]: what a request may ask for beyond the eager outputs (ladder rungs, signed
-//!   parametric variants), spelled one way and signed.
+//!   parametric variants), spelled one way and signed; [`render`]: one such variant, made by the
+//!   same pipeline.
 //! - [`kernel`]: the GPU backend's resize math on the CPU (its reference in tests).
 #![warn(missing_docs)]
 
@@ -61,6 +62,7 @@ pub mod preset;
 pub mod probe;
 pub mod quality;
 pub mod quality_search;
+pub mod render;
 pub mod resize;
 pub mod route;
 #[cfg(test)]
