@@ -62,6 +62,7 @@ async fn the_gateway_answers_the_cloudfront_case_table_over_real_derivatives() {
         s3: stack.s3.clone(),
         bucket: stack.derivatives.clone(),
         groups: responsive().edge_groups(),
+        on_request: None,
     }));
     let table: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("infra/cloudfront/cases.json")).unwrap(),

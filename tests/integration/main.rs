@@ -37,6 +37,11 @@ mod gpu_routing;
 mod imports;
 /// s3:TestEvent, duplicate notifications, and writes to the output location.
 mod no_extra_work;
+/// Variants on request through the local edge: a ladder rung absent after upload is rendered on
+/// its first request and then served from S3; 20 concurrent first requests for a signed variant
+/// render once; unsigned, tampered and unoffered variants are refused with no render; a failed
+/// source renders nothing; deleting the source removes its rendered variants.
+mod on_request;
 /// Operations: `imgpipe backfill` after a preset change re-processes exactly the stale sources and
 /// deletes the removed preset's outputs; `imgpipe status` and `dlq list` show five failures, and
 /// `dlq redrive` after the fix ends with five done and an empty DLQ.

@@ -126,6 +126,7 @@ async fn nothing_anonymous_returns_a_location_and_an_authenticated_caller_reads_
         s3: stack.s3.clone(),
         bucket: stack.derivatives.clone(),
         groups: PresetSet::default_set().edge_groups(),
+        on_request: None,
     }));
     let listed = stack
         .s3

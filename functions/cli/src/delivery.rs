@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// CloudFront Function).
     #[arg(long)]
     presets: Option<PathBuf>,
+    /// Keys that sign parametric variants (`_w640-cover-q70.<signature>.webp`), separated by
+    /// spaces while rotating (the first signs; each at least 32 bytes). Without, parametric
+    /// variants answer 403; ladder rungs are rendered on a miss either way.
+    #[arg(long, env = "IMGPIPE_VARIANT_KEYS", hide_env_values = true)]
+    variant_keys: Option<String>,
 }
 
 async fn resolve(shared: &aws_config::SdkConfig, place: &Where) -> anyhow::Result<Outputs> {
@@ -123,10 +128,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (shared, s3) = clients().await;
     let outputs = resolve(&shared, &args.place).await?;
     let presets = crate::load_presets(args.presets.as_deref())?;
+    let keys = args
+        .variant_keys
+        .as_deref()
+        .map(imgpipe_core::variant::SigningKeys::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("IMGPIPE_VARIANT_KEYS: {e}"))?;
+    let on_request = imgpipe_delivery::on_request::OnRequest::new(
+        outputs.prefix.clone(),
+        presets.clone(),
+        keys,
+        imgpipe_core::Limits::default(),
+        imgpipe_core::Options::default(),
+        imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
+    );
     let state = Arc::new(Gateway {
         s3,
         bucket: outputs.bucket.clone(),
         groups: presets.edge_groups(),
+        on_request: Some(Arc::new(on_request)),
     });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

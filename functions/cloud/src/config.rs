@@ -223,7 +223,7 @@ impl Config {
             cdn_distribution_id: lookup("IMGPIPE_CDN_DISTRIBUTION_ID"),
             background,
             cache_control: lookup("IMGPIPE_CACHE_CONTROL")
-                .unwrap_or_else(|| "public, max-age=86400, s-maxage=31536000".into()),
+                .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.into()),
             metadata_cache_control: lookup("IMGPIPE_METADATA_CACHE_CONTROL")
                 .unwrap_or_else(|| "private, max-age=60".into()),
             max_attempts: max_attempts as u32,
@@ -307,6 +307,10 @@ impl Config {
         self.retry_base.saturating_mul(factor).min(self.retry_max)
     }
 }
+
+/// `IMGPIPE_CACHE_CONTROL`'s default: a day in browsers, a year at the CDN (outputs never change
+/// under a key: a re-upload's replaced files are invalidated).
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=86400, s-maxage=31536000";
 
 /// An environment lookup: the process environment in production, a map in tests.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;

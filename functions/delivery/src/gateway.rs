@@ -6,6 +6,10 @@
 //! (`Vary: Accept` on negotiated responses, `X-Content-Type-Options: nosniff`), `Cache-Control`,
 //! `ETag` and `Content-Type` from the object, and conditional requests answer 304.
 //!
+//! With [`OnRequest`], a ladder rung or a signed parametric variant that is not in the bucket yet is
+//! rendered, stored and answered (`x-imgpipe-render-ms` says how long it took); a malformed one is
+//! refused with 400, an unsigned or unoffered one with 403, a deleted or failed source's with 404.
+//!
 //! Refusals: 400 for unsafe paths (dot segments, encoded slashes, control characters), 404 for a
 //! path that is not a derivative file, a missing object or a directory-like path (nothing is ever listed), 405 for anything but GET/HEAD.
 
@@ -20,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use imgpipe_core::negotiate::{EdgeGroups, Negotiation, negotiate};
 use percent_encoding::percent_decode_str;
 
+use crate::on_request::{Made, OnRequest};
+
 /// What the gateway serves.
 pub struct Gateway {
     /// S3 client (path-style on LocalStack).
@@ -28,6 +34,8 @@ pub struct Gateway {
     pub bucket: String,
     /// Variant groups of the preset set ([`imgpipe_core::PresetSet::edge_groups`]).
     pub groups: EdgeGroups,
+    /// Ladder rungs and signed variants rendered on a miss; `None`: only what exists is served.
+    pub on_request: Option<Arc<OnRequest>>,
 }
 
 /// The router: every path goes to the one handler.
@@ -64,9 +72,53 @@ async fn serve(
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
-    let mut response = match fetch(&gateway, &key, method == Method::HEAD, if_none_match).await {
-        Ok(response) => response,
-        Err(response) => return response,
+    let head_only = method == Method::HEAD;
+    let resolved = gateway.on_request.as_ref().and_then(|o| o.resolve(&key));
+    let mut response = match resolved {
+        None => match fetch(&gateway, &key, head_only, if_none_match).await {
+            Ok(response) => response,
+            Err(response) => return response,
+        },
+        Some(Err((status, reason))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, &reason);
+        }
+        Some(Ok(variant)) => match fetch(&gateway, &variant.key, head_only, if_none_match).await {
+            Ok(response) => response,
+            Err(response) if response.status() != StatusCode::NOT_FOUND => return response,
+            Err(_) => {
+                let on_request = gateway.on_request.as_ref().expect("resolved by it");
+                match on_request
+                    .make(&gateway.s3, &gateway.bucket, &variant)
+                    .await
+                {
+                    Made::Rendered {
+                        bytes: Some(bytes),
+                        content_type,
+                        ms,
+                    } => Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, content_type)
+                        .header(header::CACHE_CONTROL, &on_request.cache_control)
+                        .header("x-imgpipe-render-ms", ms.to_string())
+                        .body(if head_only {
+                            Body::empty()
+                        } else {
+                            Body::from(bytes)
+                        })
+                        .expect("valid response"),
+                    Made::Rendered { bytes: None, .. } => {
+                        match fetch(&gateway, &variant.key, head_only, if_none_match).await {
+                            Ok(response) => response,
+                            Err(response) => return response,
+                        }
+                    }
+                    Made::NotFound(why) => return text(StatusCode::NOT_FOUND, &why),
+                    Made::Failed(why) => return text(StatusCode::UNPROCESSABLE_ENTITY, &why),
+                    Made::Upstream(why) => return text(StatusCode::BAD_GATEWAY, &why),
+                }
+            }
+        },
     };
     let out = response.headers_mut();
     out.insert(

@@ -6,10 +6,12 @@
 //! - [`gallery`]: one static HTML page of what imgpipe made (derivatives side by side, ThumbHash
 //!   placeholders painted before the images load, EXIF/GPS facts, failures with their reason);
 //!   [`gallery_html`] renders it, [`gallery`] collects the metadata documents from S3.
+//! - [`on_request`]: ladder rungs and signed variants rendered on a miss, stored, then served.
 //! - [`stack`]: a deployed stack's outputs (`--stack NAME`) or a bucket given directly.
 #![warn(missing_docs)]
 
 pub mod gallery;
 pub mod gallery_html;
 pub mod gateway;
+pub mod on_request;
 pub mod stack;

@@ -1,0 +1,171 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use imgpipe_core::PresetSet;
+use imgpipe_core::preset::{Fit, OutputFormat};
+use imgpipe_core::variant::{Params, SigningKeys, signed_segment};
+use imgpipe_delivery::gateway::{Gateway, router};
+use imgpipe_delivery::on_request::OnRequest;
+use tower::ServiceExt;
+
+use crate::harness::{dimensions, fixture, repo_root, setup};
+
+/// A key with a space and a comma: the gateway decodes the path to find the source's folder.
+const KEY: &str = "uploads/on request,1.jpg";
+const DIR: &str = "derived/uploads/on request,1.jpg/";
+const URL_DIR: &str = "/derived/uploads/on%20request%2C1.jpg/";
+const BAD: &str = "uploads/text.jpg";
+
+/// The default set made at upload, plus a `hero` ladder nothing makes at upload: its rungs exist
+/// only once asked for.
+fn presets() -> PresetSet {
+    let mut text =
+        std::fs::read_to_string(repo_root().join("functions/core/presets/default.toml")).unwrap();
+    text.push_str("\n[[preset]]\nname = \"hero\"\nwidths = [320, 640]\nformat = \"webp\"\n");
+    PresetSet::from_file_text("on-request.toml", &text).unwrap()
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
+    let response = app
+        .clone()
+        .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let rendered = response
+        .headers()
+        .get("x-imgpipe-render-ms")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, rendered, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_with_their_source() {
+    let stack = setup("on-request").await;
+    let worker = stack.start_worker().await;
+    stack.put(KEY, fixture("Landscape_1.jpg")).await;
+    stack.put(BAD, fixture("not_an_image_text.jpg")).await;
+    stack.wait_for_metadata(KEY).await;
+    stack.wait_for_metadata(BAD).await;
+    let keys = SigningKeys::parse(&"s".repeat(32)).unwrap();
+    let on_request = Arc::new(OnRequest::new(
+        "derived/".into(),
+        presets(),
+        Some(keys.clone()),
+        imgpipe_core::Limits::default(),
+        imgpipe_core::Options::default(),
+        imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
+    ));
+    let app = router(Arc::new(Gateway {
+        s3: stack.s3.clone(),
+        bucket: stack.derivatives.clone(),
+        groups: presets().edge_groups(),
+        on_request: Some(Arc::clone(&on_request)),
+    }));
+
+    // A rung nothing made at upload: absent, rendered on its first request, then served from S3.
+    let rung = format!("{DIR}hero-320w.webp");
+    assert!(stack.get(&stack.derivatives, &rung).await.is_none());
+    let (status, rendered, first) = get(&app, &format!("{URL_DIR}hero-320w.webp")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(rendered.is_some(), "the first request renders");
+    assert_eq!(dimensions(&first), (320, 240));
+    assert_eq!(
+        stack.get(&stack.derivatives, &rung).await.as_deref(),
+        Some(&first[..])
+    );
+    let (status, rendered, second) = get(&app, &format!("{URL_DIR}hero-320w.webp")).await;
+    assert_eq!((status, rendered, second), (StatusCode::OK, None, first));
+    assert_eq!(on_request.renders(), 1);
+
+    // 20 concurrent first requests for one signed variant: one render, the same bytes for all.
+    let params = Params {
+        width: Some(200),
+        height: Some(200),
+        fit: Fit::Cover,
+        quality: Some(60),
+        format: OutputFormat::Webp,
+    };
+    let signed = signed_segment(&keys, DIR, &params);
+    let asks = (0..20).map(|_| {
+        let (app, uri) = (app.clone(), format!("{URL_DIR}{signed}"));
+        async move { get(&app, &uri).await }
+    });
+    let answers = futures::future::join_all(asks).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _, b)| *s == StatusCode::OK && *b == answers[0].2)
+    );
+    assert_eq!(dimensions(&answers[0].2), (200, 200));
+    assert_eq!(
+        on_request.renders(),
+        2,
+        "20 concurrent first requests, one render"
+    );
+    let stored = format!("{DIR}{}", params.canonical());
+    assert!(
+        stack.get(&stack.derivatives, &stored).await.is_some(),
+        "stored without its signature"
+    );
+
+    // Unsigned, tampered and unoffered variants: refused, never rendered.
+    for width in (8..=800).step_by(8) {
+        for segment in [
+            format!("_w{width}.webp"),
+            signed.replace("_w200", &format!("_w{width}")),
+            format!("hero-{width}w.webp"),
+        ] {
+            if segment == signed || segment == "hero-320w.webp" || segment == "hero-640w.webp" {
+                continue;
+            }
+            let (status, _, _) = get(&app, &format!("{URL_DIR}{segment}")).await;
+            assert!(matches!(status.as_u16(), 400 | 403), "{segment}: {status}");
+        }
+    }
+    assert_eq!(on_request.renders(), 2);
+
+    // A failed source renders nothing.
+    let (status, _, body) = get(&app, "/derived/uploads/text.jpg/hero-320w.webp").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("the source failed"));
+
+    // Deleting the source takes its rendered variants with it; nothing renders afterwards.
+    stack
+        .s3
+        .delete_object()
+        .bucket(&stack.ingest)
+        .key(KEY)
+        .send()
+        .await
+        .unwrap();
+    let mut left = vec![rung.clone(), stored.clone()];
+    for _ in 0..120 {
+        let mut still = Vec::new();
+        for key in &left {
+            if stack.get(&stack.derivatives, key).await.is_some() {
+                still.push(key.clone());
+            }
+        }
+        left = still;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(left.is_empty(), "left after the deletion: {left:?}");
+    let (status, _, body) = get(&app, &format!("{URL_DIR}hero-320w.webp")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        String::from_utf8_lossy(&body).contains("no such image"),
+        "{body:?}"
+    );
+    assert_eq!(on_request.renders(), 2);
+    worker.stop().await;
+}
