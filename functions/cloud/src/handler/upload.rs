@@ -152,6 +152,7 @@ impl Handler {
         self.put_metadata(metadata_key, &mut metadata).await?;
         // The record has ended. What follows is clean-up: its failure retries the message (the
         // retry finds the record done and finishes it, `finish_superseded`), never fails the image.
+        let mut replaced = replaced_keys(previous, &metadata);
         let follow_up = async {
             if tombstone.is_some() {
                 // A re-upload after a deletion: the tombstone has done its job.
@@ -162,11 +163,15 @@ impl Handler {
                 )
                 .await?;
             }
-            self.drop_old_outputs(record, previous, &metadata).await
+            let gone = self.drop_old_outputs(record, previous, &metadata).await?;
+            if !replaced.is_empty() {
+                // The source changed: the CDN forgets the rendered variants deleted with it too.
+                replaced.extend(gone);
+            }
+            Ok::<(), Failure>(())
         }
         .await
         .err();
-        let replaced = replaced_keys(previous, &metadata);
         self.service_time
             .observe(metadata.source.bytes.unwrap_or(0), started.elapsed());
         tracing::info!(key = %record.key, ms = elapsed_ms(started), "done");
@@ -180,13 +185,14 @@ impl Handler {
     /// After the new document is written: deletes the outputs that `current` no longer lists (a
     /// preset removed or renamed, a ladder rung no longer made): those `previous` lists, and, for a
     /// backfill job or a preset-set change, any other file directly in the key's output folder (a
-    /// document lost or never written still leaves its outputs there).
+    /// document lost or never written still leaves its outputs there), and, for a re-upload, the
+    /// variants rendered on request from the old bytes. Returns the keys it deleted.
     pub(super) async fn drop_old_outputs(
         &self,
         record: &ObjectEvent,
         previous: Option<&Metadata>,
         current: &Metadata,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<String>, Failure> {
         let config = &self.config;
         let previous_done = previous.filter(|p| p.status == Status::Done);
         let mut candidates: Vec<String> = previous_done
@@ -195,7 +201,13 @@ impl Handler {
             .collect();
         let preset_change = record.event_name == crate::backfill::EVENT_NAME
             || previous.is_some_and(|p| p.preset_set_hash != current.preset_set_hash);
-        if preset_change {
+        // A re-upload also takes the variants rendered on request from the old bytes (listed in
+        // no document: only the folder knows them).
+        let strip = |e: &String| e.trim_matches('"').to_string();
+        let source_changed = previous.is_some_and(|p| {
+            p.source.etag.as_ref().map(strip) != current.source.etag.as_ref().map(strip)
+        });
+        if preset_change || source_changed {
             let dir = format!("{}{}/", config.layout.prefix, record.key);
             let documents = [
                 config.layout.metadata_key(&record.key),
@@ -217,9 +229,9 @@ impl Handler {
         gone.sort();
         gone.dedup();
         if !gone.is_empty() {
-            self.delete_unlisted(record, current, gone).await?;
+            self.delete_unlisted(record, current, gone.clone()).await?;
         }
-        Ok(())
+        Ok(gone)
     }
 
     /// A record found done: the run that wrote `current` may have been killed after the document
