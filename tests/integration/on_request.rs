@@ -18,13 +18,20 @@ const DIR: &str = "derived/uploads/on request,1.jpg/";
 const URL_DIR: &str = "/derived/uploads/on%20request%2C1.jpg/";
 const BAD: &str = "uploads/text.jpg";
 
-/// The default set made at upload, plus a `hero` ladder nothing makes at upload: its rungs exist
-/// only once asked for.
-fn presets() -> PresetSet {
+/// The default set made at upload, plus two presets made only on request: a `hero` ladder and a
+/// `card`.
+fn presets_text() -> String {
     let mut text =
         std::fs::read_to_string(repo_root().join("functions/core/presets/default.toml")).unwrap();
-    text.push_str("\n[[preset]]\nname = \"hero\"\nwidths = [320, 640]\nformat = \"webp\"\n");
-    PresetSet::from_file_text("on-request.toml", &text).unwrap()
+    text.push_str("\n[[preset]]\nname = \"hero\"\nwidths = [320, 640]\nformat = \"webp\"\non_request = true\n");
+    text.push_str(
+        "\n[[preset]]\nname = \"card\"\nwidth = 300\nformat = \"webp\"\non_request = true\n",
+    );
+    text
+}
+
+fn presets() -> PresetSet {
+    PresetSet::from_file_text("on-request.toml", &presets_text()).unwrap()
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
@@ -48,11 +55,23 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Option<String>, Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_with_their_source() {
     let stack = setup("on-request").await;
-    let worker = stack.start_worker().await;
+    let file = std::env::temp_dir().join(format!("imgpipe-on-request-{}.toml", std::process::id()));
+    std::fs::write(&file, presets_text()).unwrap();
+    let worker = stack
+        .start_worker_with(&[("IMGPIPE_PRESETS_FILE", file.to_str().unwrap())])
+        .await;
     stack.put(KEY, fixture("Landscape_1.jpg")).await;
     stack.put(BAD, fixture("not_an_image_text.jpg")).await;
-    stack.wait_for_metadata(KEY).await;
+    let metadata = stack.wait_for_metadata(KEY).await;
     stack.wait_for_metadata(BAD).await;
+    // The on-request presets made nothing at upload, and do not change the set's hash.
+    assert!(
+        metadata
+            .derivatives
+            .iter()
+            .all(|d| d.preset != "hero" && d.preset != "card")
+    );
+    assert_eq!(metadata.preset_set_hash, PresetSet::default_set().hash());
     let keys = SigningKeys::parse(&"s".repeat(32)).unwrap();
     let on_request = Arc::new(OnRequest::new(
         "derived/".into(),
@@ -84,6 +103,20 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
     assert_eq!((status, rendered, second), (StatusCode::OK, None, first));
     assert_eq!(on_request.renders(), 1);
 
+    // An on-request preset's output, likewise.
+    assert!(
+        stack
+            .get(&stack.derivatives, &format!("{DIR}card.webp"))
+            .await
+            .is_none()
+    );
+    let (status, rendered, card) = get(&app, &format!("{URL_DIR}card.webp")).await;
+    assert_eq!((status, rendered.is_some()), (StatusCode::OK, true));
+    assert_eq!(dimensions(&card), (300, 225));
+    let (_, rendered, _) = get(&app, &format!("{URL_DIR}card.webp")).await;
+    assert_eq!(rendered, None, "served from S3 the second time");
+    assert_eq!(on_request.renders(), 2);
+
     // 20 concurrent first requests for one signed variant: one render, the same bytes for all.
     let params = Params {
         width: Some(200),
@@ -106,7 +139,7 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
     assert_eq!(dimensions(&answers[0].2), (200, 200));
     assert_eq!(
         on_request.renders(),
-        2,
+        3,
         "20 concurrent first requests, one render"
     );
     let stored = format!("{DIR}{}", params.canonical());
@@ -129,7 +162,7 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
             assert!(matches!(status.as_u16(), 400 | 403), "{segment}: {status}");
         }
     }
-    assert_eq!(on_request.renders(), 2);
+    assert_eq!(on_request.renders(), 3);
 
     // A failed source renders nothing.
     let (status, _, body) = get(&app, "/derived/uploads/text.jpg/hero-320w.webp").await;
@@ -160,7 +193,7 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
     assert_eq!(status, StatusCode::OK);
     assert!(rendered.is_some(), "rendered again, from the new bytes");
     assert_ne!(dimensions(&portrait), (320, 240));
-    assert_eq!(on_request.renders(), 3);
+    assert_eq!(on_request.renders(), 4);
 
     // Deleting the source takes its rendered variants with it; nothing renders afterwards.
     stack
@@ -192,6 +225,6 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
         String::from_utf8_lossy(&body).contains("no such image"),
         "{body:?}"
     );
-    assert_eq!(on_request.renders(), 3);
+    assert_eq!(on_request.renders(), 4);
     worker.stop().await;
 }

@@ -83,6 +83,7 @@ pub fn plan(header: &Header, orientation: u8, presets: &PresetSet) -> Plan {
         .presets()
         .iter()
         .enumerate()
+        .filter(|(_, p)| !p.on_request)
         .flat_map(|(i, p)| targets_for(i, p, w, h))
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(u64::from(t.width) * u64::from(t.height)));

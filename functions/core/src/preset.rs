@@ -179,6 +179,11 @@ pub struct Preset {
     /// collapse into one at the source's width. Replaces `width`; `height` stays a cap; fit `inside`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub widths: Option<Vec<u32>>,
+    /// Made on first request, never at upload ([`crate::variant`], [`crate::render`]): nothing is
+    /// made for it when an image is processed, and it is not part of the set's [`PresetSet::hash`],
+    /// so adding or changing one marks no image stale (no backfill). Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_request: bool,
 }
 
 impl Preset {
@@ -286,7 +291,9 @@ impl PresetSet {
             }
         }
         validate_groups(&presets)?;
-        let canonical = serde_json::to_vec(&presets).expect("presets serialise");
+        // Only what upload makes counts: an on-request preset changes no stored image.
+        let eager: Vec<&Preset> = presets.iter().filter(|p| !p.on_request).collect();
+        let canonical = serde_json::to_vec(&eager).expect("presets serialise");
         let mut hasher = Sha256::new();
         hasher.update(crate::PIPELINE_VERSION.as_bytes());
         hasher.update(&canonical);
@@ -305,12 +312,17 @@ impl PresetSet {
     }
 
     /// What the edge negotiates: group name → output format (`jpeg`, `webp`, `avif`, `png`) → file
-    /// name under the source's output prefix, for the presets without a `widths` ladder. This is the
+    /// name under the source's output prefix, for the presets without a `widths` ladder, made at
+    /// upload (an on-request preset joins once the CDN renders on a miss). This is the
     /// `GROUPS` table of `infra/cloudfront/negotiate.js` (a test keeps the two equal for the default
     /// set).
     pub fn edge_groups(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         let mut groups: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for preset in self.presets.iter().filter(|p| p.widths.is_none()) {
+        for preset in self
+            .presets
+            .iter()
+            .filter(|p| p.widths.is_none() && !p.on_request)
+        {
             groups
                 .entry(preset.group_name().to_string())
                 .or_default()
@@ -564,6 +576,31 @@ mod tests {
         let a2 = PresetSet::from_toml("[[preset]]\nname = 'a'\nwidth = 10\n").unwrap();
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.hash(), a2.hash());
+    }
+
+    #[test]
+    fn on_request_presets_are_outside_the_hash_and_the_edge_groups() {
+        let base = "[[preset]]\nname='a'\nwidth=10\n";
+        let with = |extra: &str| PresetSet::from_toml(&format!("{base}{extra}")).unwrap();
+        let eager = with("");
+        let card = "[[preset]]\nname='card'\nwidth=300\nformat='webp'\non_request=true\n";
+        let on_request = with(card);
+        assert_eq!(
+            eager.hash(),
+            on_request.hash(),
+            "adding an on-request preset marks nothing stale"
+        );
+        assert_eq!(
+            on_request.hash(),
+            with(&card.replace("300", "320")).hash(),
+            "nor does changing one"
+        );
+        assert_ne!(
+            eager.hash(),
+            with(&card.replace("on_request=true\n", "")).hash()
+        );
+        assert!(!on_request.edge_groups().contains_key("card"));
+        assert!(on_request.presets()[1].on_request);
     }
 
     #[test]

@@ -57,13 +57,17 @@ pub fn render(
             width,
             format,
         } => (
-            rung_set(presets, preset, *width)?,
+            one_preset_set(presets, preset, Some(*width))?,
             format!("{preset}-{width}w.{}", format.extension()),
         ),
         Request::Parametric(params) => {
             let name = params.canonical();
             (parametric_set(params), name)
         }
+        Request::OnRequest { preset, format } => (
+            one_preset_set(presets, preset, None)?,
+            format!("{preset}.{}", format.extension()),
+        ),
     };
     let processed = process(bytes, source, &set, options, engine).map_err(RenderError::Failed)?;
     let derivative = processed
@@ -87,19 +91,26 @@ pub fn render(
     })
 }
 
-/// The ladder preset `name` with only the rung `width`.
-fn rung_set(presets: &PresetSet, name: &str, width: u32) -> Result<PresetSet, RenderError> {
+/// The preset `name` alone, made now (and, for a ladder, only the rung `width`).
+fn one_preset_set(
+    presets: &PresetSet,
+    name: &str,
+    width: Option<u32>,
+) -> Result<PresetSet, RenderError> {
     let Some(preset) = presets.presets().iter().find(|p| p.name == name) else {
         return Err(RenderError::NotOffered(format!("no preset {name}")));
     };
     let mut preset = preset.clone();
-    preset.widths = Some(vec![width]);
+    preset.on_request = false;
+    if let Some(width) = width {
+        preset.widths = Some(vec![width]);
+    }
     let toml = toml::to_string(&Wrapper {
         preset: vec![preset],
     })
     .expect("a preset serialises");
-    Ok(PresetSet::from_file_text("on-request rung", &toml)
-        .expect("a rung of a valid ladder is valid"))
+    Ok(PresetSet::from_file_text("on-request preset", &toml)
+        .expect("a preset of a valid set, alone, is valid"))
 }
 
 /// The one-preset set of a parametric variant, named by its canonical segment's stem.
@@ -232,6 +243,42 @@ mod tests {
             go(&Request::Named("preview".into()), &presets),
             Err(RenderError::NotOffered(_))
         ));
+    }
+
+    #[test]
+    fn an_on_request_preset_is_made_on_request_and_never_at_upload() {
+        let presets = PresetSet::from_file_text(
+            "t.toml",
+            "[[preset]]\nname = \"thumb\"\nwidth = 64\n\n[[preset]]\nname = \"card\"\nwidth = 300\nformat = \"webp\"\non_request = true\n",
+        )
+        .unwrap();
+        let uploaded = crate::process(
+            &fixture("Landscape_1.jpg"),
+            &source(),
+            &presets,
+            &Options::default(),
+            &mut Engine::default(),
+        )
+        .unwrap();
+        let made: Vec<&str> = uploaded
+            .derivatives
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(made, ["thumb"], "nothing of `card` at upload");
+        let request = crate::variant::parse(
+            "derived/photo.jpg/",
+            "card.webp",
+            &presets,
+            &Default::default(),
+            None,
+        )
+        .unwrap();
+        let out = go(&request, &presets).unwrap();
+        assert_eq!(
+            (out.name.as_str(), out.width, out.height),
+            ("card.webp", 300, 225)
+        );
     }
 
     #[test]

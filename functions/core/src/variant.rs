@@ -4,7 +4,8 @@
 //!
 //! Under a source's output folder `/<prefix><key>/`, the last segment names one of:
 //! - **a preset or a group** by name (`thumbnail.jpg`, `preview`): always allowed, served or
-//!   negotiated as the eager outputs are ([`crate::negotiate`]);
+//!   negotiated as the eager outputs are ([`crate::negotiate`]); an `on_request` preset's output
+//!   (`card.webp`) is made on its first request ([`Request::OnRequest`]);
 //! - **a ladder rung**, `<preset>-<width>w.<ext>`: allowed when the preset has `widths` listing
 //!   that width and `ext` is the preset's format ([`Request::Rung`]);
 //! - **a parametric variant**, `_<options>.<signature>.<ext>` ([`Request::Parametric`]), allowed only
@@ -54,6 +55,13 @@ pub enum Request {
     },
     /// A signed parametric variant.
     Parametric(Params),
+    /// The output of an `on_request` preset (`card.webp`).
+    OnRequest {
+        /// The preset.
+        preset: String,
+        /// Its format.
+        format: OutputFormat,
+    },
 }
 
 /// The options of a parametric variant.
@@ -238,6 +246,14 @@ pub fn parse(
     let Some((stem, ext)) = segment.rsplit_once('.') else {
         return Ok(Request::Named(segment.to_string()));
     };
+    if let Some(preset) = presets.presets().iter().find(|p| {
+        p.on_request && p.widths.is_none() && p.name == stem && p.format.extension() == ext
+    }) {
+        return Ok(Request::OnRequest {
+            preset: preset.name.clone(),
+            format: preset.format,
+        });
+    }
     let Some((name, width)) = stem
         .rsplit_once('-')
         .and_then(|(name, w)| Some((name, w.strip_suffix('w')?)))
