@@ -12,7 +12,8 @@ upload API, webhook sender) and a local webhook receiver, then:
    it keeps running after the demo (make down stops it, with LocalStack); then `imgpipe gallery`
    writes target/gallery/index.html and the demo prints its path.
 
-The processes run with functions/core/presets/responsive.toml (the default set plus a srcset ladder).
+The processes run with functions/core/presets/responsive.toml (the default set plus a srcset ladder,
+and a `card` preset made only on its first request, which the demo asks for twice).
 
 usage: demo.py STACK_NAME   (LocalStack must be running: localstack/start.sh)
 """
@@ -209,6 +210,14 @@ def deliver(stack: str, out: dict, key: str) -> None:
         r = requests.get(url, headers={"Accept": accept})
         print(f"curl -H 'Accept: {accept}' {url}\n  -> HTTP {r.status_code} {r.headers.get('Content-Type')}, "
               f"{len(r.content)} bytes, Vary: {r.headers.get('Vary')}")
+    # `card` is an on_request preset: nothing was made at upload; the first request renders it.
+    card = f"http://{GATEWAY}" + path.rsplit("/", 1)[0] + "/card.webp"
+    for attempt in ("first", "second"):
+        r = requests.get(card)
+        made = r.headers.get("x-imgpipe-render-ms")
+        how = f"rendered on request in {made} ms and stored" if made else "served from S3"
+        print(f"{attempt} request: curl {card}\n  -> HTTP {r.status_code} {r.headers.get('Content-Type')}, "
+              f"{len(r.content)} bytes, {how}")
     print(f"the gateway keeps serving on http://{GATEWAY}/ (pid {gateway.pid}; make down stops it)")
     page = os.path.join(TARGET, "gallery", "index.html")
     os.makedirs(os.path.dirname(page), exist_ok=True)
