@@ -53,14 +53,7 @@ async fn deleting_a_source_deletes_its_outputs_and_a_reupload_brings_them_back()
     );
 
     // Delete: every output of KEY goes, the nested source's stay, a deleted event says which.
-    stack
-        .s3
-        .delete_object()
-        .bucket(&stack.ingest)
-        .key(KEY)
-        .send()
-        .await
-        .unwrap();
+    stack.delete(&stack.ingest, KEY).await;
     let deleted = stack.events(&events, 1, Duration::from_secs(1)).await;
     assert_eq!(deleted.len(), 1, "{deleted:?}");
     let event = &deleted[0];

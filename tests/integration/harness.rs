@@ -390,6 +390,17 @@ impl Stack {
     }
 
     /// Uploads `bytes` as `key` (image/jpeg) to the ingest bucket and returns the new object's ETag, unquoted.
+    /// Deletes `bucket/key` (a user deleting a source, or an object lost by hand).
+    pub async fn delete(&self, bucket: &str, key: &str) {
+        self.s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> String {
         let out = self
             .s3

@@ -40,14 +40,7 @@ async fn duplicate_notification_does_not_redo_work() {
         .find(|d| d.preset == "thumbnail")
         .unwrap()
         .key;
-    stack
-        .s3
-        .delete_object()
-        .bucket(&stack.derivatives)
-        .key(thumbnail)
-        .send()
-        .await
-        .unwrap();
+    stack.delete(&stack.derivatives, thumbnail).await;
     let etag = first.source.etag.clone().unwrap();
     stack
         .send_to_jobs(&event_body(&stack.ingest, key, &etag, size))

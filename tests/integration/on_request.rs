@@ -196,14 +196,7 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
     assert_eq!(on_request.renders(), 4);
 
     // Deleting the source takes its rendered variants with it; nothing renders afterwards.
-    stack
-        .s3
-        .delete_object()
-        .bucket(&stack.ingest)
-        .key(KEY)
-        .send()
-        .await
-        .unwrap();
+    stack.delete(&stack.ingest, KEY).await;
     let mut left = vec![rung.clone()];
     for _ in 0..120 {
         let mut still = Vec::new();

@@ -109,13 +109,8 @@ async fn backfill_reprocesses_exactly_the_stale_sources_and_drops_removed_preset
     let fourth = stack.wait_for_metadata(&keys[3]).await;
     // …and the first one's metadata.json is lost (its outputs stay).
     stack
-        .s3
-        .delete_object()
-        .bucket(&stack.derivatives)
-        .key(stack.metadata_key(&keys[0]))
-        .send()
-        .await
-        .unwrap();
+        .delete(&stack.derivatives, &stack.metadata_key(&keys[0]))
+        .await;
     let dir = |key: &str| format!("derived/{key}/");
     assert!(exists(&stack, &format!("{}old.webp", dir(&keys[0]))).await);
 

@@ -6,8 +6,7 @@ use super::*;
 fn jpegli_is_opt_in_per_preset_and_never_on_the_device() {
     let turbo = PresetSet::from_toml("[[preset]]\nname='x'\nwidth=1\nquality=80").unwrap();
     let said =
-        PresetSet::from_toml("[[preset]]\nname='x'\nwidth=1\nquality=80\nencoder='turbo'")
-            .unwrap();
+        PresetSet::from_toml("[[preset]]\nname='x'\nwidth=1\nquality=80\nencoder='turbo'").unwrap();
     let jpegli =
         PresetSet::from_toml("[[preset]]\nname='x'\nwidth=1\nquality=80\nencoder='jpegli'")
             .unwrap();
@@ -30,9 +29,7 @@ fn default_set_is_valid_and_has_the_seed_outputs() {
     assert_eq!(set.hash().len(), 16);
     let preview = &set.presets()[1];
     assert!(
-        preview.progressive
-            && preview.quality == Quality::Fixed(85)
-            && preview.fit == Fit::Inside
+        preview.progressive && preview.quality == Quality::Fixed(85) && preview.fit == Fit::Inside
     );
 }
 
@@ -149,8 +146,8 @@ fn avif_presets_take_a_speed_and_others_refuse_it() {
     let set =
         PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='avif'\nspeed=8").unwrap();
     assert_eq!(set.presets()[0].speed, Some(8));
-    let err = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='webp'\nspeed=8")
-        .unwrap_err();
+    let err =
+        PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='webp'\nspeed=8").unwrap_err();
     assert!(err.message.contains("speed"), "{}", err.message);
     let err = PresetSet::from_toml("[[preset]]\nname='a'\nwidth=10\nformat='avif'\nspeed=11")
         .unwrap_err();
