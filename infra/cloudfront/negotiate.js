@@ -20,7 +20,7 @@
 // It is JSON on one line: `imgpipe edge-groups [--presets FILE]` prints it for another preset set, and
 // a Rust test keeps it equal to the default set's groups. Tests: negotiate.test.mjs runs this very file
 // against cases.json.
-var GROUPS = {"blur":{"webp":"blur.webp"},"low-quality":{"jpeg":"low-quality.jpg"},"preview":{"jpeg":"preview.jpg","webp":"webp.webp"},"thumbnail":{"jpeg":"thumbnail.jpg"}};
+var GROUPS = {"blur":{"webp":"blur.webp"},"low-quality":{"jpeg":"low-quality.jpg"},"preview":{"avif":"avif.avif","jpeg":"preview.jpg","webp":"webp.webp"},"thumbnail":{"jpeg":"thumbnail.jpg"}};
 
 var PREFERENCE = ['avif', 'webp', 'jpeg', 'png'];
 // When the client names nothing the group has: what every browser decodes first.

@@ -578,6 +578,11 @@ pub fn api_binary() -> PathBuf {
     binary("api", "imgpipe-api")
 }
 
+/// The `render` binary built next to this test binary (`make test` builds it).
+pub fn render_binary() -> PathBuf {
+    binary("render", "imgpipe-render")
+}
+
 /// The `gpu-worker` binary built next to this test binary (`make test` builds it).
 pub fn gpu_worker_binary() -> PathBuf {
     binary("gpu-worker", "imgpipe-gpu-worker")

@@ -40,7 +40,9 @@ mod no_extra_work;
 /// Variants on request through the local edge: a ladder rung absent after upload is rendered on
 /// its first request and then served from S3; 20 concurrent first requests for a signed variant
 /// render once; unsigned, tampered and unoffered variants are refused with no render; a failed
-/// source renders nothing; deleting the source removes its rendered variants.
+/// source renders nothing; deleting the source removes its rendered variants; an AVIF-accepting
+/// browser gets the default `preview` group's on-request AVIF rendered once for 20 concurrent
+/// first requests, then served from S3.
 mod on_request;
 /// Operations: `imgpipe backfill` after a preset change re-processes exactly the stale sources and
 /// deletes the removed preset's outputs; `imgpipe status` and `dlq list` show five failures, and
@@ -50,7 +52,8 @@ mod operations;
 /// an anonymous client would, shows no location or capture time; an authenticated caller reads them.
 mod privacy;
 /// The `derive` binary itself: Lambda mode against a Runtime API stub (batch item failures, images
-/// returned unstarted before the deadline), and SIGTERM in worker mode.
+/// returned unstarted before the deadline), and SIGTERM in worker mode; `api` and `render` answering
+/// API Gateway and function-URL events under the stub.
 mod process_modes;
 /// The bucket boundary: another bucket's records and manifest items touch nothing of this stack.
 mod trust_boundaries;

@@ -155,7 +155,8 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
             signed.replace("_w200", &format!("_w{width}")),
             format!("hero-{width}w.webp"),
         ] {
-            if segment == signed || segment == "hero-320w.webp" || segment == "hero-640w.webp" {
+            let offered = ["hero-320w.webp", "hero-600w.webp", "hero-640w.webp"];
+            if segment == signed || offered.contains(&segment.as_str()) {
                 continue;
             }
             let (status, _, _) = get(&app, &format!("{URL_DIR}{segment}")).await;
@@ -163,6 +164,17 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
         }
     }
     assert_eq!(on_request.renders(), 3);
+
+    // The 600 px source collapses the 640 rung to 600: metadata lists hero-600w.webp, and that
+    // width (which the ladder does not list) is rendered; hero-640w is not this source's.
+    let hero = &metadata.groups["hero"].variants[0].srcset;
+    assert!(hero.ends_with("/hero-600w.webp 600w"), "{hero}");
+    let (status, rendered, top) = get(&app, &format!("{URL_DIR}hero-600w.webp")).await;
+    assert_eq!((status, rendered.is_some()), (StatusCode::OK, true));
+    assert_eq!(dimensions(&top), (600, 450));
+    let (status, _, _) = get(&app, &format!("{URL_DIR}hero-640w.webp")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(on_request.renders(), 4);
 
     // A failed source renders nothing.
     let (status, _, body) = get(&app, "/derived/uploads/text.jpg/hero-320w.webp").await;
@@ -193,7 +205,7 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
     assert_eq!(status, StatusCode::OK);
     assert!(rendered.is_some(), "rendered again, from the new bytes");
     assert_ne!(dimensions(&portrait), (320, 240));
-    assert_eq!(on_request.renders(), 4);
+    assert_eq!(on_request.renders(), 5);
 
     // Deleting the source takes its rendered variants with it; nothing renders afterwards.
     stack.delete(&stack.ingest, KEY).await;
@@ -218,6 +230,107 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
         String::from_utf8_lossy(&body).contains("no such image"),
         "{body:?}"
     );
-    assert_eq!(on_request.renders(), 4);
+    assert_eq!(on_request.renders(), 5);
+    worker.stop().await;
+}
+
+/// Chrome's `Accept` for an `<img>`.
+const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+
+async fn get_accepting(
+    app: &axum::Router,
+    uri: &str,
+    accept: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(uri)
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+/// The default set's `preview` group has an on-request AVIF member: nothing made at upload, listed
+/// in the group, and an AVIF-accepting browser asking for `/<key>/preview` gets it rendered once
+/// (20 concurrent first requests), then served from S3; a WebP-only browser gets the eager WebP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_avif_browser_gets_the_preview_group_rendered_as_avif_once_then_from_s3() {
+    const KEY: &str = "uploads/avif group.jpg";
+    const DIR: &str = "derived/uploads/avif group.jpg/";
+    const GROUP: &str = "/derived/uploads/avif%20group.jpg/preview";
+    let stack = setup("on-request-avif").await;
+    let worker = stack.start_worker().await;
+    stack.put(KEY, fixture("Landscape_1.jpg")).await;
+    let metadata = stack.wait_for_metadata(KEY).await;
+    assert!(metadata.derivatives.iter().all(|d| d.format != "avif"));
+    let preview = &metadata.groups["preview"];
+    assert_eq!(preview.variants[0].format, "avif", "{preview:?}");
+    assert!(preview.variants[0].src.ends_with("/avif.avif"));
+    let avif_key = format!("{DIR}avif.avif");
+    assert!(stack.get(&stack.derivatives, &avif_key).await.is_none());
+
+    let presets = PresetSet::default_set();
+    let on_request = Arc::new(OnRequest::new(
+        "derived/".into(),
+        presets.clone(),
+        None,
+        imgpipe_core::Limits::default(),
+        imgpipe_core::Options::default(),
+        imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
+    ));
+    let app = router(Arc::new(Gateway {
+        s3: stack.s3.clone(),
+        bucket: stack.derivatives.clone(),
+        groups: presets.edge_groups(),
+        on_request: Some(Arc::clone(&on_request)),
+    }));
+    let asks = (0..20).map(|_| {
+        let app = app.clone();
+        async move { get_accepting(&app, GROUP, CHROME).await }
+    });
+    let answers = futures::future::join_all(asks).await;
+    for (status, headers, body) in &answers {
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "image/avif");
+        assert_eq!(headers["vary"], "Accept");
+        assert_eq!(*body, answers[0].2);
+    }
+    assert_eq!(&answers[0].2[4..12], b"ftypavif");
+    assert_eq!(dimensions(&answers[0].2), (600, 450));
+    assert_eq!(
+        on_request.renders(),
+        1,
+        "20 concurrent first requests, one render"
+    );
+    assert_eq!(
+        stack.get(&stack.derivatives, &avif_key).await.as_deref(),
+        Some(&answers[0].2[..])
+    );
+    let (status, headers, body) = get_accepting(&app, GROUP, CHROME).await;
+    assert_eq!((status, &body), (StatusCode::OK, &answers[0].2));
+    assert!(
+        !headers.contains_key("x-imgpipe-render-ms"),
+        "served from S3"
+    );
+    let (status, headers, _) = get_accepting(&app, GROUP, "image/webp,*/*").await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (
+            StatusCode::OK,
+            &"image/webp".parse::<axum::http::HeaderValue>().unwrap()
+        )
+    );
+    assert_eq!(on_request.renders(), 1);
     worker.stop().await;
 }

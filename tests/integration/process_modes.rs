@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use imgpipe_cloud::queue::attributes;
 use imgpipe_core::metadata::Status;
 
-use crate::harness::{derive_binary, fixture, setup};
+use crate::harness::{derive_binary, dimensions, fixture, setup};
 
 /// A minimal AWS Lambda Runtime API: serves one invocation event, captures the function's response.
 /// Later `next` calls are held open, as Lambda does while no event is waiting.
@@ -463,4 +463,117 @@ async fn a_killed_workers_message_is_back_long_before_the_queues_visibility_time
     let receives = &message.attributes().unwrap()
         [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
     assert_eq!(receives, "2");
+}
+
+/// A Lambda function URL event (payload 2.0) for `GET raw_path`, as CloudFront's origin failover
+/// sends it through OAC.
+fn function_url_event(raw_path: &str) -> String {
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": "",
+        "headers": {"host": "abc123.lambda-url.us-east-1.on.aws", "accept": "image/webp",
+                    "x-forwarded-proto": "https", "via": "2.0 abc.cloudfront.net (CloudFront)"},
+        "requestContext": {"accountId": "anonymous", "apiId": "abc123",
+            "domainName": "abc123.lambda-url.us-east-1.on.aws", "domainPrefix": "abc123",
+            "http": {"method": "GET", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "Amazon CloudFront"},
+            "requestId": "req-1", "routeKey": "$default", "stage": "$default",
+            "time": "07/Dec/2026:12:00:00 +0000", "timeEpoch": 1796644800000u64},
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+/// Runs `render` under the Runtime API stub for one function-URL event; its JSON response.
+fn render_under_lambda(
+    stack: &crate::harness::Stack,
+    raw_path: &str,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
+    let (address, responses) =
+        runtime_api_stub(function_url_event(raw_path), Duration::from_secs(300));
+    let mut child = Command::new(crate::harness::render_binary())
+        .envs(crate::harness::aws_env())
+        .envs([("IMGPIPE_OUTPUT_BUCKET", stack.derivatives.as_str())])
+        .envs(extra.iter().copied())
+        .envs(lambda_env("render", &address))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (path, body) = responses
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no response from the render function within 120 s");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        path, "/2018-06-01/runtime/invocation/req-1/response",
+        "the function reported an error: {body}"
+    );
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The `render` binary answers a function-URL event under Lambda: a signed variant is rendered,
+/// stored at its canonical key and returned base64-encoded; past the inline limit it is stored and
+/// answered with a redirect to itself; an unsigned one is refused without a render.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_answers_function_url_events_under_lambda() {
+    use base64::Engine as _;
+    use imgpipe_core::preset::{Fit, OutputFormat};
+    use imgpipe_core::variant::{Params, SigningKeys, signed_segment};
+    let stack = setup("render-lambda-mode").await;
+    let worker = stack.start_worker().await;
+    stack
+        .put("uploads/fn url.jpg", fixture("Landscape_1.jpg"))
+        .await;
+    stack.wait_for_metadata("uploads/fn url.jpg").await;
+    let secret = "k".repeat(32);
+    let keys = SigningKeys::parse(&secret).unwrap();
+    let dir = "derived/uploads/fn url.jpg/";
+    let url_dir = "/derived/uploads/fn%20url.jpg/";
+    let env = [("IMGPIPE_VARIANT_KEYS", secret.as_str())];
+    let params = |width| Params {
+        width: Some(width),
+        height: None,
+        fit: Fit::Inside,
+        quality: None,
+        format: OutputFormat::Webp,
+    };
+
+    let small = signed_segment(&keys, dir, &params(320));
+    let response = render_under_lambda(&stack, &format!("{url_dir}{small}"), &env);
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response["headers"]["content-type"], "image/webp");
+    assert_eq!(response["isBase64Encoded"], true);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(response["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(dimensions(&bytes), (320, 240));
+    let stored = format!("{dir}{}", params(320).canonical());
+    assert_eq!(
+        stack.get(&stack.derivatives, &stored).await.as_deref(),
+        Some(&bytes[..])
+    );
+
+    let large = signed_segment(&keys, dir, &params(480));
+    let limited = [env[0], ("IMGPIPE_RENDER_INLINE_MAX_BYTES", "1000")];
+    let response = render_under_lambda(&stack, &format!("{url_dir}{large}"), &limited);
+    assert_eq!(response["statusCode"], 302, "{response}");
+    assert_eq!(response["headers"]["location"], format!("{url_dir}{large}"));
+    assert_eq!(response["headers"]["cache-control"], "no-store");
+    let stored = format!("{dir}{}", params(480).canonical());
+    let kept = stack
+        .get(&stack.derivatives, &stored)
+        .await
+        .expect("stored");
+    assert!(kept.len() > 1000);
+
+    let unsigned = format!("{url_dir}{}", params(640).canonical());
+    let response = render_under_lambda(&stack, &unsigned, &env);
+    assert_eq!(response["statusCode"], 403, "{response}");
+    let canonical_640 = format!("{dir}{}", params(640).canonical());
+    assert!(
+        stack
+            .get(&stack.derivatives, &canonical_640)
+            .await
+            .is_none()
+    );
+    worker.stop().await;
 }

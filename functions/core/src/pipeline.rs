@@ -265,7 +265,20 @@ fn run(
         .iter()
         .map(|d| describe(d, bytes.len(), options.cdn_base_url.as_deref()))
         .collect();
-    metadata.groups = crate::groups::groups(&metadata.derivatives);
+    // Groups list the on-request outputs too (their URLs, computed from the source size), so a
+    // page's srcset and the edge's negotiation name them before anyone asked; nothing else does.
+    let planned: Vec<DerivativeInfo> =
+        plan::on_request_targets(plan.upright_width, plan.upright_height, presets)
+            .iter()
+            .map(|target| planned(target, presets, &metadata.source.key, options))
+            .collect();
+    let members: Vec<DerivativeInfo> = metadata
+        .derivatives
+        .iter()
+        .cloned()
+        .chain(planned)
+        .collect();
+    metadata.groups = crate::groups::groups(&members);
     metadata.status = Status::Done;
     Ok(derivatives)
 }
@@ -452,6 +465,36 @@ fn encode_all(
         .into_iter()
         .map(|r| r.expect("every job encoded"))
         .collect()
+}
+
+/// An on-request output as a group member: where it will be and its size; no bytes yet.
+fn planned(
+    target: &plan::Target,
+    presets: &PresetSet,
+    source_key: &str,
+    options: &Options,
+) -> DerivativeInfo {
+    let preset = &presets.presets()[target.preset];
+    let key = options
+        .layout
+        .derivative_key(source_key, &target.name, preset.format.extension());
+    DerivativeInfo {
+        preset: preset.name.clone(),
+        group: Some(preset.group_name().to_string()),
+        url: options
+            .cdn_base_url
+            .as_deref()
+            .map(|base| public_url(base, &key)),
+        key,
+        format: preset.format.as_str().into(),
+        content_type: preset.format.content_type().into(),
+        width: target.width,
+        height: target.height,
+        frames: 1,
+        bytes: 0,
+        compression_ratio: 0.0,
+        quality: None,
+    }
 }
 
 fn describe(
@@ -721,8 +764,44 @@ mod tests {
         );
         let preview = &done.metadata.groups["preview"];
         let formats: Vec<&str> = preview.variants.iter().map(|v| v.format.as_str()).collect();
-        assert_eq!(formats, ["webp", "jpeg"]);
+        assert_eq!(formats, ["avif", "webp", "jpeg"]);
+        // The on-request AVIF is listed (where it will be, its size) but was not made.
+        assert_eq!(preview.variants[0].src, "/derived/a%20b.jpg/avif.avif");
+        assert!(!done.derivatives.iter().any(|d| d.preset == "avif"));
+        assert!(!done.metadata.derivatives.iter().any(|d| d.preset == "avif"));
         crate::testing::assert_valid_metadata(&done.metadata);
+    }
+
+    #[test]
+    fn an_on_request_ladder_is_listed_in_its_group_from_the_source_size_but_not_made() {
+        let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
+        let source = SourceRef {
+            bucket: "b".into(),
+            key: "k.jpg".into(),
+            etag: None,
+        };
+        let presets = PresetSet::from_toml(
+            "[[preset]]\nname='thumbnail'\nwidth=200\n\
+             [[preset]]\nname='hero'\nwidths=[320, 1024, 2000, 4000]\nformat='webp'\non_request=true\n",
+        )
+        .unwrap();
+        let options = Options {
+            cdn_base_url: Some("https://cdn.example".into()),
+            ..Options::default()
+        };
+        let done = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+        let made: Vec<&str> = done.derivatives.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(made, ["thumbnail"]);
+        let hero = &done.metadata.groups["hero"];
+        // 1536×2048 upright: the rungs past the source's width collapse into one at 1536.
+        assert_eq!(
+            hero.variants[0].srcset,
+            "https://cdn.example/derived/k.jpg/hero-320w.webp 320w, \
+             https://cdn.example/derived/k.jpg/hero-1024w.webp 1024w, \
+             https://cdn.example/derived/k.jpg/hero-1536w.webp 1536w"
+        );
+        assert_eq!((hero.width, hero.height), (1536, 2048));
+        assert_eq!(done.metadata.derivatives.len(), 1);
     }
 
     #[test]

@@ -108,6 +108,19 @@ pub fn plan(header: &Header, orientation: u8, presets: &PresetSet) -> Plan {
     }
 }
 
+/// The outputs the `on_request` presets would have for an upright source of `width`×`height`: what
+/// metadata lists in its groups (a `srcset` names every rung, computed from the source size) though
+/// nothing is made until the first request. Same geometry as [`plan`]'s targets.
+pub fn on_request_targets(width: u32, height: u32, presets: &PresetSet) -> Vec<Target> {
+    presets
+        .presets()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.on_request)
+        .flat_map(|(i, p)| targets_for(i, p, width, height))
+        .collect()
+}
+
 /// Saturating throughout: a hostile header's dimensions (a JPEG XL codestream can claim 2^30 × 2^30)
 /// must give a huge estimate the limits refuse, not an overflow (found by `fuzz/`, target `probe`).
 fn decode_bytes(header: &Header, denominator: u32) -> u64 {

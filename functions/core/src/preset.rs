@@ -241,7 +241,7 @@ pub struct PresetSet {
 }
 
 impl PresetSet {
-    /// The built-in default set (thumbnail, preview, webp, blur, low-quality).
+    /// The built-in default set (thumbnail, preview, webp, blur, low-quality, and `avif`, made on request).
     pub fn default_set() -> Self {
         Self::from_toml(DEFAULT_PRESETS_TOML).expect("built-in presets are valid")
     }
@@ -312,17 +312,14 @@ impl PresetSet {
     }
 
     /// What the edge negotiates: group name → output format (`jpeg`, `webp`, `avif`, `png`) → file
-    /// name under the source's output prefix, for the presets without a `widths` ladder, made at
-    /// upload (an on-request preset joins once the CDN renders on a miss). This is the
-    /// `GROUPS` table of `infra/cloudfront/negotiate.js` (a test keeps the two equal for the default
-    /// set).
+    /// name under the source's output prefix, for the presets without a `widths` ladder, eager or
+    /// `on_request` (the edge renders those on a miss, so negotiation may pick a format nobody made
+    /// yet: an AVIF-accepting browser gets the group's AVIF member from its first request on). This
+    /// is the `GROUPS` table of `infra/cloudfront/negotiate.js` (a test keeps the two equal for the
+    /// default set).
     pub fn edge_groups(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         let mut groups: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for preset in self
-            .presets
-            .iter()
-            .filter(|p| p.widths.is_none() && !p.on_request)
-        {
+        for preset in self.presets.iter().filter(|p| p.widths.is_none()) {
             groups
                 .entry(preset.group_name().to_string())
                 .or_default()

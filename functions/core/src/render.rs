@@ -103,7 +103,14 @@ fn one_preset_set(
     let mut preset = preset.clone();
     preset.on_request = false;
     if let Some(width) = width {
-        preset.widths = Some(vec![width]);
+        // A width the ladder lists, or a collapsed top rung: made from the narrowest listed rung
+        // at least as wide, which the source's size then caps to `width` (or not: NotOffered).
+        let rung = preset
+            .widths
+            .as_ref()
+            .and_then(|widths| widths.iter().copied().find(|&rung| rung >= width))
+            .unwrap_or(width);
+        preset.widths = Some(vec![rung]);
     }
     let toml = toml::to_string(&Wrapper {
         preset: vec![preset],
@@ -239,6 +246,14 @@ mod tests {
             Err(RenderError::NotOffered(why)) => assert!(why.contains("hero-600w.webp"), "{why}"),
             other => panic!("{other:?}"),
         }
+        // The collapsed top rung (what metadata lists for this 600 px source) is made; a width
+        // between rungs is not.
+        let out = go(&rung(600), &presets).unwrap();
+        assert_eq!((out.name.as_str(), out.width), ("hero-600w.webp", 600));
+        assert!(matches!(
+            go(&rung(500), &presets),
+            Err(RenderError::NotOffered(_))
+        ));
         assert!(matches!(
             go(&Request::Named("preview".into()), &presets),
             Err(RenderError::NotOffered(_))

@@ -7,7 +7,11 @@
 //!   negotiated as the eager outputs are ([`crate::negotiate`]); an `on_request` preset's output
 //!   (`card.webp`) is made on its first request ([`Request::OnRequest`]);
 //! - **a ladder rung**, `<preset>-<width>w.<ext>`: allowed when the preset has `widths` listing
-//!   that width and `ext` is the preset's format ([`Request::Rung`]);
+//!   that width and `ext` is the preset's format ([`Request::Rung`]). A narrower width below the
+//!   ladder's top also parses: for a source narrower than the top rungs, they collapse into one at
+//!   the source's width (`hero-1536w.webp`), which the source's metadata lists in its group; the
+//!   renderer checks that list before rendering such a width ([`listed_in`]), so no other width is
+//!   ever made;
 //! - **a parametric variant**, `_<options>.<signature>.<ext>` ([`Request::Parametric`]), allowed only
 //!   with a valid signature and within [`VariantLimits`]. The options are, in this order and each
 //!   only when it is not the default: `w<width>`, `h<height>` (each a multiple of
@@ -268,7 +272,9 @@ pub fn parse(
     let offered = presets.presets().iter().find(|p| {
         p.name == name
             && p.format.extension() == ext
-            && p.widths.as_ref().is_some_and(|w| w.contains(&width))
+            && p.widths
+                .as_ref()
+                .is_some_and(|w| w.iter().any(|&rung| rung >= width))
     });
     match offered {
         Some(preset) => Ok(Request::Rung {
@@ -279,6 +285,36 @@ pub fn parse(
         None => Err(Refusal::Forbidden(format!(
             "no preset offers {name} at {width} px as .{ext}"
         ))),
+    }
+}
+
+/// True when `file` (`hero-1536w.webp`) is named by a `srcset` of `metadata`'s groups: an output
+/// that this source has, made or on request. A rung width its ladder does not list is rendered only
+/// when this holds (the ladder's top collapsed to the source's width).
+pub fn listed_in(metadata: &crate::metadata::Metadata, file: &str) -> bool {
+    let tail = format!("/{file}");
+    metadata.groups.values().any(|group| {
+        group.variants.iter().any(|variant| {
+            variant
+                .srcset
+                .split(", ")
+                .filter_map(|entry| entry.split(' ').next())
+                .any(|url| url.ends_with(&tail))
+        })
+    })
+}
+
+/// True when `request` is a rung its preset's `widths` do not list (a collapsed top rung): render it
+/// only when [`listed_in`] the source's metadata.
+pub fn needs_listing(request: &Request, presets: &PresetSet) -> bool {
+    match request {
+        Request::Rung { preset, width, .. } => presets
+            .presets()
+            .iter()
+            .find(|p| &p.name == preset)
+            .and_then(|p| p.widths.as_ref())
+            .is_none_or(|widths| !widths.contains(width)),
+        _ => false,
     }
 }
 

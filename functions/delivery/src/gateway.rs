@@ -114,6 +114,7 @@ async fn serve(
                         }
                     }
                     Made::NotFound(why) => return text(StatusCode::NOT_FOUND, &why),
+                    Made::Refused(why) => return text(StatusCode::FORBIDDEN, &why),
                     Made::Failed(why) => return text(StatusCode::UNPROCESSABLE_ENTITY, &why),
                     Made::Upstream(why) => return text(StatusCode::BAD_GATEWAY, &why),
                 }

@@ -6,7 +6,8 @@
 //!
 //! `request ⇒ parse the last segment (400 malformed, 403 unsigned or not offered; no render) ⇒
 //! canonical key ⇒ in the bucket? serve ⇒ one render per key at a time (single-flight) ⇒ stored
-//! meanwhile? serve ⇒ metadata.json done? (none, deleted or failed: 404, no render) ⇒ read the
+//! meanwhile? serve ⇒ metadata.json done? (none, deleted or failed: 404, no render) ⇒ a rung width
+//! the ladder does not list is listed in the metadata? (else 403, no render) ⇒ read the
 //! source under the limits ⇒ render (blocking pool) ⇒ PutObject ⇒ answer`
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use imgpipe_core::metadata::Status;
 use imgpipe_core::render::{RenderError, render};
-use imgpipe_core::variant::{Request, SigningKeys, VariantLimits, parse};
+use imgpipe_core::variant::{Request, SigningKeys, VariantLimits, listed_in, needs_listing, parse};
 use imgpipe_core::{Engine, Limits, Options, PresetSet, SourceRef};
 
 /// What may be rendered, and how.
@@ -63,6 +64,8 @@ pub enum Made {
     },
     /// Nothing to render: 404 with the reason (no such image, deleted, failed, past the ladder).
     NotFound(String),
+    /// Not offered for this source (a rung width its ladder does not have): 403, no render.
+    Refused(String),
     /// The pipeline refused the source (its failure kind and message): 422.
     Failed(String),
     /// S3 failed: 502 with the reason.
@@ -175,6 +178,14 @@ impl OnRequest {
             });
             return Made::NotFound(format!("the source failed ({why})"));
         }
+        if needs_listing(&variant.request, &self.presets) {
+            let file = variant.key.rsplit('/').next().unwrap_or_default();
+            if !listed_in(&metadata, file) {
+                return Made::Refused(format!(
+                    "{file} is not a rung of this source (its metadata lists its ladder)"
+                ));
+            }
+        }
         let (source_bucket, source_key) = (&metadata.source.bucket, &metadata.source.key);
         let fetched = match imgpipe_cloud::store::get_source(
             s3,
@@ -223,17 +234,24 @@ impl OnRequest {
             Err(e) => return Made::Upstream(format!("render task: {e}")),
         };
         let content_type = rendered.format.content_type();
-        if let Err(e) = imgpipe_cloud::store::put(
+        // If-None-Match: * — across processes (Lambda instances) two first requests may both
+        // render; the first PUT wins and the bytes stay those of one render (they are equal anyway).
+        let stored = imgpipe_cloud::store::put_if(
             s3,
             bucket,
             &variant.key,
             rendered.bytes.clone(),
             content_type,
             &self.cache_control,
+            None,
         )
-        .await
-        {
-            return Made::Upstream(e.message);
+        .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(key = %variant.key, "rendered on request, but another renderer stored it first");
+            }
+            Err(e) => return Made::Upstream(e.message),
         }
         self.renders.fetch_add(1, Ordering::Relaxed);
         let ms = started.elapsed().as_millis() as u64;

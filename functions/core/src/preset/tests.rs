@@ -24,9 +24,29 @@ fn default_set_is_valid_and_has_the_seed_outputs() {
     let names: Vec<&str> = set.presets().iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        ["thumbnail", "preview", "webp", "blur", "low-quality"]
+        [
+            "thumbnail",
+            "preview",
+            "webp",
+            "avif",
+            "blur",
+            "low-quality"
+        ]
     );
     assert_eq!(set.hash().len(), 16);
+    // The on-request AVIF joined the set without marking any stored image stale: the hash is the
+    // eager presets' alone.
+    let eager: Vec<Preset> = set
+        .presets()
+        .iter()
+        .filter(|p| !p.on_request)
+        .cloned()
+        .collect();
+    assert_eq!(eager.len(), 5);
+    assert_eq!(PresetSet::new(eager).unwrap().hash(), set.hash());
+    let avif = &set.presets()[3];
+    assert!(avif.on_request && avif.format == OutputFormat::Avif && avif.group_name() == "preview");
+    assert_eq!(set.edge_groups()["preview"]["avif"], "avif.avif");
     let preview = &set.presets()[1];
     assert!(
         preview.progressive && preview.quality == Quality::Fixed(85) && preview.fit == Fit::Inside
@@ -43,7 +63,7 @@ fn hash_changes_with_any_field() {
 }
 
 #[test]
-fn on_request_presets_are_outside_the_hash_and_the_edge_groups() {
+fn on_request_presets_are_outside_the_hash_but_negotiated_at_the_edge() {
     let base = "[[preset]]\nname='a'\nwidth=10\n";
     let with = |extra: &str| PresetSet::from_toml(&format!("{base}{extra}")).unwrap();
     let eager = with("");
@@ -63,7 +83,8 @@ fn on_request_presets_are_outside_the_hash_and_the_edge_groups() {
         eager.hash(),
         with(&card.replace("on_request=true\n", "")).hash()
     );
-    assert!(!on_request.edge_groups().contains_key("card"));
+    // The edge negotiates it (a miss renders it), though upload never makes it.
+    assert_eq!(on_request.edge_groups()["card"]["webp"], "card.webp");
     assert!(on_request.presets()[1].on_request);
 }
 

@@ -197,9 +197,14 @@ fn ladder_rungs_are_allowed_only_as_the_presets_offer_them() {
             format: OutputFormat::Webp
         })
     );
-    for segment in ["hero-641w.webp", "hero-640w.jpg", "villain-640w.webp"] {
+    for segment in ["hero-1281w.webp", "hero-640w.jpg", "villain-640w.webp"] {
         assert_eq!(ask(segment).map_err(|r| r.status()), Err(403), "{segment}");
     }
+    // Below the top rung, an unlisted width parses (a collapsed top rung) but needs the source's
+    // metadata to list it before anything renders it.
+    let collapsed = ask("hero-1000w.webp").unwrap();
+    assert!(needs_listing(&collapsed, &presets));
+    assert!(!needs_listing(&ask("hero-640w.webp").unwrap(), &presets));
     assert!(matches!(ask("hero-0640w.webp"), Err(Refusal::Malformed(_))));
     assert_eq!(ask("preview"), Ok(Request::Named("preview".into())));
     assert_eq!(
