@@ -135,14 +135,75 @@ class Cdn(unittest.TestCase):
                 readable.append(parts[-1])
         self.assertEqual(sorted(readable), sorted(f"*{ext}" for ext in served_extensions()))
 
+    def origin(self, origin_id):
+        (origin,) = [o for o in self.dist["Origins"] if o["Id"] == origin_id]
+        return origin
+
     def test_the_origin_is_signed_with_origin_access_control(self):
-        (origin,) = self.dist["Origins"]
+        origin = self.origin("derivatives")
         self.assertEqual(refs(origin["DomainName"]), {"DerivativesBucket"})
         self.assertEqual(refs(origin["OriginAccessControlId"]), {"DerivativesOriginAccessControl"})
         self.assertEqual(origin["S3OriginConfig"]["OriginAccessIdentity"], "")
         oac = self.r["DerivativesOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
         self.assertEqual((oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]),
                          ("s3", "always", "sigv4"))
+
+    def test_misses_fail_over_from_the_bucket_to_the_render_function(self):
+        """Every behaviour reads the origin group: the bucket first, its 403 (a missing key, since
+        CloudFront may not list) or 404 to the render function's URL."""
+        self.assertEqual({o["Id"] for o in self.dist["Origins"]}, {"derivatives", "render"})
+        groups = self.dist["OriginGroups"]
+        self.assertEqual(groups["Quantity"], 1)
+        (group,) = groups["Items"]
+        members = [m["OriginId"] for m in group["Members"]["Items"]]
+        self.assertEqual(members, ["derivatives", "render"], "the bucket first")
+        self.assertEqual(group["Members"]["Quantity"], 2)
+        codes = group["FailoverCriteria"]["StatusCodes"]
+        self.assertEqual((codes["Quantity"], sorted(codes["Items"])), (2, [403, 404]))
+        for behavior in self.behaviors():
+            self.assertEqual(behavior["TargetOriginId"], group["Id"], behavior.get("PathPattern"))
+            # Origin groups fail over only for GET, HEAD and OPTIONS.
+            self.assertEqual(behavior["AllowedMethods"], ["GET", "HEAD"])
+
+    def test_the_render_function_is_reachable_only_through_this_distribution(self):
+        render = self.origin("render")
+        self.assertEqual(refs(render["DomainName"]), {"RenderFunctionUrl"})
+        self.assertEqual(render["CustomOriginConfig"]["OriginProtocolPolicy"], "https-only")
+        self.assertEqual(refs(render["OriginAccessControlId"]), {"RenderOriginAccessControl"})
+        oac = self.r["RenderOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+        self.assertEqual((oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]),
+                         ("lambda", "always", "sigv4"))
+        url = self.r["RenderFunctionUrl"]["Properties"]
+        self.assertEqual(url["AuthType"], "AWS_IAM", "a NONE function URL would be a public, unmetered renderer")
+        self.assertEqual(refs(url["TargetFunctionArn"]), {"RenderFunction"})
+        self.assertNotIn("FunctionUrlConfig", self.r["RenderFunction"]["Properties"], "one URL, the one above")
+        permissions = {name: r["Properties"] for name, r in self.r.items()
+                       if r["Type"] == "AWS::Lambda::Permission" and refs(r["Properties"]["FunctionName"]) == {"RenderFunction"}}
+        self.assertEqual({p["Action"] for p in permissions.values()}, {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"})
+        for name, permission in permissions.items():
+            self.assertEqual(permission["Principal"], "cloudfront.amazonaws.com", name)
+            self.assertEqual(refs(permission["SourceArn"]), {"AWS::Partition", "AWS::AccountId", "Distribution"}, name)
+            self.assertIn(":distribution/", str(permission["SourceArn"]), name)
+            self.assertEqual(self.r[name].get("Condition"), CDN_CONDITION, name)
+            if permission["Action"] == "lambda:InvokeFunctionUrl":
+                self.assertEqual(permission["FunctionUrlAuthType"], "AWS_IAM", name)
+        for name in ("RenderFunction", "RenderFunctionUrl", "RenderOriginAccessControl"):
+            self.assertEqual(self.r[name].get("Condition"), CDN_CONDITION, name)
+
+    def test_renders_are_capped_and_watched(self):
+        function = self.r["RenderFunction"]["Properties"]
+        self.assertEqual(function["ReservedConcurrentExecutions"], {"Ref": "RenderConcurrency"})
+        self.assertGreaterEqual(self.t["Parameters"]["RenderConcurrency"]["MinValue"], 1, "0 would turn renders off silently")
+        watched = {}
+        for name, r in self.r.items():
+            if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/Lambda":
+                dims = r["Properties"]["Dimensions"]
+                if any(refs(d["Value"]) == {"RenderFunction"} for d in dims):
+                    watched[r["Properties"]["MetricName"]] = name
+        self.assertEqual(set(watched), {"Errors", "Duration", "Throttles"}, watched)
+        variables = function["Environment"]["Variables"]
+        self.assertEqual(refs(variables["IMGPIPE_OUTPUT_BUCKET"]), {"DerivativesBucket"})
+        self.assertNotIn("IMGPIPE_VARIANT_KEYS", variables, "keys come from SSM, never the environment")
 
     def test_https_only_http2_and_http3(self):
         self.assertEqual(self.dist["HttpVersion"], "http2and3")

@@ -9,7 +9,12 @@
 // (metadata.json holds the uploader's location and capture time; summaries and import outcomes hold
 // URLs). The bucket policy lets CloudFront read those four extensions only, so this is the second
 // line, not the only one. Paths with dot segments, encoded slashes or backslashes, NUL or control
-// characters are refused with 400 before anything else.
+// characters are refused with 400 before anything else, and so is a last segment starting with `_`
+// that is not shaped like a parametric variant.
+//
+// A file that is not in the bucket yet (a ladder rung, an on-request preset such as the default
+// set's AVIF `preview`, a signed variant) is not this function's concern: the bucket answers 403/404
+// and the origin group fails over to the render function, which renders, stores and answers it.
 //
 // Rules for Accept (RFC 9110 §12.5.1): a type is acceptable when listed explicitly with q > 0; JPEG and
 // PNG are also acceptable through image/*, */*, or no Accept at all, and are the fallback whatever the
@@ -111,6 +116,10 @@ function unsafePath(uri) {
     return false;
 }
 
+// A parametric variant's segment: _<options>[.<22-character signature>].<ext> (functions/core/src/variant.rs).
+// The render origin checks the options, the signature and the limits; this only keeps junk off it.
+var VARIANT = /^_[a-z0-9-]{1,80}(\.[A-Za-z0-9_-]{22})?\.(jpg|webp|avif|png)$/;
+
 function handler(event) {
     var request = event.request;
     var uri = request.uri;
@@ -119,6 +128,9 @@ function handler(event) {
     }
     var slash = uri.lastIndexOf('/');
     var last = uri.substring(slash + 1);
+    if (last.charAt(0) === '_' && !VARIANT.test(last)) {
+        return badRequest('not a variant: _<options>[.<signature>].<ext>');
+    }
     var group = GROUPS.hasOwnProperty(last) ? GROUPS[last] : null;
     if (!group || slash === 0) {
         if (isDerivativeFile(last)) {

@@ -6,7 +6,8 @@
 //! WebP, then JPEG, then PNG, among the formats the group has. AVIF and WebP count only when the
 //! `Accept` header names them with q > 0; JPEG and PNG also through `image/*`, `*/*` or no header, and
 //! are the fallback whatever it says. Unsafe paths (dot segments, encoded slashes or dots, backslashes,
-//! control characters) are refused before anything else. Any other path that is not a derivative
+//! control characters) are refused before anything else, and so is a last segment that starts with
+//! `_` without the shape of a parametric variant (`_<options>[.<signature>].<ext>`). Any other path that is not a derivative
 //! file (`.jpg`, `.webp`, `.avif`, `.png`) is not served: the edge never hands out a document
 //! (metadata.json holds the uploader's location; summaries and import outcomes hold URLs).
 
@@ -65,6 +66,9 @@ pub fn negotiate(path: &str, accept: Option<&str>, groups: &EdgeGroups) -> Negot
     }
     let slash = path.rfind('/').unwrap_or(0);
     let last = &path[slash + 1..];
+    if last.starts_with('_') && !variant_shaped(last) {
+        return Negotiation::Refused;
+    }
     let group = groups.get(last).filter(|_| slash > 0);
     let Some(group) = group else {
         return if is_derivative_file(last) {
@@ -147,6 +151,32 @@ fn acceptable(format: &str, weights: &BTreeMap<String, f64>, has_accept: bool) -
         Some(q) => *q > 0.0,
         None => true,
     }
+}
+
+/// The shape of a parametric variant's segment (`_<options>[.<22-char signature>].<ext>`,
+/// [`crate::variant`]): anything else starting with `_` is refused at the edge with 400, before any
+/// origin; the render origin checks the options, the signature and the limits.
+fn variant_shaped(segment: &str) -> bool {
+    let parts: Vec<&str> = segment[1..].split('.').collect();
+    let (options, signature, ext) = match parts[..] {
+        [options, signature, ext] => (options, Some(signature), ext),
+        [options, ext] => (options, None, ext),
+        _ => return false,
+    };
+    let options_ok = (1..=80).contains(&options.len())
+        && options
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let signature_ok = signature.is_none_or(|s| {
+        s.len() == 22
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    options_ok
+        && signature_ok
+        && crate::preset::OutputFormat::ALL
+            .iter()
+            .any(|f| f.extension() == ext)
 }
 
 fn unsafe_path(path: &str) -> bool {
