@@ -33,7 +33,7 @@ TOOLS := $(IMGPIPE_CACHE)/tools
 CARGO_DENY_VERSION := 0.20.2
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: help setup build check test unit fast-checks build-cache integration lint fmt fmt-check clippy up down deploy worker demo lambda bench bench-rd bench-stages bench-api bench-events bench-fanout bench-lambda gpu-check soak fuzz clean clean-cache
+.PHONY: help setup build check test unit fast-checks build-cache integration lint fmt fmt-check clippy up down deploy worker demo lambda bench bench-rd bench-stages bench-api bench-events bench-fanout bench-render bench-lambda gpu-check soak fuzz clean clean-cache
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -172,6 +172,10 @@ bench-events: setup build-cache ## on LocalStack: events and webhooks for N uplo
 bench-fanout: setup build-cache ## on LocalStack: a 50 000-item manifest fanned out (seconds, HEAD and SQS calls, invocations); BENCH_FANOUT_BIN for another binary
 	cargo build -q -p imgpipe-derive
 	./localstack/with.sh $(PY) bench/fanout.py
+
+bench-render: setup build-cache ## on LocalStack: first-request latency of variants made on request (640 px WebP, 1200 px AVIF) from a 12 MP JPEG, the second request, cost per 1 M
+	cargo build --release -q -p imgpipe-derive -p imgpipe-cli
+	./localstack/with.sh $(PY) bench/render.py
 
 bench-lambda: setup build-cache ## derive/api binary size, cold start under a Runtime API stub, cost per 1 M images (after make bench)
 	python3 bench/lambda.py

@@ -3,7 +3,7 @@
 
 1. `imgpipe-bench --rd-refs`: each photo through the real pipeline to a lossless PNG at 1200 and 200 px
    (longest side), and sharp's own task (2725x2225 -> 720x588): the references.
-2. `rd-sharp.mjs`: sharp (libjpeg-turbo, mozjpeg: true, WebP) encodes those same pixels over the ladder.
+2. `rd-sharp.mjs`: sharp (libjpeg-turbo, mozjpeg: true, WebP, AVIF) encodes those same pixels over the ladder.
 3. `imgpipe-bench --rd`: imgpipe's encoders over the ladder; every output decoded and scored with
    SSIMULACRA2 against its reference; encode ms best of three, one thread.
 4. Here: BD-rate (`imgpipe-bench --bd-rate`: log-bytes vs score, PCHIP, over the shared score range) of
@@ -31,6 +31,7 @@ LADDER = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95]
 BASELINE = "sharp jpeg (libjpeg-turbo)"
 MOZJPEG = "sharp jpeg mozjpeg"
 WEBP_BASELINE = "sharp webp"
+AVIF_BASELINE = "sharp avif"
 
 # Real photos from the fixtures (see tests/fixtures/images/MANIFEST.tsv): five cameras, a phone HEIC, a
 # concert shot with a gamma-2.2 profile.
@@ -216,6 +217,7 @@ def main():
     vs_jpeg = bd_rates(points, BASELINE)
     vs_webp = bd_rates(points, WEBP_BASELINE)
     vs_moz = bd_rates(points, MOZJPEG)
+    vs_avif = bd_rates(points, AVIF_BASELINE)
     encoders = sorted({p["encoder"] for p in points})
     classes = sorted({size_class(p["reference"]) for p in points}, key=lambda c: -len(c))
     summary = {}
@@ -228,6 +230,8 @@ def main():
         row["bd_rate_vs_sharp_mozjpeg"] = statistics.mean(moz_rates) if moz_rates else None
         webp_rates = list(vs_webp.get(enc, {}).values())
         row["bd_rate_vs_sharp_webp"] = statistics.mean(webp_rates) if webp_rates else None
+        avif_rates = list(vs_avif.get(enc, {}).values())
+        row["bd_rate_vs_sharp_avif"] = statistics.mean(avif_rates) if avif_rates else None
         at80 = [p for p in points if p["encoder"] == enc and p["quality"] == 80 and size_class(p["reference"]) == "1200"]
         row["ms_q80_1200"] = statistics.mean(p["ms"] for p in at80)
         row["score_q80_1200"] = statistics.mean(p["score"] for p in at80)
@@ -240,7 +244,7 @@ def main():
     print()
     print("Rate–distortion, same resized pixels into every encoder; SSIMULACRA2; BD-rate = bytes at equal score")
     print(f"(negative = fewer bytes); {len(PHOTOS)} photos at 1200 and 200 px + sharp's 720x588 task; ladder q{LADDER[0]}–{LADDER[-1]}")
-    head = ["encoder"] + [f"BD vs sharp JPEG @{c}" for c in classes] + ["BD vs sharp mozjpeg", "BD vs sharp WebP",
+    head = ["encoder"] + [f"BD vs sharp JPEG @{c}" for c in classes] + ["BD vs sharp mozjpeg", "BD vs sharp WebP", "BD vs sharp AVIF",
                                                                          "encode ms q80 @1200",
                                                                          "score q80", "score q85 (spread)"]
     print("| " + " | ".join(head) + " |")
@@ -248,14 +252,14 @@ def main():
     for enc in encoders:
         r = summary[enc]
         cells = [enc] + [pct(r[f"bd_rate_vs_sharp_jpeg_{c}"]) for c in classes] + [
-            pct(r["bd_rate_vs_sharp_mozjpeg"]), pct(r["bd_rate_vs_sharp_webp"]), f"{r['ms_q80_1200']:.1f}", f"{r['score_q80_1200']:.1f}",
+            pct(r["bd_rate_vs_sharp_mozjpeg"]), pct(r["bd_rate_vs_sharp_webp"]), pct(r["bd_rate_vs_sharp_avif"]), f"{r['ms_q80_1200']:.1f}", f"{r['score_q80_1200']:.1f}",
             f"{r['score_q85_1200']:.1f} ({r['score_spread_q85_1200']:.1f})"]
         print("| " + " | ".join(cells) + " |")
     auto = auto_quality(points)
     plot = OUT / "rd.svg"
     svg(points, plot)
     result = {"ladder": LADDER, "photos": PHOTOS, "summary": summary, "bd_rate_vs_sharp_jpeg": vs_jpeg,
-              "bd_rate_vs_sharp_webp": vs_webp, "bd_rate_vs_sharp_mozjpeg": vs_moz, "auto": auto, "points": points}
+              "bd_rate_vs_sharp_webp": vs_webp, "bd_rate_vs_sharp_mozjpeg": vs_moz, "bd_rate_vs_sharp_avif": vs_avif, "auto": auto, "points": points}
     (OUT / "rd.json").write_text(json.dumps(result, indent=1))
     print(f"\nplot: {plot}\nJSON: {OUT / 'rd.json'}")
 
