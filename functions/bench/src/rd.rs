@@ -20,7 +20,7 @@ use imgpipe_core::{Engine, Options, PresetSet, SourceRef, process};
 pub const LADDER: [u8; 10] = [30, 40, 50, 60, 70, 75, 80, 85, 90, 95];
 
 /// imgpipe's encoder settings under test: label and the preset lines that select them.
-const ENCODERS: [(&str, &str); 10] = [
+const ENCODERS: [(&str, &str); 12] = [
     (
         "imgpipe jpeg turbo progressive",
         "format='jpeg'\nprogressive=true",
