@@ -121,12 +121,17 @@ async fn create_upload(
             let key = config
                 .layout
                 .derivative_key(&key, &p.name, p.format.extension());
-            serde_json::json!({
+            let mut derivative = serde_json::json!({
                 "preset": p.name,
                 "url": config.cdn_base_url.as_deref().map(|base| public_url(base, &key)),
                 "key": key,
                 "content_type": p.format.content_type(),
-            })
+            });
+            // Made on its first request (not at upload): the URL works, the object comes later.
+            if p.on_request {
+                derivative["on_request"] = serde_json::Value::Bool(true);
+            }
+            derivative
         })
         .collect();
     let metadata_key = config.layout.metadata_key(&key);

@@ -139,7 +139,14 @@ async fn a_post_upload_comes_back_signed_with_its_key_status_url_and_derivatives
         format!("derived/{key}/metadata.json")
     );
     let derivatives = body["derivatives"].as_array().unwrap();
-    assert_eq!(derivatives.len(), 5);
+    assert_eq!(derivatives.len(), 6);
+    // The default set's AVIF is listed, marked as made on its first request.
+    let on_request: Vec<&str> = derivatives
+        .iter()
+        .filter(|d| d["on_request"] == true)
+        .map(|d| d["preset"].as_str().unwrap())
+        .collect();
+    assert_eq!(on_request, ["avif"]);
     assert_eq!(
         derivatives[0]["key"],
         format!("derived/{key}/thumbnail.jpg")

@@ -89,6 +89,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    imgpipe_core::memory::keep_freed_buffers();
     let args = Args::parse();
     let presets = match &args.presets {
         None => PresetSet::default_set(),

@@ -95,6 +95,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    imgpipe_core::memory::keep_freed_buffers();
     match Cli::parse().command {
         Command::Derive {
             inputs,

@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.background, [255, 255, 255]);
-        assert_eq!(c.presets.presets().len(), 5);
+        assert_eq!(c.presets, imgpipe_core::PresetSet::default_set());
         assert_eq!(c.metadata_cache_control, "private, max-age=60");
     }
 

@@ -180,11 +180,16 @@ fn render_responsive(
     };
     let mut picture = String::from("<picture>");
     for variant in first {
+        // The page shows what was made: a format only rendered on request has no file to link yet.
+        let set = srcset(&variant.format);
+        if set.is_empty() {
+            continue;
+        }
         let _ = write!(
             picture,
             "<source type=\"{}\" srcset=\"{}\" sizes=\"{}\">",
             escape(&variant.content_type),
-            srcset(&variant.format),
+            set,
             escape(&info.sizes)
         );
     }
@@ -478,6 +483,19 @@ mod tests {
         assert!(html.contains("<h2>a&amp;b.jpg</h2>"));
         // No external assets: nothing is fetched but the images.
         assert!(!html.contains("<link") && !html.contains("<script src"));
+    }
+
+    #[test]
+    fn a_format_only_made_on_request_gets_no_source_element() {
+        let mut m = done();
+        // An on-request AVIF member of the ladder group: listed in groups, never made.
+        let mut listed = m.derivatives.clone();
+        listed.push(derivative("hero-avif", "hero", "avif", 640));
+        m.groups = imgpipe_core::groups::groups(&listed);
+        assert_eq!(m.groups["hero"].variants[0].format, "avif");
+        let html = render(&[entry(m)], &page());
+        assert!(!html.contains("image/avif"), "a <source> with no file");
+        assert!(html.contains("<source type=\"image/webp\""));
     }
 
     #[test]

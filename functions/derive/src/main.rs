@@ -36,6 +36,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    imgpipe_core::memory::keep_freed_buffers();
     let args = Args::parse();
     init_logging(args.json_logs || under_lambda());
     let mut config =
