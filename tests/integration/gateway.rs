@@ -207,19 +207,28 @@ async fn the_gateway_answers_the_cloudfront_case_table_over_real_derivatives() {
         .unwrap_or_else(|| panic!("{line}"))
         .to_string();
     let url = format!("http://{base}{ENCODED_DIR}preview");
-    let (webp, jpeg) = tokio::task::spawn_blocking(move || {
-        let webp = ureq::get(&url)
-            .set("Accept", "image/avif,image/webp,*/*")
-            .call()
-            .unwrap();
-        let jpeg = ureq::get(&url).set("Accept", "*/*").call().unwrap();
+    // The default set's `preview` has an on-request AVIF: `imgpipe serve` renders it for an
+    // AVIF-accepting client; a WebP-only one gets the eager WebP; `*/*` the JPEG.
+    let (avif, webp, jpeg) = tokio::task::spawn_blocking(move || {
+        let ask = |accept: &str| {
+            ureq::get(&url)
+                .set("Accept", accept)
+                .call()
+                .unwrap()
+                .content_type()
+                .to_string()
+        };
         (
-            webp.content_type().to_string(),
-            jpeg.content_type().to_string(),
+            ask("image/avif,image/webp,*/*"),
+            ask("image/webp,*/*"),
+            ask("*/*"),
         )
     })
     .await
     .unwrap();
-    assert_eq!((webp.as_str(), jpeg.as_str()), ("image/webp", "image/jpeg"));
+    assert_eq!(
+        (avif.as_str(), webp.as_str(), jpeg.as_str()),
+        ("image/avif", "image/webp", "image/jpeg")
+    );
     child.kill().await.unwrap();
 }

@@ -122,11 +122,20 @@ async fn nothing_anonymous_returns_a_location_and_an_authenticated_caller_reads_
 
     // Every object of the derivatives bucket, and every group path next to each source, as an
     // anonymous viewer asks the CDN for it.
+    // With rendering on request, as the CDN: the `preview` group's AVIF is rendered for this
+    // AVIF-accepting client, and it must carry no location either.
     let gateway = router(Arc::new(Gateway {
         s3: stack.s3.clone(),
         bucket: stack.derivatives.clone(),
         groups: PresetSet::default_set().edge_groups(),
-        on_request: None,
+        on_request: Some(Arc::new(imgpipe_delivery::on_request::OnRequest::new(
+            "derived/".into(),
+            PresetSet::default_set(),
+            None,
+            imgpipe_core::Limits::default(),
+            imgpipe_core::Options::default(),
+            imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
+        ))),
     }));
     let listed = stack
         .s3
@@ -147,7 +156,7 @@ async fn nothing_anonymous_returns_a_location_and_an_authenticated_caller_reads_
             == 2,
         "{keys:?}"
     );
-    let mut served = 0;
+    let (mut served, mut rendered_avif) = (0, 0);
     let mut paths = Vec::new();
     for key in &keys {
         let encoded: Vec<String> = key
@@ -171,12 +180,17 @@ async fn nothing_anonymous_returns_a_location_and_an_authenticated_caller_reads_
         }
         assert_eq!(status, StatusCode::OK, "{path}");
         served += 1;
+        rendered_avif += usize::from(body.get(4..12) == Some(b"ftypavif"));
         assert!(
             !body.windows(6).any(|w| w == b"Exif\0\0"),
             "{path}: a derivative carries EXIF"
         );
     }
     assert!(served >= 10, "{served} files served of {paths:?}");
+    assert!(
+        rendered_avif >= 1,
+        "no group path was answered with its rendered AVIF"
+    );
 
     // The API's other answers without auth.
     let (code, health) = get_json(&format!("{}/v1/health", api.url));
