@@ -66,6 +66,11 @@ pub async fn read_tombstone(
 
 /// Deletes every object directly under `dir` (which ends with `/`) and each of `listed` (keys the
 /// metadata names), except `keep`; returns the deleted keys, sorted.
+///
+/// The folder is listed twice: a variant rendered on request may be stored between the first
+/// listing and the deletion of metadata.json. The second listing, after metadata.json is gone,
+/// catches it; a render that stores later finds no metadata.json and removes its own variant
+/// (`imgpipe_delivery::on_request`). So no variant outlives its source.
 pub async fn delete_outputs(
     s3: &dyn crate::effects::ObjectStore,
     bucket: &str,
@@ -79,5 +84,120 @@ pub async fn delete_outputs(
     keys.sort();
     keys.dedup();
     store::delete_keys(s3, bucket, &keys).await?;
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let mut late = store::list_children(s3, bucket, dir).await?;
+    late.retain(|k| k != keep);
+    if !late.is_empty() {
+        store::delete_keys(s3, bucket, &late).await?;
+        keys.extend(late);
+        keys.sort();
+        keys.dedup();
+    }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::effects::{Get, Got, Listed, ObjectHead, ObjectStore, Put};
+
+    /// A folder in memory; the first delete lets a render's PUT land first (it was stored after
+    /// the first listing).
+    struct Folder {
+        keys: Mutex<BTreeSet<String>>,
+        late: Mutex<Option<String>>,
+    }
+
+    #[async_trait]
+    impl ObjectStore for Folder {
+        async fn get(&self, _: Get<'_>) -> Result<Got, Failure> {
+            unreachable!()
+        }
+        async fn head(&self, _: &str, _: &str) -> Result<Option<ObjectHead>, Failure> {
+            unreachable!()
+        }
+        async fn put(&self, _: Put<'_>) -> Result<bool, Failure> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &str, keys: &[String]) -> Result<(), Failure> {
+            let mut folder = self.keys.lock().unwrap();
+            if let Some(late) = self.late.lock().unwrap().take() {
+                folder.insert(late);
+            }
+            for key in keys {
+                folder.remove(key);
+            }
+            Ok(())
+        }
+        async fn list(
+            &self,
+            _: &str,
+            prefix: &str,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<Vec<Listed>, Failure> {
+            let folder = self.keys.lock().unwrap();
+            Ok(folder
+                .iter()
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| Listed {
+                    key: k.clone(),
+                    size: 1,
+                    etag: None,
+                    modified: 0,
+                })
+                .collect())
+        }
+        async fn tags(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<Option<Vec<(String, String)>>, Failure> {
+            unreachable!()
+        }
+        async fn set_tags(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: &[(String, String)],
+        ) -> Result<bool, Failure> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_variant_stored_during_the_cascade_goes_with_it() {
+        let dir = "derived/a.jpg/";
+        let folder = Folder {
+            keys: Mutex::new(
+                ["metadata.json", "thumbnail.jpg", "deleted.json"]
+                    .iter()
+                    .map(|f| format!("{dir}{f}"))
+                    .collect(),
+            ),
+            late: Mutex::new(Some(format!("{dir}avif.avif"))),
+        };
+        let keep = format!("{dir}deleted.json");
+        let deleted = delete_outputs(&folder, "b", dir, Vec::new(), &keep)
+            .await
+            .unwrap();
+        assert_eq!(
+            deleted,
+            ["avif.avif", "metadata.json", "thumbnail.jpg"]
+                .iter()
+                .map(|f| format!("{dir}{f}"))
+                .collect::<Vec<_>>(),
+            "the late variant is deleted and reported (so the CDN invalidates it)"
+        );
+        assert_eq!(*folder.keys.lock().unwrap(), BTreeSet::from([keep]));
+    }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use imgpipe_cloud::effects::ObjectStore;
 use imgpipe_core::metadata::Status;
 use imgpipe_core::render::{RenderError, render};
 use imgpipe_core::variant::{Request, SigningKeys, VariantLimits, listed_in, needs_listing, parse};
@@ -134,7 +135,7 @@ impl OnRequest {
     }
 
     /// Renders `variant` into `bucket` unless it is there, once per key at a time.
-    pub async fn make(&self, s3: &aws_sdk_s3::Client, bucket: &str, variant: &Variant) -> Made {
+    pub async fn make(&self, s3: &dyn ObjectStore, bucket: &str, variant: &Variant) -> Made {
         let flight = {
             let mut flights = self.flights.lock().expect("not poisoned");
             Arc::clone(flights.entry(variant.key.clone()).or_default())
@@ -150,7 +151,7 @@ impl OnRequest {
         made
     }
 
-    async fn make_alone(&self, s3: &aws_sdk_s3::Client, bucket: &str, variant: &Variant) -> Made {
+    async fn make_alone(&self, s3: &dyn ObjectStore, bucket: &str, variant: &Variant) -> Made {
         let started = Instant::now();
         match imgpipe_cloud::store::head(s3, bucket, &variant.key).await {
             Ok(Some(_)) => {
@@ -253,6 +254,9 @@ impl OnRequest {
             }
             Err(e) => return Made::Upstream(e.message),
         }
+        if let Some(gone) = self.superseded(s3, bucket, variant, &metadata).await {
+            return gone;
+        }
         self.renders.fetch_add(1, Ordering::Relaxed);
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(key = %variant.key, width = rendered.width, height = rendered.height, bytes = rendered.bytes.len(), ms, "rendered on request");
@@ -262,4 +266,48 @@ impl OnRequest {
             ms,
         }
     }
+
+    /// After this render's PUT: is the source it rendered still the one the folder belongs to? A
+    /// deletion or re-upload that listed the folder while this rendered did not see this variant;
+    /// then it must not stay (a deleted image's variant would be reachable for good, a re-upload's
+    /// would show the old picture). The variant is deleted again and the request answered as the
+    /// source now stands. With the cascade's second listing after its tombstone (`deletion.rs`),
+    /// a variant is either listed by the cascade or sees the cascade here.
+    async fn superseded(
+        &self,
+        s3: &dyn ObjectStore,
+        bucket: &str,
+        variant: &Variant,
+        rendered_from: &imgpipe_core::Metadata,
+    ) -> Option<Made> {
+        let metadata_key = format!("{}metadata.json", variant.dir);
+        let now = match imgpipe_cloud::store::get_metadata(s3, bucket, &metadata_key).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(key = %variant.key, error = %e.message, "rendered on request; could not re-read metadata.json to confirm the source");
+                return None;
+            }
+        };
+        let same = now.as_ref().is_some_and(|m| {
+            m.status == Status::Done && m.source.etag == rendered_from.source.etag
+        });
+        if same {
+            return None;
+        }
+        if let Err(e) =
+            imgpipe_cloud::store::delete_keys(s3, bucket, std::slice::from_ref(&variant.key)).await
+        {
+            tracing::error!(key = %variant.key, error = %e.message, "rendered from a source that changed meanwhile, and could not delete it");
+        }
+        tracing::info!(key = %variant.key, "the source was deleted or replaced while this rendered; the variant was removed");
+        Some(match now {
+            None => Made::NotFound("no such image (deleted while this variant rendered)".into()),
+            Some(_) => {
+                Made::Upstream("the source changed while this variant rendered; ask again".into())
+            }
+        })
+    }
 }
+
+#[cfg(test)]
+mod tests;
