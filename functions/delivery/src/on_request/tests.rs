@@ -23,8 +23,11 @@ enum Meanwhile {
     Replaced,
 }
 
+/// (bucket, key) → (bytes, ETag).
+type Objects = BTreeMap<(String, String), (Vec<u8>, String)>;
+
 struct Store {
-    objects: Mutex<BTreeMap<(String, String), (Vec<u8>, String)>>,
+    objects: Mutex<Objects>,
     meanwhile: Meanwhile,
 }
 
