@@ -35,20 +35,10 @@ fn presets() -> PresetSet {
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
-    let response = app
-        .clone()
-        .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let rendered = response
-        .headers()
+    let (status, headers, body) = get_accepting(app, uri, "*/*").await;
+    let rendered = headers
         .get("x-imgpipe-render-ms")
         .map(|v| v.to_str().unwrap().to_string());
-    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap()
-        .to_vec();
     (status, rendered, body)
 }
 
@@ -148,11 +138,23 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
         "stored without its signature"
     );
 
-    // Unsigned, tampered and unoffered variants: refused, never rendered.
+    // Over 1 000 distinct unsigned, tampered, malformed and unoffered variants: refused, never
+    // rendered.
+    let signature = signed.split('.').nth(1).unwrap().to_string();
+    let mut refused = std::collections::BTreeSet::new();
     for width in (8..=800).step_by(8) {
         for segment in [
             format!("_w{width}.webp"),
+            format!("_h{width}-cover.jpg"),
             signed.replace("_w200", &format!("_w{width}")),
+            format!("_w{width}-h200-cover-q60.{signature}.avif"),
+            format!("_w{width}-h200-fill-q60.{signature}.webp"),
+            format!("_w{width}-q60.{}.webp", signature.to_uppercase()),
+            format!("_w{width}-inside.webp"),
+            format!("_h200-w{width}.webp"),
+            format!("_w0{width}.webp"),
+            format!("_w{width}.{signature}.png"),
+            format!("_w{width}-fill.gif"),
             format!("hero-{width}w.webp"),
         ] {
             let offered = ["hero-320w.webp", "hero-600w.webp", "hero-640w.webp"];
@@ -161,8 +163,10 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
             }
             let (status, _, _) = get(&app, &format!("{URL_DIR}{segment}")).await;
             assert!(matches!(status.as_u16(), 400 | 403), "{segment}: {status}");
+            refused.insert(segment);
         }
     }
+    assert!(refused.len() >= 1_000, "{} refused", refused.len());
     assert_eq!(on_request.renders(), 3);
 
     // The 600 px source collapses the 640 rung to 600: metadata lists hero-600w.webp, and that

@@ -50,6 +50,7 @@ pub mod ordering;
 pub mod process;
 pub mod progress;
 pub mod queue;
+pub mod secret;
 pub mod source_status;
 pub mod store;
 pub mod url_policy;

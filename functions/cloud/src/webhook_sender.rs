@@ -62,13 +62,7 @@ pub struct WebhookConfig {
 }
 
 /// Where the signing secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// The secret itself (local runs).
-    Value(String),
-    /// The name of an SSM SecureString parameter, read with decryption at start-up.
-    SsmParameter(String),
-}
+pub use crate::secret::SecretSource;
 
 impl WebhookConfig {
     /// Default retry schedule (Standard Webhooks' suggestion): attempts at 0, 5 s, 5 min, 30 min,
@@ -294,27 +288,7 @@ impl Sender {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        let secret = match &config.secret {
-            SecretSource::Value(value) => value.clone(),
-            SecretSource::SsmParameter(name) => {
-                let ssm = aws_sdk_ssm::Client::new(&shared);
-                let out = ssm
-                    .get_parameter()
-                    .name(name)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "SSM GetParameter {name}: {} (does the parameter exist, and may this role read and decrypt it?)",
-                            crate::aws_error::brief(&e)
-                        )
-                    })?;
-                out.parameter
-                    .and_then(|p| p.value)
-                    .ok_or_else(|| format!("SSM parameter {name} has no value"))?
-            }
-        };
+        let secret = config.secret.read(&shared).await?;
         let signer = Signer::new(&secret).map_err(|e| format!("webhook secret: {e}"))?;
         Ok(Self::new(aws_sdk_sqs::Client::new(&shared), signer, config))
     }

@@ -50,11 +50,7 @@ async fn serve(
     headers: HeaderMap,
 ) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return method_not_allowed();
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (path, negotiated) = match negotiate(uri.path(), accept, &gateway.groups) {
@@ -232,7 +228,17 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
-fn text(status: StatusCode, message: &str) -> Response {
+/// 405 with `Allow: GET, HEAD`: the edge serves nothing else.
+pub(crate) fn method_not_allowed() -> Response {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+/// A short plain-text answer that no cache keeps.
+pub(crate) fn text(status: StatusCode, message: &str) -> Response {
     (
         status,
         [

@@ -20,22 +20,12 @@ use imgpipe_cloud::config::{
     ConfigError, DEFAULT_CACHE_CONTROL, Lookup, read_limits, read_number, read_presets,
     read_required,
 };
+use imgpipe_cloud::secret::SecretSource;
 use imgpipe_core::preset::OutputFormat;
 use imgpipe_core::variant::VariantLimits;
 use imgpipe_core::{Limits, OutputLayout, PresetSet};
 
 use crate::render_origin::DEFAULT_INLINE_MAX;
-
-/// Where the signing keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeysSource {
-    /// None configured: parametric variants are forbidden.
-    None,
-    /// The keys themselves (`IMGPIPE_VARIANT_KEYS`).
-    Value(String),
-    /// An SSM SecureString parameter holding them (`IMGPIPE_VARIANT_KEYS_PARAMETER`).
-    SsmParameter(String),
-}
 
 /// The render function's configuration.
 #[derive(Debug, Clone)]
@@ -52,8 +42,8 @@ pub struct RenderConfig {
     pub background: [u8; 3],
     /// Cache-Control of what is stored.
     pub cache_control: String,
-    /// Signing keys' source.
-    pub keys: KeysSource,
+    /// Where the signing keys come from; `None`: parametric variants are forbidden.
+    pub keys: Option<SecretSource>,
     /// Limits of parametric variants.
     pub variant_limits: VariantLimits,
     /// Inline answers up to this many bytes.
@@ -80,9 +70,9 @@ impl RenderConfig {
                     message: "set it or IMGPIPE_VARIANT_KEYS_PARAMETER, not both".into(),
                 });
             }
-            (Some(value), None) => KeysSource::Value(value),
-            (None, Some(name)) => KeysSource::SsmParameter(name),
-            (None, None) => KeysSource::None,
+            (Some(value), None) => Some(SecretSource::Value(value)),
+            (None, Some(name)) => Some(SecretSource::SsmParameter(name)),
+            (None, None) => None,
         };
         let defaults = VariantLimits::default();
         let formats = match lookup("IMGPIPE_VARIANT_FORMATS") {
@@ -180,7 +170,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = config(&[("IMGPIPE_OUTPUT_BUCKET", "out")]).unwrap();
         assert_eq!(c.layout.prefix, "derived/");
-        assert_eq!(c.keys, KeysSource::None);
+        assert_eq!(c.keys, None);
         assert_eq!(c.variant_limits, VariantLimits::default());
         assert_eq!(c.inline_max, 4 << 20);
         assert_eq!(c.cache_control, DEFAULT_CACHE_CONTROL);
@@ -239,7 +229,7 @@ mod tests {
         );
         assert_eq!(
             c.keys,
-            KeysSource::SsmParameter("/imgpipe/variant-keys".into())
+            Some(SecretSource::SsmParameter("/imgpipe/variant-keys".into()))
         );
         assert_eq!(c.inline_max, 1000);
     }

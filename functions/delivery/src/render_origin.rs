@@ -15,13 +15,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::Response;
 use imgpipe_cloud::effects::{Get, Got, ObjectStore};
 use imgpipe_core::negotiate::{EdgeGroups, Negotiation, negotiate};
 use imgpipe_core::preset::OutputFormat;
 use percent_encoding::percent_decode_str;
 
+use crate::gateway::{method_not_allowed, text};
 use crate::on_request::{Made, OnRequest};
 
 /// Largest body answered inline by default: Lambda's 6 MB response limit holds the body
@@ -47,11 +48,7 @@ pub fn router(origin: Arc<RenderOrigin>) -> Router {
 
 async fn answer(State(origin): State<Arc<RenderOrigin>>, method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return method_not_allowed();
     }
     let path = uri.path();
     match negotiate(path, None, &EdgeGroups::new()) {
@@ -155,16 +152,4 @@ fn content_type_of(key: &str) -> &'static str {
         .into_iter()
         .find(|f| f.extension() == ext)
         .map_or("application/octet-stream", OutputFormat::content_type)
-}
-
-fn text(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        format!("{message}\n"),
-    )
-        .into_response()
 }

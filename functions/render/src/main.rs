@@ -12,7 +12,7 @@ use clap::Parser;
 use imgpipe_cloud::process::{init_logging, shutdown_signal, under_lambda};
 use imgpipe_core::variant::SigningKeys;
 use imgpipe_delivery::on_request::OnRequest;
-use imgpipe_delivery::render_config::{KeysSource, RenderConfig};
+use imgpipe_delivery::render_config::RenderConfig;
 use imgpipe_delivery::render_origin::{RenderOrigin, router};
 
 /// imgpipe render origin: ladder rungs, on-request presets and signed variants, rendered once.
@@ -37,13 +37,8 @@ async fn main() -> anyhow::Result<()> {
         .load()
         .await;
     let keys = match &config.keys {
-        KeysSource::None => None,
-        KeysSource::Value(text) => Some(text.clone()),
-        KeysSource::SsmParameter(name) => Some(
-            read_parameter(&shared, name)
-                .await
-                .map_err(anyhow::Error::msg)?,
-        ),
+        Some(source) => Some(source.read(&shared).await.map_err(anyhow::Error::msg)?),
+        None => None,
     }
     .map(|text| SigningKeys::parse(&text))
     .transpose()
@@ -77,23 +72,4 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     Ok(())
-}
-
-/// The SSM SecureString `name`, decrypted.
-async fn read_parameter(shared: &aws_config::SdkConfig, name: &str) -> Result<String, String> {
-    let out = aws_sdk_ssm::Client::new(shared)
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "SSM GetParameter {name}: {} (does the parameter exist, and may this role read and decrypt it?)",
-                imgpipe_cloud::aws_error::brief(&e)
-            )
-        })?;
-    out.parameter
-        .and_then(|p| p.value)
-        .ok_or_else(|| format!("SSM parameter {name} has no value"))
 }
