@@ -35,27 +35,25 @@ pub fn encode_at(
     }
 }
 
-mod avif420;
-
-/// AVIF with rav1e on one thread (images already run one per core), 8-bit, `nclx` 1/13/6 (BT.709
-/// primaries, sRGB transfer, BT.601 matrix, full range). Opaque pictures at 4:2:0
-/// ([`avif420`]); with alpha through ravif, whose colour is 4:4:4, alpha an auxiliary image at the
-/// same quality.
+/// AVIF through ravif (rav1e): one thread (images already run one per core), 8-bit 4:2:0 YCbCr,
+/// `nclx` 1/13/6 (BT.709 primaries, sRGB transfer, BT.601 matrix, full range); alpha, when
+/// present, as an auxiliary image at the same quality.
 fn encode_avif(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>> {
     use rgb::FromSlice;
-    let speed = preset.speed.unwrap_or(crate::preset::DEFAULT_AVIF_SPEED);
-    if !pixels.has_alpha() {
-        return avif420::encode(pixels, quality, speed);
-    }
     let quality = f32::from(quality);
-    let (w, h) = (pixels.width as usize, pixels.height as usize);
-    ravif::Encoder::new()
+    let encoder = ravif::Encoder::new()
         .with_quality(quality)
         .with_alpha_quality(quality)
-        .with_speed(speed)
+        .with_speed(preset.speed.unwrap_or(crate::preset::DEFAULT_AVIF_SPEED))
         .with_bit_depth(ravif::BitDepth::Eight)
-        .with_num_threads(Some(1))
-        .encode_rgba(ravif::Img::new(pixels.data.as_rgba(), w, h))
+        .with_num_threads(Some(1));
+    let (w, h) = (pixels.width as usize, pixels.height as usize);
+    let encoded = if pixels.has_alpha() {
+        encoder.encode_rgba(ravif::Img::new(pixels.data.as_rgba(), w, h))
+    } else {
+        encoder.encode_rgb(ravif::Img::new(pixels.data.as_rgb(), w, h))
+    };
+    encoded
         .map(|e| e.avif_file)
         .map_err(|e| PipelineError::internal(format!("AVIF encoder: {e}")))
 }
