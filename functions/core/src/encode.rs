@@ -35,7 +35,9 @@ pub fn encode_at(
     }
 }
 
-/// AVIF through ravif (rav1e): one thread (images already run one per core), 8-bit 4:2:0 YCbCr,
+/// AVIF through ravif (rav1e): one thread (images already run one per core), 8-bit 4:4:4 YCbCr
+/// (ravif always keeps full-resolution chroma; a 4:2:0 encode through rav1e directly measured no
+/// better, see docs/benchmarks.md),
 /// `nclx` 1/13/6 (BT.709 primaries, sRGB transfer, BT.601 matrix, full range); alpha, when
 /// present, as an auxiliary image at the same quality.
 fn encode_avif(pixels: &Pixels, preset: &Preset, quality: u8) -> Result<Vec<u8>> {
