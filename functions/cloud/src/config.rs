@@ -139,13 +139,7 @@ impl Config {
             }
         };
         let cdn_base_url = read_cdn_base_url(lookup)?;
-        let background = match lookup("IMGPIPE_JPEG_BACKGROUND") {
-            None => [255, 255, 255],
-            Some(v) => parse_hex_colour(&v).ok_or_else(|| ConfigError {
-                variable: "IMGPIPE_JPEG_BACKGROUND",
-                message: format!("'{v}' is not a #rrggbb colour"),
-            })?,
-        };
+        let background = read_background(lookup)?;
         let max_attempts = number("IMGPIPE_MAX_ATTEMPTS", 5)?;
         if max_attempts == 0 {
             return Err(ConfigError {
@@ -212,9 +206,7 @@ impl Config {
                 })
                 .unwrap_or_default(),
             output_bucket: required("IMGPIPE_OUTPUT_BUCKET")?,
-            layout: OutputLayout {
-                prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()),
-            },
+            layout: read_layout(lookup),
             dlq_url: required("IMGPIPE_DLQ_URL")?,
             presets,
             limits,
@@ -370,6 +362,24 @@ pub fn read_limits(lookup: Lookup<'_>) -> Result<Limits, ConfigError> {
         max_decode_bytes: number("IMGPIPE_MAX_DECODE_MIB", defaults.max_decode_bytes >> 20)?
             .saturating_mul(1 << 20),
     })
+}
+
+/// `IMGPIPE_OUTPUT_PREFIX` (default `derived/`): where outputs go.
+pub fn read_layout(lookup: Lookup<'_>) -> OutputLayout {
+    OutputLayout {
+        prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()),
+    }
+}
+
+/// `IMGPIPE_JPEG_BACKGROUND` (default white): what transparency is flattened onto in a JPEG.
+pub fn read_background(lookup: Lookup<'_>) -> Result<[u8; 3], ConfigError> {
+    match lookup("IMGPIPE_JPEG_BACKGROUND") {
+        None => Ok([255, 255, 255]),
+        Some(v) => parse_hex_colour(&v).ok_or_else(|| ConfigError {
+            variable: "IMGPIPE_JPEG_BACKGROUND",
+            message: format!("'{v}' is not a #rrggbb colour"),
+        }),
+    }
 }
 
 /// `IMGPIPE_CDN_BASE_URL`: an http(s) URL, or none.

@@ -17,8 +17,8 @@
 //! | `IMGPIPE_RENDER_INLINE_MAX_BYTES` | 4194304 | larger results are stored and answered with a redirect |
 
 use imgpipe_cloud::config::{
-    ConfigError, DEFAULT_CACHE_CONTROL, Lookup, read_limits, read_number, read_presets,
-    read_required,
+    ConfigError, DEFAULT_CACHE_CONTROL, Lookup, read_background, read_layout, read_limits,
+    read_number, read_presets, read_required,
 };
 use imgpipe_cloud::secret::SecretSource;
 use imgpipe_core::preset::OutputFormat;
@@ -92,13 +92,7 @@ impl RenderConfig {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        let background = match lookup("IMGPIPE_JPEG_BACKGROUND") {
-            None => [255, 255, 255],
-            Some(v) => parse_hex_colour(&v).ok_or_else(|| ConfigError {
-                variable: "IMGPIPE_JPEG_BACKGROUND",
-                message: format!("'{v}' is not a colour like #ffffff"),
-            })?,
-        };
+        let background = read_background(lookup)?;
         let step = number("IMGPIPE_VARIANT_STEP", u64::from(defaults.step))?;
         if step == 0 {
             return Err(ConfigError {
@@ -108,9 +102,7 @@ impl RenderConfig {
         }
         Ok(Self {
             output_bucket: read_required(lookup, "IMGPIPE_OUTPUT_BUCKET")?,
-            layout: OutputLayout {
-                prefix: lookup("IMGPIPE_OUTPUT_PREFIX").unwrap_or_else(|| "derived/".into()),
-            },
+            layout: read_layout(lookup),
             presets: read_presets(lookup)?,
             limits: read_limits(lookup)?,
             background,
@@ -141,15 +133,6 @@ impl RenderConfig {
             ..imgpipe_core::Options::default()
         }
     }
-}
-
-fn parse_hex_colour(v: &str) -> Option<[u8; 3]> {
-    let hex = v.strip_prefix('#').unwrap_or(v);
-    if hex.len() != 6 || !hex.is_ascii() {
-        return None;
-    }
-    let channel = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
-    Some([channel(0)?, channel(2)?, channel(4)?])
 }
 
 #[cfg(test)]
