@@ -1,0 +1,333 @@
+//! Unit tests of [`super`].
+
+use super::*;
+
+/// Encodes every JPEG as the same marker bytes (or fails), and takes nothing else.
+struct JpegDevice {
+    fails: bool,
+}
+impl crate::Accelerator for JpegDevice {
+    fn name(&self) -> &str {
+        "jpeg-device"
+    }
+    fn resample(&mut self, _: &Pixels, _: u32, _: u32) -> std::result::Result<Pixels, String> {
+        Err("no resampler".into())
+    }
+    fn encode_jpeg(
+        &mut self,
+        pixels: &Pixels,
+        _: &crate::Preset,
+    ) -> Option<std::result::Result<Vec<u8>, String>> {
+        assert_eq!(pixels.channels, 3, "flattened before the device");
+        Some(if self.fails {
+            Err("encoder lost".into())
+        } else {
+            Ok(b"device jpeg".to_vec())
+        })
+    }
+}
+
+/// Counts the calls of the device-resident path: fused decode (a real full-size CPU decode),
+/// resamples of the upright frame (declined, so the CPU resizes), releases.
+#[derive(Default)]
+struct Calls {
+    fused: usize,
+    upright_resamples: usize,
+    other_resamples: usize,
+    releases: usize,
+}
+struct Resident(std::sync::Arc<std::sync::Mutex<Calls>>);
+impl crate::Accelerator for Resident {
+    fn name(&self) -> &str {
+        "resident"
+    }
+    fn resample(&mut self, _: &Pixels, _: u32, _: u32) -> std::result::Result<Pixels, String> {
+        self.0.lock().unwrap().other_resamples += 1;
+        Err("declined".into())
+    }
+    fn resample_upright(
+        &mut self,
+        _: &Pixels,
+        _: u32,
+        _: u32,
+    ) -> std::result::Result<Pixels, String> {
+        self.0.lock().unwrap().upright_resamples += 1;
+        Err("declined".into())
+    }
+    fn release_image(&mut self) {
+        self.0.lock().unwrap().releases += 1;
+    }
+    fn decode_jpeg_upright(
+        &mut self,
+        bytes: &[u8],
+        _: Option<&crate::colour::MatrixShaper>,
+        orientation: u8,
+    ) -> Option<std::result::Result<Pixels, String>> {
+        self.0.lock().unwrap().fused += 1;
+        let header = probe::probe(bytes).unwrap();
+        let pixels = decode::decode(bytes, &header, 1, None, 1 << 30).unwrap();
+        Some(Ok(crate::orient::orient(pixels, orientation)))
+    }
+}
+
+#[test]
+fn the_fused_decode_feeds_whole_frame_resamples_of_the_upright_frame_and_is_released() {
+    let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
+    let source = SourceRef::default();
+    let presets = PresetSet::default_set();
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Calls::default()));
+    let mut engine = Engine::with_backend(Box::new(Resident(calls.clone())));
+    let done = process(&bytes, &source, &presets, &Options::default(), &mut engine).unwrap();
+    let cpu = process(
+        &bytes,
+        &source,
+        &presets,
+        &Options::default(),
+        &mut Engine::default(),
+    )
+    .unwrap();
+    let sizes = |p: &Processed| -> Vec<(u32, u32)> {
+        p.derivatives.iter().map(|d| (d.width, d.height)).collect()
+    };
+    assert_eq!(sizes(&done), sizes(&cpu));
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.fused, 1);
+    // Resamples from the upright frame are marked as such; those from intermediates are not.
+    assert!(calls.upright_resamples >= 1);
+    assert!(calls.upright_resamples + calls.other_resamples >= presets.presets().len() - 1);
+    assert_eq!(calls.releases, 2, "released before and after the image");
+}
+
+#[test]
+fn jpeg_derivatives_go_to_the_device_encoder_and_the_rest_stay_on_the_cpu() {
+    let bytes = crate::testing::fixture("Landscape_2.jpg");
+    let source = SourceRef {
+        bucket: "b".into(),
+        key: "k.jpg".into(),
+        etag: None,
+    };
+    let presets = PresetSet::default_set();
+    let options = Options {
+        encode_threads: 2,
+        ..Options::default()
+    };
+    let cpu = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+    let mut device = Engine::with_backend(Box::new(JpegDevice { fails: false }));
+    let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
+    assert!(
+        presets
+            .presets()
+            .iter()
+            .any(|p| p.format == OutputFormat::Jpeg)
+    );
+    for (d, c) in on_device.derivatives.iter().zip(&cpu.derivatives) {
+        assert_eq!(
+            (&d.preset, d.width, d.height),
+            (&c.preset, c.width, c.height)
+        );
+        if d.format == OutputFormat::Jpeg {
+            assert_eq!(d.bytes, b"device jpeg", "{}", d.preset);
+        } else {
+            assert_eq!(d.bytes, c.bytes, "{}", d.preset);
+        }
+    }
+    let mut failing = Engine::with_backend(Box::new(JpegDevice { fails: true }));
+    let fallback = process(&bytes, &source, &presets, &options, &mut failing).unwrap();
+    assert_eq!(fallback.derivatives, cpu.derivatives);
+    let jpegs = presets
+        .presets()
+        .iter()
+        .filter(|p| p.format == OutputFormat::Jpeg)
+        .count() as u64;
+    // Every JPEG encode failed over to the CPU, besides every resample.
+    let (failures, last) = failing.backend_failures();
+    assert!(failures >= jpegs, "{failures}");
+    assert!(last.unwrap().starts_with("jpeg-device: "), "{last:?}");
+}
+
+#[test]
+fn jpegli_presets_stay_on_the_cpu_beside_a_device() {
+    let bytes = crate::testing::fixture("Landscape_2.jpg");
+    let source = SourceRef {
+        bucket: "b".into(),
+        key: "k.jpg".into(),
+        etag: None,
+    };
+    let presets = PresetSet::from_toml(
+        "[[preset]]\nname='turbo'\nwidth=120\n\n\
+         [[preset]]\nname='jpegli'\nwidth=120\nencoder='jpegli'",
+    )
+    .unwrap();
+    let options = Options::default();
+    let cpu = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+    let mut device = Engine::with_backend(Box::new(JpegDevice { fails: false }));
+    let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
+    assert_eq!(on_device.derivatives[0].bytes, b"device jpeg");
+    assert!(
+        on_device.derivatives[1].bytes == cpu.derivatives[1].bytes,
+        "the jpegli preset was not encoded on the CPU"
+    );
+    // jpegli's output differs from libjpeg-turbo's at the same quality and size.
+    assert_ne!(cpu.derivatives[0].bytes, cpu.derivatives[1].bytes);
+    assert_eq!(&cpu.derivatives[1].bytes[..2], &[0xFF, 0xD8]);
+}
+
+#[test]
+fn a_responsive_ladder_yields_named_rungs_and_a_srcset_per_format() {
+    let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
+    let source = SourceRef {
+        bucket: "b".into(),
+        key: "a b.jpg".into(),
+        etag: None,
+    };
+    let presets = PresetSet::from_toml(include_str!("../../presets/responsive.toml")).unwrap();
+    let done = process(
+        &bytes,
+        &source,
+        &presets,
+        &Options::default(),
+        &mut Engine::default(),
+    )
+    .unwrap();
+    let hero: Vec<(&str, u32, &str)> = done
+        .derivatives
+        .iter()
+        .filter(|d| d.group == "hero")
+        .map(|d| (d.name.as_str(), d.width, d.key.as_str()))
+        .collect();
+    // 1536×2048 upright (EXIF 6): the height cap of 1600 makes the 1600 rung 1200 wide.
+    assert_eq!(hero.len(), 8, "{hero:?}");
+    assert!(hero.contains(&("hero-640w", 640, "derived/a b.jpg/hero-640w.webp")));
+    assert!(hero.contains(&(
+        "hero-jpeg-1200w",
+        1200,
+        "derived/a b.jpg/hero-jpeg-1200w.jpg"
+    )));
+    let group = &done.metadata.groups["hero"];
+    assert_eq!((group.width, group.height), (1200, 1600));
+    assert_eq!(group.sizes, "(max-width: 1200px) 100vw, 1200px");
+    let formats: Vec<&str> = group.variants.iter().map(|v| v.format.as_str()).collect();
+    assert_eq!(formats, ["webp", "jpeg"]);
+    assert!(
+        group.variants[0].srcset.starts_with(
+            "/derived/a%20b.jpg/hero-320w.webp 320w, /derived/a%20b.jpg/hero-640w.webp 640w"
+        ),
+        "{}",
+        group.variants[0].srcset
+    );
+    let preview = &done.metadata.groups["preview"];
+    let formats: Vec<&str> = preview.variants.iter().map(|v| v.format.as_str()).collect();
+    assert_eq!(formats, ["avif", "webp", "jpeg"]);
+    // The on-request AVIF is listed (where it will be, its size) but was not made.
+    assert_eq!(preview.variants[0].src, "/derived/a%20b.jpg/avif.avif");
+    assert!(!done.derivatives.iter().any(|d| d.preset == "avif"));
+    assert!(!done.metadata.derivatives.iter().any(|d| d.preset == "avif"));
+    crate::testing::assert_valid_metadata(&done.metadata);
+}
+
+#[test]
+fn an_on_request_ladder_is_listed_in_its_group_from_the_source_size_but_not_made() {
+    let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
+    let source = SourceRef {
+        bucket: "b".into(),
+        key: "k.jpg".into(),
+        etag: None,
+    };
+    let presets = PresetSet::from_toml(
+        "[[preset]]\nname='thumbnail'\nwidth=200\n\
+         [[preset]]\nname='hero'\nwidths=[320, 1024, 2000, 4000]\nformat='webp'\non_request=true\n",
+    )
+    .unwrap();
+    let options = Options {
+        cdn_base_url: Some("https://cdn.example".into()),
+        ..Options::default()
+    };
+    let done = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+    let made: Vec<&str> = done.derivatives.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(made, ["thumbnail"]);
+    let hero = &done.metadata.groups["hero"];
+    // 1536×2048 upright: the rungs past the source's width collapse into one at 1536.
+    assert_eq!(
+        hero.variants[0].srcset,
+        "https://cdn.example/derived/k.jpg/hero-320w.webp 320w, \
+         https://cdn.example/derived/k.jpg/hero-1024w.webp 1024w, \
+         https://cdn.example/derived/k.jpg/hero-1536w.webp 1536w"
+    );
+    assert_eq!((hero.width, hero.height), (1536, 2048));
+    assert_eq!(done.metadata.derivatives.len(), 1);
+}
+
+#[test]
+fn a_perceptual_target_is_searched_on_the_cpu_and_recorded_in_metadata() {
+    let bytes = crate::testing::fixture("camera_nokia-8-3-5g_gps_9mp.jpg");
+    let presets = PresetSet::from_toml(
+        "[[preset]]\nname='fixed'\nwidth=400\nquality=80\n\
+         [[preset]]\nname='high'\nwidth=400\nquality='high'\n\
+         [[preset]]\nname='web'\nwidth=400\nformat='webp'\nquality={ target = 65 }",
+    )
+    .unwrap();
+    // The device takes fixed-quality JPEGs only: the target preset never reaches it.
+    let mut engine = Engine::with_backend(Box::new(JpegDevice { fails: false }));
+    let done = process(
+        &bytes,
+        &SourceRef::default(),
+        &presets,
+        &Options::default(),
+        &mut engine,
+    )
+    .unwrap();
+    let info = |name: &str| {
+        done.metadata
+            .derivatives
+            .iter()
+            .find(|d| d.preset == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(info("fixed").quality, None);
+    assert_eq!(
+        done.derivatives[0].bytes, b"device jpeg",
+        "fixed JPEG on the device"
+    );
+    let high = info("high").quality.expect("the search is recorded");
+    assert_eq!(high.target, 80.0);
+    assert!(
+        high.reached && high.score >= 80.0 && high.trials >= 1,
+        "{high:?}"
+    );
+    assert!(
+        done.derivatives[1].bytes.starts_with(b"\xFF\xD8"),
+        "target JPEG on the CPU"
+    );
+    let web = info("web").quality.unwrap();
+    assert!(web.reached && web.score >= 65.0, "{web:?}");
+    assert!(web.setting < high.setting, "{web:?} vs {high:?}");
+    crate::testing::assert_valid_metadata(&done.metadata);
+}
+
+#[test]
+fn public_urls_encode_each_segment() {
+    assert_eq!(
+        public_url(
+            "https://cdn.example.com/",
+            "derived/a b/é+x.jpg/thumbnail.jpg"
+        ),
+        "https://cdn.example.com/derived/a%20b/%C3%A9%2Bx.jpg/thumbnail.jpg"
+    );
+}
+
+#[test]
+fn gps_policy_rounds_or_drops() {
+    let gps = Some(GpsPosition {
+        latitude: 40.446972,
+        longitude: -3.724753,
+        altitude_m: Some(639.6),
+    });
+    assert_eq!(GpsPolicy::Include.apply(gps), gps);
+    assert_eq!(GpsPolicy::Omit.apply(gps), None);
+    let coarse = GpsPolicy::Coarse.apply(gps).unwrap();
+    assert_eq!(
+        (coarse.latitude, coarse.longitude, coarse.altitude_m),
+        (40.45, -3.72, None)
+    );
+}
