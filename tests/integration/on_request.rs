@@ -63,13 +63,10 @@ async fn rungs_and_signed_variants_are_rendered_once_on_first_request_and_go_wit
     );
     assert_eq!(metadata.preset_set_hash, PresetSet::default_set().hash());
     let keys = SigningKeys::parse(&"s".repeat(32)).unwrap();
-    let on_request = Arc::new(OnRequest::new(
+    let on_request = Arc::new(OnRequest::with_defaults(
         "derived/".into(),
         presets(),
         Some(keys.clone()),
-        imgpipe_core::Limits::default(),
-        imgpipe_core::Options::default(),
-        imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
     ));
     let app = router(Arc::new(Gateway {
         s3: stack.s3.clone(),
@@ -285,13 +282,10 @@ async fn an_avif_browser_gets_the_preview_group_rendered_as_avif_once_then_from_
     assert!(stack.get(&stack.derivatives, &avif_key).await.is_none());
 
     let presets = PresetSet::default_set();
-    let on_request = Arc::new(OnRequest::new(
+    let on_request = Arc::new(OnRequest::with_defaults(
         "derived/".into(),
         presets.clone(),
         None,
-        imgpipe_core::Limits::default(),
-        imgpipe_core::Options::default(),
-        imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
     ));
     let app = router(Arc::new(Gateway {
         s3: stack.s3.clone(),

@@ -128,14 +128,13 @@ async fn nothing_anonymous_returns_a_location_and_an_authenticated_caller_reads_
         s3: stack.s3.clone(),
         bucket: stack.derivatives.clone(),
         groups: PresetSet::default_set().edge_groups(),
-        on_request: Some(Arc::new(imgpipe_delivery::on_request::OnRequest::new(
-            "derived/".into(),
-            PresetSet::default_set(),
-            None,
-            imgpipe_core::Limits::default(),
-            imgpipe_core::Options::default(),
-            imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
-        ))),
+        on_request: Some(Arc::new(
+            imgpipe_delivery::on_request::OnRequest::with_defaults(
+                "derived/".into(),
+                PresetSet::default_set(),
+                None,
+            ),
+        )),
     }));
     let listed = stack
         .s3

@@ -134,13 +134,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(imgpipe_core::variant::SigningKeys::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("IMGPIPE_VARIANT_KEYS: {e}"))?;
-    let on_request = imgpipe_delivery::on_request::OnRequest::new(
+    let on_request = imgpipe_delivery::on_request::OnRequest::with_defaults(
         outputs.prefix.clone(),
         presets.clone(),
         keys,
-        imgpipe_core::Limits::default(),
-        imgpipe_core::Options::default(),
-        imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
     );
     let state = Arc::new(Gateway {
         s3,

@@ -96,6 +96,19 @@ impl OnRequest {
         }
     }
 
+    /// With the pipeline's default limits and options and the eager outputs' default
+    /// Cache-Control: what `imgpipe serve` and the tests use.
+    pub fn with_defaults(prefix: String, presets: PresetSet, keys: Option<SigningKeys>) -> Self {
+        Self::new(
+            prefix,
+            presets,
+            keys,
+            Limits::default(),
+            Options::default(),
+            imgpipe_cloud::config::DEFAULT_CACHE_CONTROL.into(),
+        )
+    }
+
     /// Renders made by this process.
     pub fn renders(&self) -> u64 {
         self.renders.load(Ordering::Relaxed)

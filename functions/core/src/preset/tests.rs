@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// Each preset file of `cases` is refused with a message containing its expected part.
+fn assert_refused(cases: &[(&str, &str)]) {
+    for (text, expected) in cases {
+        let err = PresetSet::from_toml(text).unwrap_err();
+        assert!(
+            err.message.contains(expected),
+            "{text:?} gave {}",
+            err.message
+        );
+    }
+}
+
 #[test]
 fn jpegli_is_opt_in_per_preset_and_never_on_the_device() {
     let turbo = PresetSet::from_toml("[[preset]]\nname='x'\nwidth=1\nquality=80").unwrap();
@@ -150,14 +162,7 @@ fn errors_name_the_preset_and_field() {
             "unknown variant `mozjpeg`, expected `turbo` or `jpegli`",
         ),
     ];
-    for (text, expected) in cases {
-        let err = PresetSet::from_toml(text).unwrap_err();
-        assert!(
-            err.message.contains(expected),
-            "{text:?} gave {}",
-            err.message
-        );
-    }
+    assert_refused(&cases);
     let unknown = PresetSet::from_toml("[[preset]]\nname='x'\nwidht=1").unwrap_err();
     assert!(unknown.message.contains("widht"), "{}", unknown.message);
 }
@@ -219,14 +224,7 @@ fn ladders_and_groups_are_checked() {
             "clashes with the outputs of ladder 'r'",
         ),
     ];
-    for (text, expected) in cases {
-        let err = PresetSet::from_toml(text).unwrap_err();
-        assert!(
-            err.message.contains(expected),
-            "{text:?} gave {}",
-            err.message
-        );
-    }
+    assert_refused(&cases);
 }
 
 #[test]
