@@ -12,8 +12,29 @@ use crate::probe::jpeg_error;
 /// a CPU bomb (each scan re-walks the whole coefficient buffer). libjpeg-turbo enforces it.
 pub const MAX_JPEG_SCANS: u32 = 500;
 
-/// Decodes at 1/`denominator` scale (lossless JPEGs at full scale).
-pub(super) fn decode(bytes: &[u8], denominator: u32, profile: Option<&Profile>) -> Result<Pixels> {
+/// Decodes at 1/`denominator` scale (lossless JPEGs at full scale). A progressive JPEG decoded below
+/// full scale goes to [`super::progressive`] first, which keeps a quarter of libjpeg-turbo's
+/// coefficient store at 1/2 scale; what it refuses, libjpeg-turbo decodes.
+pub(super) fn decode(
+    bytes: &[u8],
+    denominator: u32,
+    progressive: bool,
+    profile: Option<&Profile>,
+) -> Result<Pixels> {
+    if progressive && denominator > 1 {
+        if let Ok(pixels) = super::progressive::decode(bytes, denominator) {
+            return Ok(pixels);
+        }
+    }
+    decode_with_libjpeg(bytes, denominator, profile)
+}
+
+/// Decodes with libjpeg-turbo at 1/`denominator` scale.
+pub(super) fn decode_with_libjpeg(
+    bytes: &[u8],
+    denominator: u32,
+    profile: Option<&Profile>,
+) -> Result<Pixels> {
     let mut decompressor = Decompressor::new()
         .map_err(|e| PipelineError::internal(format!("libjpeg-turbo init: {e}")))?;
     decompressor

@@ -1,5 +1,6 @@
 //! Decoding to [`Pixels`], one file per format family:
-//! - [`jpeg`]: libjpeg-turbo with DCT-domain shrink-on-load;
+//! - [`jpeg`]: libjpeg-turbo with DCT-domain shrink-on-load, and below full scale a progressive
+//!   JPEG through `progressive`, which keeps only the coefficients the smaller picture needs;
 //! - [`raster`]: PNG, WebP, GIF, TIFF, BMP through the `image` crate with allocation limits;
 //! - [`heic`]: HEIC/HEIF through heic-decoder (pure Rust HEVC);
 //! - [`avif`]: AVIF through the HEIF container reader and [`av1`] (rav1d);
@@ -15,6 +16,7 @@ pub mod avif;
 pub mod heic;
 pub mod jpeg;
 pub mod jxl;
+mod progressive;
 pub mod raster;
 
 use crate::colour::Profile;
@@ -49,7 +51,7 @@ pub fn decode(
     max_alloc: u64,
 ) -> Result<Pixels> {
     match header.format {
-        SourceFormat::Jpeg => jpeg::decode(bytes, denominator, profile),
+        SourceFormat::Jpeg => jpeg::decode(bytes, denominator, header.progressive, profile),
         SourceFormat::Heic => heic::decode(bytes, header),
         SourceFormat::Avif => avif::decode(bytes, header),
         SourceFormat::Jxl => jxl::decode(bytes, header, max_alloc),
