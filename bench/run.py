@@ -26,6 +26,8 @@ INPUTS = OUT / "inputs"
 RELEASE = TARGET / "release"
 CORES = os.cpu_count() or 2
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+# BENCH_TASKS=d (or "b,d"): only those tasks, and no encoder rows (a quick re-measure after a change).
+ONLY = [t for t in os.environ.get("BENCH_TASKS", "").split(",") if t]
 
 TASKS = [
     # name, description, files, preset file (None = default set), sharp pipeline, iterations
@@ -162,6 +164,8 @@ def main():
     results = {}
     for round_ in range(ROUNDS):
         for task in TASKS:
+            if ONLY and task[0] not in ONLY:
+                continue
             for tool, runner in TOOLS:
                 for threads in (1, CORES):
                     try:
@@ -176,7 +180,7 @@ def main():
                           f"{data.get('median_ms', 0):8.1f} ms  {data['images_per_s']:7.2f} img/s  "
                           f"{rss:6.1f} MiB", flush=True)
     summary = summarise(results)
-    encoders = encode_rows()
+    encoders = [] if ONLY else encode_rows()
     OUT.mkdir(parents=True, exist_ok=True)
     machine = {"cores": CORES, "cpu": cpu_name(), "rounds": ROUNDS,
                "sharp": sharp_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -21,10 +21,11 @@ pub(super) fn decode(
     progressive: bool,
     profile: Option<&Profile>,
 ) -> Result<Pixels> {
-    if progressive && denominator > 1 {
-        if let Ok(pixels) = super::progressive::decode(bytes, denominator) {
-            return Ok(pixels);
-        }
+    if progressive
+        && denominator > 1
+        && let Ok(pixels) = super::progressive::decode(bytes, denominator)
+    {
+        return Ok(pixels);
     }
     decode_with_libjpeg(bytes, denominator, profile)
 }

@@ -111,6 +111,22 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     fn fill(&mut self) {
+        // Fast path: the next 8 bytes hold no FF (no stuffing, no marker): take whole bytes at once.
+        if self.fed == 0
+            && let Some(chunk) = self.data.get(self.pos..self.pos + 8)
+        {
+            let word = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            let inverted = !word;
+            let has_ff =
+                inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
+            let take = (63 - self.count.min(63)) / 8;
+            if has_ff == 0 && take > 0 {
+                self.acc |= (word >> (64 - 8 * take)) << (64 - self.count - 8 * take);
+                self.count += 8 * take;
+                self.pos += take as usize;
+                return;
+            }
+        }
         while self.count <= 56 {
             let byte = match self.data.get(self.pos) {
                 Some(&0xFF) if self.data.get(self.pos + 1) == Some(&0x00) => {
@@ -172,7 +188,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next Huffman-coded symbol.
-    #[inline]
+    #[inline(always)]
     pub fn symbol(&mut self, table: &Huffman) -> Result<u8, Refusal> {
         if self.count < 16 {
             self.fill();
@@ -182,6 +198,12 @@ impl<'a> BitReader<'a> {
             self.consume(u32::from(entry >> 8));
             return Ok(entry as u8);
         }
+        self.long_symbol(table)
+    }
+
+    /// A code longer than the lookup's bits (rare: long codes are the rare symbols).
+    #[cold]
+    fn long_symbol(&mut self, table: &Huffman) -> Result<u8, Refusal> {
         for length in LOOKUP_BITS + 1..=16 {
             let code = (self.acc >> (64 - length)) as i32;
             if code <= table.max_code[length as usize] {
@@ -256,6 +278,31 @@ mod tests {
         reader.align();
         assert_eq!(reader.position(), 4, "stopped at the marker");
         assert!(!reader.overran());
+    }
+
+    #[test]
+    fn the_word_at_a_time_refill_reads_what_the_byte_loop_reads() {
+        // Long enough for the 8-byte fast path, with a stuffed FF in the middle and a marker at the end.
+        let mut data: Vec<u8> = (1..=20).map(|i| i * 11).collect();
+        data.splice(9..9, [0xFF, 0x00]);
+        data.extend_from_slice(&[0xFF, 0xD9]);
+        let expected: Vec<u8> = (1..=20u8)
+            .map(|i| i * 11)
+            .flat_map(|b| if b == 99 { vec![b, 0xFF] } else { vec![b] })
+            .collect();
+        let mut reader = BitReader::new(&data, 0);
+        // Odd-sized reads, so refills happen at every alignment.
+        let mut bits: Vec<bool> = Vec::new();
+        for size in [3u32, 13, 1, 7, 16, 5, 11].iter().cycle().take(30) {
+            let value = reader.bits(*size);
+            bits.extend((0..*size).rev().map(|i| value >> i & 1 != 0));
+        }
+        let wanted: Vec<bool> = expected
+            .iter()
+            .flat_map(|b| (0..8).rev().map(move |i| b >> i & 1 != 0))
+            .collect();
+        assert_eq!(&bits[..wanted.len()], &wanted[..]);
+        assert!(reader.overran(), "read past the marker");
     }
 
     #[test]

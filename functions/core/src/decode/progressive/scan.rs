@@ -19,12 +19,15 @@ pub struct Plane {
     /// IDCT instead of upsampling (see [`component_scale`]).
     pub n: usize,
     /// Zigzag index → position in a block's kept n×n corner, or [`NONE`].
-    slot: [u8; 64],
+    pub slot: [u8; 64],
     /// Blocks per row (whole MCUs, see [`super::segments::Component::padded_w`]).
     pub stride: usize,
     /// Nonzero AC coefficients of each block, bit k for zigzag index k (bit 0, the DC, unused).
     pub masks: Vec<u64>,
-    /// n×n coefficients per block, row-major.
+    /// Each block's DC coefficient, densely: a DC scan touches one per block, so here it reads 2
+    /// bytes a block instead of a cache line.
+    pub dc: Vec<i16>,
+    /// n×n coefficients per block, row-major (the first, the DC's place, unused).
     pub coefs: Vec<i16>,
 }
 
@@ -50,8 +53,8 @@ pub struct Store {
 pub fn component_scale(frame: &Frame, component: &Component, n: usize) -> usize {
     let mut size = n;
     while size < 8
-        && (frame.h_max * n) % (component.h * size * 2) == 0
-        && (frame.v_max * n) % (component.v * size * 2) == 0
+        && (frame.h_max * n).is_multiple_of(component.h * size * 2)
+        && (frame.v_max * n).is_multiple_of(component.v * size * 2)
     {
         size *= 2;
     }
@@ -77,6 +80,7 @@ impl Store {
                 slot,
                 stride: c.padded_w,
                 masks: zeroed(blocks)?,
+                dc: zeroed(blocks)?,
                 coefs: zeroed(blocks * size * size)?,
             });
         }
@@ -92,7 +96,7 @@ fn zeroed<T: Default + Clone>(len: usize) -> Result<Vec<T>, Refusal> {
     Ok(v)
 }
 
-/// What a scan reads: its kind, tables and state across blocks.
+/// What a scan reads: its tables and the state it carries from block to block.
 struct ScanState<'t> {
     dc: [Option<&'t Huffman>; 4],
     ac: Option<&'t Huffman>,
@@ -125,54 +129,18 @@ pub fn decode(
             state.ac = Some(tables.1[ta].as_ref().ok_or(missing)?);
         }
     }
-    let single = scan.components.len() == 1;
-    let (mcus_x, mcus_y) = if single {
-        let c = &frame.components[scan.components[0].0];
-        (c.blocks_w, c.blocks_h)
-    } else {
-        (frame.mcus_x, frame.mcus_y)
+    let walk = Walk {
+        frame,
+        scan,
+        restart_interval,
     };
-    let mut left = restart_interval;
-    let mut restarts = 0;
-    for mcu in 0..mcus_x * mcus_y {
-        if restart_interval > 0 {
-            if left == 0 {
-                if reader.overran() {
-                    return Err(Refusal::Corrupt("premature end of data segment"));
-                }
-                reader.align();
-                let at = next_restart(reader.position(), restarts % 8)?;
-                reader.seek(at);
-                restarts += 1;
-                left = restart_interval;
-                state.predictions = [0; 4];
-                state.eob_run = 0;
-            }
-            left -= 1;
-        }
-        let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
-        if single {
-            let component = scan.components[0].0;
-            block(
-                reader,
-                scan,
-                store,
-                &mut state,
-                component,
-                my * store.planes[component].stride + mx,
-            )?;
-        } else {
-            for &(component, _, _) in &scan.components {
-                let c = &frame.components[component];
-                for v in 0..c.v {
-                    for h in 0..c.h {
-                        let index = (my * c.v + v) * store.planes[component].stride + mx * c.h + h;
-                        block(reader, scan, store, &mut state, component, index)?;
-                    }
-                }
-            }
-        }
-    }
+    // One loop per kind of scan, each with its block decoder inlined.
+    match (scan.ss, scan.ah) {
+        (0, 0) => walk.run::<DC_FIRST>(reader, store, &mut state, next_restart),
+        (0, _) => walk.run::<DC_REFINE>(reader, store, &mut state, next_restart),
+        (_, 0) => walk.run::<AC_FIRST>(reader, store, &mut state, next_restart),
+        _ => walk.run::<AC_REFINE>(reader, store, &mut state, next_restart),
+    }?;
     if reader.overran() {
         return Err(Refusal::Corrupt("premature end of data segment"));
     }
@@ -180,58 +148,155 @@ pub fn decode(
     Ok(())
 }
 
-/// One block of one scan.
-#[inline]
-fn block(
+/// The four kinds of scan (T.81 G.1.2.1–2).
+const DC_FIRST: u8 = 0;
+const DC_REFINE: u8 = 1;
+const AC_FIRST: u8 = 2;
+const AC_REFINE: u8 = 3;
+
+/// The order a scan visits blocks in, and its restart intervals.
+struct Walk<'a> {
+    frame: &'a Frame,
+    scan: &'a Scan,
+    restart_interval: usize,
+}
+
+impl Walk<'_> {
+    /// Decodes every block of the scan with the `KIND` decoder: a single-component scan visits the
+    /// component's blocks row by row; an interleaved one, whole MCUs (each component's h×v blocks
+    /// in turn).
+    fn run<const KIND: u8>(
+        &self,
+        reader: &mut BitReader,
+        store: &mut Store,
+        state: &mut ScanState,
+        next_restart: &mut dyn FnMut(usize, usize) -> Result<usize, Refusal>,
+    ) -> Result<(), Refusal> {
+        let block = |reader: &mut BitReader,
+                     scan: &Scan,
+                     state: &mut ScanState,
+                     plane: &mut Plane,
+                     component: usize,
+                     index: usize| match KIND {
+            DC_FIRST => dc_first(reader, scan, state, plane, component, index),
+            DC_REFINE => dc_refine(reader, scan, state, plane, component, index),
+            AC_FIRST => ac_first(reader, scan, state, plane, component, index),
+            _ => ac_refine(reader, scan, state, plane, component, index),
+        };
+        let (frame, scan) = (self.frame, self.scan);
+        let single = scan.components.len() == 1;
+        let (mcus_x, mcus_y) = if single {
+            let c = &frame.components[scan.components[0].0];
+            (c.blocks_w, c.blocks_h)
+        } else {
+            (frame.mcus_x, frame.mcus_y)
+        };
+        let mut left = self.restart_interval;
+        let mut restarts = 0;
+        for my in 0..mcus_y {
+            for mx in 0..mcus_x {
+                if self.restart_interval > 0 {
+                    if left == 0 {
+                        if reader.overran() {
+                            return Err(Refusal::Corrupt("premature end of data segment"));
+                        }
+                        reader.align();
+                        let at = next_restart(reader.position(), restarts % 8)?;
+                        reader.seek(at);
+                        restarts += 1;
+                        left = self.restart_interval;
+                        state.predictions = [0; 4];
+                        state.eob_run = 0;
+                    }
+                    left -= 1;
+                }
+                if single {
+                    let component = scan.components[0].0;
+                    let plane = &mut store.planes[component];
+                    block(
+                        reader,
+                        scan,
+                        state,
+                        plane,
+                        component,
+                        my * plane.stride + mx,
+                    )?;
+                } else {
+                    for &(component, _, _) in &scan.components {
+                        let c = &frame.components[component];
+                        let plane = &mut store.planes[component];
+                        for v in 0..c.v {
+                            for h in 0..c.h {
+                                let index = (my * c.v + v) * plane.stride + mx * c.h + h;
+                                block(reader, scan, state, plane, component, index)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DC coefficient's first bits: a Huffman-coded difference from the component's previous block.
+#[inline(always)]
+fn dc_first(
     reader: &mut BitReader,
     scan: &Scan,
-    store: &mut Store,
     state: &mut ScanState,
+    plane: &mut Plane,
     component: usize,
     index: usize,
 ) -> Result<(), Refusal> {
-    let plane = &mut store.planes[component];
-    let n2 = plane.n * plane.n;
-    let slot = &plane.slot;
-    let mask = &mut plane.masks[index];
-    let coefs = &mut plane.coefs[index * n2..(index + 1) * n2];
-    match (scan.ss, scan.ah) {
-        (0, 0) => {
-            let table = state.dc[component].expect("set for every DC-first component");
-            let size = u32::from(reader.symbol(table)?);
-            if size > 11 {
-                return Err(Refusal::Corrupt("a DC difference is out of range"));
-            }
-            let diff = if size == 0 { 0 } else { reader.extend(size) };
-            let prediction = &mut state.predictions[component];
-            *prediction = prediction.wrapping_add(diff);
-            coefs[0] = prediction.wrapping_shl(scan.al) as i16;
-        }
-        (0, _) => {
-            if reader.bit() {
-                coefs[0] |= 1 << scan.al;
-            }
-        }
-        (_, 0) => ac_first(reader, scan, state, slot, mask, coefs)?,
-        _ => ac_refine(reader, scan, state, slot, mask, coefs)?,
+    let table = state.dc[component].expect("set for every DC-first component");
+    let size = u32::from(reader.symbol(table)?);
+    if size > 11 {
+        return Err(Refusal::Corrupt("a DC difference is out of range"));
+    }
+    let diff = if size == 0 { 0 } else { reader.extend(size) };
+    let prediction = &mut state.predictions[component];
+    *prediction = prediction.wrapping_add(diff);
+    plane.dc[index] = prediction.wrapping_shl(scan.al) as i16;
+    Ok(())
+}
+
+/// One more bit of a DC coefficient.
+#[inline(always)]
+fn dc_refine(
+    reader: &mut BitReader,
+    scan: &Scan,
+    _: &mut ScanState,
+    plane: &mut Plane,
+    _: usize,
+    index: usize,
+) -> Result<(), Refusal> {
+    if reader.bit() {
+        plane.dc[index] |= 1 << scan.al;
     }
     Ok(())
 }
 
 /// The first scan of a spectral band: run-length coded values, or an end-of-band run.
-#[inline]
+#[inline(always)]
 fn ac_first(
     reader: &mut BitReader,
     scan: &Scan,
     state: &mut ScanState,
-    slot: &[u8; 64],
-    mask: &mut u64,
-    coefs: &mut [i16],
+    plane: &mut Plane,
+    _: usize,
+    index: usize,
 ) -> Result<(), Refusal> {
     if state.eob_run > 0 {
         state.eob_run -= 1;
         return Ok(());
     }
+    let n2 = plane.n * plane.n;
+    let (slot, mask, coefs) = (
+        &plane.slot,
+        &mut plane.masks[index],
+        &mut plane.coefs[index * n2..(index + 1) * n2],
+    );
     let table = state.ac.expect("set for an AC scan");
     let mut k = scan.ss;
     while k <= scan.se {
@@ -263,35 +328,35 @@ fn ac_first(
 
 /// A refinement scan of a band: one more bit of precision for the coefficients already nonzero, and
 /// new ±1 coefficients (at this bit) placed by run lengths that count only the still-zero ones.
-#[inline]
+/// libjpeg walks the band one coefficient at a time; here the mask finds the run's end (clear the
+/// lowest `run` zero-history bits, take the next) and the correction bits before it are read at once.
+#[inline(always)]
 fn ac_refine(
     reader: &mut BitReader,
     scan: &Scan,
     state: &mut ScanState,
-    slot: &[u8; 64],
-    mask: &mut u64,
-    coefs: &mut [i16],
+    plane: &mut Plane,
+    _: usize,
+    index: usize,
 ) -> Result<(), Refusal> {
+    let n2 = plane.n * plane.n;
+    let (slot, mask, coefs) = (
+        &plane.slot,
+        &mut plane.masks[index],
+        &mut plane.coefs[index * n2..(index + 1) * n2],
+    );
     let p1: i16 = 1 << scan.al;
-    let correct = |reader: &mut BitReader, k: usize, coefs: &mut [i16]| {
-        // The bit is read whatever the coefficient's place; only a kept one records it.
-        if reader.bit() && slot[k] != NONE {
-            let c = &mut coefs[usize::from(slot[k])];
-            if *c & p1 == 0 {
-                *c = if *c >= 0 {
-                    c.wrapping_add(p1)
-                } else {
-                    c.wrapping_sub(p1)
-                };
-            }
-        }
+    let band = if scan.se == 63 {
+        u64::MAX
+    } else {
+        (1u64 << (scan.se + 1)) - 1
     };
     let mut k = scan.ss;
     if state.eob_run == 0 {
         let table = state.ac.expect("set for an AC scan");
         while k <= scan.se {
             let rs = reader.symbol(table)?;
-            let (mut run, size) = (i32::from(rs >> 4), rs & 15);
+            let (run, size) = (rs >> 4, rs & 15);
             let mut new = 0i16;
             if size != 0 {
                 if size != 1 {
@@ -301,22 +366,28 @@ fn ac_refine(
             } else if run != 15 {
                 state.eob_run = 1 << run;
                 if run > 0 {
-                    state.eob_run += reader.bits(run as u32);
+                    state.eob_run += reader.bits(u32::from(run));
                 }
                 break;
             }
-            // Step over nonzero coefficients (correcting them) and `run` zero ones.
-            while k <= scan.se {
-                if *mask >> k & 1 != 0 {
-                    correct(reader, k, coefs);
-                } else {
-                    run -= 1;
-                    if run < 0 {
-                        break;
-                    }
-                }
-                k += 1;
+            // The (run+1)-th still-zero coefficient from k on; past the band if there is none.
+            let ahead = band & (u64::MAX << k);
+            let mut zeros = !*mask & ahead;
+            for _ in 0..run {
+                zeros &= zeros.wrapping_sub(1);
             }
+            let target = if zeros == 0 {
+                scan.se + 1
+            } else {
+                zeros.trailing_zeros() as usize
+            };
+            let before = if target >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << target) - 1
+            };
+            correct(reader, *mask & ahead & before, slot, coefs, p1);
+            k = target;
             if new != 0 {
                 if k > scan.se {
                     return Err(Refusal::Corrupt(
@@ -333,18 +404,33 @@ fn ac_refine(
     }
     if state.eob_run > 0 {
         // Inside an end-of-band run: only the corrections of coefficients already nonzero.
-        let band = if scan.se == 63 {
-            u64::MAX
-        } else {
-            (1u64 << (scan.se + 1)) - 1
-        };
-        let mut pending = *mask & band & u64::MAX.checked_shl(k as u32).unwrap_or(0);
-        while pending != 0 {
-            let at = pending.trailing_zeros() as usize;
-            correct(reader, at, coefs);
-            pending &= pending - 1;
-        }
+        let ahead = band & u64::MAX.checked_shl(k as u32).unwrap_or(0);
+        correct(reader, *mask & ahead, slot, coefs, p1);
         state.eob_run -= 1;
     }
     Ok(())
+}
+
+/// Reads one correction bit per coefficient in `nonzero` (zigzag bits, in order) and adds `p1` to
+/// the magnitude of each kept one whose bit is 1 (T.81 G.1.2.3).
+#[inline(always)]
+fn correct(reader: &mut BitReader, mut nonzero: u64, slot: &[u8; 64], coefs: &mut [i16], p1: i16) {
+    while nonzero != 0 {
+        let count = nonzero.count_ones().min(16);
+        let bits = reader.bits(count);
+        for i in (0..count).rev() {
+            let k = nonzero.trailing_zeros() as usize;
+            nonzero &= nonzero - 1;
+            if bits >> i & 1 != 0 && slot[k] != NONE {
+                let c = &mut coefs[usize::from(slot[k])];
+                if *c & p1 == 0 {
+                    *c = if *c >= 0 {
+                        c.wrapping_add(p1)
+                    } else {
+                        c.wrapping_sub(p1)
+                    };
+                }
+            }
+        }
+    }
 }

@@ -120,22 +120,22 @@ fn jpegli_progressions_with_many_refinement_scans_decode_alike() {
 
 #[test]
 fn keeps_only_the_corner_the_scale_reads() {
-    let bytes = fixture("progressive_nikon-d300_exif.jpeg");
+    // 4:2:0: luma keeps N×N; chroma 2N×2N (its IDCT replaces upsampling) up to 8×8.
+    let bytes = fixture("crafted_progressive_420_restart-blocks_203x157.jpg");
     let (body, _) = segments::payload(&bytes, find_marker(&bytes, 0xC2) + 2).unwrap();
     let frame = segments::frame(body).unwrap();
-    let blocks: usize = frame
-        .components
-        .iter()
-        .map(|c| c.padded_w * c.padded_h)
-        .sum();
-    for (n, per_block) in [(4, 40), (2, 16), (1, 10)] {
+    for (n, luma, chroma) in [(4, 4, 8), (2, 2, 4), (1, 1, 2)] {
         let store = Store::new(&frame, n).unwrap();
-        let bytes: usize = store
-            .planes
-            .iter()
-            .map(|p| p.masks.len() * 8 + p.coefs.len() * 2)
-            .sum();
-        assert_eq!(bytes, blocks * per_block, "{n}/8 scale");
+        let sizes: Vec<usize> = store.planes.iter().map(|p| p.n).collect();
+        assert_eq!(sizes, [luma, chroma, chroma], "{n}/8 scale");
+        for (plane, c) in store.planes.iter().zip(&frame.components) {
+            // A 64-bit mask, the DC, and n×n coefficients: at 1/2 scale 42 bytes a luma block, not 128.
+            let bytes = plane.masks.len() * 8 + plane.dc.len() * 2 + plane.coefs.len() * 2;
+            assert_eq!(
+                bytes,
+                c.padded_w * c.padded_h * (10 + 2 * plane.n * plane.n)
+            );
+        }
     }
 }
 
