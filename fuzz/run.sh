@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 root=$(cd .. && pwd)
 seconds=${FUZZ_SECONDS:-60}
 pipeline_seconds=${FUZZ_PIPELINE_SECONDS:-300}
-targets=${FUZZ_TARGETS:-"s3_event manifest presets probe exif pipeline"}
+targets=${FUZZ_TARGETS:-"s3_event manifest presets probe exif progressive_jpeg pipeline"}
 
 seed() { # target, files...
   local dir="corpus/$1"; shift
@@ -27,6 +27,7 @@ seed probe $small_images
 seed exif $small_images
 # shellcheck disable=SC2086
 seed pipeline $small_images
+seed progressive_jpeg "$root"/tests/fixtures/images/*progressive*
 
 cargo +nightly fuzz build -s none >/dev/null
 mkdir -p "$root/target/fuzz"
