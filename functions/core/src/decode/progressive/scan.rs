@@ -32,6 +32,17 @@ pub struct Plane {
 }
 
 impl Plane {
+    /// Block `index`'s slot table, nonzero mask and kept coefficients.
+    #[inline(always)]
+    fn block(&mut self, index: usize) -> (&[u8; 64], &mut u64, &mut [i16]) {
+        let n2 = self.n * self.n;
+        (
+            &self.slot,
+            &mut self.masks[index],
+            &mut self.coefs[index * n2..(index + 1) * n2],
+        )
+    }
+
     /// The mask bits of the kept AC coefficients: a block with none of them set is flat.
     pub fn kept_ac(&self) -> u64 {
         (1..64)
@@ -291,12 +302,7 @@ fn ac_first(
         state.eob_run -= 1;
         return Ok(());
     }
-    let n2 = plane.n * plane.n;
-    let (slot, mask, coefs) = (
-        &plane.slot,
-        &mut plane.masks[index],
-        &mut plane.coefs[index * n2..(index + 1) * n2],
-    );
+    let (slot, mask, coefs) = plane.block(index);
     let table = state.ac.expect("set for an AC scan");
     let mut k = scan.ss;
     while k <= scan.se {
@@ -339,12 +345,7 @@ fn ac_refine(
     _: usize,
     index: usize,
 ) -> Result<(), Refusal> {
-    let n2 = plane.n * plane.n;
-    let (slot, mask, coefs) = (
-        &plane.slot,
-        &mut plane.masks[index],
-        &mut plane.coefs[index * n2..(index + 1) * n2],
-    );
+    let (slot, mask, coefs) = plane.block(index);
     let p1: i16 = 1 << scan.al;
     let band = if scan.se == 63 {
         u64::MAX

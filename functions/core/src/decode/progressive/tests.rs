@@ -220,3 +220,55 @@ fn derivatives_are_as_good_as_from_libjpeg_turbo() {
         }
     }
 }
+
+#[test]
+fn damaged_files_never_panic_and_decoded_ones_have_the_scaled_size() {
+    // Deterministic mutations (byte changes, bit flips, cuts, inserted markers) of progressive files
+    // in every layout: a new parser of untrusted bytes must refuse or decode, never panic or
+    // return a wrong-sized picture. `make fuzz` (target `progressive_jpeg`) goes further.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut decoded, mut refused) = (0, 0);
+    for (name, original) in files() {
+        for _ in 0..150 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % bytes.len();
+                match next() % 4 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes[at] ^= 1 << (next() % 8),
+                    2 => bytes.truncate(at.max(2)),
+                    _ => bytes
+                        .splice(at..at, [0xFF, 0xC0 + (next() % 64) as u8])
+                        .for_each(drop),
+                }
+            }
+            // The size the (possibly mutated) frame header declares.
+            let declared = crate::probe::probe(&bytes).map(|h| (h.width, h.height));
+            for denominator in [2, 4, 8] {
+                match decode(&bytes, denominator) {
+                    Ok(pixels) => {
+                        decoded += 1;
+                        if let Ok((w, h)) = declared {
+                            assert_eq!(
+                                (pixels.width, pixels.height),
+                                (w.div_ceil(denominator), h.div_ceil(denominator)),
+                                "{name}"
+                            );
+                        }
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+    }
+    assert!(
+        decoded > 0 && refused > 0,
+        "{decoded} decoded, {refused} refused"
+    );
+}
