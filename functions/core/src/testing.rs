@@ -21,3 +21,12 @@ pub fn assert_valid_metadata(metadata: &crate::metadata::Metadata) {
         .collect();
     assert!(errors.is_empty(), "{value}\n{}", errors.join("\n"));
 }
+
+/// A source in bucket `b` at `key`, with no ETag: what the pipeline's unit tests process.
+pub fn source(key: &str) -> crate::SourceRef {
+    crate::SourceRef {
+        bucket: "b".into(),
+        key: key.into(),
+        etag: None,
+    }
+}

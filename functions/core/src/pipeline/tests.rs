@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// `process` on the CPU engine, which must succeed.
+fn on_cpu(bytes: &[u8], source: &SourceRef, presets: &PresetSet, options: &Options) -> Processed {
+    process(bytes, source, presets, options, &mut Engine::default()).unwrap()
+}
+
 /// Encodes every JPEG as the same marker bytes (or fails), and takes nothing else.
 struct JpegDevice {
     fails: bool,
@@ -78,14 +83,7 @@ fn the_fused_decode_feeds_whole_frame_resamples_of_the_upright_frame_and_is_rele
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Calls::default()));
     let mut engine = Engine::with_backend(Box::new(Resident(calls.clone())));
     let done = process(&bytes, &source, &presets, &Options::default(), &mut engine).unwrap();
-    let cpu = process(
-        &bytes,
-        &source,
-        &presets,
-        &Options::default(),
-        &mut Engine::default(),
-    )
-    .unwrap();
+    let cpu = on_cpu(&bytes, &source, &presets, &Options::default());
     let sizes = |p: &Processed| -> Vec<(u32, u32)> {
         p.derivatives.iter().map(|d| (d.width, d.height)).collect()
     };
@@ -101,17 +99,13 @@ fn the_fused_decode_feeds_whole_frame_resamples_of_the_upright_frame_and_is_rele
 #[test]
 fn jpeg_derivatives_go_to_the_device_encoder_and_the_rest_stay_on_the_cpu() {
     let bytes = crate::testing::fixture("Landscape_2.jpg");
-    let source = SourceRef {
-        bucket: "b".into(),
-        key: "k.jpg".into(),
-        etag: None,
-    };
+    let source = crate::testing::source("k.jpg");
     let presets = PresetSet::default_set();
     let options = Options {
         encode_threads: 2,
         ..Options::default()
     };
-    let cpu = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+    let cpu = on_cpu(&bytes, &source, &presets, &options);
     let mut device = Engine::with_backend(Box::new(JpegDevice { fails: false }));
     let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
     assert!(
@@ -148,18 +142,14 @@ fn jpeg_derivatives_go_to_the_device_encoder_and_the_rest_stay_on_the_cpu() {
 #[test]
 fn jpegli_presets_stay_on_the_cpu_beside_a_device() {
     let bytes = crate::testing::fixture("Landscape_2.jpg");
-    let source = SourceRef {
-        bucket: "b".into(),
-        key: "k.jpg".into(),
-        etag: None,
-    };
+    let source = crate::testing::source("k.jpg");
     let presets = PresetSet::from_toml(
         "[[preset]]\nname='turbo'\nwidth=120\n\n\
          [[preset]]\nname='jpegli'\nwidth=120\nencoder='jpegli'",
     )
     .unwrap();
     let options = Options::default();
-    let cpu = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+    let cpu = on_cpu(&bytes, &source, &presets, &options);
     let mut device = Engine::with_backend(Box::new(JpegDevice { fails: false }));
     let on_device = process(&bytes, &source, &presets, &options, &mut device).unwrap();
     assert_eq!(on_device.derivatives[0].bytes, b"device jpeg");
@@ -175,20 +165,9 @@ fn jpegli_presets_stay_on_the_cpu_beside_a_device() {
 #[test]
 fn a_responsive_ladder_yields_named_rungs_and_a_srcset_per_format() {
     let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
-    let source = SourceRef {
-        bucket: "b".into(),
-        key: "a b.jpg".into(),
-        etag: None,
-    };
+    let source = crate::testing::source("a b.jpg");
     let presets = PresetSet::from_toml(include_str!("../../presets/responsive.toml")).unwrap();
-    let done = process(
-        &bytes,
-        &source,
-        &presets,
-        &Options::default(),
-        &mut Engine::default(),
-    )
-    .unwrap();
+    let done = on_cpu(&bytes, &source, &presets, &Options::default());
     let hero: Vec<(&str, u32, &str)> = done
         .derivatives
         .iter()
@@ -228,11 +207,7 @@ fn a_responsive_ladder_yields_named_rungs_and_a_srcset_per_format() {
 #[test]
 fn an_on_request_ladder_is_listed_in_its_group_from_the_source_size_but_not_made() {
     let bytes = crate::testing::fixture("camera_canon-sx60hs_orient6.jpg");
-    let source = SourceRef {
-        bucket: "b".into(),
-        key: "k.jpg".into(),
-        etag: None,
-    };
+    let source = crate::testing::source("k.jpg");
     let presets = PresetSet::from_toml(
         "[[preset]]\nname='thumbnail'\nwidth=200\n\
          [[preset]]\nname='hero'\nwidths=[320, 1024, 2000, 4000]\nformat='webp'\non_request=true\n",
@@ -242,7 +217,7 @@ fn an_on_request_ladder_is_listed_in_its_group_from_the_source_size_but_not_made
         cdn_base_url: Some("https://cdn.example".into()),
         ..Options::default()
     };
-    let done = process(&bytes, &source, &presets, &options, &mut Engine::default()).unwrap();
+    let done = on_cpu(&bytes, &source, &presets, &options);
     let made: Vec<&str> = done.derivatives.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(made, ["thumbnail"]);
     let hero = &done.metadata.groups["hero"];
