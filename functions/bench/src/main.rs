@@ -10,6 +10,8 @@
 //!   images with glibc malloc, `--features mimalloc` or `--features jemalloc`).
 //! - `--bd-rate`: reads rate–quality curve files and prints BD-rates (`bd_rate`), for the RD harness.
 //! - `--rd-refs DIR` / `--rd DIR`: the rate–distortion harness's references and measurements (`rd`).
+//! - `--faces DIR`: how often the default thumbnail keeps the whole primary face with `gravity =
+//!   "centre"` and `"auto"`, and the face detector's recall and precision, on a labelled set (`faces`).
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -19,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bd_rate;
+mod faces;
 mod rd;
 
 use std::path::PathBuf;
@@ -83,8 +86,15 @@ struct Args {
     /// See `--rd-auto`: preset lines selecting the encoder (newline-separated).
     #[arg(long, default_value = "format='jpeg'\nprogressive=true")]
     rd_settings: String,
+    /// Evaluate cover crops and face detection on the labelled set in DIR (`boxes.tsv` and
+    /// `images/`; see bench/faces.md) and print JSON; takes no files.
+    #[arg(long, value_name = "DIR")]
+    faces: Option<PathBuf>,
+    /// Longer side of the analysis copy (Options::focus_side), for `--faces` and the timings.
+    #[arg(long, default_value_t = imgpipe_core::focus::ANALYSIS_SIDE)]
+    focus_side: u32,
     /// Input images (curve files with `--bd-rate`).
-    #[arg(required_unless_present = "rd")]
+    #[arg(required_unless_present_any = ["rd", "faces"])]
     files: Vec<PathBuf>,
 }
 
@@ -104,6 +114,10 @@ fn main() -> anyhow::Result<()> {
         let settings = args.rd_settings.replace("\\n", "\n");
         let points = rd::measure_auto(dir, size, &settings, args.rd_target)?;
         println!("{}", serde_json::to_string(&points)?);
+        return Ok(());
+    }
+    if let Some(dir) = &args.faces {
+        println!("{}", faces::evaluate(dir, args.focus_side)?);
         return Ok(());
     }
     if let Some(dir) = &args.rd {
@@ -146,6 +160,7 @@ fn main() -> anyhow::Result<()> {
     }
     let options = Options {
         encode_threads: args.encode_threads,
+        focus_side: args.focus_side,
         ..Options::default()
     };
     let backend = imgpipe_gpu::select(args.backend).map_err(anyhow::Error::msg)?;

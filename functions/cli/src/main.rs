@@ -61,6 +61,10 @@ enum Command {
         /// Threads encoding one image's derivatives at once.
         #[arg(long, default_value_t = 1)]
         encode_threads: usize,
+        /// The focal point of every input, `<x>,<y>` as fractions of the upright width and height
+        /// (`0.5,0.2`): where `gravity = "auto"` and `"focal"` cover crops centre.
+        #[arg(long, value_parser = parse_focus)]
+        focus: Option<imgpipe_core::focus::FocalPoint>,
     },
     /// Print the JSON Schema of metadata.json.
     Schema,
@@ -107,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             max_frames,
             max_decode_mib,
             encode_threads,
+            focus,
         } => {
             let presets = load_presets(presets.as_deref())?;
             let options = Options {
@@ -128,7 +133,7 @@ fn main() -> anyhow::Result<()> {
                 encode_threads,
                 ..Options::default()
             };
-            derive(&inputs, &out, &presets, &options)
+            derive(&inputs, &out, &presets, &options, focus)
         }
         Command::Gallery(args) => runtime()?.block_on(delivery::gallery(args)),
         Command::Serve(args) => runtime()?.block_on(delivery::serve(args)),
@@ -230,11 +235,16 @@ pub(crate) fn load_presets(path: Option<&Path>) -> anyhow::Result<PresetSet> {
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))
 }
 
+fn parse_focus(text: &str) -> Result<imgpipe_core::focus::FocalPoint, String> {
+    imgpipe_core::focus::FocalPoint::parse(text)
+}
+
 fn derive(
     inputs: &[PathBuf],
     out: &Path,
     presets: &PresetSet,
     options: &Options,
+    focus: Option<imgpipe_core::focus::FocalPoint>,
 ) -> anyhow::Result<()> {
     let mut engine = Engine::default();
     let mut failures = 0;
@@ -247,7 +257,8 @@ fn derive(
         let source = SourceRef {
             bucket: "local".into(),
             key: name.clone(),
-            etag: None,
+            focus,
+            ..SourceRef::default()
         };
         let dir = out.join(&name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

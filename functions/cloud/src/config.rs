@@ -275,6 +275,7 @@ impl Config {
             layout: self.layout.clone(),
             cdn_base_url: self.cdn_base_url.clone(),
             encode_threads: self.encode_threads,
+            ..imgpipe_core::Options::default()
         }
     }
 

@@ -151,6 +151,8 @@ pub struct Object {
     pub version_id: Option<String>,
     /// Size of the whole object, when the store said.
     pub size: Option<u64>,
+    /// S3 user metadata (names lower-case, without `x-amz-meta-`): the app's `focus`, for one.
+    pub metadata: HashMap<String, String>,
 }
 
 /// What a HeadObject says.

@@ -22,7 +22,24 @@ pub struct SourceObject {
     pub etag: Option<String>,
     /// The version read, in a versioned bucket.
     pub version_id: Option<String>,
+    /// S3 user metadata (names lower-case, without `x-amz-meta-`).
+    pub metadata: std::collections::HashMap<String, String>,
 }
+
+impl SourceObject {
+    /// The app's focal point, from the `focus` user metadata (`x-amz-meta-focus: 0.25,0.4`, set by
+    /// the upload API): `Ok(None)` when there is none; `Err` says why a value is unusable (the image
+    /// is processed without it, and the caller logs the reason).
+    pub fn focus(&self) -> Result<Option<imgpipe_core::focus::FocalPoint>, String> {
+        self.metadata
+            .get(FOCUS_METADATA)
+            .map(|text| imgpipe_core::focus::FocalPoint::parse(text))
+            .transpose()
+    }
+}
+
+/// The S3 user-metadata name of the app's focal point (`x-amz-meta-focus`).
+pub const FOCUS_METADATA: &str = "focus";
 
 /// Builds the S3 client; path-style addressing when an endpoint override (LocalStack) is set.
 pub fn client(shared: &aws_config::SdkConfig, endpoint_override: bool) -> Client {
@@ -69,6 +86,7 @@ pub async fn get_source(
             bytes: object.bytes,
             etag: object.etag,
             version_id: object.version_id,
+            metadata: object.metadata,
         }),
         Got::Missing | Got::NotMatched => Err(source_missing(bucket, key)),
         Got::TooLarge(n) => Err(match limits.check_bytes(n) {

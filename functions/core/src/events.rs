@@ -385,6 +385,7 @@ mod tests {
             url: None,
             compression_ratio: 1.2,
             quality: None,
+            crop: None,
         });
         m.processed_at = Some("2026-11-30T12:00:00.000Z".into());
         m

@@ -86,6 +86,7 @@ mod tests {
             url: url.map(str::to_string),
             compression_ratio: 1.0,
             quality: None,
+            crop: None,
         }
     }
 

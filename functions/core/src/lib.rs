@@ -10,7 +10,8 @@
 //! - [`limits`]: byte and pixel limits checked before decoding; [`memory`]: the peak memory an image
 //!   will need, predicted from its header (admission).
 //! - [`exif`]: orientation, camera facts and GPS.
-//! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order.
+//! - [`plan`]: output geometry, JPEG shrink-on-load factor, cascade order; [`focus`]: faces, the
+//!   attention point and the app's focal point, found once per image, and where cover crops sit.
 //! - [`decode`] (one file per format), [`colour`] (ICC) and [`cicp`] (code points, HDR tone-map),
 //!   [`orient`], [`resize`] (CPU resampling), [`blur`], [`encode`]: the pixel steps;
 //! - [`engine`]: per-thread work state, offering steps to an [`accelerator`] (the GPU worker's device);
@@ -41,6 +42,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exif;
+pub mod focus;
 pub mod format;
 pub mod gain_map;
 pub mod groups;

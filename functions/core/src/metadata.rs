@@ -138,6 +138,35 @@ pub struct DerivativeInfo {
     /// `{ target = N }`); absent for a fixed quality.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualityInfo>,
+    /// For a `fit = "cover"` derivative: the region of the upright source it shows, in upright source
+    /// pixels before resizing (where its preset's `gravity` put the crop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<CropInfo>,
+}
+
+/// A cover derivative's crop: a rectangle in upright source pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CropInfo {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+/// The image's focus: the point cover crops with `gravity = "auto"` centre on, and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FocusInfo {
+    /// 0 (left edge) – 1 (right edge) of the upright image.
+    pub x: f64,
+    /// 0 (top edge) – 1 (bottom edge).
+    pub y: f64,
+    /// `manual` (set by the app), `faces` (the centre of the faces kept in view), `attention` or
+    /// `centre`.
+    pub source: crate::focus::FocusSource,
 }
 
 /// The outcome of a perceptual quality target for one derivative.
@@ -193,6 +222,10 @@ pub struct Timings {
     pub decode: f64,
     /// All resizes (and placeholder blur).
     pub resize: f64,
+    /// Finding faces and the attention point on a small copy ([`crate::focus`]); 0 when no preset
+    /// needs them (and in documents written before they existed).
+    #[serde(default)]
+    pub detect: f64,
     /// All encodes.
     pub encode: f64,
     /// Uploading derivatives.
@@ -225,6 +258,13 @@ pub struct Metadata {
     pub placeholder: Option<Placeholder>,
     /// Derivatives, in preset order (a ladder's rungs narrowest first).
     pub derivatives: Vec<DerivativeInfo>,
+    /// Where cover crops look ([`crate::focus`]); absent when no preset's crop has a gravity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<FocusInfo>,
+    /// The faces found at upload, largest first, in normalised upright coordinates (0–1); empty when
+    /// none was found, absent when no preset's crop looks for faces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faces: Option<Vec<crate::focus::Face>>,
     /// Per variant group, what an `<img srcset sizes>` or `<picture>` needs (absent on failure, and
     /// in documents written before groups existed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -249,6 +289,8 @@ impl Metadata {
             gps: None,
             placeholder: None,
             derivatives: Vec::new(),
+            focus: None,
+            faces: None,
             groups: BTreeMap::new(),
             timings_ms: Timings::default(),
             processed_at: None,
@@ -292,6 +334,25 @@ impl Metadata {
 /// text, so the public view replaces their message with [`GENERIC_FAILURE`].
 const FILE_FAULT_KINDS: [&str; 4] = ["empty", "unsupported", "corrupt", "over_limit"];
 
+impl Metadata {
+    /// What the upload's analysis found, for making a cover crop later (on request, or again after
+    /// a new focal point) without detecting again: `None` when no analysis was recorded. The attention
+    /// point is known only when it was the focus.
+    pub fn analysis(&self) -> Option<crate::focus::Analysis> {
+        let faces = self.faces.clone()?;
+        let point = |source| {
+            self.focus
+                .filter(|f| f.source == source)
+                .map(|f| crate::focus::FocalPoint { x: f.x, y: f.y })
+        };
+        Some(crate::focus::Analysis {
+            faces,
+            attention: point(crate::focus::FocusSource::Attention),
+            manual: point(crate::focus::FocusSource::Manual),
+        })
+    }
+}
+
 /// The message of a failure the public view does not explain.
 pub const GENERIC_FAILURE: &str = "processing failed on the service side; the operator has the details (dead-letter queue and logs)";
 
@@ -299,7 +360,8 @@ impl Metadata {
     /// What an anonymous reader may see of this document: everything about the image and its
     /// derivatives, nothing about the person or the infrastructure behind it.
     ///
-    /// Removed: the position (`gps`), the capture time (`exif.date_taken`, which also gives the
+    /// Removed: the face boxes (`faces`: how many people, where; the focus point and each crop
+    /// stay), the position (`gps`), the capture time (`exif.date_taken`, which also gives the
     /// time zone), `exif.copyright` (often the owner's name) and `exif.software` (the phone's OS
     /// build); `source.sha256` (whether a known photo was uploaded), `source.bucket`, `etag`,
     /// `sequencer`, `version_id`; the timings; and the message of a failure that is not the file's
@@ -319,6 +381,8 @@ impl Metadata {
             gps: _,
             placeholder,
             derivatives,
+            focus,
+            faces: _,
             groups,
             timings_ms: _,
             processed_at,
@@ -425,6 +489,8 @@ impl Metadata {
             gps: None,
             placeholder,
             derivatives,
+            focus,
+            faces: None,
             groups,
             timings_ms: Timings::default(),
             processed_at,

@@ -2,7 +2,8 @@
 //!
 //! `check size ⇒ probe header ⇒ check limits (pixels, frames) ⇒ read EXIF ⇒ plan ⇒ check decode budget ⇒
 //! decode (shrink-on-load, or the engine's device decoder; CMYK → sRGB) ⇒ ICC → sRGB ⇒ orient
-//! (decode, ICC and orient fused on the device when it can) ⇒ resize ×N (largest first, cascading)
+//! (decode, ICC and orient fused on the device when it can) ⇒ faces + attention on a small copy (when a
+//! cover preset has a gravity) ⇒ aim cover crops ⇒ resize ×N (largest first, cascading)
 //! ⇒ blur placeholders ⇒ ThumbHash + colours ⇒ encode ×N (fixed quality, or searched to a perceptual
 //! target) ⇒ animated WebP (presets that keep animation)
 //! ⇒ metadata`
@@ -19,12 +20,16 @@ use crate::colour::Profile;
 use crate::engine::Engine;
 use crate::error::{PipelineError, Result};
 use crate::exif::{ExifData, GpsPosition};
+use crate::focus::{self, window};
+use crate::focus::{Analysis, FocalPoint};
 use crate::layout::OutputLayout;
 use crate::limits::Limits;
-use crate::metadata::{DerivativeInfo, Metadata, QualityInfo, SourceInfo, Status};
+use crate::metadata::{
+    CropInfo, DerivativeInfo, FocusInfo, Metadata, QualityInfo, SourceInfo, Status,
+};
 use crate::pixels::Pixels;
 use crate::plan::{Plan, Target, source_is_enough};
-use crate::preset::{OutputFormat, PresetSet};
+use crate::preset::{Fit, OutputFormat, PresetSet};
 use crate::probe::Header;
 use crate::{blur, decode, exif, placeholder, plan, probe};
 
@@ -75,6 +80,11 @@ pub struct Options {
     /// per core; raise it where images come one at a time on several cores (a Lambda with ≥ 2 vCPU,
     /// very large images), where it cuts latency by about the WebP share.
     pub encode_threads: usize,
+    /// Longer side of the copy faces and the attention point are found on ([`focus::analyse`]).
+    /// SeetaFace finds faces of 40 px and more on it, so the default, 576, finds faces at least 7 %
+    /// of the picture's longer side; more finds smaller faces and costs more (docs/benchmarks.md,
+    /// "Faces and focus"). Default: [`focus::ANALYSIS_SIDE`].
+    pub focus_side: u32,
 }
 
 impl Default for Options {
@@ -86,12 +96,14 @@ impl Default for Options {
             layout: OutputLayout::default(),
             cdn_base_url: None,
             encode_threads: 1,
+            focus_side: focus::ANALYSIS_SIDE,
         }
     }
 }
 
-/// Identity of the source object (filled by the caller; the core does no I/O).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Identity of the source object and what its owner said about it (filled by the caller; the core
+/// does no I/O).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceRef {
     /// Bucket name.
     pub bucket: String,
@@ -99,6 +111,11 @@ pub struct SourceRef {
     pub key: String,
     /// ETag, when known.
     pub etag: Option<String>,
+    /// The app's focal point (the object's `focus` user metadata), for `auto` and `focal` crops.
+    pub focus: Option<FocalPoint>,
+    /// What an earlier run found (from its metadata: [`Metadata::analysis`]): used instead of
+    /// detecting again, so a variant rendered on request crops like the upload did.
+    pub analysis: Option<Analysis>,
 }
 
 /// One encoded derivative, ready to upload.
@@ -124,6 +141,8 @@ pub struct Derivative {
     pub bytes: Vec<u8>,
     /// What a perceptual quality target chose; `None` for a fixed quality.
     pub quality: Option<crate::auto_quality::Chosen>,
+    /// For a cover preset: the region of the upright source shown, in upright source pixels.
+    pub crop: Option<CropInfo>,
 }
 
 /// A successful run: the derivatives and a `done` metadata document describing them.
@@ -168,7 +187,7 @@ pub fn process(
     );
     // Whatever the accelerator keeps on the device belongs to one image: none before, none after.
     engine.release_image();
-    let result = run(bytes, presets, options, engine, &mut metadata);
+    let result = run(bytes, source, presets, options, engine, &mut metadata);
     engine.release_image();
     match result {
         Ok(derivatives) => {
@@ -192,6 +211,7 @@ pub fn process(
 
 fn run(
     bytes: &[u8],
+    source: &SourceRef,
     presets: &PresetSet,
     options: &Options,
     engine: &mut Engine,
@@ -210,7 +230,7 @@ fn run(
     // describes the same turn and must not rotate again.
     let orientation = header.orientation.unwrap_or(exif.orientation);
     record_exif(metadata, &exif, orientation, &header, options);
-    let plan = plan::plan(&header, orientation, presets);
+    let mut plan = plan::plan(&header, orientation, presets);
     limits.check_decode_bytes(plan.decode_bytes)?;
     let max_alloc = limits.max_decode_bytes;
     let fused = engine.decode_upright(bytes, &header, profile.as_ref(), orientation, max_alloc);
@@ -233,13 +253,34 @@ fn run(
     };
     metadata.timings_ms.decode = ms(decode_started);
 
+    if presets.needs_focus() {
+        let detect_started = Instant::now();
+        let analysis = match &source.analysis {
+            Some(known) => Analysis {
+                manual: source.focus.or(known.manual),
+                ..known.clone()
+            },
+            None => focus::analyse(&upright, source.focus, options.focus_side, engine)?,
+        };
+        aim(&mut plan, presets, &analysis);
+        record_focus(metadata, analysis);
+        metadata.timings_ms.detect = ms(detect_started);
+    }
+
     let resize_started = Instant::now();
     let (resized, small) = resize_all(upright, &plan, presets, engine)?;
     metadata.placeholder = Some(placeholder::placeholder(&small));
     metadata.timings_ms.resize = ms(resize_started);
 
     let encode_started = Instant::now();
-    let mut derivatives = encode_all(resized, presets, options, &metadata.source.key, engine)?;
+    let upright_size = (plan.upright_width, plan.upright_height);
+    let mut derivatives = encode_all(
+        resized,
+        presets,
+        options,
+        (&metadata.source.key, upright_size),
+        engine,
+    )?;
     let animated: Vec<_> = plan
         .targets
         .iter()
@@ -281,6 +322,26 @@ fn run(
     metadata.groups = crate::groups::groups(&members);
     metadata.status = Status::Done;
     Ok(derivatives)
+}
+
+/// Moves each cover crop whose preset has a gravity to where that gravity looks.
+fn aim(plan: &mut Plan, presets: &PresetSet, analysis: &Analysis) {
+    for target in &mut plan.targets {
+        let preset = &presets.presets()[target.preset];
+        if preset.fit == Fit::Cover && !preset.gravity.is_centre() {
+            target.crop = window::place(target.crop, &analysis.subject(preset.gravity));
+        }
+    }
+}
+
+fn record_focus(metadata: &mut Metadata, analysis: Analysis) {
+    let (point, source) = analysis.focus();
+    metadata.focus = Some(FocusInfo {
+        x: focus::round4(point.x),
+        y: focus::round4(point.y),
+        source,
+    });
+    metadata.faces = Some(analysis.faces);
 }
 
 fn record_header(
@@ -381,11 +442,15 @@ fn encode_all(
     resized: Vec<(Target, Pixels)>,
     presets: &PresetSet,
     options: &Options,
-    key: &str,
+    (key, (upright_width, upright_height)): (&str, (u32, u32)),
     engine: &mut Engine,
 ) -> Result<Vec<Derivative>> {
     let derivative = |target: &Target, width: u32, height: u32, encoded: Encoded| {
         let preset = &presets.presets()[target.preset];
+        let crop = (preset.fit == Fit::Cover).then(|| {
+            let [x, y, w, h] = window::in_pixels(target.crop, upright_width, upright_height);
+            CropInfo { x, y, w, h }
+        });
         Derivative {
             preset: preset.name.clone(),
             name: target.name.clone(),
@@ -399,6 +464,7 @@ fn encode_all(
             frames: 1,
             bytes: encoded.bytes,
             quality: encoded.chosen,
+            crop,
         }
     };
     let encode_one = |(target, pixels): (Target, Pixels)| -> Result<Derivative> {
@@ -494,6 +560,7 @@ fn planned(
         bytes: 0,
         compression_ratio: 0.0,
         quality: None,
+        crop: None,
     }
 }
 
@@ -523,6 +590,7 @@ fn describe(
             trials: c.trials,
             reached: c.reached,
         }),
+        crop: derivative.crop,
     }
 }
 

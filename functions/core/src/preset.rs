@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use crate::error::{PipelineError, Result};
+pub use crate::focus::Gravity;
 use crate::quality::{Quality, TARGET_RANGE};
 
 /// The preset set compiled into imgpipe, used when no preset file is configured.
@@ -21,7 +22,8 @@ pub enum Fit {
     /// Keep the aspect ratio; the result fits within the box (default).
     #[default]
     Inside,
-    /// Keep the aspect ratio; crop the centre so the result fills the box exactly.
+    /// Keep the aspect ratio; crop so the result fills the box exactly. Where the crop sits is the
+    /// preset's `gravity` (default: the centre).
     Cover,
     /// Ignore the aspect ratio; stretch to the box.
     Fill,
@@ -125,6 +127,12 @@ pub struct Preset {
     /// How to fit the source into the box. Default: `inside`.
     #[serde(default)]
     pub fit: Fit,
+    /// Where a `cover` crop sits: `"centre"` (default), `"auto"` (the app's focal point, else the
+    /// faces, else the attention point, else the centre), `"faces"`, `"attention"` or `"focal"`
+    /// ([`crate::focus`]). Cover presets only. Left out of the set's hash when `"centre"`, so sets
+    /// written before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Gravity::is_centre")]
+    pub gravity: Gravity,
     /// Output format. Default: `jpeg`.
     #[serde(default = "default_format")]
     pub format: OutputFormat,
@@ -306,6 +314,14 @@ impl PresetSet {
         &self.presets
     }
 
+    /// True when some cover preset (eager or on request) places its crop by something other than
+    /// the centre: then each image is analysed once at upload ([`crate::focus`]).
+    pub fn needs_focus(&self) -> bool {
+        self.presets
+            .iter()
+            .any(|p| p.fit == Fit::Cover && !p.gravity.is_centre())
+    }
+
     /// Hex hash of the presets and the pipeline version: equal hashes produce equal outputs.
     pub fn hash(&self) -> &str {
         &self.hash
@@ -444,6 +460,12 @@ fn validate(p: &Preset) -> Result<()> {
         return fail(
             "fit",
             format!("'{:?}' needs both width and height", p.fit).to_lowercase(),
+        );
+    }
+    if !p.gravity.is_centre() && p.fit != Fit::Cover {
+        return fail(
+            "gravity",
+            "only a fit = \"cover\" crop has a gravity; remove it or set fit = \"cover\"".into(),
         );
     }
     match p.quality {

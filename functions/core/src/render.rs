@@ -138,7 +138,9 @@ fn parametric_set(params: &Params) -> PresetSet {
     }
     toml.push_str(match params.fit {
         Fit::Inside => "fit = \"inside\"\n",
-        Fit::Cover => "fit = \"cover\"\n",
+        // A parametric cover crop keeps what the upload's `auto` crops keep (faces, the app's focal
+        // point): the same rules for eager and on-request crops.
+        Fit::Cover => "fit = \"cover\"\ngravity = \"auto\"\n",
         Fit::Fill => "fit = \"fill\"\n",
     });
     if let Some(q) = params.quality {
@@ -171,7 +173,7 @@ mod tests {
         SourceRef {
             bucket: "in".into(),
             key: "photo.jpg".into(),
-            etag: None,
+            ..Default::default()
         }
     }
 

@@ -27,6 +27,6 @@ pub fn source(key: &str) -> crate::SourceRef {
     crate::SourceRef {
         bucket: "b".into(),
         key: key.into(),
-        etag: None,
+        ..Default::default()
     }
 }

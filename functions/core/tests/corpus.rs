@@ -96,6 +96,7 @@ fn run_with(
         bucket: "test".into(),
         key: format!("uploads/{file}"),
         etag: Some("etag".into()),
+        ..Default::default()
     };
     process(
         &bytes_of(file),
@@ -437,8 +438,23 @@ fn perceptual() {
             .check("delta_e_max")
             .map_or(MAX_DELTA_E, |v| v.parse().unwrap());
         for d in processed.derivatives.iter().filter(|d| d.preset != "blur") {
-            let expected =
-                reference_downscale(&reference, d.width, d.height, d.preset == "thumbnail");
+            let crop = processed
+                .metadata
+                .derivatives
+                .iter()
+                .find(|info| info.key == d.key)
+                .and_then(|info| info.crop);
+            assert_eq!(crop.is_some(), d.preset == "thumbnail", "{}", d.key);
+            let source_size = (
+                processed.metadata.source.width.unwrap(),
+                processed.metadata.source.height.unwrap(),
+            );
+            let expected = reference_downscale(
+                &reference,
+                d.width,
+                d.height,
+                crop.map(|c| (c, source_size)),
+            );
             let actual = decode_rgba(&d.bytes);
             let dssim = dssim(&expected, &actual);
             let delta_e = mean_delta_e(&expected, &actual);
@@ -536,21 +552,34 @@ fn copy_alpha_from(reference: &mut image::Rgba32FImage, file: &str) {
     }
 }
 
+/// `crop`: a cover derivative's recorded crop and the upright source size it is in (the reference
+/// may be smaller). Its size is computed here (the largest window of the output's aspect ratio) and
+/// must match; only its position, which the preset's gravity chose, is taken from the metadata, so a
+/// wrong recorded position fails the comparison.
 fn reference_downscale(
     reference: &image::Rgba32FImage,
     width: u32,
     height: u32,
-    centre_crop: bool,
+    crop: Option<(imgpipe_core::metadata::CropInfo, (u32, u32))>,
 ) -> image::RgbaImage {
     let (rw, rh) = reference.dimensions();
-    let cropped = if centre_crop {
+    let cropped = if let Some((crop, (sw, sh))) = crop {
         let aspect = f64::from(width) / f64::from(height);
         let (cw, ch) = if f64::from(rw) / f64::from(rh) > aspect {
             ((f64::from(rh) * aspect).round() as u32, rh)
         } else {
             (rw, (f64::from(rw) / aspect).round() as u32)
         };
-        image::imageops::crop_imm(reference, (rw - cw) / 2, (rh - ch) / 2, cw, ch).to_image()
+        let scale = |v: u32, from: u32, to: u32| {
+            (f64::from(v) * f64::from(to) / f64::from(from)).round() as u32
+        };
+        assert!(
+            scale(crop.w, sw, rw).abs_diff(cw) <= 1 && scale(crop.h, sh, rh).abs_diff(ch) <= 1,
+            "{crop:?} of {sw}x{sh} is not the {cw}x{ch} window of {rw}x{rh}"
+        );
+        let x = scale(crop.x, sw, rw).min(rw - cw);
+        let y = scale(crop.y, sh, rh).min(rh - ch);
+        image::imageops::crop_imm(reference, x, y, cw, ch).to_image()
     } else {
         reference.clone()
     };

@@ -410,6 +410,7 @@ mod tests {
             url: None,
             compression_ratio: 2.0,
             quality: None,
+            crop: None,
         }
     }
 

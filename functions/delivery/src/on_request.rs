@@ -214,10 +214,17 @@ impl OnRequest {
             Err(e) if e.retryable => return Made::Upstream(e.message),
             Err(e) => return Made::Failed(format!("{}: {}", e.kind, e.message)),
         };
+        // A cover variant crops where the upload's did: the faces and attention point its metadata
+        // recorded, and the app's focal point as the source object carries it now.
         let source = SourceRef {
             bucket: source_bucket.clone(),
             key: source_key.clone(),
             etag: fetched.etag.clone(),
+            focus: fetched.focus().unwrap_or_else(|why| {
+                tracing::warn!(key = %source_key, why, "focus metadata ignored");
+                None
+            }),
+            analysis: metadata.analysis(),
         };
         let (request, presets, options) = (
             variant.request.clone(),

@@ -84,6 +84,7 @@ impl super::ObjectStore for aws_sdk_s3::Client {
             .filter(|v| !v.is_empty() && *v != "null")
             .map(str::to_string);
         let length = response.content_length().map(|l| l.max(0) as u64);
+        let metadata = response.metadata().cloned().unwrap_or_default();
         if let Some(wanted) = first_bytes {
             // Content-Range: bytes 0-262143/31457280
             let size = response
@@ -98,6 +99,7 @@ impl super::ObjectStore for aws_sdk_s3::Client {
                 etag,
                 version_id,
                 size,
+                metadata,
             }));
         }
         if let Some(length) = length
@@ -120,6 +122,7 @@ impl super::ObjectStore for aws_sdk_s3::Client {
                 etag,
                 version_id,
                 size: length,
+                metadata,
             })),
             (Err(e), None) => Err(e),
         }

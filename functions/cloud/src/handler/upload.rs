@@ -60,10 +60,16 @@ impl Handler {
             .sequencer
             .clone()
             .or_else(|| previous.and_then(|p| p.source.sequencer.clone()));
+        let focus = fetched.focus().unwrap_or_else(|why| {
+            tracing::warn!(key = %record.key, why, "focus metadata ignored; cover crops use the faces or the centre");
+            None
+        });
         let source = SourceRef {
             bucket: record.bucket.clone(),
             key: record.key.clone(),
             etag: fetched.etag.clone().or(record.etag.clone()),
+            focus,
+            analysis: None,
         };
         let job_config = Arc::clone(&config);
         let engines = Arc::clone(&self.engines);

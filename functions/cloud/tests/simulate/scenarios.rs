@@ -13,7 +13,7 @@ fn small(source: &'static [u8], width: u32) -> &'static [u8] {
     let source_ref = imgpipe_core::SourceRef {
         bucket: "fixtures".into(),
         key: "photo.jpg".into(),
-        etag: None,
+        ..Default::default()
     };
     let mut engine = imgpipe_core::Engine::default();
     let out = imgpipe_core::process(

@@ -306,3 +306,139 @@ fn gps_policy_rounds_or_drops() {
         (40.45, -3.72, None)
     );
 }
+
+/// The portrait's face as drawn by hand, in upright pixels (see `focus::tests`): x 118–216, y 62–182.
+const FACE: [u32; 4] = [118, 62, 98, 120];
+
+fn crop_of(processed: &Processed, preset: &str) -> Option<CropInfo> {
+    processed
+        .metadata
+        .derivatives
+        .iter()
+        .find(|d| d.preset == preset)
+        .expect("derivative")
+        .crop
+}
+
+fn holds(crop: CropInfo, [x, y, w, h]: [u32; 4]) -> bool {
+    crop.x <= x && crop.y <= y && x + w <= crop.x + crop.w && y + h <= crop.y + crop.h
+}
+
+#[test]
+fn the_default_thumbnail_keeps_the_face_a_centre_crop_cuts() {
+    let bytes = crate::testing::fixture("crafted_face_portrait_320x512.jpg");
+    let source = crate::testing::source("face.jpg");
+    let auto = on_cpu(
+        &bytes,
+        &source,
+        &PresetSet::default_set(),
+        &Options::default(),
+    );
+    crate::testing::assert_valid_metadata(&auto.metadata);
+    let crop = crop_of(&auto, "thumbnail").expect("a cover derivative records its crop");
+    assert!(holds(crop, FACE), "{crop:?}");
+    assert_eq!((crop.w, crop.h), (320, 320));
+    let m = &auto.metadata;
+    let focus = m.focus.expect("focus recorded");
+    assert_eq!(focus.source, crate::focus::FocusSource::Faces);
+    assert_eq!(m.faces.as_ref().map(Vec::len), Some(1));
+    assert!(m.timings_ms.detect > 0.0);
+    assert_eq!(
+        crop_of(&auto, "preview"),
+        None,
+        "inside derivatives have no crop"
+    );
+    // The same preset centred cuts the forehead, and looks for nothing.
+    let centred =
+        PresetSet::from_toml("[[preset]]\nname='thumbnail'\nwidth=200\nheight=200\nfit='cover'")
+            .unwrap();
+    let centre = on_cpu(&bytes, &source, &centred, &Options::default());
+    let crop = crop_of(&centre, "thumbnail").unwrap();
+    assert_eq!((crop.x, crop.y, crop.w, crop.h), (0, 96, 320, 320));
+    assert!(!holds(crop, FACE));
+    assert_eq!(
+        (centre.metadata.focus, centre.metadata.faces.as_ref()),
+        (None, None)
+    );
+    assert_eq!(centre.metadata.timings_ms.detect, 0.0);
+    // Both documents are schema-valid; the public view drops the face boxes, keeps focus and crop.
+    let public = auto.metadata.public_view();
+    crate::testing::assert_valid_metadata(&public);
+    assert_eq!((public.faces, public.focus), (None, auto.metadata.focus));
+    assert_eq!(
+        public.derivatives[0].crop,
+        auto.metadata.derivatives[0].crop
+    );
+}
+
+#[test]
+fn an_exif_rotated_portrait_is_cropped_in_upright_pixels() {
+    let set = PresetSet::default_set();
+    let upright = on_cpu(
+        &crate::testing::fixture("crafted_face_portrait_320x512.jpg"),
+        &crate::testing::source("a.jpg"),
+        &set,
+        &Options::default(),
+    );
+    let turned = on_cpu(
+        &crate::testing::fixture("crafted_face_portrait_orient6.jpg"),
+        &crate::testing::source("b.jpg"),
+        &set,
+        &Options::default(),
+    );
+    let crop = crop_of(&turned, "thumbnail").unwrap();
+    assert_eq!(Some(crop), crop_of(&upright, "thumbnail"));
+    assert!(holds(crop, FACE), "{crop:?}");
+    let (a, b) = (
+        &upright.metadata.faces.unwrap()[0],
+        &turned.metadata.faces.unwrap()[0],
+    );
+    assert!(
+        (a.x - b.x).abs() < 0.03 && (a.y - b.y).abs() < 0.03,
+        "{a:?} {b:?}"
+    );
+}
+
+#[test]
+fn the_apps_focal_point_wins_and_a_stored_analysis_is_not_redone() {
+    let bytes = crate::testing::fixture("crafted_face_portrait_320x512.jpg");
+    let set = PresetSet::default_set();
+    let manual = SourceRef {
+        focus: Some(FocalPoint { x: 0.5, y: 0.9 }),
+        ..crate::testing::source("face.jpg")
+    };
+    let processed = on_cpu(&bytes, &manual, &set, &Options::default());
+    let crop = crop_of(&processed, "thumbnail").unwrap();
+    assert_eq!(
+        (crop.y, crop.h),
+        (192, 320),
+        "the window's bottom edge is the picture's"
+    );
+    let focus = processed.metadata.focus.unwrap();
+    assert_eq!(
+        (focus.x, focus.y, focus.source),
+        (0.5, 0.9, crate::focus::FocusSource::Manual)
+    );
+    // The faces are still found and recorded: `gravity = "faces"` presets use them.
+    assert_eq!(processed.metadata.faces.as_ref().map(Vec::len), Some(1));
+    // A stored analysis (what a render on request passes) is used as it is: a face recorded at the
+    // bottom moves the crop there though the pixels have their face at the top.
+    let recorded = Analysis {
+        faces: vec![crate::focus::Face {
+            x: 0.4,
+            y: 0.85,
+            w: 0.2,
+            h: 0.1,
+            score: 9.0,
+        }],
+        ..Analysis::default()
+    };
+    let known = SourceRef {
+        analysis: Some(recorded.clone()),
+        ..crate::testing::source("face.jpg")
+    };
+    let again = on_cpu(&bytes, &known, &set, &Options::default());
+    assert_eq!(crop_of(&again, "thumbnail").unwrap().y, 192);
+    assert_eq!(again.metadata.faces, Some(recorded.faces.clone()));
+    assert_eq!(again.metadata.analysis(), Some(recorded));
+}

@@ -237,3 +237,48 @@ fn edge_groups_leave_ladders_out_and_the_responsive_set_is_valid() {
     // The default set's hash moves only through `group` on its webp preset.
     assert_ne!(set.hash(), PresetSet::default_set().hash());
 }
+
+#[test]
+fn gravity_is_for_cover_crops_and_centre_leaves_the_hash_alone() {
+    let cover = "[[preset]]\nname='t'\nwidth=200\nheight=200\nfit='cover'";
+    let plain = PresetSet::from_toml(cover).unwrap();
+    let centre = PresetSet::from_toml(&format!("{cover}\ngravity='centre'")).unwrap();
+    let center = PresetSet::from_toml(&format!("{cover}\ngravity='center'")).unwrap();
+    let auto = PresetSet::from_toml(&format!("{cover}\ngravity='auto'")).unwrap();
+    // Saying the default (either spelling) keeps the hash of sets written before gravity existed;
+    // any other gravity is a new set (its images are stale: backfill re-crops them).
+    assert_eq!(plain.hash(), centre.hash());
+    assert_eq!(plain.hash(), center.hash());
+    assert_ne!(plain.hash(), auto.hash());
+    assert!(!plain.needs_focus() && auto.needs_focus());
+    for gravity in ["faces", "attention", "focal"] {
+        let set = PresetSet::from_toml(&format!("{cover}\ngravity='{gravity}'")).unwrap();
+        assert!(set.needs_focus(), "{gravity}");
+    }
+    let inside = PresetSet::from_toml("[[preset]]\nname='t'\nwidth=200\ngravity='auto'")
+        .unwrap_err()
+        .message;
+    assert!(
+        inside.contains("preset 't'") && inside.contains("gravity") && inside.contains("cover"),
+        "{inside}"
+    );
+    let unknown = PresetSet::from_toml(&format!("{cover}\ngravity='north'"))
+        .unwrap_err()
+        .message;
+    assert!(
+        unknown.contains("gravity") || unknown.contains("north"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn the_default_thumbnail_keeps_faces_in_view() {
+    let set = PresetSet::default_set();
+    let thumbnail = &set.presets()[0];
+    assert_eq!(thumbnail.name, "thumbnail");
+    assert_eq!(
+        (thumbnail.fit, thumbnail.gravity),
+        (Fit::Cover, Gravity::Auto)
+    );
+    assert!(set.needs_focus());
+}

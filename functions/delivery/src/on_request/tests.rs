@@ -81,6 +81,7 @@ impl ObjectStore for Store {
                     etag: Some(etag.clone()),
                     version_id: None,
                     size: Some(bytes.len() as u64),
+                    metadata: Default::default(),
                 }),
                 None => Got::Missing,
             },

@@ -35,6 +35,7 @@ impl ObjectStore for Sim {
             etag: Some(o.etag.clone()),
             version_id: None,
             size: Some(size),
+            metadata: o.metadata.clone(),
         }))
     }
 
