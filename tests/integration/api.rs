@@ -207,6 +207,7 @@ async fn s3_enforces_the_post_policy_and_a_correct_upload_is_processed() {
             content_type: "image/jpeg",
             max_bytes: 1_000_000,
             tagging: &imgpipe_cloud::source_status::pending_xml(),
+            metadata: &[],
             expires_at: now - Duration::from_secs(1),
         },
         &post_policy::SigningCredentials {
@@ -295,6 +296,116 @@ async fn s3_enforces_the_post_policy_and_a_correct_upload_is_processed() {
     assert_eq!(
         stack.tags(&stack.ingest, &key).await,
         [("imgpipe-status".to_string(), "done".to_string())]
+    );
+}
+
+/// The thumbnail's recorded crop and the focus of a processed upload's metadata (as the status URL
+/// shows it).
+fn thumbnail_crop_and_focus(done: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    let thumbnail = done["metadata"]["derivatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["preset"] == "thumbnail")
+        .unwrap_or_else(|| panic!("no thumbnail: {done}"));
+    (thumbnail["crop"].clone(), done["metadata"]["focus"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_focal_point_in_the_post_form_is_enforced_recorded_and_moves_the_thumbnail() {
+    let stack = setup("api-focus").await;
+    let api = start_api(&stack, &[]).await;
+    // A 320×512 portrait with the face in its top third (tests/fixtures/images/README.md).
+    let photo = fixture("crafted_face_portrait_320x512.jpg");
+    let request = |focus: serde_json::Value| {
+        request_upload(
+            &api.url,
+            serde_json::json!({"filename": "portrait.jpg", "content_type": "image/jpeg", "bytes": photo.len(), "focus": focus}),
+        )
+    };
+    let (status, plain) = request(serde_json::Value::Null);
+    assert_eq!(status, 201, "{plain}");
+    let (status, focused) = request(serde_json::json!({"x": 0.5, "y": 0.95}));
+    assert_eq!(status, 201, "{focused}");
+    let upload = &focused["upload"];
+    assert_eq!(focused["focus"], serde_json::json!({"x": 0.5, "y": 0.95}));
+    assert!(
+        upload["enforced"]
+            .as_array()
+            .unwrap()
+            .contains(&"focus".into())
+    );
+    // The policy pins the value: S3 refuses the form with another focus.
+    let (code, answer) = post_form(upload, &photo, |f| set(f, "x-amz-meta-focus", "0.1,0.1"));
+    assert_eq!(code, 403, "another focus accepted: {answer}");
+    let (status, bad) = request(serde_json::json!({"x": 2, "y": 0.5}));
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("focus")),
+        "{bad}"
+    );
+
+    for issued in [&plain, &focused] {
+        let (code, answer) = post_form(&issued["upload"], &photo, |_| {});
+        assert_eq!(code, 204, "{answer}");
+    }
+    let key = focused["key"].as_str().unwrap();
+    let head = stack.head(&stack.ingest, key).await;
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("focus"))
+            .map(String::as_str),
+        Some("0.5,0.95")
+    );
+    let worker = stack.start_worker().await;
+    let without = wait_for_status(plain["status_url"].as_str().unwrap()).await;
+    let with = wait_for_status(focused["status_url"].as_str().unwrap()).await;
+    worker.stop().await;
+    assert_eq!(
+        (without["status"].as_str(), with["status"].as_str()),
+        (Some("done"), Some("done"))
+    );
+    // Without a focal point the default thumbnail keeps the face: the window at the top.
+    let (crop, focus) = thumbnail_crop_and_focus(&without);
+    assert_eq!(
+        crop,
+        serde_json::json!({"x": 0, "y": 0, "w": 320, "h": 320}),
+        "{without}"
+    );
+    assert_eq!(focus["source"], "faces", "{without}");
+    // With one, the app's point wins: the window's bottom edge is the picture's.
+    let (crop, focus) = thumbnail_crop_and_focus(&with);
+    assert_eq!(
+        crop,
+        serde_json::json!({"x": 0, "y": 192, "w": 320, "h": 320}),
+        "{with}"
+    );
+    assert_eq!(
+        focus,
+        serde_json::json!({"x": 0.5, "y": 0.95, "source": "manual"}),
+        "{with}"
+    );
+    // Different pixels in the two thumbnails, the same in the other derivatives.
+    let bytes = |done: &serde_json::Value, preset: &str| {
+        let key = done["metadata"]["derivatives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["preset"] == preset)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let stack = &stack;
+        async move { stack.get(&stack.derivatives, &key).await }
+    };
+    assert_ne!(
+        bytes(&without, "thumbnail").await,
+        bytes(&with, "thumbnail").await
+    );
+    assert_eq!(
+        bytes(&without, "preview").await,
+        bytes(&with, "preview").await
     );
 }
 

@@ -151,7 +151,7 @@ async fn heavy_sources_and_manifests_go_to_the_gpu_worker_with_the_same_metadata
         &SourceRef {
             bucket: stack.ingest.clone(),
             key: "uploads/big.jpg".into(),
-            etag: None,
+            ..Default::default()
         },
         &PresetSet::default_set(),
         &Options::default(),

@@ -3,7 +3,8 @@
 //! The policy is a JSON document, base64-encoded into the form's `policy` field, that S3 checks the
 //! POST against: an expiry and one condition per field. imgpipe's policy pins the bucket, the exact
 //! key, the exact `Content-Type`, the size range `[1, max]`, the object's tags (`tagging`, the
-//! `imgpipe-status=pending` tag the ingest bucket's lifecycle rules select on) and the signing
+//! `imgpipe-status=pending` tag the ingest bucket's lifecycle rules select on), the exact user
+//! metadata (`x-amz-meta-focus`, the app's focal point, when the request had one) and the signing
 //! fields, so S3 itself refuses a bigger or empty body, another type, another key, other tags or a
 //! late upload. The signature is
 //! `hex(HMAC-SHA256(signing key, base64 policy))` with the usual SigV4 signing key, derived by the
@@ -28,6 +29,8 @@ pub struct PostPolicy<'a> {
     pub max_bytes: u64,
     /// The exact `tagging` field: an S3 Tagging XML document.
     pub tagging: &'a str,
+    /// User metadata, each as the exact `x-amz-meta-<name>` field (`focus`: the app's focal point).
+    pub metadata: &'a [(&'a str, String)],
     /// When the policy stops being accepted.
     pub expires_at: SystemTime,
 }
@@ -96,6 +99,11 @@ pub fn sign(
         serde_json::json!({ "x-amz-credential": credential }),
         serde_json::json!({ "x-amz-date": amz_date }),
     ];
+    for (name, value) in policy.metadata {
+        let field = format!("x-amz-meta-{name}");
+        conditions.push(serde_json::json!({ field.as_str(): value }));
+        fields.push((field, value.clone()));
+    }
     if let Some(token) = &credentials.session_token {
         fields.push(("x-amz-security-token".to_string(), token.clone()));
         conditions.push(serde_json::json!({ "x-amz-security-token": token }));
@@ -163,6 +171,7 @@ mod tests {
             content_type: "image/jpeg",
             max_bytes: 50_000_000,
             tagging: TAGGING,
+            metadata: &[],
             expires_at: now + Duration::from_secs(900),
         };
         let post = sign(&policy, &credentials(None), "us-east-1", now);
@@ -209,6 +218,7 @@ mod tests {
             content_type: "image/png",
             max_bytes: 10,
             tagging: TAGGING,
+            metadata: &[],
             expires_at: now,
         };
         let post = sign(&policy, &credentials(Some("TOKEN")), "eu-west-1", now);
@@ -217,6 +227,40 @@ mod tests {
         assert!(conditions.contains(&serde_json::json!({"x-amz-security-token": "TOKEN"})));
         assert!(field(&post, "x-amz-credential").ends_with("/eu-west-1/s3/aws4_request"));
         assert!(!format!("{:?}", credentials(Some("T"))).contains("wJalr"));
+    }
+
+    #[test]
+    fn user_metadata_is_a_form_field_and_an_exact_condition() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_054_400);
+        let metadata = [("focus", "0.25,0.4".to_string())];
+        let policy = PostPolicy {
+            bucket: "ingest",
+            key: "k",
+            content_type: "image/jpeg",
+            max_bytes: 10,
+            tagging: TAGGING,
+            metadata: &metadata,
+            expires_at: now + Duration::from_secs(900),
+        };
+        let post = sign(&policy, &credentials(None), "us-east-1", now);
+        assert_eq!(field(&post, "x-amz-meta-focus"), "0.25,0.4");
+        let conditions = post.policy["conditions"].as_array().unwrap();
+        assert!(conditions.contains(&serde_json::json!({"x-amz-meta-focus": "0.25,0.4"})));
+        // Signed over the policy: another value is another signature.
+        let other = [("focus", "0.5,0.5".to_string())];
+        let changed = sign(
+            &PostPolicy {
+                metadata: &other,
+                ..policy
+            },
+            &credentials(None),
+            "us-east-1",
+            now,
+        );
+        assert_ne!(
+            field(&changed, "x-amz-signature"),
+            field(&post, "x-amz-signature")
+        );
     }
 
     #[test]

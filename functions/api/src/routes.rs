@@ -151,6 +151,16 @@ async fn create_upload(
     }
     let now = SystemTime::now();
     let expires_at = now + config.upload_expiry;
+    // The focal point travels with the object (the handler reads it when it processes the upload).
+    let user_metadata: Vec<(&str, String)> = request
+        .focus
+        .iter()
+        .map(|f| (imgpipe_cloud::store::FOCUS_METADATA, f.to_header()))
+        .collect();
+    let mut enforced = vec!["content-type", "key", "size", "expiry"];
+    if request.focus.is_some() {
+        enforced.push("focus");
+    }
     let upload = match request.method {
         UploadMethod::Post => {
             let credentials = state
@@ -164,6 +174,7 @@ async fn create_upload(
                 content_type: request.content_type,
                 max_bytes: config.max_source_bytes,
                 tagging: &imgpipe_cloud::source_status::pending_xml(),
+                metadata: &user_metadata,
                 expires_at,
             };
             let signed = post_policy::sign(&policy, &credentials, &state.region, now);
@@ -179,7 +190,7 @@ async fn create_upload(
                 "file_field": "file",
                 "content_type": request.content_type,
                 "max_bytes": config.max_source_bytes,
-                "enforced": ["content-type", "key", "size", "expiry"],
+                "enforced": enforced,
                 "note": "POST a multipart/form-data form with every field above, then the file last as 'file'; S3 refuses another type, key, an empty or too large body, or a late upload.",
             })
         }
@@ -198,6 +209,12 @@ async fn create_upload(
                 // Signed: S3 refuses a body of another length (and another tag set).
                 .content_length(request.bytes as i64)
                 .tagging(imgpipe_cloud::source_status::pending_query())
+                .set_metadata((!user_metadata.is_empty()).then(|| {
+                    user_metadata
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect()
+                }))
                 .presigned(presigning)
                 .await
                 .map_err(|e| ApiError::upstream("S3 PutObject pre-signing", e))?;
@@ -212,7 +229,7 @@ async fn create_upload(
                 "content_type": request.content_type,
                 "max_bytes": config.max_source_bytes,
                 "bytes": request.bytes,
-                "enforced": ["content-type", "key", "size", "expiry"],
+                "enforced": enforced,
                 "note": "PUT exactly `bytes` bytes (the size declared in the request) to url with exactly these headers; S3 refuses another length, type or key, or a late upload.",
             })
         }
@@ -230,6 +247,7 @@ async fn create_upload(
             "key": metadata_key,
         },
         "derivatives": derivatives,
+        "focus": request.focus,
     });
     tracing::info!(id, key, method = ?request.method, bytes = request.bytes, "upload issued");
     let mut response = (StatusCode::CREATED, Json(body)).into_response();

@@ -9,6 +9,8 @@
 //! accents, CJK, emoji, `#`, `%`, `+`, a `$` alone) is kept as is: keys are UTF-8, and URLs are
 //! percent-encoded where they are built.
 
+use imgpipe_core::focus::FocalPoint;
+
 use crate::error::ApiError;
 
 /// Content types imgpipe decodes (the sniffed bytes decide in the end; this is the upload's
@@ -29,7 +31,7 @@ pub const ACCEPTED_CONTENT_TYPES: &[&str] = &[
 /// Longest filename, in UTF-8 bytes (a common filesystem limit; S3 keys allow 1 024 in all).
 pub const MAX_FILENAME_BYTES: usize = 255;
 
-const FIELDS: &[&str] = &["filename", "content_type", "bytes", "method"];
+const FIELDS: &[&str] = &["filename", "content_type", "bytes", "method", "focus"];
 
 /// How the app will upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,7 +45,7 @@ pub enum UploadMethod {
 }
 
 /// A valid request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadRequest {
     /// The file's name, as sent (validated).
     pub filename: String,
@@ -53,6 +55,9 @@ pub struct UploadRequest {
     pub bytes: u64,
     /// POST (default) or PUT.
     pub method: UploadMethod,
+    /// The app's focal point (`{"x": 0.5, "y": 0.2}`, fractions of the upright picture): stored as
+    /// the object's `x-amz-meta-focus`, enforced by the POST policy or signed into the PUT URL.
+    pub focus: Option<FocalPoint>,
 }
 
 /// Parses and validates a request body against `max_bytes`.
@@ -77,7 +82,7 @@ pub fn parse_request(body: &[u8], max_bytes: u64) -> Result<UploadRequest, ApiEr
             "unknown_field",
             unknown,
             format!(
-                "unknown field '{unknown}'; the fields are filename, content_type, bytes and (optional) method"
+                "unknown field '{unknown}'; the fields are filename, content_type, bytes and (optional) method and focus"
             ),
         ));
     }
@@ -155,12 +160,41 @@ pub fn parse_request(body: &[u8], max_bytes: u64) -> Result<UploadRequest, ApiEr
             ));
         }
     };
+    let focus = match object.get("focus") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => Some(parse_focus(value)?),
+    };
     Ok(UploadRequest {
         filename: filename.to_string(),
         content_type,
         bytes,
         method,
+        focus,
     })
+}
+
+/// `{"x": <0-1>, "y": <0-1>}`: where cover crops centre, as fractions of the upright picture.
+fn parse_focus(value: &serde_json::Value) -> Result<FocalPoint, ApiError> {
+    let shape = || {
+        ApiError::invalid(
+            "focus",
+            format!(
+                "'focus' must be {{\"x\": <0-1>, \"y\": <0-1>}} (fractions of the upright width and height, from the top left), not {value}"
+            ),
+        )
+    };
+    let object = value.as_object().ok_or_else(shape)?;
+    if object.len() != 2 {
+        return Err(shape());
+    }
+    let coordinate = |name: &str| {
+        object
+            .get(name)
+            .and_then(serde_json::Value::as_f64)
+            .ok_or_else(shape)
+    };
+    FocalPoint::new(coordinate("x")?, coordinate("y")?)
+        .map_err(|why| ApiError::invalid("focus", why))
 }
 
 /// Why `name` cannot be a filename, if it cannot.
@@ -248,6 +282,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(put.method, UploadMethod::Put);
+    }
+
+    #[test]
+    fn a_focal_point_is_optional_and_checked() {
+        let body = |focus: &str| {
+            format!(
+                r#"{{"filename": "a.jpg", "content_type": "image/jpeg", "bytes": 1, "focus": {focus}}}"#
+            )
+        };
+        assert_eq!(
+            parse(&body(r#"{"x": 0.25, "y": 0}"#)).unwrap().focus,
+            Some(FocalPoint { x: 0.25, y: 0.0 })
+        );
+        assert_eq!(parse(&body("null")).unwrap().focus, None);
+        for bad in [
+            r#"{"x": 1.5, "y": 0.5}"#,
+            r#"{"x": 0.5, "y": -0.1}"#,
+            r#"{"x": 0.5}"#,
+            r#"{"x": 0.5, "y": 0.5, "z": 1}"#,
+            r#"{"x": "0.5", "y": 0.5}"#,
+            r#""0.5,0.5""#,
+            "[0.5, 0.5]",
+        ] {
+            let (code, field, status) = refused(&body(bad));
+            assert_eq!(
+                (code.as_str(), field.as_str(), status),
+                ("invalid_field", "focus", 400),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
