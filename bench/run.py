@@ -229,6 +229,8 @@ def print_encoders(rows):
 def summarise(results):
     summary = {}
     for task in TASKS:
+        if task[0] not in results:  # left out by BENCH_TASKS
+            continue
         rows = {}
         for tool, _ in TOOLS:
             if "unsupported" in results[task[0]][tool]:

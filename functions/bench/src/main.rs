@@ -218,13 +218,13 @@ fn peak_rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Runs one image; returns (milliseconds, total output bytes, [decode, resize, encode] ms).
+/// Runs one image; returns (milliseconds, total output bytes, [decode, resize, encode, detect] ms).
 fn one(
     bytes: &[u8],
     presets: &PresetSet,
     options: &Options,
     engine: &mut Engine,
-) -> anyhow::Result<(f64, u64, [f64; 3])> {
+) -> anyhow::Result<(f64, u64, [f64; 4])> {
     let started = Instant::now();
     let processed = process(bytes, &SourceRef::default(), presets, options, engine)
         .map_err(|failed| anyhow::anyhow!("{}", failed.error))?;
@@ -235,7 +235,7 @@ fn one(
         .map(|d| d.bytes.len() as u64)
         .sum();
     let t = &processed.metadata.timings_ms;
-    Ok((ms, output, [t.decode, t.resize, t.encode]))
+    Ok((ms, output, [t.decode, t.resize, t.encode, t.detect]))
 }
 
 /// Decodes every derivative made by `backend` and by the CPU and compares them pixel by pixel:
@@ -278,10 +278,10 @@ fn compare_with_cpu(
     }))
 }
 
-/// Median decode / resize / encode milliseconds over `stages`.
-fn stage_medians(stages: &[[f64; 3]]) -> serde_json::Value {
+/// Median decode / resize / encode / detect (faces and attention) milliseconds over `stages`.
+fn stage_medians(stages: &[[f64; 4]]) -> serde_json::Value {
     let column = |i: usize| median(&mut stages.iter().map(|s| s[i]).collect::<Vec<_>>());
-    serde_json::json!({"decode": column(0), "resize": column(1), "encode": column(2)})
+    serde_json::json!({"decode": column(0), "resize": column(1), "encode": column(2), "detect": column(3)})
 }
 
 fn median(values: &mut [f64]) -> f64 {

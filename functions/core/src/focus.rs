@@ -5,7 +5,7 @@
 //! the subject stays inside. Everything is in normalised upright coordinates (0–1, after EXIF
 //! orientation), so it applies at any decode scale and is what metadata records.
 //!
-//! `upright pixels ⇒ ≤ 576 px copy ⇒ faces (+ attention when none) ⇒ Analysis ⇒ per cover preset: subject ⇒ window`
+//! `upright pixels ⇒ ≤ 512 px copy ⇒ faces (+ attention when none) ⇒ Analysis ⇒ per cover preset: subject ⇒ window`
 
 pub mod attention;
 pub mod faces;
@@ -225,10 +225,11 @@ impl Analysis {
 }
 
 /// Longer side of the copy faces and attention are found on. SeetaFace's window is 40 px and its
-/// pyramid never enlarges, so faces at least 7 % of the longer side are found. Chosen on the labelled
-/// set (docs/benchmarks.md, "Faces and focus"): at 320 px the detector found a third of the faces
-/// and `auto` kept the primary face in 65 % of thumbnails; at 576 px, 65 % and 90 %+.
-pub const ANALYSIS_SIDE: u32 = 576;
+/// pyramid never enlarges, so faces at least 8 % of the longer side are found. Chosen on the labelled
+/// set (docs/benchmarks.md, "Faces and focus"), as the cheapest side at which `auto` keeps the
+/// primary face in 90 % of thumbnails: at 320 px the detector found a third of the faces and `auto`
+/// kept 65 %; at 448 px, 85 %; at 512 px, 90 % (12.6 ms a photo); at 576 px, 94 % (15.1 ms).
+pub const ANALYSIS_SIDE: u32 = 512;
 
 /// Analyses `upright` (the decoded, oriented sRGB image) on a copy whose longer side is at most
 /// `side`: faces, and the attention point when no face is found. `manual` is the app's focal point,

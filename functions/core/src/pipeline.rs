@@ -81,7 +81,7 @@ pub struct Options {
     /// very large images), where it cuts latency by about the WebP share.
     pub encode_threads: usize,
     /// Longer side of the copy faces and the attention point are found on ([`focus::analyse`]).
-    /// SeetaFace finds faces of 40 px and more on it, so the default, 576, finds faces at least 7 %
+    /// SeetaFace finds faces of 40 px and more on it, so the default, 512, finds faces at least 8 %
     /// of the picture's longer side; more finds smaller faces and costs more (docs/benchmarks.md,
     /// "Faces and focus"). Default: [`focus::ANALYSIS_SIDE`].
     pub focus_side: u32,

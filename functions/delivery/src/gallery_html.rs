@@ -46,6 +46,7 @@ pub fn render(entries: &[Entry], page: &Page) -> String {
 <script>{THUMBHASH_JS}</script>
 </head>
 <body>
+<input type="checkbox" id="show-focus"><label for="show-focus">show faces and focus</label>
 <header><h1>imgpipe gallery</h1><p>{origin} · {count} sources, {done} done, {failed} failed · made {generated}</p></header>
 <main>
 "#,
@@ -132,7 +133,15 @@ fn render_entry(html: &mut String, entry: &Entry, page: &Page) {
             escape(&d.preset),
             escape(&metadata.source.key)
         );
-        frame(html, d.width, d.height, thumbhash, &img, &caption(d));
+        let overlay = focus_overlay(metadata, d.crop);
+        frame(
+            html,
+            d.width,
+            d.height,
+            thumbhash,
+            &format!("{img}{overlay}"),
+            &caption(d),
+        );
     }
     html.push_str("</div>\n");
     for group in responsive {
@@ -219,8 +228,55 @@ fn render_responsive(
         escape(&rungs.join(" · "))
     );
     html.push_str("<div class=\"wide\">\n");
+    let picture = format!("{picture}{}", focus_overlay(metadata, None));
     frame(html, info.width, info.height, thumbhash, &picture, &caption);
     html.push_str("</div>\n");
+}
+
+/// The faces found at upload (green boxes) and the focus point (a dot, coloured by where it came
+/// from), placed over an image showing `crop` of the upright source (`None`: all of it), in percent
+/// of the frame; hidden until the page's "show faces and focus" box is ticked (CSS only).
+fn focus_overlay(metadata: &Metadata, crop: Option<imgpipe_core::metadata::CropInfo>) -> String {
+    let (width, height) = (
+        f64::from(metadata.source.width.unwrap_or(1).max(1)),
+        f64::from(metadata.source.height.unwrap_or(1).max(1)),
+    );
+    // The view as fractions of the upright source.
+    let (vx, vy, vw, vh) = crop.map_or((0.0, 0.0, 1.0, 1.0), |c| {
+        (
+            f64::from(c.x) / width,
+            f64::from(c.y) / height,
+            f64::from(c.w) / width,
+            f64::from(c.h) / height,
+        )
+    });
+    let x = |v: f64| (v - vx) / vw * 100.0;
+    let y = |v: f64| (v - vy) / vh * 100.0;
+    let mut overlay = String::new();
+    for face in metadata.faces.iter().flatten() {
+        let _ = write!(
+            overlay,
+            "<i class=\"face\" style=\"left:{:.2}%;top:{:.2}%;width:{:.2}%;height:{:.2}%\" title=\"face, score {}\"></i>",
+            x(face.x),
+            y(face.y),
+            face.w / vw * 100.0,
+            face.h / vh * 100.0,
+            face.score
+        );
+    }
+    if let Some(focus) = metadata.focus {
+        let source = serde_json::to_value(focus.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = write!(
+            overlay,
+            "<i class=\"focus {source}\" style=\"left:{:.2}%;top:{:.2}%\" title=\"focus ({source})\"></i>",
+            x(focus.x),
+            y(focus.y)
+        );
+    }
+    overlay
 }
 
 /// A frame of the image's aspect ratio: the placeholder canvas, painted by the script right after it
@@ -388,6 +444,13 @@ figure { margin: 0; }
 .frame img { object-fit: contain; }
 .frame canvas { image-rendering: auto; }
 figcaption { font-size: 13px; }
+#show-focus { margin: 12px 4px 0 24px; }
+label[for=show-focus] { font-size: 13px; color: #888; }
+.face, .focus { display: none; position: absolute; pointer-events: none; }
+.face { border: 2px solid #2e2; box-sizing: border-box; border-radius: 3px; }
+.focus { width: 12px; height: 12px; margin: -6px 0 0 -6px; border-radius: 50%; border: 2px solid #fff; background: #e2e; }
+.focus.manual { background: #28f; } .focus.attention { background: #fa2; } .focus.centre { background: #888; }
+#show-focus:checked ~ main .face, #show-focus:checked ~ main .focus { display: block; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; vertical-align: middle; }
 ";
 
@@ -484,6 +547,45 @@ mod tests {
         assert!(html.contains("<h2>a&amp;b.jpg</h2>"));
         // No external assets: nothing is fetched but the images.
         assert!(!html.contains("<link") && !html.contains("<script src"));
+    }
+
+    #[test]
+    fn faces_and_focus_are_drawn_where_each_frame_shows_them_behind_a_toggle() {
+        let mut m = done();
+        m.faces = Some(vec![imgpipe_core::focus::Face {
+            x: 0.6,
+            y: 0.1,
+            w: 0.1,
+            h: 0.2,
+            score: 7.5,
+        }]);
+        m.focus = Some(imgpipe_core::metadata::FocusInfo {
+            x: 0.65,
+            y: 0.2,
+            source: imgpipe_core::focus::FocusSource::Faces,
+        });
+        // The thumbnail shows the 1000×1000 window of the 2000×1000 source starting at x = 800.
+        m.derivatives[0].crop = Some(imgpipe_core::metadata::CropInfo {
+            x: 800,
+            y: 0,
+            w: 1000,
+            h: 1000,
+        });
+        let html = render(&[entry(m)], &page());
+        // On the whole-picture ladder: where the source has them.
+        assert!(html.contains("<i class=\"face\" style=\"left:60.00%;top:10.00%;width:10.00%;height:20.00%\" title=\"face, score 7.5\">"), "{html}");
+        assert!(html.contains("<i class=\"focus faces\" style=\"left:65.00%;top:20.00%\""));
+        // On the thumbnail: in its window's coordinates (0.6 of 2000 px is 400 px into the window).
+        assert!(html.contains(
+            "<i class=\"face\" style=\"left:40.00%;top:10.00%;width:20.00%;height:20.00%\""
+        ));
+        assert!(html.contains("<i class=\"focus faces\" style=\"left:50.00%;top:20.00%\""));
+        // Hidden until the box is ticked, by CSS alone.
+        assert!(html.contains("<input type=\"checkbox\" id=\"show-focus\">"));
+        assert!(html.contains("#show-focus:checked ~ main .face"));
+        // A document without an analysis draws nothing.
+        let plain = render(&[entry(done())], &page());
+        assert!(!plain.contains("<i class=\"face") && !plain.contains("<i class=\"focus"));
     }
 
     #[test]
