@@ -253,13 +253,7 @@ pub fn analyse(
 
 /// The analysis copy's size: the longer side at most `side` (never upscaled), aspect kept.
 pub fn analysis_size(width: u32, height: u32, side: u32) -> (u32, u32) {
-    let long = width.max(height);
-    if long <= side {
-        return (width, height);
-    }
-    let scale = f64::from(side) / f64::from(long);
-    let side = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
-    (side(width), side(height))
+    crate::plan::within(width, height, side)
 }
 
 /// Rounds to 4 decimals (a tenth of a pixel on a 1000 px picture): what metadata keeps.

@@ -12,13 +12,7 @@ pub const PLACEHOLDER_SIZE: u32 = 100;
 
 /// Width and height of the copy to compute the placeholder from, for an image of `width`×`height`.
 pub fn size_for(width: u32, height: u32) -> (u32, u32) {
-    let longest = width.max(height);
-    if longest <= PLACEHOLDER_SIZE {
-        return (width, height);
-    }
-    let scale = f64::from(PLACEHOLDER_SIZE) / f64::from(longest);
-    let px = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
-    (px(width), px(height))
+    crate::plan::within(width, height, PLACEHOLDER_SIZE)
 }
 
 /// Computes the placeholder from `small` (at most [`PLACEHOLDER_SIZE`] on its longest side).

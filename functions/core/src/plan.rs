@@ -140,6 +140,18 @@ fn decode_bytes(header: &Header, denominator: u32) -> u64 {
     working.saturating_add(scaled.saturating_mul(stored + 4))
 }
 
+/// `width`×`height` scaled down, aspect kept, so the longer side is at most `longest` (never
+/// enlarged; each side at least 1): the size of a summary copy (placeholder, face analysis).
+pub fn within(width: u32, height: u32, longest: u32) -> (u32, u32) {
+    let long = width.max(height);
+    if long <= longest {
+        return (width, height);
+    }
+    let scale = f64::from(longest) / f64::from(long);
+    let side = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
+    (side(width), side(height))
+}
+
 /// True when an upright source of `width`×`height` has enough pixels to make `target` well.
 pub fn source_is_enough(width: u32, height: u32, target: &Target) -> bool {
     f64::from(width) * target.crop.width >= MIN_PRESHRINK_MARGIN * f64::from(target.width)
