@@ -442,3 +442,26 @@ fn the_apps_focal_point_wins_and_a_stored_analysis_is_not_redone() {
     assert_eq!(again.metadata.faces, Some(recorded.faces.clone()));
     assert_eq!(again.metadata.analysis(), Some(recorded));
 }
+
+#[test]
+fn a_set_whose_only_gravity_is_on_request_still_records_the_analysis() {
+    // Nothing eager is aimed, but the render of the on-request preset will need the faces.
+    let set = PresetSet::from_toml(
+        "[[preset]]\nname='preview'\nwidth=300\n\n[[preset]]\nname='square'\nwidth=100\nheight=100\nfit='cover'\ngravity='faces'\non_request=true",
+    )
+    .unwrap();
+    let processed = on_cpu(
+        &crate::testing::fixture("crafted_face_portrait_320x512.jpg"),
+        &crate::testing::source("face.jpg"),
+        &set,
+        &Options::default(),
+    );
+    let m = &processed.metadata;
+    assert_eq!(m.faces.as_ref().map(Vec::len), Some(1), "{:?}", m.faces);
+    assert_eq!(
+        m.focus.map(|f| f.source),
+        Some(crate::focus::FocusSource::Faces)
+    );
+    assert!(m.timings_ms.detect > 0.0);
+    assert_eq!(crop_of(&processed, "preview"), None);
+}
