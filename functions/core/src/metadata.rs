@@ -164,7 +164,7 @@ pub struct FocusInfo {
     pub x: f64,
     /// 0 (top edge) – 1 (bottom edge).
     pub y: f64,
-    /// `manual` (set by the app), `faces` (the centre of the faces kept in view), `attention` or
+    /// `manual` (set by the app), `faces` (the centre of the box around all faces found), `attention` or
     /// `centre`.
     pub source: crate::focus::FocusSource,
 }

@@ -16,8 +16,9 @@ use crate::pixels::Pixels;
 /// `rustface` 0.1.7 crate (sha256 `c4619d06…3ff5d`).
 const MODEL: &[u8] = include_bytes!("../../models/seeta_fd_frontal_v1.0.bin");
 
-/// Detections scoring below this are dropped (SeetaFace's cascade score; its demo uses 2.0). Chosen on
-/// the labelled set in docs/benchmarks.md ("Faces and focus"): 1.0 found no more labelled faces.
+/// Detections scoring below this are dropped (SeetaFace's cascade score): the value rustface's demo
+/// uses. Not tuned: on the labelled set (docs/benchmarks.md, "Faces and focus") precision was already
+/// about 90 %, and what the detector misses there are faces too small for its window.
 pub const MIN_SCORE: f64 = 2.0;
 
 /// Faces narrower than this share of the largest face's width are background (a crowd behind the
