@@ -253,21 +253,24 @@ fn run(
     };
     metadata.timings_ms.decode = ms(decode_started);
 
+    if presets.needs_focus() {
+        let detect_started = Instant::now();
+        let analysis = match &source.analysis {
+            Some(known) => Analysis {
+                manual: source.focus.or(known.manual),
+                ..known.clone()
+            },
+            None => focus::analyse(&upright, source.focus, options.focus_side, engine)?,
+        };
+        aim(&mut plan, presets, &analysis);
+        record_focus(metadata, analysis);
+        metadata.timings_ms.detect = ms(detect_started);
+    }
+
     let resize_started = Instant::now();
-    let mut aiming = presets.needs_focus().then_some(Aiming {
-        source,
-        side: options.focus_side,
-        found: None,
-        ms: 0.0,
-    });
-    let (resized, small) = resize_all(upright, &mut plan, presets, engine, aiming.as_mut())?;
+    let (resized, small) = resize_all(upright, &plan, presets, engine)?;
     metadata.placeholder = Some(placeholder::placeholder(&small));
     metadata.timings_ms.resize = ms(resize_started);
-    if let Some(aiming) = aiming {
-        metadata.timings_ms.resize = (metadata.timings_ms.resize - aiming.ms).max(0.0);
-        metadata.timings_ms.detect = aiming.ms;
-        record_focus(metadata, aiming.found.expect("resize_all analyses"));
-    }
 
     let encode_started = Instant::now();
     let upright_size = (plan.upright_width, plan.upright_height);
@@ -321,59 +324,14 @@ fn run(
     Ok(derivatives)
 }
 
-/// Where cover crops look, found during [`resize_all`] just before the first cover target with a
-/// gravity: by then the larger full-frame outputs are made, and the analysis copy is a box filter of
-/// the smallest of them that is still `side` px, not of the whole decode (2.5–5.4 ms saved on 8–12 MP
-/// photos). A stored analysis (`source.analysis`) is used instead of detecting.
-struct Aiming<'a> {
-    source: &'a SourceRef,
-    side: u32,
-    found: Option<Analysis>,
-    ms: f64,
-}
-
-impl Aiming<'_> {
-    /// Analyses once (from `intermediates`, smallest last, or `upright`) and aims the plan's crops.
-    fn aim(
-        &mut self,
-        plan: &mut Plan,
-        presets: &PresetSet,
-        (intermediates, upright): (&[Pixels], &Pixels),
-        engine: &mut Engine,
-    ) -> Result<()> {
-        if self.found.is_some() {
-            return Ok(());
+/// Moves each cover crop whose preset has a gravity to where that gravity looks.
+fn aim(plan: &mut Plan, presets: &PresetSet, analysis: &Analysis) {
+    for target in &mut plan.targets {
+        let preset = &presets.presets()[target.preset];
+        if preset.fit == Fit::Cover && !preset.gravity.is_centre() {
+            target.crop = window::place(target.crop, &analysis.subject(preset.gravity));
         }
-        let started = Instant::now();
-        let analysis = match &self.source.analysis {
-            Some(known) => Analysis {
-                manual: self.source.focus.or(known.manual),
-                ..known.clone()
-            },
-            None => {
-                let from = intermediates
-                    .iter()
-                    .rev()
-                    .find(|p| p.width.max(p.height) >= self.side)
-                    .unwrap_or(upright);
-                focus::analyse(from, self.source.focus, self.side, engine)?
-            }
-        };
-        for target in &mut plan.targets {
-            if let Some(gravity) = gravity_of(target, presets) {
-                target.crop = window::place(target.crop, &analysis.subject(gravity));
-            }
-        }
-        self.found = Some(analysis);
-        self.ms = ms(started);
-        Ok(())
     }
-}
-
-/// The gravity of a cover target whose crop is not simply centred.
-fn gravity_of(target: &Target, presets: &PresetSet) -> Option<crate::focus::Gravity> {
-    let preset = &presets.presets()[target.preset];
-    (preset.fit == Fit::Cover && !preset.gravity.is_centre()).then_some(preset.gravity)
 }
 
 fn record_focus(metadata: &mut Metadata, analysis: Analysis) {
@@ -438,25 +396,16 @@ fn record_exif(
 
 /// Resizes the upright image for every target, largest first. Each target is resampled from the
 /// smallest already-made full-frame intermediate that still has enough pixels, else from the decode.
-/// With `aiming`, cover crops are aimed before the first one that has a gravity (and at the end, for
-/// sets whose gravity presets are all on request). Also returns the ≤100 px full-frame copy the
-/// placeholder is computed from.
+/// Also returns the ≤100 px full-frame copy the placeholder is computed from.
 fn resize_all(
     upright: Pixels,
-    plan: &mut Plan,
+    plan: &Plan,
     presets: &PresetSet,
     engine: &mut Engine,
-    mut aiming: Option<&mut Aiming<'_>>,
 ) -> Result<(Vec<(Target, Pixels)>, Pixels)> {
     let mut intermediates: Vec<Pixels> = Vec::new();
     let mut outputs = Vec::with_capacity(plan.targets.len());
-    for index in 0..plan.targets.len() {
-        if let Some(aiming) = aiming.as_deref_mut()
-            && gravity_of(&plan.targets[index], presets).is_some()
-        {
-            aiming.aim(plan, presets, (&intermediates, &upright), engine)?;
-        }
-        let target = &plan.targets[index];
+    for target in &plan.targets {
         let source = intermediates
             .iter()
             .rev()
@@ -474,9 +423,6 @@ fn resize_all(
             resized = blur::blur(resized, sigma);
         }
         outputs.push((target.clone(), resized));
-    }
-    if let Some(aiming) = aiming {
-        aiming.aim(plan, presets, (&intermediates, &upright), engine)?;
     }
     outputs.sort_by_key(|(target, _)| (target.preset, target.width));
     let (width, height) = placeholder::size_for(upright.width, upright.height);
