@@ -24,9 +24,7 @@ use crate::focus::{self, window};
 use crate::focus::{Analysis, FocalPoint};
 use crate::layout::OutputLayout;
 use crate::limits::Limits;
-use crate::metadata::{
-    CropInfo, DerivativeInfo, FocusInfo, Metadata, QualityInfo, SourceInfo, Status,
-};
+use crate::metadata::{CropInfo, DerivativeInfo, FocusInfo, Metadata, SourceInfo, Status};
 use crate::pixels::Pixels;
 use crate::plan::{Plan, Target, source_is_enough};
 use crate::preset::{Fit, OutputFormat, PresetSet};
@@ -533,85 +531,13 @@ fn encode_all(
         .collect()
 }
 
-/// An on-request output as a group member: where it will be and its size; no bytes yet.
-fn planned(
-    target: &plan::Target,
-    presets: &PresetSet,
-    source_key: &str,
-    options: &Options,
-) -> DerivativeInfo {
-    let preset = &presets.presets()[target.preset];
-    let key = options
-        .layout
-        .derivative_key(source_key, &target.name, preset.format.extension());
-    DerivativeInfo {
-        preset: preset.name.clone(),
-        group: Some(preset.group_name().to_string()),
-        url: options
-            .cdn_base_url
-            .as_deref()
-            .map(|base| public_url(base, &key)),
-        key,
-        format: preset.format.as_str().into(),
-        content_type: preset.format.content_type().into(),
-        width: target.width,
-        height: target.height,
-        frames: 1,
-        bytes: 0,
-        compression_ratio: 0.0,
-        quality: None,
-        crop: None,
-    }
-}
-
-fn describe(
-    derivative: &Derivative,
-    source_bytes: usize,
-    cdn_base_url: Option<&str>,
-) -> DerivativeInfo {
-    let ratio = source_bytes as f64 / derivative.bytes.len().max(1) as f64;
-    let url = cdn_base_url.map(|base| public_url(base, &derivative.key));
-    DerivativeInfo {
-        preset: derivative.preset.clone(),
-        group: Some(derivative.group.clone()),
-        key: derivative.key.clone(),
-        format: derivative.format.as_str().into(),
-        content_type: derivative.format.content_type().into(),
-        width: derivative.width,
-        height: derivative.height,
-        frames: derivative.frames,
-        bytes: derivative.bytes.len() as u64,
-        url,
-        compression_ratio: (ratio * 100.0).round() / 100.0,
-        quality: derivative.quality.map(|c| QualityInfo {
-            target: c.target,
-            setting: c.quality,
-            score: (c.score * 100.0).round() / 100.0,
-            trials: c.trials,
-            reached: c.reached,
-        }),
-        crop: derivative.crop,
-    }
-}
-
-/// `base` + `/` + the key with each path segment percent-encoded (spaces, `+`, `%`, non-ASCII…).
-pub fn public_url(base: &str, key: &str) -> String {
-    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    let path: Vec<String> = key
-        .split('/')
-        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
-        .collect();
-    format!("{}/{}", base.trim_end_matches('/'), path.join("/"))
-}
-
 fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1e5).round() / 100.0
 }
+
+mod describe;
+pub use describe::public_url;
+use describe::{describe, planned};
 
 #[cfg(test)]
 mod tests;
