@@ -9,6 +9,7 @@
 
 pub mod attention;
 pub mod faces;
+pub mod refocus;
 pub mod window;
 
 use crate::engine::Engine;
