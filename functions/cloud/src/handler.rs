@@ -4,7 +4,8 @@
 //! read metadata.json (or the tombstone) ⇒ order (an event older than the recorded one is ignored;
 //! [`crate::ordering`]) ⇒ a removal deletes the outputs and writes a tombstone
 //! ([`crate::deletion`]), then announces `imgpipe.image.deleted` ⇒ a creation: skip if already done
-//! (same ETag, same preset hash) ⇒ route (when a GPU queue is configured:
+//! (same ETag, same preset hash), unless a copy gave the source a new focal point (then re-make
+//! only the covers that follow it) ⇒ route (when a GPU queue is configured:
 //! forward heavy jobs, fan manifests out, importing their URLs first) ⇒ fetch ⇒ process (blocking pool) ⇒ put derivatives ⇒ put
 //! metadata.json last ⇒ delete outputs the preset set no longer makes ⇒ announce (publish the image event; for a manifest item, record its end and
 //! publish `imgpipe.batch.done` after the last one)`. Permanent failures write a `failed` metadata
@@ -16,7 +17,8 @@
 //! failed document and its letter) is dead-lettered then: letters are sent at least once.
 //!
 //! This file is the message loop; the per-record decision is `handler/decide.rs`, and the flows
-//! live beside it: `handler/upload.rs` (processing a source), `handler/removal.rs` (a removal's deletions and
+//! live beside it: `handler/upload.rs` (processing a source), `handler/refocus.rs` (a new focal
+//! point: only the covers that follow it), `handler/removal.rs` (a removal's deletions and
 //! tombstone), `handler/announce.rs` (events and CDN invalidations), `handler/manifests.rs`
 //! (fan-out, summary, batch event) and `handler/imports.rs` (URL import jobs).
 
@@ -29,7 +31,7 @@ use aws_lambda_events::sqs::SqsMessage;
 use imgpipe_core::events::{self, ManifestRef, ObjectRef, OutputRef};
 use imgpipe_core::metadata::Status;
 use imgpipe_core::route::{HEADER_PROBE_BYTES, Route};
-use imgpipe_core::{Engine, Metadata, SourceRef};
+use imgpipe_core::{Engine, Metadata, PresetSet, SourceRef};
 
 use crate::admission::{Admitted, MemoryBudget};
 use crate::batch::{self, BatchFunction, Outcome};
@@ -54,6 +56,7 @@ mod announce;
 mod decide;
 mod imports;
 mod manifests;
+mod refocus;
 mod removal;
 mod upload;
 

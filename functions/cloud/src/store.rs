@@ -31,11 +31,19 @@ impl SourceObject {
     /// the upload API): `Ok(None)` when there is none; `Err` says why a value is unusable (the image
     /// is processed without it, and the caller logs the reason).
     pub fn focus(&self) -> Result<Option<imgpipe_core::focus::FocalPoint>, String> {
-        self.metadata
-            .get(FOCUS_METADATA)
-            .map(|text| imgpipe_core::focus::FocalPoint::parse(text))
-            .transpose()
+        focus_in(&self.metadata)
     }
+}
+
+/// The app's focal point in an object's S3 user metadata (from GetObject or HeadObject); `Err`
+/// says why a value is unreadable.
+pub fn focus_in(
+    metadata: &std::collections::HashMap<String, String>,
+) -> Result<Option<imgpipe_core::focus::FocalPoint>, String> {
+    metadata
+        .get(FOCUS_METADATA)
+        .map(|text| imgpipe_core::focus::FocalPoint::parse(text))
+        .transpose()
 }
 
 /// The S3 user-metadata name of the app's focal point (`x-amz-meta-focus`).
@@ -243,6 +251,24 @@ pub async fn put_document(
     put.cache_control = Some(cache_control);
     put.metadata = document_tags_of(metadata);
     s3.put(put).await.map(drop)
+}
+
+/// [`put_document`] only while the stored document's ETag is still `etag` (If-Match); `Ok(false)`
+/// when another run rewrote it first.
+pub async fn put_document_if(
+    s3: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    metadata: &Metadata,
+    cache_control: &str,
+    etag: &str,
+) -> Result<bool, Failure> {
+    let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+    let mut put = Put::new(bucket, key, json, "application/json");
+    put.cache_control = Some(cache_control);
+    put.metadata = document_tags_of(metadata);
+    put.condition = Some(Condition::IfMatch(etag));
+    s3.put(put).await
 }
 
 /// The S3 user metadata of `bucket/key` (names lower-case, without `x-amz-meta-`); `None` when

@@ -1,6 +1,7 @@
 //! The per-record decision: skip what is not imgpipe's (other event kinds, output keys), read
 //! what is recorded for the key (metadata.json, the tombstone), order the event against it
-//! ([`crate::ordering`]), then remove, skip (already done: finishing a killed run's clean-up),
+//! ([`crate::ordering`]), then remove, re-make the covers of a done image whose source got a new
+//! focal point, skip (already done: finishing a killed run's clean-up),
 //! report an earlier permanent failure, forward to the GPU queue, fan a manifest out, or process.
 
 use super::*;
@@ -41,6 +42,9 @@ impl Handler {
             && let Some(existing) = &existing
         {
             if existing.is_done_for(etag, config.presets.hash()) {
+                if let Some(focus) = self.new_focus(record, existing).await? {
+                    return self.refocus(record, focus).await;
+                }
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
                 let follow_up = self.finish_superseded(record, existing).await.err();
                 return Ok(RecordDone::Skipped(Box::new(existing.clone()), follow_up));

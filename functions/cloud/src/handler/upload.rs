@@ -328,7 +328,8 @@ impl Handler {
 
     /// A record out of attempts: writes its `failed` document and returns it, unless the key's
     /// document says the record is done for this ETag and preset set (another delivery finished
-    /// it: `Err` with that document) or already failed for good (returned as it is), or what is
+    /// it: `Err` with that document; but returned as it is, for a letter, when a new focal point of
+    /// the source was not applied) or already failed for good (returned as it is), or what is
     /// recorded overrules the event (a deletion or a newer upload: `Ok(None)`), or cannot be read
     /// (`Ok(None)`: a `failed` document must never replace a `done` one). The letter says why.
     pub(super) async fn record_exhausted(
@@ -354,7 +355,12 @@ impl Handler {
             Some(existing)
                 if etag.is_some_and(|e| existing.is_done_for(e, config.presets.hash())) =>
             {
-                Err(Box::new(existing))
+                // Done, but a new focal point not applied (or not known to be): the letter says
+                // why, and the document, unchanged, is announced again.
+                match self.new_focus(record, &existing).await {
+                    Ok(None) => Err(Box::new(existing)),
+                    Ok(Some(_)) | Err(_) => Ok(Some(existing)),
+                }
             }
             // Already failed for good (a bad file whose later delivery met a store error): its
             // document keeps the real reason, and is announced again as it is.

@@ -65,6 +65,27 @@ format = "webp"
 quality = 70
 "#;
 
+/// The focal-point scenario's set: a cover that follows the app's point (re-made when it changes)
+/// and one that keeps to the centre (never re-made).
+pub const PRESETS_FOCUS: &str = r#"
+[[preset]]
+name = "thumb"
+width = 32
+height = 32
+fit = "cover"
+gravity = "auto"
+format = "jpeg"
+quality = 70
+
+[[preset]]
+name = "strip"
+width = 48
+height = 16
+fit = "cover"
+format = "webp"
+quality = 70
+"#;
+
 pub fn presets(text: &str) -> PresetSet {
     PresetSet::from_file_text("sim.toml", text).expect("sim presets parse")
 }
@@ -83,6 +104,12 @@ pub enum Action {
     ChangePresets,
     /// `imgpipe dlq redrive`: every letter back to the jobs queue, marked redriven.
     Redrive,
+    /// The API sets the source's focal point (`PUT /v1/images/{id}/focus`): a copy onto itself
+    /// with a new `focus` user metadata, same bytes and ETag; S3 sends ObjectCreated:Copy.
+    SetFocus {
+        key: &'static str,
+        focus: &'static str,
+    },
     /// S3 delivers the last upload's ObjectCreated notification again (at least once).
     Renotify { key: &'static str },
     /// The next `reads` GetObject calls of `key` (any bucket) fail: an outage of one object.
@@ -100,6 +127,7 @@ impl Action {
             Action::Delete { key } => format!("delete {key}"),
             Action::ChangePresets => "preset set changed; backfill jobs sent".into(),
             Action::Redrive => "dlq redrive".into(),
+            Action::SetFocus { key, focus } => format!("the app sets {key}'s focus to {focus}"),
             Action::Renotify { key } => format!("S3 notifies {key}'s upload again"),
             Action::BreakReads { key, reads } => format!("the next {reads} reads of {key} fail"),
         }
@@ -140,6 +168,9 @@ pub struct Scenario {
     /// A manifest this scenario uploads, and the counts its last `imgpipe.batch.done` must carry:
     /// (key, items, done, failed).
     pub manifest: Option<(&'static str, u64, u64, u64)>,
+    /// Processed with [`PRESETS_FOCUS`] (covers that follow the app's focal point) instead of
+    /// [`PRESETS_A`]; the documents' focus and crops are then checked against the sources'.
+    pub focus: bool,
 }
 
 impl Default for Scenario {
@@ -158,6 +189,7 @@ impl Default for Scenario {
             web: Vec::new(),
             imports: Vec::new(),
             manifest: None,
+            focus: false,
         }
     }
 }
@@ -298,7 +330,14 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
         .build()
         .expect("runtime");
     let mut rng = Rng::new(seed);
-    let mut cpu_config = config(scenario.routing, PRESETS_A);
+    let mut cpu_config = config(
+        scenario.routing,
+        if scenario.focus {
+            PRESETS_FOCUS
+        } else {
+            PRESETS_A
+        },
+    );
     let mut steps = 0;
     let mut quiet = false;
     runtime.block_on(async {
@@ -334,6 +373,22 @@ pub fn run(scenario: &Scenario, seed: u64, mut faults: Faults, knobs: Knobs) -> 
                         );
                         world.enqueue(JOBS, body.clone(), Vec::new());
                         notified.insert(*key, body);
+                    }
+                    Action::SetFocus { key, focus } => {
+                        if let Some(etag) = world.user_set_metadata(INGEST, key, "focus", focus) {
+                            let sequencer = world.next_sequencer();
+                            let size = world.object(INGEST, key).map(|o| o.bytes.len() as u64);
+                            let body = crate::world::s3_event(
+                                INGEST,
+                                "ObjectCreated:Copy",
+                                key,
+                                size,
+                                Some(&etag),
+                                sequencer,
+                            );
+                            world.enqueue(JOBS, body.clone(), Vec::new());
+                            notified.insert(*key, body);
+                        }
                     }
                     Action::Renotify { key } => {
                         world.enqueue(JOBS, notified[key].clone(), Vec::new());

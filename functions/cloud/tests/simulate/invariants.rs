@@ -230,6 +230,9 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
                         bad.push(format!("{key}: {k} is left in its folder but not listed"));
                     }
                 }
+                if scenario.focus {
+                    bad.extend(focus_followed(key, &source, &metadata, o));
+                }
             }
             (Status::Failed, expect) => {
                 let retryable = metadata.error.as_ref().is_some_and(|e| e.retryable);
@@ -271,6 +274,58 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
             bad.push(format!(
                 "{key}: its {} event ({}) was not published",
                 expected.event_type, expected.id
+            ));
+        }
+    }
+    bad
+}
+
+/// A done document of a focal-point scenario: made with the focal point its source has now, its
+/// crops those of a fresh run with that point, and every file it lists the one it describes.
+fn focus_followed(
+    key: &str,
+    source: &crate::world::Stored,
+    metadata: &Metadata,
+    o: &Outcome,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    let wanted = imgpipe_cloud::store::focus_in(&source.metadata).unwrap_or(None);
+    if imgpipe_core::focus::refocus::needed(metadata, wanted) {
+        bad.push(format!(
+            "{key}: metadata.json's focus is {:?}, the source's {wanted:?}",
+            metadata.focus
+        ));
+    }
+    let fresh = imgpipe_core::process(
+        &source.bytes,
+        &imgpipe_core::SourceRef {
+            bucket: INGEST.into(),
+            key: key.into(),
+            etag: Some(source.etag.clone()),
+            focus: wanted,
+            analysis: None,
+        },
+        &o.config.presets,
+        &o.config.pipeline_options(),
+        &mut imgpipe_core::Engine::default(),
+    )
+    .expect("the source processes");
+    for d in &metadata.derivatives {
+        let shape = |d: &imgpipe_core::metadata::DerivativeInfo| (d.width, d.height, d.crop);
+        match fresh.metadata.derivatives.iter().find(|f| f.key == d.key) {
+            Some(f) if shape(f) == shape(d) => {}
+            other => bad.push(format!(
+                "{key}: {} is {:?}, a fresh run with the source's focus makes {:?}",
+                d.key,
+                shape(d),
+                other.map(shape)
+            )),
+        }
+        let stored = o.world.object(OUTPUT, &d.key).map(|f| f.bytes.len() as u64);
+        if stored.is_some_and(|n| n != d.bytes) {
+            bad.push(format!(
+                "{key}: {} holds {stored:?} bytes, its document says {}",
+                d.key, d.bytes
             ));
         }
     }

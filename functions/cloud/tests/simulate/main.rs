@@ -143,6 +143,50 @@ fn random_faults(seed: u64) -> (Faults, Knobs) {
     (faults, knobs)
 }
 
+/// Without faults, a focal point set twice after processing re-makes the cover that follows it
+/// (twice), never the centred one, and the CDN is told to forget the re-made file each time.
+#[test]
+fn a_new_focal_point_remakes_only_the_cover_that_follows_it() {
+    let scenario = scenarios::all()
+        .into_iter()
+        .find(|s| s.name == "focal point set twice")
+        .expect("scenario");
+    let outcome = driver::run(&scenario, 1, Faults::default(), Knobs::CALM);
+    let violations = invariants::check(&scenario, &outcome);
+    assert!(violations.is_empty(), "{violations:?}");
+    let trace = outcome.world.trace();
+    let writes = |file: &str| {
+        let effect = format!("PutObject s3://{}/derived/p.jpg/{file}", driver::OUTPUT);
+        trace.iter().filter(|l| l.ends_with(&effect)).count()
+    };
+    assert_eq!(
+        (
+            writes("thumb.jpg"),
+            writes("strip.webp"),
+            writes("metadata.json")
+        ),
+        (3, 1, 3),
+        "{trace:#?}"
+    );
+    let forgotten = outcome
+        .world
+        .invalidations()
+        .iter()
+        .flatten()
+        .filter(|p| p.as_str() == "/derived/p.jpg/thumb.jpg")
+        .count();
+    assert_eq!(forgotten, 2, "{:?}", outcome.world.invalidations());
+    assert!(
+        !outcome
+            .world
+            .invalidations()
+            .iter()
+            .flatten()
+            .any(|p| p.ends_with("strip.webp")),
+        "the centred cover was not re-made, so not invalidated"
+    );
+}
+
 /// The schedules that found each bug, kept as they were found (issue 28). Each is a scenario and
 /// either a crash point or a random seed; reverting the fix makes its case fail again.
 #[test]

@@ -55,6 +55,13 @@ pub fn other_photo() -> &'static [u8] {
     PHOTO.get_or_init(|| small(fixture("Portrait_2.jpg"), 64))
 }
 
+/// The portrait with a face in its top third (tests/fixtures/images), made 40×64: its square
+/// cover crop moves with the focal point.
+pub fn portrait() -> &'static [u8] {
+    static PHOTO: OnceLock<&'static [u8]> = OnceLock::new();
+    PHOTO.get_or_init(|| small(fixture("crafted_face_portrait_320x512.jpg"), 64))
+}
+
 /// A text file named .jpg: `unsupported`, a permanent failure.
 pub fn not_an_image() -> &'static [u8] {
     static FILE: OnceLock<&'static [u8]> = OnceLock::new();
@@ -194,6 +201,28 @@ pub fn all() -> Vec<Scenario> {
                 ("manifests/urls.json", 1, Some("http_status")),
                 ("manifests/urls.json", 2, Some("not_an_image")),
             ],
+            ..Scenario::default()
+        },
+        // The app sets the focal point of a processed portrait, then moves it: only the cover
+        // that follows it is re-made (twice), from the stored analysis, and the CDN forgets it.
+        Scenario {
+            name: "focal point set twice",
+            actions: vec![
+                Upload {
+                    key: "p.jpg",
+                    bytes: portrait(),
+                },
+                SetFocus {
+                    key: "p.jpg",
+                    focus: "0.5,0.95",
+                },
+                SetFocus {
+                    key: "p.jpg",
+                    focus: "0.5,0.05",
+                },
+            ],
+            expect: vec![("p.jpg", Good)],
+            focus: true,
             ..Scenario::default()
         },
         // Every event goes to two webhook endpoints; the second answers 500 to everything.

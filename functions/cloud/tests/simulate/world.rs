@@ -293,6 +293,23 @@ impl World {
         etag
     }
 
+    /// Sets one S3 user metadata value of `bucket/key` as a copy onto itself does (bytes, ETag and
+    /// tags kept; stored anew); returns the ETag, `None` when the object does not exist.
+    pub fn user_set_metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+        name: &str,
+        value: &str,
+    ) -> Option<String> {
+        let mut s = self.state.lock().unwrap();
+        let clock = s.clock;
+        let object = s.buckets.get_mut(bucket)?.get_mut(key)?;
+        object.metadata.insert(name.into(), value.into());
+        object.modified = clock;
+        Some(object.etag.clone())
+    }
+
     pub fn user_delete(&self, bucket: &str, key: &str) {
         let mut s = self.state.lock().unwrap();
         if let Some(b) = s.buckets.get_mut(bucket) {
