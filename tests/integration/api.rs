@@ -409,6 +409,172 @@ async fn a_focal_point_in_the_post_form_is_enforced_recorded_and_moves_the_thumb
     );
 }
 
+/// PUT /v1/images/{id}/focus with a JSON body; returns (status, body).
+fn put_focus(api: &str, id: &str, body: &str) -> (u16, serde_json::Value) {
+    match ureq::put(&format!("{api}/v1/images/{id}/focus"))
+        .set("Content-Type", "application/json")
+        .send_string(body)
+    {
+        Ok(r) => (r.status(), json(r)),
+        Err(ureq::Error::Status(code, r)) => (code, json(r)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_focal_point_remakes_only_the_cover_derivatives_and_the_others_keep_their_etags() {
+    let stack = setup("api-refocus").await;
+    let api = start_api(&stack, &[("IMGPIPE_ANONYMOUS_FOCUS", "allow")]).await;
+    // The default: nobody unauthenticated may move an image's crops.
+    let strict = start_api(&stack, &[]).await;
+    let photo = fixture("crafted_face_portrait_320x512.jpg");
+    let (status, issued) = request_upload(
+        &api.url,
+        serde_json::json!({"filename": "portrait.jpg", "content_type": "image/jpeg", "bytes": photo.len()}),
+    );
+    assert_eq!(status, 201, "{issued}");
+    let id = issued["id"].as_str().unwrap();
+    let key = issued["key"].as_str().unwrap();
+    let status_url = issued["status_url"].as_str().unwrap();
+    // Not processed yet: 409, and nothing is copied.
+    let (code, early) = put_focus(&api.url, id, r#"{"x": 0.5, "y": 0.95}"#);
+    assert_eq!(code, 404, "not uploaded yet: {early}");
+    let (code, answer) = post_form(&issued["upload"], &photo, |_| {});
+    assert_eq!(code, 204, "{answer}");
+    let (code, pending) = put_focus(&api.url, id, r#"{"x": 0.5, "y": 0.95}"#);
+    assert_eq!(
+        (code, pending["error"]["code"].as_str()),
+        (409, Some("not_ready")),
+        "{pending}"
+    );
+    let worker = stack.start_worker().await;
+    let before = wait_for_status(status_url).await;
+    assert_eq!(before["status"], "done", "{before}");
+    let (crop, focus) = thumbnail_crop_and_focus(&before);
+    assert_eq!(
+        crop,
+        serde_json::json!({"x": 0, "y": 0, "w": 320, "h": 320})
+    );
+    assert_eq!(focus["source"], "faces");
+
+    // Refused: anonymous on the default API, a point outside the picture, an unknown id.
+    let (code, refused) = put_focus(&strict.url, id, r#"{"x": 0.5, "y": 0.95}"#);
+    assert_eq!(
+        (code, refused["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{refused}"
+    );
+    let (code, bad) = put_focus(&api.url, id, r#"{"x": 0.5, "y": 1.5}"#);
+    assert_eq!(
+        (code, bad["error"]["field"].as_str()),
+        (400, Some("focus")),
+        "{bad}"
+    );
+    let (code, unknown) = put_focus(
+        &api.url,
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        r#"{"x": 0.5, "y": 0.5}"#,
+    );
+    assert_eq!(code, 404, "{unknown}");
+
+    let derivatives: Vec<String> = before["metadata"]["derivatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap().to_string())
+        .collect();
+    let stored = |keys: Vec<String>| {
+        let stack = &stack;
+        async move {
+            let mut out = Vec::new();
+            for k in keys {
+                let head = stack.head(&stack.derivatives, &k).await;
+                out.push((
+                    k,
+                    head.e_tag().unwrap_or_default().to_string(),
+                    head.last_modified().map(|t| t.to_millis().unwrap()),
+                ));
+            }
+            out
+        }
+    };
+    let source_before = stack.head(&stack.ingest, key).await;
+    let files_before = stored(derivatives.clone()).await;
+    // S3's Last-Modified has second resolution: a rewrite must land in a later second to show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, accepted) = put_focus(&api.url, id, r#"{"x": 0.5, "y": 0.95}"#);
+    assert_eq!(code, 202, "{accepted}");
+    assert_eq!(accepted["remade"], serde_json::json!(["thumbnail"]));
+    assert_eq!(accepted["focus"], serde_json::json!({"x": 0.5, "y": 0.95}));
+    // The handler applies it: metadata.focus becomes the app's point, the thumbnail moves down.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let (code, body) = get_json(status_url);
+        assert_eq!(code, 200, "{body}");
+        if body["metadata"]["focus"]["source"] == "manual" {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "focus not applied after 60 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (crop, focus) = thumbnail_crop_and_focus(&after);
+    assert_eq!(
+        crop,
+        serde_json::json!({"x": 0, "y": 192, "w": 320, "h": 320})
+    );
+    assert_eq!(
+        focus,
+        serde_json::json!({"x": 0.5, "y": 0.95, "source": "manual"})
+    );
+    assert_eq!(after["status"], "done");
+    // Only the thumbnail was rewritten; every other derivative kept its ETag and its date.
+    let files_after = stored(derivatives).await;
+    for (old, new) in files_before.iter().zip(&files_after) {
+        if old.0.ends_with("/thumbnail.jpg") {
+            assert_ne!(old.1, new.1, "the thumbnail was not re-made");
+        } else {
+            assert_eq!(old, new, "{} was rewritten", old.0);
+        }
+    }
+    // The source: same bytes and ETag, type and status tag kept, the point in its metadata.
+    let source_after = stack.head(&stack.ingest, key).await;
+    assert_eq!(source_after.e_tag(), source_before.e_tag());
+    assert_eq!(source_after.content_type(), Some("image/jpeg"));
+    assert_eq!(
+        source_after
+            .metadata()
+            .and_then(|m| m.get("focus"))
+            .map(String::as_str),
+        Some("0.5,0.95")
+    );
+    let tags = stack
+        .s3
+        .get_object_tagging()
+        .bucket(&stack.ingest)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == "imgpipe-status" && t.value() == "done"),
+        "{:?}",
+        tags.tag_set()
+    );
+    // The same point again changes nothing.
+    let (code, same) = put_focus(&api.url, id, r#"{"x": 0.5, "y": 0.95}"#);
+    assert_eq!(
+        (code, &same["changed"]),
+        (200, &serde_json::json!(false)),
+        "{same}"
+    );
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_uploads_sign_the_content_type_and_bad_files_report_failed() {
     let stack = setup("api-put").await;

@@ -48,6 +48,10 @@ pub struct ApiConfig {
     /// (`Metadata::public_view`); `full`: the whole document, an operator's explicit choice.
     /// Authenticated callers (JWT or IAM) always get the whole document.
     pub anonymous_metadata_full: bool,
+    /// `IMGPIPE_ANONYMOUS_FOCUS` (default `refuse`): whether `PUT /v1/images/{id}/focus` accepts
+    /// a caller no authorizer vouched for. `refuse`: 401; `allow`: anyone who knows an id may move
+    /// its crops, an operator's explicit choice (the local server, a trusted network).
+    pub anonymous_focus: bool,
 }
 
 impl ApiConfig {
@@ -109,6 +113,7 @@ impl ApiConfig {
                 "public",
                 "full",
             )?,
+            anonymous_focus: read_choice(lookup, "IMGPIPE_ANONYMOUS_FOCUS", "refuse", "allow")?,
         })
     }
 
@@ -178,9 +183,10 @@ mod tests {
         let c = config(&[
             ("IMGPIPE_HEALTH_DETAILS", "full"),
             ("IMGPIPE_ANONYMOUS_METADATA", "full"),
+            ("IMGPIPE_ANONYMOUS_FOCUS", "allow"),
         ])
         .unwrap();
-        assert!(c.health_details && c.anonymous_metadata_full);
+        assert!(c.health_details && c.anonymous_metadata_full && c.anonymous_focus);
     }
 
     #[test]

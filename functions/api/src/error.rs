@@ -14,8 +14,8 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code: `invalid_json`, `missing_field`, `invalid_field`, `unknown_field`,
-    /// `too_large`, `unsupported_media_type`, `not_found`, `method_not_allowed`,
-    /// `upstream_unavailable`.
+    /// `too_large`, `unsupported_media_type`, `unauthorized`, `not_found`, `not_ready`,
+    /// `method_not_allowed`, `upstream_unavailable`.
     pub code: &'static str,
     /// The request field (or header, or path parameter) at fault.
     pub field: Option<String>,

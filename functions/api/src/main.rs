@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "upload API listening: POST /v1/uploads, GET /v1/images/{{id}}, GET /v1/health");
+    tracing::info!(addr = %listener.local_addr()?, "upload API listening: POST /v1/uploads, GET /v1/images/{{id}}, PUT /v1/images/{{id}}/focus, GET /v1/health");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

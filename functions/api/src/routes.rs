@@ -3,6 +3,8 @@
 //! - `POST /v1/uploads` → `201` with a pre-signed POST (or PUT), the upload's id, key, status URL,
 //!   metadata key and the derivatives that will exist;
 //! - `GET /v1/images/{id}` → `pending` / `done` / `failed` (see [`crate::status`]), `404` unknown;
+//! - `PUT /v1/images/{id}/focus` → `202` (a new focal point: the covers that follow it are
+//!   re-made), `200` when it is already set, `401` anonymous, `409` not done (see [`crate::focus`]);
 //! - `GET /v1/health` → queue depths and configuration (see [`crate::health`]).
 //!
 //! Every answer is JSON, errors included (see [`crate::error`]); unknown paths are `404`, wrong
@@ -19,7 +21,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use imgpipe_core::pipeline::public_url;
 
 use crate::auth::Caller;
@@ -85,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/uploads", post(create_upload))
         .route("/v1/images/{id}", get(image_status))
+        .route("/v1/images/{id}/focus", put(set_focus))
         .route("/v1/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -262,6 +265,38 @@ async fn image_status(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = upload_id(id)?;
+    crate::status::lookup(&state, &id, &caller).await.map(Json)
+}
+
+async fn set_focus(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    crate::focus::authorise(&caller, state.config.anonymous_focus)?;
+    let id = upload_id(id)?;
+    require_json(&headers)?;
+    let body = body.map_err(|e| {
+        ApiError::field(
+            "too_large",
+            "body",
+            format!(
+                "the request body could not be read ({e}); send {{\"x\": <0-1>, \"y\": <0-1>}}"
+            ),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    })?;
+    let focus = crate::focus::parse_body(&body)?;
+    let status_url = format!("{}/v1/images/{id}", base_url(&state.config, &headers));
+    let (status, body) = crate::focus::set(&state, &id, focus, status_url).await?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// The upload id of the path, as a canonical ULID.
+fn upload_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = id
         .map_err(|e| ApiError::invalid("id", format!("the id in the path is not readable: {e}")))?;
     let ulid = ulid::Ulid::from_string(&id).map_err(|_| {
@@ -272,9 +307,7 @@ async fn image_status(
             ),
         )
     })?;
-    crate::status::lookup(&state, &ulid.to_string(), &caller)
-        .await
-        .map(Json)
+    Ok(ulid.to_string())
 }
 
 async fn health(
@@ -288,7 +321,7 @@ async fn health(
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "path",
-        "no such endpoint; the API has POST /v1/uploads, GET /v1/images/{id} and GET /v1/health",
+        "no such endpoint; the API has POST /v1/uploads, GET /v1/images/{id}, PUT /v1/images/{id}/focus and GET /v1/health",
     )
 }
 
@@ -296,7 +329,7 @@ async fn method_not_allowed() -> ApiError {
     ApiError::field(
         "method_not_allowed",
         "method",
-        "this path does not take that method: POST /v1/uploads, GET /v1/images/{id}, GET /v1/health",
+        "this path does not take that method: POST /v1/uploads, GET /v1/images/{id}, PUT /v1/images/{id}/focus, GET /v1/health",
     )
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }

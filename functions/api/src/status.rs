@@ -64,12 +64,9 @@ pub fn document(
     })
 }
 
-/// The status document of upload `id` (a canonical ULID) as `caller` may see it.
-pub async fn lookup(
-    state: &AppState,
-    id: &str,
-    caller: &Caller,
-) -> Result<serde_json::Value, ApiError> {
+/// The source object of upload `id` (a canonical ULID), from a listing of its prefix; 404 when
+/// there is none.
+pub async fn find_source(state: &AppState, id: &str) -> Result<SourceObject, ApiError> {
     let config = &state.config;
     let prefix = format!("{}{id}/", config.upload_prefix);
     // One key per id (the policy pins it), so no paging: max-keys 1 needs no continuation token
@@ -94,12 +91,22 @@ pub async fn lookup(
             format!("no upload with id {id}: not uploaded (yet), or deleted"),
         ));
     };
-    let object = SourceObject {
+    Ok(SourceObject {
         key: object.key().unwrap_or_default().to_string(),
         etag: object.e_tag().map(|e| strip_quotes(e).to_string()),
         bytes: object.size(),
         uploaded_at: object.last_modified().map(|t| t.to_string()),
-    };
+    })
+}
+
+/// The status document of upload `id` (a canonical ULID) as `caller` may see it.
+pub async fn lookup(
+    state: &AppState,
+    id: &str,
+    caller: &Caller,
+) -> Result<serde_json::Value, ApiError> {
+    let config = &state.config;
+    let object = find_source(state, id).await?;
     let metadata_key = config.layout.metadata_key(&object.key);
     let metadata =
         imgpipe_cloud::store::get_metadata(&state.s3, &config.output_bucket, &metadata_key)

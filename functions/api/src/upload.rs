@@ -174,7 +174,7 @@ pub fn parse_request(body: &[u8], max_bytes: u64) -> Result<UploadRequest, ApiEr
 }
 
 /// `{"x": <0-1>, "y": <0-1>}`: where cover crops centre, as fractions of the upright picture.
-fn parse_focus(value: &serde_json::Value) -> Result<FocalPoint, ApiError> {
+pub(crate) fn parse_focus(value: &serde_json::Value) -> Result<FocalPoint, ApiError> {
     let shape = || {
         ApiError::invalid(
             "focus",
