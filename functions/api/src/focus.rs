@@ -102,9 +102,9 @@ pub async fn set(
     ready(metadata.as_ref(), etag.as_deref())?;
     let mut user_metadata: HashMap<String, String> = head.metadata().cloned().unwrap_or_default();
     let current = focus_in(&user_metadata).ok().flatten();
-    let remade = refocus::presets(&config.presets)
+    let remade: Vec<String> = refocus::presets(&config.presets)
         .map(|set| set.presets().iter().map(|p| p.name.clone()).collect())
-        .unwrap_or_else(Vec::<String>::new);
+        .unwrap_or_default();
     let unchanged = current.map(|c| c.to_header()) == Some(focus.to_header());
     let mut body = serde_json::json!({
         "id": id,
