@@ -479,8 +479,13 @@ class Iam(unittest.TestCase):
         actions, (resource,) = puts[0]
         self.assertEqual(sorted(actions), ["s3:PutObject", "s3:PutObjectTagging"])
         self.assertTrue(resource["Fn::Sub"].endswith(f"${{IngestBucket}}/{prefix}*"), resource)
+        # Reads: the metadata documents, and the uploads themselves (PUT /v1/images/{id}/focus
+        # copies an upload onto itself), nothing else of either bucket.
         reads = [r for owner, a, rs in self.grants() if owner == "ApiFunction" and "s3:GetObject" in a for r in rs]
-        self.assertEqual([r["Fn::Sub"] for r in reads], ["arn:${AWS::Partition}:s3:::${DerivativesBucket}/${OutputPrefix}*/metadata.json"])
+        self.assertEqual(sorted(r["Fn::Sub"] for r in reads), [
+            "arn:${AWS::Partition}:s3:::${DerivativesBucket}/${OutputPrefix}*/metadata.json",
+            f"arn:${{AWS::Partition}}:s3:::${{IngestBucket}}/{prefix}*",
+        ])
 
     def test_every_bucket_refuses_plain_http(self):
         buckets = [name for name, r in self.r.items() if r["Type"] == "AWS::S3::Bucket"]
