@@ -436,7 +436,7 @@ async fn a_new_focal_point_remakes_only_the_cover_derivatives_and_the_others_kee
     let id = issued["id"].as_str().unwrap();
     let key = issued["key"].as_str().unwrap();
     let status_url = issued["status_url"].as_str().unwrap();
-    // Not processed yet: 409, and nothing is copied.
+    // Not uploaded yet: 404; uploaded, not processed: 409 (nothing is copied).
     let (code, early) = put_focus(&api.url, id, r#"{"x": 0.5, "y": 0.95}"#);
     assert_eq!(code, 404, "not uploaded yet: {early}");
     let (code, answer) = post_form(&issued["upload"], &photo, |_| {});

@@ -1,9 +1,10 @@
 //! `PUT /v1/images/{id}/focus`: the app sets (or corrects) where cover crops centre, after the
 //! upload was processed.
 //!
-//! `auth ⇒ body {x, y} ⇒ find the upload ⇒ HEAD it ⇒ its metadata.json done for this ETag? (else
-//! 409) ⇒ same point already? (200, nothing to do) ⇒ CopyObject onto itself, If-Match its ETag,
-//! with the new x-amz-meta-focus (everything else kept) ⇒ 202`
+//! `auth ⇒ body {x, y} ⇒ find the upload ⇒ HEAD it ⇒ its metadata.json done for this ETag, and no
+//! earlier point still being applied? (else 409) ⇒ same point already? (200, nothing to do) ⇒
+//! CopyObject onto itself, If-Match its ETag, with the new x-amz-meta-focus (everything else kept)
+//! ⇒ 202`
 //!
 //! The source object is where the point lives, as with `focus` at upload: every later run
 //! (backfill, redrive) reads it from there. The copy keeps the bytes and ETag; S3 sends
@@ -71,6 +72,22 @@ pub fn ready(metadata: Option<&Metadata>, etag: Option<&str>) -> Result<(), ApiE
     }
 }
 
+/// Refuses (409) while the source has a focal point its document does not: a change the handler
+/// has not applied yet. One at a time, so two quick changes never race to overwrite the same covers.
+pub fn in_flight(metadata: Option<&Metadata>, current: Option<FocalPoint>) -> Result<(), ApiError> {
+    match metadata {
+        Some(document) if document.focus.is_some() && refocus::needed(document, current) => {
+            Err(ApiError::field(
+                "not_ready",
+                "id",
+                "the previous focal point is still being applied; try again in a few seconds (GET /v1/images/{id} shows it in metadata.focus once it is)",
+            )
+            .with_status(StatusCode::CONFLICT))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets the focal point of upload `id` (a canonical ULID) to `focus`; the answer's status and body.
 pub async fn set(
     state: &AppState,
@@ -105,6 +122,7 @@ pub async fn set(
     let remade: Vec<String> = refocus::presets(&config.presets)
         .map(|set| set.presets().iter().map(|p| p.name.clone()).collect())
         .unwrap_or_default();
+    in_flight(metadata.as_ref(), current)?;
     let unchanged = current.map(|c| c.to_header()) == Some(focus.to_header());
     let mut body = serde_json::json!({
         "id": id,
@@ -122,8 +140,9 @@ pub async fn set(
         return Ok((StatusCode::OK, body));
     }
     user_metadata.insert(FOCUS_METADATA.to_string(), focus.to_header());
-    // Onto itself, with everything that REPLACE would otherwise reset kept as it is; If-Match:
-    // the version checked above, never a newer upload to the same key. Tags are copied.
+    // Onto itself, with what REPLACE would otherwise reset kept as it is (headers, storage class,
+    // redirect, encryption); tags are copied. If-Match on the source (CopySourceIfMatch) and on the
+    // destination: the version checked above, never a newer upload to the same key.
     let copy_source = format!(
         "{}/{}",
         config.ingest_bucket,
@@ -141,12 +160,23 @@ pub async fn set(
         .set_cache_control(head.cache_control().map(str::to_string))
         .set_content_disposition(head.content_disposition().map(str::to_string))
         .set_content_encoding(head.content_encoding().map(str::to_string))
-        .set_content_language(head.content_language().map(str::to_string));
+        .set_content_language(head.content_language().map(str::to_string))
+        .set_storage_class(head.storage_class().cloned())
+        .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
+        .set_server_side_encryption(head.server_side_encryption().cloned())
+        .set_ssekms_key_id(head.ssekms_key_id().map(str::to_string))
+        .set_bucket_key_enabled(head.bucket_key_enabled());
     if let Some(etag) = &etag {
-        copy = copy.copy_source_if_match(format!("\"{etag}\""));
+        copy = copy
+            .copy_source_if_match(format!("\"{etag}\""))
+            .if_match(format!("\"{etag}\""));
     }
     copy.send().await.map_err(|e| {
-        if e.raw_response().map(|r| r.status().as_u16()) == Some(412) {
+        // 412: another version now; 409: a concurrent conditional write.
+        if matches!(
+            e.raw_response().map(|r| r.status().as_u16()),
+            Some(412 | 409)
+        ) {
             return ApiError::field(
                 "not_ready",
                 "id",
@@ -161,6 +191,11 @@ pub async fn set(
     })?;
     tracing::info!(id, key = %object.key, focus = %focus.to_header(), "focal point set");
     body["changed"] = true.into();
+    if metadata.as_ref().is_some_and(|m| m.focus.is_none()) {
+        // Stored on the source for a later preset set; nothing is re-made now.
+        body["note"] = "stored on the upload; no preset of the current set crops by a focal point, so nothing is re-made".into();
+        return Ok((StatusCode::OK, body));
+    }
     body["note"] = "accepted: the cover derivatives listed in 'remade' are re-made and invalidated on the CDN; GET status_url shows metadata.focus with source 'manual' once they are".into();
     Ok((StatusCode::ACCEPTED, body))
 }
@@ -235,6 +270,31 @@ mod tests {
             assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "not_ready"));
             assert!(e.message.contains(why), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_point_not_applied_yet_holds_the_next_one_back() {
+        use imgpipe_core::focus::FocusSource;
+        use imgpipe_core::metadata::FocusInfo;
+        let mut document = Metadata::new(SourceInfo::default(), "hash");
+        let at = |x: f64, y: f64| Some(FocalPoint { x, y });
+        // A set without a focus: nothing is ever in flight.
+        assert!(in_flight(Some(&document), at(0.1, 0.1)).is_ok());
+        document.focus = Some(FocusInfo {
+            x: 0.5,
+            y: 0.4,
+            source: FocusSource::Faces,
+        });
+        assert!(in_flight(Some(&document), None).is_ok(), "nothing set yet");
+        let e = in_flight(Some(&document), at(0.2, 0.2)).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "not_ready"));
+        document.focus = Some(FocusInfo {
+            x: 0.2,
+            y: 0.2,
+            source: FocusSource::Manual,
+        });
+        assert!(in_flight(Some(&document), at(0.2, 0.2)).is_ok(), "applied");
+        assert!(in_flight(None, at(0.2, 0.2)).is_ok());
     }
 
     #[test]

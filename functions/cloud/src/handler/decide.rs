@@ -43,10 +43,28 @@ impl Handler {
         {
             if existing.is_done_for(etag, config.presets.hash()) {
                 if let Some(focus) = self.new_focus(record, existing).await? {
+                    // A large image is re-made on the GPU worker, as its upload was.
+                    if let Some(routing) = &config.routing
+                        && let Route::Gpu(reason) = self.route(record, routing).await?
+                    {
+                        let reason = reason.to_string();
+                        queue::forward(
+                            &*self.queues,
+                            &routing.gpu_queue_url,
+                            &record.to_body(),
+                            &reason,
+                        )
+                        .await?;
+                        tracing::info!(key = %record.key, reason, "new focal point forwarded to the GPU queue");
+                        return Ok(RecordDone::Forwarded);
+                    }
                     return self.refocus(record, focus).await;
                 }
                 tracing::info!(key = %record.key, "already done for this ETag and preset set; skipped");
-                let follow_up = self.finish_superseded(record, existing).await.err();
+                let follow_up = match self.finish_superseded(record, existing).await {
+                    Ok(()) => self.reinvalidate_focus(record, existing).await.err(),
+                    Err(failure) => Some(failure),
+                };
                 return Ok(RecordDone::Skipped(Box::new(existing.clone()), follow_up));
             }
             if !redriven && existing.is_failed_permanently_for(etag, config.presets.hash()) {

@@ -6,9 +6,10 @@
 //! on request from the old point are deleted. The message loop invalidates all of them on the CDN
 //! and announces the new document. Every other derivative keeps its bytes, key and ETag.
 //!
-//! `copy event, done for its ETag ⇒ HEAD the source: same ETag, another focus? ⇒ metadata.json
-//! with its ETag ⇒ list the stale on-request covers ⇒ source (same ETag) ⇒ process the presets that
-//! follow the point ⇒ put them ⇒ put metadata.json If-Match ⇒ delete the stale covers`
+//! `event of a done image ⇒ HEAD the source: same ETag, another focus? ⇒ (GPU route? forward) ⇒
+//! metadata.json with its ETag ⇒ source (same ETag) ⇒ process the presets that follow the point ⇒
+//! HEAD: unchanged? ⇒ put them ⇒ put metadata.json If-Match (version and sequencer of the copy) ⇒
+//! list and delete the stale on-request covers`
 
 use imgpipe_core::focus::refocus;
 use imgpipe_core::focus::{Analysis, FocalPoint};
@@ -18,14 +19,16 @@ use super::*;
 
 impl Handler {
     /// The focal point `record`'s source has now, when `existing` (done for its ETag) was made with
-    /// another one; `None`: nothing to re-make. Only a copy changes an object's user metadata (the
-    /// API's, or an operator's `aws s3 cp` onto itself), so only a copy event costs a HeadObject.
+    /// another one; `None`: nothing to re-make. Any event of a done image whose preset set crops by
+    /// a focus costs a HeadObject: the API's copy notifies `ObjectCreated:Copy`, but the same bytes
+    /// put again with another `x-amz-meta-focus`, or a backfill job after a lost copy event, carry
+    /// the change too.
     pub(super) async fn new_focus(
         &self,
         record: &ObjectEvent,
         existing: &Metadata,
     ) -> Result<Option<Option<FocalPoint>>, Failure> {
-        if !record.event_name.ends_with(":Copy") || existing.focus.is_none() {
+        if existing.focus.is_none() {
             return Ok(None);
         }
         let Some(head) = self.s3.head(&record.bucket, &record.key).await? else {
@@ -68,22 +71,6 @@ impl Handler {
             return Ok(RecordDone::Skipped(Box::new(previous), None));
         }
         tracing::info!(key = %record.key, focus = ?focus, "new focal point: re-making the cover derivatives that follow it");
-        // Listed before the document is written, so a failed listing changes nothing.
-        let dir = format!("{}{}/", config.layout.prefix, record.key);
-        let listed: std::collections::HashSet<&str> = previous
-            .derivatives
-            .iter()
-            .map(|d| d.key.as_str())
-            .collect();
-        let stale: Vec<String> = store::list_children(&*self.s3, &config.output_bucket, &dir)
-            .await?
-            .into_iter()
-            .filter(|k| !listed.contains(k.as_str()) && k != &metadata_key)
-            .filter(|k| {
-                k.strip_prefix(&dir)
-                    .is_some_and(|file| refocus::stale_on_request(file, &config.presets))
-            })
-            .collect();
         let analysis = refocus::analysis(&previous, focus);
         let remade = match refocus::presets(&config.presets) {
             Some(presets) => {
@@ -114,6 +101,19 @@ impl Handler {
         let mut replaced = Vec::new();
         let mut remade_metadata = None;
         if let Some(processed) = remade {
+            // The source again, just before its covers are overwritten: a re-upload (or another
+            // focal point) that landed while these were made has its own event, and its own covers.
+            let current = self.s3.head(&record.bucket, &record.key).await?;
+            let still = current.as_ref().is_some_and(|h| {
+                h.etag.as_deref().map(strip_quotes) == Some(etag)
+                    && store::focus_in(&h.metadata).ok().flatten() == focus
+            });
+            if !still {
+                return Ok(RecordDone::Ignored(format!(
+                    "{} changed while its focal point was applied; its own event applies the change",
+                    record.key
+                )));
+            }
             let uploads = processed.derivatives.into_iter().map(|d| {
                 let (s3, bucket, cache_control) =
                     (&*self.s3, &config.output_bucket, &config.cache_control);
@@ -139,6 +139,14 @@ impl Handler {
             ..Analysis::default()
         });
         let mut metadata = refocus::merge(&previous, remade_metadata.as_ref(), &known);
+        // The copy is a new version with a newer sequencer: recorded, so that expiring the old
+        // version (a versioned bucket's lifecycle) is not taken for the removal of this one.
+        if record.version_id.is_some() {
+            metadata.source.version_id = record.version_id.clone();
+        }
+        if record.sequencer.is_some() {
+            metadata.source.sequencer = record.sequencer.clone();
+        }
         metadata.processed_at = Some(self.now());
         let written = store::put_document_if(
             &*self.s3,
@@ -153,15 +161,40 @@ impl Handler {
             // Another run rewrote the document: the retry decides again from what it says.
             return Err(changed_meanwhile(record).into());
         }
-        replaced.extend(stale.iter().cloned());
-        let follow_up = if stale.is_empty() {
-            None
-        } else {
-            store::delete_keys(&*self.s3, &config.output_bucket, &stale)
-                .await
-                .err()
+        // The cover variants rendered on request from the old point, listed once the document
+        // is written (a render stored meanwhile is caught). A failed listing or delete retries the
+        // message; the retry finds the image done and deletes what the document does not list.
+        let dir = format!("{}{}/", config.layout.prefix, record.key);
+        let cleaned = async {
+            let listed: std::collections::HashSet<&str> = metadata
+                .derivatives
+                .iter()
+                .map(|d| d.key.as_str())
+                .collect();
+            let stale: Vec<String> = store::list_children(&*self.s3, &config.output_bucket, &dir)
+                .await?
+                .into_iter()
+                .filter(|k| !listed.contains(k.as_str()) && k != &metadata_key)
+                .filter(|k| {
+                    k.strip_prefix(&dir)
+                        .is_some_and(|file| refocus::stale_on_request(file, &config.presets))
+                })
+                .collect();
+            if !stale.is_empty() {
+                store::delete_keys(&*self.s3, &config.output_bucket, &stale).await?;
+            }
+            Ok::<Vec<String>, Failure>(stale)
+        }
+        .await;
+        let remade = replaced.len();
+        let follow_up = match cleaned {
+            Ok(stale) => {
+                replaced.extend(stale);
+                None
+            }
+            Err(failure) => Some(failure),
         };
-        tracing::info!(key = %record.key, remade = metadata.derivatives.len(), stale = stale.len(), ms = elapsed_ms(started), "focal point applied");
+        tracing::info!(key = %record.key, remade, stale = replaced.len() - remade, ms = elapsed_ms(started), "focal point applied");
         Ok(RecordDone::Processed {
             metadata: Box::new(metadata),
             replaced,
@@ -216,6 +249,39 @@ impl Handler {
         result
             .map(Some)
             .map_err(|failed| Failure::from(&failed.error))
+    }
+}
+
+impl Handler {
+    /// A copy event of a done image whose document already has the source's manual focal point:
+    /// the run that applied it may have been killed after the document and before the CDN forgot
+    /// the old crops. Asks again for the covers that follow the point (and the group paths).
+    pub(super) async fn reinvalidate_focus(
+        &self,
+        record: &ObjectEvent,
+        existing: &Metadata,
+    ) -> Result<(), Failure> {
+        if !record.event_name.ends_with(":Copy") || refocus::recorded(existing).is_none() {
+            return Ok(());
+        }
+        let presets = self.config.presets.presets();
+        let follows: Vec<String> = existing
+            .derivatives
+            .iter()
+            .filter(|d| {
+                presets
+                    .iter()
+                    .any(|p| p.name == d.preset && refocus::follows_manual(p))
+            })
+            .map(|d| d.key.clone())
+            .collect();
+        if follows.is_empty() {
+            return Ok(());
+        }
+        let dir = format!("{}{}/", self.config.layout.prefix, record.key);
+        let groups = self.config.presets.edge_groups();
+        let paths = crate::invalidation::paths(&follows, &dir, groups.keys().map(String::as_str));
+        self.invalidate(&paths).await
     }
 }
 

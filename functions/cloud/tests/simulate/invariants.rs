@@ -281,35 +281,51 @@ pub fn check(scenario: &Scenario, o: &Outcome) -> Vec<String> {
 }
 
 /// A done document of a focal-point scenario: made with the focal point its source has now, its
-/// crops those of a fresh run with that point, and every file it lists the one it describes.
+/// crops those of a fresh run with that point, and every file it lists byte for byte what a run
+/// with that point makes (the whole set's run, or the re-made presets' run for their files).
 fn focus_followed(
     key: &str,
     source: &crate::world::Stored,
     metadata: &Metadata,
     o: &Outcome,
 ) -> Vec<String> {
+    use imgpipe_core::focus::refocus;
     let mut bad = Vec::new();
     let wanted = imgpipe_cloud::store::focus_in(&source.metadata).unwrap_or(None);
-    if imgpipe_core::focus::refocus::needed(metadata, wanted) {
+    if refocus::needed(metadata, wanted) {
         bad.push(format!(
             "{key}: metadata.json's focus is {:?}, the source's {wanted:?}",
             metadata.focus
         ));
     }
-    let fresh = imgpipe_core::process(
-        &source.bytes,
-        &imgpipe_core::SourceRef {
-            bucket: INGEST.into(),
-            key: key.into(),
-            etag: Some(source.etag.clone()),
-            focus: wanted,
-            analysis: None,
-        },
-        &o.config.presets,
-        &o.config.pipeline_options(),
-        &mut imgpipe_core::Engine::default(),
-    )
-    .expect("the source processes");
+    let run = |presets: &imgpipe_core::PresetSet, analysis| {
+        imgpipe_core::process(
+            &source.bytes,
+            &imgpipe_core::SourceRef {
+                bucket: INGEST.into(),
+                key: key.into(),
+                etag: Some(source.etag.clone()),
+                focus: wanted,
+                analysis,
+            },
+            presets,
+            &o.config.pipeline_options(),
+            &mut imgpipe_core::Engine::default(),
+        )
+        .expect("the source processes")
+    };
+    let fresh = run(&o.config.presets, None);
+    let invalidated = o.world.invalidations_at();
+    // When the image was first announced done (`t=<clock> effect n: Publish imgpipe.image.done …`;
+    // the scenario has one key): from then on anyone may have fetched and cached its files.
+    let first_done: Option<u64> = o
+        .world
+        .trace()
+        .iter()
+        .find(|l| l.contains("Publish imgpipe.image.done"))
+        .and_then(|l| l.strip_prefix("t=")?.split(' ').next()?.parse().ok());
+    let remade = refocus::presets(&o.config.presets)
+        .map(|subset| run(&subset, refocus::analysis(metadata, wanted)));
     for d in &metadata.derivatives {
         let shape = |d: &imgpipe_core::metadata::DerivativeInfo| (d.width, d.height, d.crop);
         match fresh.metadata.derivatives.iter().find(|f| f.key == d.key) {
@@ -321,11 +337,33 @@ fn focus_followed(
                 other.map(shape)
             )),
         }
-        let stored = o.world.object(OUTPUT, &d.key).map(|f| f.bytes.len() as u64);
-        if stored.is_some_and(|n| n != d.bytes) {
+        let made = |p: &imgpipe_core::Processed| {
+            p.derivatives
+                .iter()
+                .find(|f| f.key == d.key)
+                .map(|f| f.bytes.clone())
+        };
+        // A file rewritten after the image was announced done (a cover re-made for a new point)
+        // was invalidated on the CDN after its last write.
+        let written_at = o.world.object(OUTPUT, &d.key).map(|f| f.modified);
+        let path = format!("/{}", d.key);
+        if let (Some(at), Some(first)) = (written_at, first_done)
+            && at > first
+            && !invalidated
+                .iter()
+                .any(|(t, paths)| *t >= at && paths.contains(&path))
+        {
             bad.push(format!(
-                "{key}: {} holds {stored:?} bytes, its document says {}",
-                d.key, d.bytes
+                "{key}: {} was rewritten at t={at} but the CDN was not told to forget it after that",
+                d.key
+            ));
+        }
+        let stored = o.world.object(OUTPUT, &d.key).map(|f| f.bytes);
+        let expected = [Some(made(&fresh)), remade.as_ref().map(made)];
+        if stored.is_some() && !expected.iter().flatten().any(|e| *e == stored) {
+            bad.push(format!(
+                "{key}: {} holds other bytes than a run with the source's focus makes",
+                d.key
             ));
         }
     }

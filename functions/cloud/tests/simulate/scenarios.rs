@@ -214,11 +214,11 @@ pub fn all() -> Vec<Scenario> {
                 },
                 SetFocus {
                     key: "p.jpg",
-                    focus: "0.5,0.95",
+                    focus: "0.5,0.05",
                 },
                 SetFocus {
                     key: "p.jpg",
-                    focus: "0.5,0.05",
+                    focus: "0.5,0.95",
                 },
             ],
             expect: vec![("p.jpg", Good)],

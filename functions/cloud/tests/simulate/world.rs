@@ -113,6 +113,8 @@ struct State {
     /// The last S3 sequencer handed out (they grow per event, as S3's do per key).
     sequencer: u64,
     invalidations: Vec<Vec<String>>,
+    /// When each of `invalidations` was made, on the virtual clock.
+    invalidated_at: Vec<u64>,
     clock: u64,
     /// Milliseconds of the last clock reading.
     ticks: u64,
@@ -374,6 +376,16 @@ impl World {
 
     pub fn invalidations(&self) -> Vec<Vec<String>> {
         self.state.lock().unwrap().invalidations.clone()
+    }
+
+    /// The invalidations with the virtual time each was made at.
+    pub fn invalidations_at(&self) -> Vec<(u64, Vec<String>)> {
+        let s = self.state.lock().unwrap();
+        s.invalidated_at
+            .iter()
+            .copied()
+            .zip(s.invalidations.iter().cloned())
+            .collect()
     }
 
     /// Takes up to `max` visible messages of `url` in `rng`'s order, as ReceiveMessage does; with

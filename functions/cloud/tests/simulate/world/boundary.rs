@@ -378,6 +378,7 @@ impl Cdn for Sim {
         self.0
             .effect(what, move |s| {
                 s.invalidations.push(paths);
+                s.invalidated_at.push(s.clock);
                 Some(id)
             })
             .await
