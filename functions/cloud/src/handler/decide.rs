@@ -47,16 +47,7 @@ impl Handler {
                     if let Some(routing) = &config.routing
                         && let Route::Gpu(reason) = self.route(record, routing).await?
                     {
-                        let reason = reason.to_string();
-                        queue::forward(
-                            &*self.queues,
-                            &routing.gpu_queue_url,
-                            &record.to_body(),
-                            &reason,
-                        )
-                        .await?;
-                        tracing::info!(key = %record.key, reason, "new focal point forwarded to the GPU queue");
-                        return Ok(RecordDone::Forwarded);
+                        return self.forward_to_gpu(record, routing, reason).await;
                     }
                     return self.refocus(record, focus).await;
                 }
@@ -74,24 +65,32 @@ impl Handler {
         if let Some(routing) = &config.routing {
             match self.route(record, routing).await? {
                 Route::Cpu => {}
-                Route::Gpu(reason) => {
-                    let reason = reason.to_string();
-                    queue::forward(
-                        &*self.queues,
-                        &routing.gpu_queue_url,
-                        &record.to_body(),
-                        &reason,
-                    )
-                    .await?;
-                    tracing::info!(key = %record.key, reason, "forwarded to the GPU queue");
-                    return Ok(RecordDone::Forwarded);
-                }
+                Route::Gpu(reason) => return self.forward_to_gpu(record, routing, reason).await,
                 Route::Manifest => return self.fan_out(record, routing).await,
             }
         }
         let metadata_key = config.layout.metadata_key(&record.key);
         self.process_record(record, &metadata_key, tombstone, existing.as_ref())
             .await
+    }
+
+    /// Sends `record` on to the GPU queue, saying why.
+    async fn forward_to_gpu(
+        &self,
+        record: &ObjectEvent,
+        routing: &Routing,
+        reason: impl std::fmt::Display,
+    ) -> Result<RecordDone, RecordError> {
+        let reason = reason.to_string();
+        queue::forward(
+            &*self.queues,
+            &routing.gpu_queue_url,
+            &record.to_body(),
+            &reason,
+        )
+        .await?;
+        tracing::info!(key = %record.key, reason, "forwarded to the GPU queue");
+        Ok(RecordDone::Forwarded)
     }
 
     /// Decides CPU or GPU for `record`; reads the first bytes of the object only when the pixel rule

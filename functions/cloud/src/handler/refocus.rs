@@ -114,24 +114,7 @@ impl Handler {
                     record.key
                 )));
             }
-            let uploads = processed.derivatives.into_iter().map(|d| {
-                let (s3, bucket, cache_control) =
-                    (&*self.s3, &config.output_bucket, &config.cache_control);
-                async move {
-                    let key = d.key.clone();
-                    store::put(
-                        s3,
-                        bucket,
-                        &d.key,
-                        d.bytes,
-                        d.format.content_type(),
-                        cache_control,
-                    )
-                    .await
-                    .map(|()| key)
-                }
-            });
-            replaced = futures::future::try_join_all(uploads).await?;
+            replaced = self.put_derivatives(processed.derivatives).await?;
             remade_metadata = Some(processed.metadata);
         }
         let known = analysis.unwrap_or(Analysis {

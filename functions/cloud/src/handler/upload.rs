@@ -115,23 +115,7 @@ impl Handler {
             }
         };
         let put_started = Instant::now();
-        let uploads = processed.derivatives.into_iter().map(|d| {
-            let s3 = &*self.s3;
-            let bucket = &config.output_bucket;
-            let cache_control = &config.cache_control;
-            async move {
-                store::put(
-                    s3,
-                    bucket,
-                    &d.key,
-                    d.bytes,
-                    d.format.content_type(),
-                    cache_control,
-                )
-                .await
-            }
-        });
-        futures::future::try_join_all(uploads).await?;
+        self.put_derivatives(processed.derivatives).await?;
         let mut metadata = processed.metadata;
         metadata.source.sequencer = sequencer;
         metadata.source.version_id = version_id;
@@ -186,6 +170,27 @@ impl Handler {
             replaced,
             follow_up,
         })
+    }
+
+    /// Writes `derivatives` to the output bucket, at once; returns their keys.
+    pub(super) async fn put_derivatives(
+        &self,
+        derivatives: Vec<imgpipe_core::Derivative>,
+    ) -> Result<Vec<String>, Failure> {
+        let config = &self.config;
+        let uploads = derivatives.into_iter().map(|d| async move {
+            store::put(
+                &*self.s3,
+                &config.output_bucket,
+                &d.key,
+                d.bytes,
+                d.format.content_type(),
+                &config.cache_control,
+            )
+            .await
+            .map(|()| d.key)
+        });
+        futures::future::try_join_all(uploads).await
     }
 
     /// After the new document is written: deletes the outputs that `current` no longer lists (a
