@@ -121,15 +121,11 @@ impl Handler {
             manual: focus,
             ..Analysis::default()
         });
-        let mut metadata = refocus::merge(&previous, remade_metadata.as_ref(), &known);
-        // The copy is a new version with a newer sequencer: recorded, so that expiring the old
-        // version (a versioned bucket's lifecycle) is not taken for the removal of this one.
-        if record.version_id.is_some() {
-            metadata.source.version_id = record.version_id.clone();
-        }
-        if record.sequencer.is_some() {
-            metadata.source.sequencer = record.sequencer.clone();
-        }
+        let copy = refocus::Version {
+            version_id: record.version_id.clone(),
+            sequencer: record.sequencer.clone(),
+        };
+        let mut metadata = refocus::merge(&previous, remade_metadata.as_ref(), &known, &copy);
         metadata.processed_at = Some(self.now());
         let written = store::put_document_if(
             &*self.s3,

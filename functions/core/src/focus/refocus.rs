@@ -66,8 +66,23 @@ pub fn analysis(metadata: &Metadata, wanted: Option<FocalPoint>) -> Option<Analy
 /// depend on the focus. The re-made files come from a run of those presets alone, which may decode
 /// the source at a smaller scale than the whole set: their crops and sizes are a whole run's, their
 /// bytes may differ slightly.
-pub fn merge(previous: &Metadata, remade: Option<&Metadata>, analysis: &Analysis) -> Metadata {
+///
+/// `copy` is the object version the new point came with (the copy's version id and sequencer, from
+/// its event): recorded when known, so that expiring the old version of a versioned bucket is not
+/// taken for the removal of this one, and an older event is still told apart.
+pub fn merge(
+    previous: &Metadata,
+    remade: Option<&Metadata>,
+    analysis: &Analysis,
+    copy: &Version,
+) -> Metadata {
     let mut merged = previous.clone();
+    if copy.version_id.is_some() {
+        merged.source.version_id = copy.version_id.clone();
+    }
+    if copy.sequencer.is_some() {
+        merged.source.sequencer = copy.sequencer.clone();
+    }
     match remade {
         Some(remade) => {
             let names: Vec<&str> = remade
@@ -116,6 +131,15 @@ pub fn merge(previous: &Metadata, remade: Option<&Metadata>, analysis: &Analysis
         }
     }
     merged
+}
+
+/// The object version a new focal point came with (from its S3 event).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version {
+    /// The copy's version id, in a versioned bucket.
+    pub version_id: Option<String>,
+    /// The event's sequencer.
+    pub sequencer: Option<String>,
 }
 
 /// True when `file`, a file of the image's output folder that its document does not list (a

@@ -143,7 +143,12 @@ fn a_refocused_document_equals_a_fresh_one_with_the_new_point() {
     let reuse = analysis(&before.metadata, wanted).unwrap();
     let subset = presets(&set).unwrap();
     let remade = processed(wanted, Some(reuse.clone()), &subset);
-    let merged = merge(&before.metadata, Some(&remade.metadata), &reuse);
+    let merged = merge(
+        &before.metadata,
+        Some(&remade.metadata),
+        &reuse,
+        &Version::default(),
+    );
     let fresh = processed(wanted, None, &set);
     // The presets alone may decode the JPEG at a smaller scale than the whole set: the pixels of a
     // re-made file can differ slightly from a whole-set run's, never its crop, size or key.
@@ -202,7 +207,7 @@ fn a_refocused_document_equals_a_fresh_one_with_the_new_point() {
 fn with_nothing_eager_to_remake_only_the_focus_changes() {
     let before = processed(None, None, &set()).metadata;
     let reuse = analysis(&before, Some(HIGH)).unwrap();
-    let merged = merge(&before, None, &reuse);
+    let merged = merge(&before, None, &reuse, &Version::default());
     assert_eq!(merged.derivatives, before.derivatives);
     assert_eq!(
         merged.focus,
@@ -236,4 +241,26 @@ fn cover_variants_rendered_on_request_are_stale_the_rest_is_not() {
     ] {
         assert!(!stale_on_request(kept, &set), "{kept}");
     }
+}
+
+#[test]
+fn the_document_records_the_version_the_new_point_came_with() {
+    let mut before = processed(None, None, &set()).metadata;
+    before.source.version_id = Some("v1".into());
+    before.source.sequencer = Some("0055AED6DCD90281E5".into());
+    let reuse = analysis(&before, Some(HIGH)).unwrap();
+    let copy = Version {
+        version_id: Some("v2".into()),
+        sequencer: Some("0055AED6DCD90281F0".into()),
+    };
+    let merged = merge(&before, None, &reuse, &copy);
+    assert_eq!(
+        (merged.source.version_id, merged.source.sequencer),
+        (copy.version_id.clone(), copy.sequencer.clone()),
+        "expiring v1 must not be taken for the removal of v2"
+    );
+    // An event without them (an unversioned bucket, a backfill job) keeps what was recorded.
+    let kept = merge(&before, None, &reuse, &Version::default());
+    assert_eq!(kept.source.version_id.as_deref(), Some("v1"));
+    assert_eq!(kept.source.sequencer, before.source.sequencer);
 }
