@@ -119,10 +119,14 @@ pub async fn set(
     ready(metadata.as_ref(), etag.as_deref())?;
     let mut user_metadata: HashMap<String, String> = head.metadata().cloned().unwrap_or_default();
     let current = focus_in(&user_metadata).ok().flatten();
-    let remade: Vec<String> = refocus::presets(&config.presets)
-        .map(|set| set.presets().iter().map(|p| p.name.clone()).collect())
-        .unwrap_or_default();
     in_flight(metadata.as_ref(), current)?;
+    let remade: Vec<String> = config
+        .presets
+        .presets()
+        .iter()
+        .filter(|p| !p.on_request && refocus::follows_manual(p))
+        .map(|p| p.name.clone())
+        .collect();
     let unchanged = current.map(|c| c.to_header()) == Some(focus.to_header());
     let mut body = serde_json::json!({
         "id": id,
@@ -130,11 +134,9 @@ pub async fn set(
         "status_url": status_url,
         "remade": remade,
     });
-    if unchanged
-        && metadata
-            .as_ref()
-            .is_some_and(|m| !refocus::needed(m, Some(focus)))
-    {
+    // The document exists (`ready`) and has the source's point (`in_flight`): the same point
+    // again changes nothing.
+    if unchanged {
         body["changed"] = false.into();
         body["note"] = "the image already has this focal point; nothing to re-make".into();
         return Ok((StatusCode::OK, body));

@@ -288,25 +288,13 @@ impl Handler {
                         unannounced = unannounced.or(Some(failure));
                     }
                     if !replaced.is_empty() {
-                        let dir = format!("{}{}/", self.config.layout.prefix, record.key);
-                        let groups = self.config.presets.edge_groups();
-                        stale.extend(crate::invalidation::paths(
-                            &replaced,
-                            &dir,
-                            groups.keys().map(String::as_str),
-                        ));
+                        stale.extend(self.cdn_paths(&record.key, &replaced));
                     }
                     metadata
                 }
                 Ok(RecordDone::Deleted(tombstone)) => {
                     processed += 1;
-                    let dir = format!("{}{}/", self.config.layout.prefix, tombstone.key);
-                    let groups = self.config.presets.edge_groups();
-                    stale.extend(crate::invalidation::paths(
-                        &tombstone.deleted_keys,
-                        &dir,
-                        groups.keys().map(String::as_str),
-                    ));
+                    stale.extend(self.cdn_paths(&tombstone.key, &tombstone.deleted_keys));
                     if let Err(failure) = self.announce_deletion(&tombstone).await {
                         unannounced = unannounced.or(Some(failure));
                     }

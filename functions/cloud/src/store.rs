@@ -246,11 +246,23 @@ pub async fn put_document(
     metadata: &Metadata,
     cache_control: &str,
 ) -> Result<(), Failure> {
+    s3.put(document_put(bucket, key, metadata, cache_control))
+        .await
+        .map(drop)
+}
+
+/// The PutObject of a metadata document: pretty JSON, its Cache-Control and [`document_tags`].
+fn document_put<'a>(
+    bucket: &'a str,
+    key: &'a str,
+    metadata: &Metadata,
+    cache_control: &'a str,
+) -> Put<'a> {
     let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
     let mut put = Put::new(bucket, key, json, "application/json");
     put.cache_control = Some(cache_control);
     put.metadata = document_tags_of(metadata);
-    s3.put(put).await.map(drop)
+    put
 }
 
 /// [`put_document`] only while the stored document's ETag is still `etag` (If-Match); `Ok(false)`
@@ -263,10 +275,7 @@ pub async fn put_document_if(
     cache_control: &str,
     etag: &str,
 ) -> Result<bool, Failure> {
-    let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
-    let mut put = Put::new(bucket, key, json, "application/json");
-    put.cache_control = Some(cache_control);
-    put.metadata = document_tags_of(metadata);
+    let mut put = document_put(bucket, key, metadata, cache_control);
     put.condition = Some(Condition::IfMatch(etag));
     s3.put(put).await
 }

@@ -213,6 +213,16 @@ impl Analysis {
         }
     }
 
+    /// [`Analysis::focus`] as metadata records it, rounded ([`round4`]).
+    pub fn focus_info(&self) -> crate::metadata::FocusInfo {
+        let (point, source) = self.focus();
+        crate::metadata::FocusInfo {
+            x: round4(point.x),
+            y: round4(point.y),
+            source,
+        }
+    }
+
     /// The image's focus as metadata records it: what `auto` would use, as one point.
     pub fn focus(&self) -> (FocalPoint, FocusSource) {
         match self.subject(Gravity::Auto) {

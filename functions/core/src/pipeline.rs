@@ -24,7 +24,7 @@ use crate::focus::{self, window};
 use crate::focus::{Analysis, FocalPoint};
 use crate::layout::OutputLayout;
 use crate::limits::Limits;
-use crate::metadata::{CropInfo, DerivativeInfo, FocusInfo, Metadata, SourceInfo, Status};
+use crate::metadata::{CropInfo, DerivativeInfo, Metadata, SourceInfo, Status};
 use crate::pixels::Pixels;
 use crate::plan::{Plan, Target, source_is_enough};
 use crate::preset::{Fit, OutputFormat, PresetSet};
@@ -333,12 +333,7 @@ fn aim(plan: &mut Plan, presets: &PresetSet, analysis: &Analysis) {
 }
 
 fn record_focus(metadata: &mut Metadata, analysis: Analysis) {
-    let (point, source) = analysis.focus();
-    metadata.focus = Some(FocusInfo {
-        x: focus::round4(point.x),
-        y: focus::round4(point.y),
-        source,
-    });
+    metadata.focus = Some(analysis.focus_info());
     metadata.faces = Some(analysis.faces);
 }
 

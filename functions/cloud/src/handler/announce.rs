@@ -112,6 +112,14 @@ impl Handler {
     }
 
     /// Invalidates `paths` on the configured distribution (nothing without one, or no paths).
+    /// The CloudFront paths to forget for `keys`, outputs of source `source_key`: each key and the
+    /// source's negotiated group paths ([`crate::invalidation::paths`]).
+    pub(super) fn cdn_paths(&self, source_key: &str, keys: &[String]) -> Vec<String> {
+        let dir = format!("{}{source_key}/", self.config.layout.prefix);
+        let groups = self.config.presets.edge_groups();
+        crate::invalidation::paths(keys, &dir, groups.keys().map(String::as_str))
+    }
+
     pub(super) async fn invalidate(&self, paths: &[String]) -> Result<(), Failure> {
         let (Some(cloudfront), Some(distribution)) = (&self.cdn, &self.config.cdn_distribution_id)
         else {

@@ -257,9 +257,7 @@ impl Handler {
         if follows.is_empty() {
             return Ok(());
         }
-        let dir = format!("{}{}/", self.config.layout.prefix, record.key);
-        let groups = self.config.presets.edge_groups();
-        let paths = crate::invalidation::paths(&follows, &dir, groups.keys().map(String::as_str));
+        let paths = self.cdn_paths(&record.key, &follows);
         self.invalidate(&paths).await
     }
 }

@@ -9,7 +9,7 @@
 //! Every other derivative is left as it is: its bytes, key and ETag do not depend on the focus.
 
 use crate::focus::{Analysis, FocalPoint, FocusSource, Gravity, round4};
-use crate::metadata::{FocusInfo, Metadata};
+use crate::metadata::Metadata;
 use crate::preset::{Fit, Preset, PresetSet};
 
 /// True when `preset`'s crop moves with the app's focal point: a cover crop with gravity `auto`
@@ -121,14 +121,7 @@ pub fn merge(
                 merged.faces = remade.faces.clone();
             }
         }
-        None => {
-            let (point, source) = analysis.focus();
-            merged.focus = Some(FocusInfo {
-                x: round4(point.x),
-                y: round4(point.y),
-                source,
-            });
-        }
+        None => merged.focus = Some(analysis.focus_info()),
     }
     merged
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::metadata::FocusInfo;
 use crate::{Engine, Options, SourceRef, process};
 
 /// Every kind of preset a focus change meets: eager covers that follow the manual point (`auto`,
